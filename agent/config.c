@@ -1,0 +1,467 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "diag.h"
+#include "options.h"
+
+static const char *const log_levels[] = {"err", "warning", "notice", "info", "debug", NULL};
+static const char *const policies[] = {"drop_oldest", "block_inputs", NULL};
+static const char *const syncs[] = {"full", "normal", NULL};
+
+#define A(f) offsetof(struct mt_agent_conf, f)
+const struct mittari_option mt_agent_options[] = {
+    {"id", MITTARI_OPT_STRING, 0, NULL, 0, 0, NULL, A(id),
+     "This agent's name in idempotency keys and logs (default: the host name)."},
+    {"site", MITTARI_OPT_STRING, MITTARI_OPT_REQUIRED, NULL, 0, 0, NULL, A(site),
+     "Site of the readings, e.g. kuusamo-library (inputs may override)."},
+    {"data_dir", MITTARI_OPT_STRING, 0, "/var/lib/mittari", 0, 0, NULL, A(data_dir),
+     "Directory of the log database and the generated pseudonym key."},
+    {"plugin_dir", MITTARI_OPT_STRING, 0, NULL, 0, 0, NULL, A(plugin_dir),
+     "Directory of input plugins (NAME.so); default: the installed one."},
+    {"timezone", MITTARI_OPT_STRING, 0, "Europe/Helsinki", 0, 0, NULL, A(timezone),
+     "Local time zone for reports and query times (IANA name)."},
+    {"secret", MITTARI_OPT_STRING, MITTARI_OPT_SECRET, NULL, 0, 0, NULL, A(secret),
+     "Pseudonymisation key (>= 16 bytes); use secret_file. Default: a key generated in "
+     "data_dir."},
+    {"log_level", MITTARI_OPT_ENUM, 0, "info", 0, 0, log_levels, A(log_level),
+     "Least important messages logged."},
+    {"batch_size", MITTARI_OPT_INT, 0, "10000", 1, 1000000, NULL, A(batch_size),
+     "Most readings committed in one transaction."},
+    {"batch_interval", MITTARI_OPT_DURATION, 0, "100ms", 1, 10000, NULL, A(batch_interval_ms),
+     "Longest a reading waits in memory before it is committed."},
+    {"queue_max", MITTARI_OPT_INT, 0, "262144", 1000, 100000000, NULL, A(queue_max),
+     "Readings waiting for the database before emit refuses more (-EAGAIN)."},
+    {"retention", MITTARI_OPT_DURATION, 0, "30d", 0, 0, NULL, A(retention_ms),
+     "Delivered readings older than this are deleted; 0 = keep until the size cap."},
+    {"max_size", MITTARI_OPT_SIZE, 0, "1GiB", 0, 0, NULL, A(max_size),
+     "Size cap of the log (database pages in use); 0 = no cap."},
+    {"full_policy", MITTARI_OPT_ENUM, 0, "drop_oldest", 0, 0, policies, A(full_policy),
+     "At the cap, after deleting delivered readings: drop the oldest undelivered ones, or "
+     "refuse new readings."},
+    {"sync", MITTARI_OPT_ENUM, 0, "full", 0, 0, syncs, A(sync),
+     "full: a commit survives power loss; normal: faster, may lose the last commits."},
+    {"housekeeping_interval", MITTARI_OPT_DURATION, 0, "1m", 1000, 86400000, NULL,
+     A(housekeeping_ms), "How often retention runs."},
+    {"shutdown_timeout", MITTARI_OPT_DURATION, 0, "10s", 100, 600000, NULL,
+     A(shutdown_timeout_ms), "Longest a stop waits for outputs to deliver what is committed."},
+    {"stats_interval", MITTARI_OPT_DURATION, 0, "1h", 0, 0, NULL, A(stats_interval_ms),
+     "How often a statistics line is logged; 0 = never."},
+    {"workers", MITTARI_OPT_INT, 0, "4", 1, 128, NULL, A(workers),
+     "Worker threads for blocking polls and outputs (read at start only)."},
+    {0},
+};
+#undef A
+
+static const char *const sections[] = {"agent", "inputs", "outputs", "rules"};
+static const char *const input_reserved[] = {"plugin", "site", "tags", "enabled", NULL};
+
+static bool valid_ident(const char *s, bool dots)
+{
+    if (!*s || strlen(s) > 63)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-' || (dots && *s == '.')))
+            return false;
+    return true;
+}
+
+void mt_inst_conf_free(struct mt_inst_conf *ic)
+{
+    if (!ic)
+        return;
+    mt_arena_free(&ic->arena);
+    free(ic);
+}
+
+void mt_config_free(struct mt_config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->ninputs; i++)
+        mt_inst_conf_free(c->inputs[i]);
+    for (size_t i = 0; i < c->noutputs; i++)
+        mt_inst_conf_free(c->outputs[i]);
+    free(c->inputs);
+    free(c->outputs);
+    mt_arena_free(&c->arena);
+    free(c);
+}
+
+static const char *scalar(const struct mt_node *n, const char *what, struct mt_diags *d)
+{
+    if (n && n->type == MT_NODE_SCALAR)
+        return n->str;
+    mt_diags_add(d, n ? &n->pos : NULL, NULL, "%s must be a single value, found %s", what,
+                 n ? mt_node_type_name(n->type) : "nothing");
+    return NULL;
+}
+
+/* Static tags -> canonical JSON object text (keys sorted). */
+static const char *tags_json(struct mt_inst_conf *ic, const struct mt_node *n, const char *what,
+                             struct mt_diags *d)
+{
+    struct mt_arena *a = &ic->arena;
+    struct mt_buf b = {0};
+    const struct mt_pair *sorted[32];
+    size_t k = 0;
+    const char *out;
+
+    if (!n || n->type == MT_NODE_NULL)
+        return "";
+    if (n->type != MT_NODE_MAP) {
+        mt_diags_add(d, &n->pos, "write tags as key: value lines, e.g. theme: liikunta",
+                     "tags of %s must be a mapping, found %s", what, mt_node_type_name(n->type));
+        return NULL;
+    }
+    if (n->npairs > 16) {
+        mt_diags_add(d, &n->pos, NULL, "%s has more than 16 tags", what);
+        return NULL;
+    }
+    for (size_t i = 0; i < n->npairs; i++) {
+        const struct mt_pair *p = &n->pairs[i];
+        if (!valid_ident(p->key, false) || p->value->type != MT_NODE_SCALAR ||
+            strlen(p->value->str) > 128) {
+            mt_diags_add(d, &p->key_pos, "tag keys are letters, digits, _ and -; values short text",
+                         "bad tag '%s' of %s", p->key, what);
+            return NULL;
+        }
+        size_t j = k++;
+        while (j > 0 && strcmp(sorted[j - 1]->key, p->key) > 0) {
+            sorted[j] = sorted[j - 1];
+            j--;
+        }
+        sorted[j] = p;
+    }
+    mt_buf_addc(&b, '{');
+    for (size_t i = 0; i < k; i++) {
+        ic->tags[i].key = mt_arena_strdup(a, sorted[i]->key);
+        ic->tags[i].value = mt_arena_strdup(a, sorted[i]->value->str);
+        ic->ntags = i + 1;
+        if (i)
+            mt_buf_addc(&b, ',');
+        mt_buf_json_str(&b, sorted[i]->key);
+        mt_buf_addc(&b, ':');
+        mt_buf_json_str(&b, sorted[i]->value->str);
+    }
+    mt_buf_addc(&b, '}');
+    out = mt_arena_strdup(a, mt_buf_cstr(&b));
+    mt_buf_free(&b);
+    return out;
+}
+
+static int parse_enabled(const struct mt_node *map, bool *enabled, const char *what,
+                         struct mt_diags *d)
+{
+    const struct mt_node *n = mt_node_get(map, "enabled");
+    *enabled = true;
+    if (!n)
+        return 0;
+    const char *s = scalar(n, "enabled", d);
+    if (!s)
+        return 1;
+    if (mt_parse_bool(s, enabled)) {
+        mt_diags_add(d, &n->pos, "true or false", "'enabled' of %s: '%s' is not a boolean", what,
+                     s);
+        return 1;
+    }
+    return 0;
+}
+
+static struct mt_inst_conf *new_inst(const struct mt_pair *p)
+{
+    struct mt_inst_conf *ic = calloc(1, sizeof(*ic));
+    if (!ic)
+        return NULL;
+    ic->name = mt_arena_strdup(&ic->arena, p->key);
+    ic->pos = p->key_pos;
+    ic->pos.file = mt_arena_strdup(&ic->arena, p->key_pos.file);
+    return ic;
+}
+
+static void finish_canonical(struct mt_inst_conf *ic, const struct mittari_option *table,
+                             const char *prefix)
+{
+    struct mt_buf b = {0};
+    mt_buf_adds(&b, prefix);
+    mt_options_canonical(table, ic->conf, &b);
+    ic->canonical = mt_arena_strdup(&ic->arena, mt_buf_cstr(&b));
+    mt_buf_free(&b);
+}
+
+static struct mt_inst_conf *load_input(const struct mt_config *c, const struct mt_pair *p,
+                                       struct mt_registry *reg, struct mt_diags *d)
+{
+    char what[160], err[700];
+    const struct mt_node *map = p->value;
+    size_t before = d->n;
+    struct mt_inst_conf *ic;
+
+    snprintf(what, sizeof(what), "input '%s'", p->key);
+    if (!valid_ident(p->key, true)) {
+        mt_diags_add(d, &p->key_pos, "names are letters, digits, _, - and ., at most 63",
+                     "bad input name '%s'", p->key);
+        return NULL;
+    }
+    if (map->type != MT_NODE_MAP) {
+        mt_diags_add(d, &map->pos, "give at least 'plugin: NAME' under the input name",
+                     "%s must be a mapping of options, found %s", what,
+                     mt_node_type_name(map->type));
+        return NULL;
+    }
+    const struct mt_node *pn = mt_node_get(map, "plugin");
+    if (!pn) {
+        mt_diags_add(d, &p->key_pos, "add 'plugin: NAME'; 'mittari plugins' lists them",
+                     "%s has no 'plugin'", what);
+        return NULL;
+    }
+    const char *pname = scalar(pn, "plugin", d);
+    if (!pname)
+        return NULL;
+    const struct mt_plugin *pl;
+    if (mt_registry_get(reg, pname, &pl, err, sizeof(err))) {
+        mt_diags_add(d, &pn->pos, "'mittari plugins' lists the installed plugins", "%s: %s", what,
+                     err);
+        return NULL;
+    }
+    ic = new_inst(p);
+    if (!ic)
+        return NULL;
+    ic->plugin = mt_arena_strdup(&ic->arena, pname);
+    ic->plugin_ref = pl;
+    snprintf(what, sizeof(what), "input '%s' (plugin %s)", p->key, pname);
+    const struct mt_node *sn = mt_node_get(map, "site");
+    ic->site = c->agent.site;
+    if (sn) {
+        const char *s = scalar(sn, "site", d);
+        if (s && !valid_ident(s, true))
+            mt_diags_add(d, &sn->pos, "letters, digits, _, - and .", "bad site name '%s'", s);
+        else if (s)
+            ic->site = s;
+    }
+    ic->site = mt_arena_strdup(&ic->arena, ic->site ? ic->site : "");
+    ic->tags_json = tags_json(ic, mt_node_get(map, "tags"), what, d);
+    parse_enabled(map, &ic->enabled, what, d);
+    ic->conf = mt_arena_alloc(&ic->arena, pl->desc->config_size ? pl->desc->config_size : 1);
+    struct mt_optset os = {pl->desc->options, pl->desc->config_size, what, input_reserved, false};
+    mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
+    if (d->n != before || !ic->conf || !ic->tags_json) {
+        mt_inst_conf_free(ic);
+        return NULL;
+    }
+    char prefix[600];
+    snprintf(prefix, sizeof(prefix), "plugin=%s\nsite=%s\ntags=%s\nenabled=%d\n", pname, ic->site,
+             ic->tags_json, ic->enabled);
+    finish_canonical(ic, pl->desc->options, prefix);
+    return ic;
+}
+
+static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags *d)
+{
+    char what[160];
+    const struct mt_node *map = p->value;
+    size_t before = d->n;
+    struct mt_inst_conf *ic;
+    const char *reserved[64];
+    size_t nr = 0;
+
+    snprintf(what, sizeof(what), "output '%s'", p->key);
+    if (!valid_ident(p->key, true)) {
+        mt_diags_add(d, &p->key_pos, "names are letters, digits, _, - and ., at most 63",
+                     "bad output name '%s'", p->key);
+        return NULL;
+    }
+    if (map->type != MT_NODE_MAP) {
+        mt_diags_add(d, &map->pos, "give at least 'type: file' under the output name",
+                     "%s must be a mapping of options, found %s", what,
+                     mt_node_type_name(map->type));
+        return NULL;
+    }
+    const struct mt_node *tn = mt_node_get(map, "type");
+    if (!tn) {
+        mt_diags_add(d, &p->key_pos, "add 'type: file'", "%s has no 'type'", what);
+        return NULL;
+    }
+    const char *tname = scalar(tn, "type", d);
+    if (!tname)
+        return NULL;
+    const struct mt_output_type *t = mt_output_type_find(tname);
+    if (!t) {
+        const char *names[16];
+        size_t n = 0;
+        char hint[200];
+        for (; mt_output_types[n] && n < 16; n++)
+            names[n] = mt_output_types[n]->name;
+        const char *best = mt_did_you_mean(tname, names, n);
+        if (best)
+            snprintf(hint, sizeof(hint), "did you mean '%s'?", best);
+        else
+            snprintf(hint, sizeof(hint), "'mittari plugins' lists the output types");
+        mt_diags_add(d, &tn->pos, hint, "%s: unknown output type '%s'", what, tname);
+        return NULL;
+    }
+    ic = new_inst(p);
+    if (!ic)
+        return NULL;
+    ic->plugin = mt_arena_strdup(&ic->arena, tname);
+    ic->otype = t;
+    snprintf(what, sizeof(what), "output '%s' (type %s)", p->key, tname);
+    parse_enabled(map, &ic->enabled, what, d);
+    reserved[nr++] = "type";
+    reserved[nr++] = "enabled";
+    for (const struct mittari_option *o = mt_output_common_options; o->name && nr < 62; o++)
+        reserved[nr++] = o->name;
+    reserved[nr] = NULL;
+    ic->conf = mt_arena_alloc(&ic->arena, t->config_size ? t->config_size : 1);
+    struct mt_optset os = {t->options, t->config_size, what, reserved, false};
+    mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
+    /* the common options: unknown keys were reported above */
+    struct mt_optset cs = {mt_output_common_options, sizeof(ic->common), what, NULL, true};
+    mt_options_apply(&cs, &ic->common, map, &ic->pos, &ic->arena, d);
+    if (d->n == before && ic->common.retry_min_ms > ic->common.retry_max_ms)
+        mt_diags_add(d, &ic->pos, NULL, "%s: retry_min is longer than retry_max", what);
+    if (d->n != before || !ic->conf) {
+        mt_inst_conf_free(ic);
+        return NULL;
+    }
+    struct mt_buf b = {0};
+    mt_buf_printf(&b, "type=%s\nenabled=%d\n", tname, ic->enabled);
+    mt_options_canonical(mt_output_common_options, &ic->common, &b);
+    finish_canonical(ic, t->options, mt_buf_cstr(&b));
+    mt_buf_free(&b);
+    return ic;
+}
+
+static void load_instances(struct mt_config *c, const struct mt_pair *sec, bool inputs,
+                           struct mt_registry *reg, struct mt_diags *d)
+{
+    const struct mt_node *n = sec->value;
+
+    if (n->type == MT_NODE_NULL)
+        return;
+    if (n->type != MT_NODE_MAP) {
+        mt_diags_add(d, &n->pos, "name each instance: 'lobby: {plugin: sim}'",
+                     "'%s' must be a mapping of named instances, found %s", sec->key,
+                     mt_node_type_name(n->type));
+        return;
+    }
+    struct mt_inst_conf ***v = inputs ? &c->inputs : &c->outputs;
+    size_t *nv = inputs ? &c->ninputs : &c->noutputs;
+    *v = calloc(n->npairs ? n->npairs : 1, sizeof(**v));
+    if (!*v)
+        return;
+    for (size_t i = 0; i < n->npairs; i++) {
+        struct mt_inst_conf *ic = inputs ? load_input(c, &n->pairs[i], reg, d)
+                                         : load_output(&n->pairs[i], d);
+        if (ic)
+            (*v)[(*nv)++] = ic;
+    }
+}
+
+static void check_agent(struct mt_config *c, const struct mt_node *an, struct mt_diags *d)
+{
+    struct mt_agent_conf *a = &c->agent;
+    char path[512];
+
+    if (a->site && !valid_ident(a->site, true)) {
+        const struct mt_node *sn = mt_node_get(an, "site");
+        mt_diags_add(d, sn ? &sn->pos : NULL, "letters, digits, _, - and ., at most 63",
+                     "bad site name '%s'", a->site);
+    }
+    if (!a->id) {
+        char host[256] = "mittari";
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = 0;
+        a->id = mt_arena_strdup(&c->arena, host);
+    } else if (!valid_ident(a->id, true)) {
+        const struct mt_node *n = mt_node_get(an, "id");
+        mt_diags_add(d, n ? &n->pos : NULL, "letters, digits, _, - and ., at most 63",
+                     "bad agent id '%s'", a->id);
+    }
+    snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", a->timezone);
+    if (strstr(a->timezone, "..") || access(path, R_OK) != 0) {
+        const struct mt_node *n = mt_node_get(an, "timezone");
+        mt_diags_add(d, n ? &n->pos : NULL, "an IANA name such as Europe/Helsinki (package tzdata)",
+                     "unknown time zone '%s'", a->timezone);
+    }
+    if (a->secret && strlen(a->secret) < 16) {
+        const struct mt_node *n = mt_node_get(an, "secret");
+        if (!n)
+            n = mt_node_get(an, "secret_file");
+        mt_diags_add(d, n ? &n->pos : NULL, "use 32 random bytes, e.g. openssl rand -hex 32",
+                     "the pseudonymisation secret is shorter than 16 bytes");
+    }
+}
+
+int mt_config_load(struct mt_config **out, const char *path, const char *plugin_dir_override,
+                   struct mt_registry *reg, struct mt_diags *d)
+{
+    struct mt_cfgdoc doc;
+    struct mt_config *c = calloc(1, sizeof(*c));
+    size_t before = d->n;
+
+    *out = c;
+    if (!c)
+        return -ENOMEM;
+    mt_cfgdoc_init(&doc);
+    mt_cfg_load(&doc, path, d);
+    const struct mt_node *root = doc.root;
+
+    for (size_t i = 0; root && i < root->npairs; i++) {
+        const struct mt_pair *p = &root->pairs[i];
+        bool known = false;
+        for (size_t j = 0; j < MT_ARRAY_SIZE(sections); j++)
+            known |= strcmp(p->key, sections[j]) == 0;
+        if (!known) {
+            const char *best = mt_did_you_mean(p->key, sections, MT_ARRAY_SIZE(sections));
+            char hint[120];
+            snprintf(hint, sizeof(hint), best ? "did you mean '%s'?" : "sections are: %s",
+                     best ? best : "agent, inputs, outputs, rules");
+            mt_diags_add(d, &p->key_pos, hint, "unknown section '%s'", p->key);
+        }
+    }
+    const struct mt_pair *ap = mt_node_pair(root, "agent");
+    struct mt_pos where = {path, 0, 0};
+    if (ap && ap->value->type != MT_NODE_MAP && ap->value->type != MT_NODE_NULL) {
+        mt_diags_add(d, &ap->value->pos, NULL, "'agent' must be a mapping, found %s",
+                     mt_node_type_name(ap->value->type));
+    } else {
+        struct mt_optset os = {mt_agent_options, sizeof(c->agent), "the agent section", NULL,
+                               false};
+        if (ap)
+            where = ap->key_pos;
+        mt_options_apply(&os, &c->agent, ap ? ap->value : NULL, &where, &c->arena, d);
+    }
+    c->agent.log_level += MT_ERR; /* enum index -> syslog priority */
+    if (c->agent.site)
+        check_agent(c, ap ? ap->value : NULL, d);
+
+    const char *pdir = plugin_dir_override ? plugin_dir_override
+                       : c->agent.plugin_dir ? c->agent.plugin_dir
+                                             : mt_default_plugin_dir();
+    c->agent.plugin_dir = mt_arena_strdup(&c->arena, pdir);
+    if (!reg->dir)
+        mt_registry_init(reg, pdir);
+    else if (strcmp(reg->dir, pdir) != 0)
+        mt_diags_add(d, &where, "restart the agent to load plugins from another directory",
+                     "plugin_dir changed from %s to %s", reg->dir, pdir);
+
+    const struct mt_pair *ip = mt_node_pair(root, "inputs");
+    if (ip)
+        load_instances(c, ip, true, reg, d);
+    const struct mt_pair *op = mt_node_pair(root, "outputs");
+    if (op)
+        load_instances(c, op, false, reg, d);
+    const struct mt_pair *rp = mt_node_pair(root, "rules");
+    if (rp && rp->value->type != MT_NODE_NULL &&
+        !(rp->value->type == MT_NODE_MAP && rp->value->npairs == 0))
+        mt_diags_add(d, &rp->key_pos, "remove the rules section for now",
+                     "rules: this version of mittari has no rule engine yet");
+    mt_cfgdoc_free(&doc);
+    return d->n == before ? 0 : MITTARI_ECONFIG;
+}

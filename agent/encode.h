@@ -1,0 +1,29 @@
+/*
+ * encode: one reading -> one JSON Lines record or one CSV row. Shared by the
+ * file output and the query command so both speak the same documented
+ * format (docs/formats.md). Pure; any thread; one encoder per thread.
+ */
+#ifndef MT_ENCODE_H
+#define MT_ENCODE_H
+
+#include "log.h"
+#include "series.h"
+#include "util.h"
+
+enum { MT_FMT_JSONL = 0, MT_FMT_CSV = 1 };
+
+struct mt_encoder {
+    int fmt;
+    int64_t sec;        /* cache: the second last formatted */
+    char sec_text[64];  /* "2026-11-25T15:25:44" */
+};
+
+void mt_encoder_init(struct mt_encoder *e, int fmt);
+/* CSV header line ("" for JSON Lines). */
+int mt_encode_header(struct mt_encoder *e, struct mt_buf *b);
+/* s may be NULL (unknown series): fields are then empty. */
+int mt_encode_row(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
+                  const struct mt_series_info *s);
+const char *mt_kind_name(int kind);
+
+#endif

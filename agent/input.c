@@ -1,0 +1,634 @@
+#include "input.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+#include "normalize.h"
+#include "util.h"
+
+#define COMPLAIN_US (600 * 1000000LL)
+#define MAX_TAGS 8
+
+enum handle_kind { H_TIMER, H_WATCH, H_POLL };
+
+struct hlink {
+    struct hlink *prev, *next;
+    int kind;
+};
+
+struct mittari_timer {
+    struct hlink link; /* first: the list holds hlink pointers */
+    uv_timer_t t;
+    struct mittari_ctx *ctx;
+    mittari_timer_cb cb;
+    void *arg;
+};
+
+struct mittari_watch {
+    struct hlink link;
+    uv_poll_t p;
+    struct mittari_ctx *ctx;
+    mittari_fd_cb cb;
+    void *arg;
+    int fd;
+};
+
+struct mittari_poll {
+    struct hlink link;
+    uv_timer_t t;
+    uv_work_t work;
+    struct mittari_ctx *ctx;
+    mittari_work_cb work_cb;
+    mittari_done_cb done_cb;
+    void *arg;
+    int result;
+    bool busy, stopped, timer_closed;
+};
+
+struct mittari_ctx {
+    struct mt_input_env env;
+    struct mt_inst_conf *ic;
+    const struct mittari_plugin *desc;
+    void *state;
+    char module[128];
+    _Atomic int running;
+    struct hlink handles; /* list head */
+    int pending_close;    /* handles whose close callback has not run */
+    int polls_busy;
+    bool stopping;
+    void (*stopped_cb)(void *arg);
+    void *stopped_arg;
+
+    pthread_mutex_t lock; /* health, complaints */
+    int health;
+    char reason[160];
+    struct mt_complain c_invalid, c_refused;
+    _Atomic uint64_t emitted, refused, invalid, polls_skipped;
+};
+
+static void link_add(struct mittari_ctx *ctx, struct hlink *l, int kind)
+{
+    l->kind = kind;
+    l->next = ctx->handles.next;
+    l->prev = &ctx->handles;
+    ctx->handles.next->prev = l;
+    ctx->handles.next = l;
+}
+
+static void link_del(struct hlink *l)
+{
+    if (!l->next)
+        return;
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->next = l->prev = NULL;
+}
+
+static void maybe_finish_stop(struct mittari_ctx *ctx);
+
+/* ---- emit (any thread) ---- */
+
+static bool valid_name(const char *s, size_t max)
+{
+    size_t n = 0;
+    if (!s || !*s)
+        return false;
+    for (; *s; s++, n++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '.' || *s == ':' || *s == '-'))
+            return false;
+    return n <= max;
+}
+
+static bool valid_text(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; *s; s++, n++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return n <= max;
+}
+
+static void invalid(struct mittari_ctx *ctx, const char *why)
+{
+    atomic_fetch_add(&ctx->invalid, 1);
+    pthread_mutex_lock(&ctx->lock);
+    mt_complain(&ctx->c_invalid, MT_WARNING, ctx->module, COMPLAIN_US, "reading refused: %s",
+                why);
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+/* Static tags merged with the reading's (the reading's win), as canonical
+ * JSON. 0 or -EINVAL. */
+static int merge_tags(struct mittari_ctx *ctx, const struct mittari_reading *r, char *out,
+                      size_t len)
+{
+    struct mittari_tag all[16 + MAX_TAGS];
+    size_t n = 0;
+    struct mt_buf b = {0};
+
+    for (size_t i = 0; i < r->ntags; i++) {
+        const struct mittari_tag *t = &r->tags[i];
+        if (!t->key || !t->value || !valid_name(t->key, 32) || !valid_text(t->value, 128))
+            return -EINVAL;
+        all[n++] = *t;
+    }
+    for (size_t i = 0; i < ctx->ic->ntags; i++) {
+        bool over = false;
+        for (size_t j = 0; j < r->ntags; j++)
+            over |= strcmp(r->tags[j].key, ctx->ic->tags[i].key) == 0;
+        if (!over)
+            all[n++] = ctx->ic->tags[i];
+    }
+    for (size_t i = 1; i < n; i++) {
+        struct mittari_tag t = all[i];
+        size_t j = i;
+        while (j > 0 && strcmp(all[j - 1].key, t.key) > 0) {
+            all[j] = all[j - 1];
+            j--;
+        }
+        if (j > 0 && strcmp(all[j - 1].key, t.key) == 0)
+            return -EINVAL; /* the same key twice in one reading */
+        all[j] = t;
+    }
+    mt_buf_addc(&b, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            mt_buf_addc(&b, ',');
+        mt_buf_json_str(&b, all[i].key);
+        mt_buf_addc(&b, ':');
+        mt_buf_json_str(&b, all[i].value);
+    }
+    mt_buf_addc(&b, '}');
+    int rc = b.len < len ? 0 : -EINVAL;
+    if (!rc)
+        memcpy(out, b.p, b.len + 1);
+    mt_buf_free(&b);
+    return rc;
+}
+
+static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
+{
+    struct mt_rec rec;
+    char tags[2048];
+    struct mt_series_info key;
+    int rc;
+
+    if (!atomic_load_explicit(&ctx->running, memory_order_acquire))
+        return MITTARI_ESTOPPED;
+    if (!r || r->size < sizeof(struct mittari_reading)) {
+        invalid(ctx, "struct mittari_reading too small (use MITTARI_READING_INIT)");
+        return MITTARI_EREADING;
+    }
+    if (!valid_name(r->metric, 63)) {
+        invalid(ctx, "metric missing or not [A-Za-z0-9_.:-]{1,63}");
+        return MITTARI_EREADING;
+    }
+    if (r->device && !valid_name(r->device, 63)) {
+        invalid(ctx, "device not [A-Za-z0-9_.:-]{1,63}");
+        return MITTARI_EREADING;
+    }
+    if (r->unit && !valid_text(r->unit, 31)) {
+        invalid(ctx, "unit longer than 31 bytes or with control characters");
+        return MITTARI_EREADING;
+    }
+    if (r->kind < MITTARI_KIND_DELTA || r->kind > MITTARI_KIND_EVENT) {
+        invalid(ctx, "unknown kind");
+        return MITTARI_EREADING;
+    }
+    memset(&rec, 0, sizeof(rec));
+    rec.kind = (uint8_t)r->kind;
+    if (r->kind == MITTARI_KIND_CUMULATIVE) {
+        unsigned bits = r->counter_bits ? r->counter_bits : 64;
+        if (bits > 64 || r->counter > mt_norm_mask(bits)) {
+            invalid(ctx, "counter wider than counter_bits");
+            return MITTARI_EREADING;
+        }
+        rec.bits = (uint8_t)bits;
+        rec.counter = r->counter;
+    } else if (!isfinite(r->value)) {
+        invalid(ctx, "value is not a finite number");
+        return MITTARI_EREADING;
+    } else {
+        rec.value = r->value;
+    }
+    if (r->ntags > MAX_TAGS || (r->ntags && !r->tags)) {
+        invalid(ctx, "more than 8 tags");
+        return MITTARI_EREADING;
+    }
+    if (r->subject_id) {
+        const char *space = r->subject_space ? r->subject_space : "id";
+        if (!r->subject_id_len || r->subject_id_len > 64 || !valid_name(space, 32)) {
+            invalid(ctx, "subject_id empty or longer than 64 bytes, or bad subject_space");
+            return MITTARI_EREADING;
+        }
+        if (mt_pseudo_make(ctx->env.pseudo, space, r->subject_id, r->subject_id_len,
+                           rec.subject)) {
+            invalid(ctx, "cannot pseudonymise the subject");
+            return MITTARI_EREADING;
+        }
+    }
+    key = (struct mt_series_info){
+        .kind = r->kind,
+        .bits = rec.bits,
+        .site = ctx->ic->site,
+        .device = r->device ? r->device : ctx->ic->name,
+        .metric = r->metric,
+        .unit = r->unit ? r->unit : "",
+        .tags = ctx->ic->tags_json,
+    };
+    if (r->ntags) {
+        if (merge_tags(ctx, r, tags, sizeof(tags))) {
+            invalid(ctx, "bad tag (key [A-Za-z0-9_.:-]{1,32}, value <= 128 bytes, keys unique)");
+            return MITTARI_EREADING;
+        }
+        key.tags = tags;
+    }
+    rc = mt_series_intern(ctx->env.series, &key, &rec.series);
+    if (rc) {
+        invalid(ctx, rc == -ENOSPC ? "too many series" : "out of memory");
+        return rc;
+    }
+    rec.ts = r->ts_us ? r->ts_us : mt_now_us();
+    rc = mt_writer_push(ctx->env.writer, &rec);
+    if (rc) {
+        atomic_fetch_add_explicit(&ctx->refused, 1, memory_order_relaxed);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&ctx->emitted, 1, memory_order_relaxed);
+    return 0;
+}
+
+static void host_log(struct mittari_ctx *ctx, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mt_diagv(level, ctx->module, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t host_now(struct mittari_ctx *ctx)
+{
+    (void)ctx;
+    return mt_now_us();
+}
+
+static const char *host_instance_name(struct mittari_ctx *ctx)
+{
+    return ctx->ic->name;
+}
+
+static void host_set_health(struct mittari_ctx *ctx, int health, const char *reason)
+{
+    static const char *const names[] = {"up", "degraded", "down"};
+    if (health < MITTARI_HEALTH_UP || health > MITTARI_HEALTH_DOWN)
+        return;
+    pthread_mutex_lock(&ctx->lock);
+    int old = ctx->health;
+    ctx->health = health;
+    snprintf(ctx->reason, sizeof(ctx->reason), "%s", reason ? reason : "");
+    pthread_mutex_unlock(&ctx->lock);
+    if (old != health)
+        mt_diag(health == MITTARI_HEALTH_UP ? MT_NOTICE : MT_WARNING, ctx->module,
+                "device %s%s%s", names[health], reason && *reason ? ": " : "",
+                reason ? reason : "");
+}
+
+/* ---- timers ---- */
+
+static void timer_fire(uv_timer_t *t)
+{
+    struct mittari_timer *tm = t->data;
+    tm->cb(tm->arg);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct hlink *l = h->data;
+    struct mittari_ctx *ctx = NULL;
+    switch (l->kind) {
+    case H_TIMER: ctx = ((struct mittari_timer *)l)->ctx; break;
+    case H_WATCH: ctx = ((struct mittari_watch *)l)->ctx; break;
+    case H_POLL: ctx = ((struct mittari_poll *)l)->ctx; break;
+    }
+    free(l);
+    ctx->pending_close--;
+    maybe_finish_stop(ctx);
+}
+
+static int host_timer_start(struct mittari_ctx *ctx, uint64_t timeout_ms, uint64_t repeat_ms,
+                            mittari_timer_cb cb, void *arg, struct mittari_timer **out)
+{
+    struct mittari_timer *tm;
+
+    if (ctx->stopping || !cb)
+        return ctx->stopping ? MITTARI_ESTOPPED : -EINVAL;
+    tm = calloc(1, sizeof(*tm));
+    if (!tm)
+        return -ENOMEM;
+    tm->ctx = ctx;
+    tm->cb = cb;
+    tm->arg = arg;
+    uv_timer_init(ctx->env.loop, &tm->t);
+    tm->t.data = tm;
+    link_add(ctx, &tm->link, H_TIMER);
+    uv_timer_start(&tm->t, timer_fire, timeout_ms, repeat_ms);
+    if (out)
+        *out = tm;
+    return 0;
+}
+
+static void close_timer(struct mittari_timer *tm)
+{
+    link_del(&tm->link);
+    tm->t.data = &tm->link;
+    tm->ctx->pending_close++;
+    uv_close((uv_handle_t *)&tm->t, handle_closed);
+}
+
+static void host_timer_stop(struct mittari_timer *tm)
+{
+    if (tm && tm->link.next)
+        close_timer(tm);
+}
+
+/* ---- fd watches ---- */
+
+static void watch_fire(uv_poll_t *p, int status, int events)
+{
+    struct mittari_watch *w = p->data;
+    int ev = 0;
+    if (status < 0 || (events & UV_DISCONNECT))
+        ev |= MITTARI_FD_ERROR;
+    if (events & UV_READABLE)
+        ev |= MITTARI_FD_READ;
+    if (events & UV_WRITABLE)
+        ev |= MITTARI_FD_WRITE;
+    w->cb(w->arg, w->fd, ev);
+}
+
+static int host_fd_watch(struct mittari_ctx *ctx, int fd, int events, mittari_fd_cb cb, void *arg,
+                         struct mittari_watch **out)
+{
+    struct mittari_watch *w;
+    int uvev = 0, rc;
+
+    if (ctx->stopping)
+        return MITTARI_ESTOPPED;
+    if (fd < 0 || !cb || !(events & (MITTARI_FD_READ | MITTARI_FD_WRITE)))
+        return -EINVAL;
+    w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    rc = uv_poll_init(ctx->env.loop, &w->p, fd);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    w->ctx = ctx;
+    w->cb = cb;
+    w->arg = arg;
+    w->fd = fd;
+    w->p.data = w;
+    link_add(ctx, &w->link, H_WATCH);
+    if (events & MITTARI_FD_READ)
+        uvev |= UV_READABLE | UV_DISCONNECT;
+    if (events & MITTARI_FD_WRITE)
+        uvev |= UV_WRITABLE;
+    uv_poll_start(&w->p, uvev, watch_fire);
+    if (out)
+        *out = w;
+    return 0;
+}
+
+static void close_watch(struct mittari_watch *w)
+{
+    link_del(&w->link);
+    uv_poll_stop(&w->p);
+    w->p.data = &w->link;
+    w->ctx->pending_close++;
+    uv_close((uv_handle_t *)&w->p, handle_closed);
+}
+
+static void host_fd_unwatch(struct mittari_watch *w)
+{
+    if (w && w->link.next)
+        close_watch(w);
+}
+
+/* ---- polls on workers ---- */
+
+static void poll_work(uv_work_t *req)
+{
+    struct mittari_poll *p = req->data;
+    p->result = p->work_cb(p->arg);
+}
+
+static void close_poll_timer(struct mittari_poll *p)
+{
+    if (p->timer_closed)
+        return;
+    p->timer_closed = true;
+    p->t.data = &p->link;
+    p->ctx->pending_close++;
+    uv_close((uv_handle_t *)&p->t, handle_closed);
+}
+
+static void poll_after(uv_work_t *req, int status)
+{
+    struct mittari_poll *p = req->data;
+    struct mittari_ctx *ctx = p->ctx;
+
+    (void)status;
+    p->busy = false;
+    ctx->polls_busy--;
+    if (p->stopped) {
+        close_poll_timer(p);
+        return;
+    }
+    if (p->done_cb)
+        p->done_cb(p->arg, p->result);
+}
+
+static void poll_fire(uv_timer_t *t)
+{
+    struct mittari_poll *p = t->data;
+    if (p->busy) {
+        atomic_fetch_add(&p->ctx->polls_skipped, 1);
+        return;
+    }
+    p->busy = true;
+    p->ctx->polls_busy++;
+    p->work.data = p;
+    int rc = uv_queue_work(p->ctx->env.loop, &p->work, poll_work, poll_after);
+    if (rc) {
+        p->busy = false;
+        p->ctx->polls_busy--;
+        mt_diag(MT_ERR, p->ctx->module, "cannot queue poll: %s", uv_strerror(rc));
+    }
+}
+
+static int host_poll_start(struct mittari_ctx *ctx, uint64_t interval_ms, mittari_work_cb work,
+                           mittari_done_cb done, void *arg, struct mittari_poll **out)
+{
+    struct mittari_poll *p;
+
+    if (ctx->stopping)
+        return MITTARI_ESTOPPED;
+    if (!work || interval_ms == 0)
+        return -EINVAL;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->ctx = ctx;
+    p->work_cb = work;
+    p->done_cb = done;
+    p->arg = arg;
+    uv_timer_init(ctx->env.loop, &p->t);
+    p->t.data = p;
+    link_add(ctx, &p->link, H_POLL);
+    uv_timer_start(&p->t, poll_fire, 0, interval_ms);
+    if (out)
+        *out = p;
+    return 0;
+}
+
+static void stop_poll(struct mittari_poll *p)
+{
+    link_del(&p->link);
+    p->stopped = true;
+    uv_timer_stop(&p->t);
+    if (!p->busy)
+        close_poll_timer(p);
+}
+
+static void host_poll_stop(struct mittari_poll *p)
+{
+    if (p && p->link.next)
+        stop_poll(p);
+}
+
+const struct mittari_host mt_host_api = {
+    .abi_version = MITTARI_ABI_VERSION,
+    .size = sizeof(struct mittari_host),
+    .emit = host_emit,
+    .log = host_log,
+    .now = host_now,
+    .timer_start = host_timer_start,
+    .timer_stop = host_timer_stop,
+    .fd_watch = host_fd_watch,
+    .fd_unwatch = host_fd_unwatch,
+    .poll_start = host_poll_start,
+    .poll_stop = host_poll_stop,
+    .set_health = host_set_health,
+    .instance_name = host_instance_name,
+};
+
+/* ---- lifecycle (loop thread) ---- */
+
+static void free_ctx(struct mittari_ctx *ctx)
+{
+    pthread_mutex_destroy(&ctx->lock);
+    mt_inst_conf_free(ctx->ic);
+    free(ctx);
+}
+
+int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
+                    struct mt_inst_conf *ic, char *err, size_t errlen)
+{
+    struct mittari_ctx *ctx = calloc(1, sizeof(*ctx));
+    int rc;
+
+    *out = NULL;
+    if (!ctx) {
+        mt_inst_conf_free(ic);
+        return -ENOMEM;
+    }
+    ctx->env = *env;
+    ctx->ic = ic;
+    ctx->desc = ic->plugin_ref->desc;
+    ctx->handles.next = ctx->handles.prev = &ctx->handles;
+    pthread_mutex_init(&ctx->lock, NULL);
+    snprintf(ctx->module, sizeof(ctx->module), "input %s[%s]", ic->plugin, ic->name);
+    rc = ctx->desc->create(&mt_host_api, ctx, ic->conf, &ctx->state);
+    if (rc) {
+        snprintf(err, errlen, "create failed: %s",
+                 mittari_strerror_own(rc) ? mittari_strerror_own(rc) : strerror(-rc));
+        free_ctx(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return 0;
+}
+
+int mt_input_start(struct mittari_ctx *ctx)
+{
+    atomic_store(&ctx->running, 1);
+    int rc = ctx->desc->start(ctx->state);
+    if (rc)
+        mt_diag(MT_ERR, ctx->module, "start failed: %s",
+                mittari_strerror_own(rc) ? mittari_strerror_own(rc) : strerror(-rc));
+    return rc;
+}
+
+static void maybe_finish_stop(struct mittari_ctx *ctx)
+{
+    if (!ctx->stopping || ctx->pending_close || ctx->polls_busy ||
+        ctx->handles.next != &ctx->handles)
+        return;
+    atomic_store(&ctx->running, 0);
+    if (ctx->state)
+        ctx->desc->destroy(ctx->state);
+    ctx->state = NULL;
+    void (*cb)(void *) = ctx->stopped_cb;
+    void *arg = ctx->stopped_arg;
+    free_ctx(ctx);
+    if (cb)
+        cb(arg);
+}
+
+void mt_input_stop(struct mittari_ctx *ctx, void (*done)(void *arg), void *arg)
+{
+    ctx->stopped_cb = done;
+    ctx->stopped_arg = arg;
+    if (atomic_load(&ctx->running))
+        ctx->desc->stop(ctx->state);
+    ctx->stopping = true;
+    while (ctx->handles.next != &ctx->handles) {
+        struct hlink *l = ctx->handles.next;
+        switch (l->kind) {
+        case H_TIMER: close_timer((struct mittari_timer *)l); break;
+        case H_WATCH: close_watch((struct mittari_watch *)l); break;
+        case H_POLL: stop_poll((struct mittari_poll *)l); break;
+        }
+    }
+    maybe_finish_stop(ctx);
+}
+
+const struct mt_inst_conf *mt_input_conf(const struct mittari_ctx *ctx)
+{
+    return ctx->ic;
+}
+
+void mt_input_get_stats(struct mittari_ctx *ctx, struct mt_input_stats *st)
+{
+    st->emitted = atomic_load(&ctx->emitted);
+    st->refused = atomic_load(&ctx->refused);
+    st->invalid = atomic_load(&ctx->invalid);
+    st->polls_skipped = atomic_load(&ctx->polls_skipped);
+}
+
+int mt_input_health(struct mittari_ctx *ctx, char *reason, size_t len)
+{
+    pthread_mutex_lock(&ctx->lock);
+    int h = ctx->health;
+    snprintf(reason, len, "%s", ctx->reason);
+    pthread_mutex_unlock(&ctx->lock);
+    return h;
+}

@@ -1,0 +1,54 @@
+/*
+ * input: one running input plugin instance (struct mittari_ctx) and the host
+ * API it is given: timers, fd watches, polls on worker threads, emit, log,
+ * health.
+ *
+ * Owns the instance's config (struct mt_inst_conf), the plugin state and
+ * every handle the plugin opened through the host, which it closes itself
+ * when the instance stops, so a plugin never has to get libuv's asynchronous
+ * close right. Lifecycle functions run on the loop thread; emit, log, now,
+ * set_health and instance_name are safe from any thread.
+ *
+ * Emit validates the reading, pseudonymises subject_id (the raw identifier
+ * goes no further than the keyed hash), merges the instance's static tags,
+ * interns the series and queues the reading for the writer. It never
+ * blocks on I/O.
+ */
+#ifndef MT_INPUT_H
+#define MT_INPUT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include <mittari/mittari.h>
+
+#include "config.h"
+#include "pseudo.h"
+#include "series.h"
+#include "writer.h"
+
+struct mt_input_env {
+    uv_loop_t *loop;
+    struct mt_writer *writer;
+    struct mt_series_reg *series;
+    const struct mt_pseudo *pseudo;
+};
+
+struct mt_input_stats {
+    uint64_t emitted, refused, invalid, polls_skipped;
+};
+
+extern const struct mittari_host mt_host_api;
+
+/* Takes ownership of ic, even on error. Calls the plugin's create(). */
+int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
+                    struct mt_inst_conf *ic, char *err, size_t errlen);
+int mt_input_start(struct mittari_ctx *ctx);
+/* Calls the plugin's stop(), closes what it left open, waits for polls in
+ * flight, calls destroy() and frees the instance; then done(arg). */
+void mt_input_stop(struct mittari_ctx *ctx, void (*done)(void *arg), void *arg);
+const struct mt_inst_conf *mt_input_conf(const struct mittari_ctx *ctx);
+void mt_input_get_stats(struct mittari_ctx *ctx, struct mt_input_stats *st);
+int mt_input_health(struct mittari_ctx *ctx, char *reason, size_t len);
+
+#endif

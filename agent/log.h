@@ -1,0 +1,86 @@
+/*
+ * log: the SQLite time-series log under the data dir: readings, series,
+ * counter states of the normalizer, consumer cursors and parked batches.
+ *
+ * One struct mt_logdb is one connection, used by one thread at a time: the
+ * writer thread owns the only writing connection; each output owns a
+ * reading connection used on worker threads; the query command opens its
+ * own. WAL mode, so readers never wait for the writer. Nothing here touches
+ * the event loop.
+ *
+ * Errors: 0 or a negative code: -ENOSPC (disk or cap full), -EBUSY,
+ * -EIO, -ENOMEM, MITTARI_ESTORAGE (corrupt or not a mittari log);
+ * mt_log_errmsg() has SQLite's words.
+ */
+#ifndef MT_LOG_H
+#define MT_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pseudo.h"
+#include "series.h"
+
+#define MT_LOG_SCHEMA 1
+#define MT_LOG_APP_ID 0x4d545249 /* "MTRI" */
+
+struct mt_row {
+    int64_t seq;
+    int64_t ts;
+    uint32_t series;
+    double value;
+    char subject[MT_SUBJECT_SIZE]; /* "" = none */
+};
+
+enum { MT_LOG_WRITER = 1, MT_LOG_READER = 2, MT_LOG_READONLY = 4, MT_LOG_SYNC_FULL = 8 };
+
+struct mt_logdb;
+
+/* err gets a one-line reason on failure. */
+int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, size_t errlen);
+void mt_log_close(struct mt_logdb *db);
+const char *mt_log_errmsg(struct mt_logdb *db);
+const char *mt_log_path(struct mt_logdb *db);
+
+int mt_log_begin(struct mt_logdb *db);
+int mt_log_commit(struct mt_logdb *db);
+void mt_log_rollback(struct mt_logdb *db);
+
+int mt_log_put_series(struct mt_logdb *db, const struct mt_series_info *s);
+int mt_log_put_reading(struct mt_logdb *db, int64_t seq, int64_t ts, uint32_t series, double value,
+                       const char *subject);
+int mt_log_put_counter(struct mt_logdb *db, uint32_t series, uint64_t last, int64_t ts);
+int mt_log_put_cursor(struct mt_logdb *db, const char *name, int64_t seq, int64_t now);
+int mt_log_put_parked(struct mt_logdb *db, const char *output, int64_t first, int64_t last,
+                      const char *error, int64_t now);
+int mt_log_put_meta(struct mt_logdb *db, const char *key, int64_t value);
+int mt_log_get_meta(struct mt_logdb *db, const char *key, int64_t *value); /* -ENOENT if unset */
+
+/* Loading at start-up. Callbacks return 0 to go on. */
+int mt_log_load_series(struct mt_logdb *db, struct mt_series_reg *reg);
+int mt_log_load_counters(struct mt_logdb *db,
+                         int (*cb)(void *arg, uint32_t series, uint64_t last, int64_t ts),
+                         void *arg);
+int mt_log_get_cursor(struct mt_logdb *db, const char *name, int64_t *seq); /* 0 if none */
+/* Highest sequence number ever given (survives deletion of every row). */
+int mt_log_last_seq(struct mt_logdb *db, int64_t *seq);
+
+/* Housekeeping */
+int mt_log_used_bytes(struct mt_logdb *db, uint64_t *bytes);
+int mt_log_bounds(struct mt_logdb *db, int64_t *min_seq, int64_t *max_seq, int64_t *rows);
+/* First seq whose ts >= cutoff in seq order; *seq = INT64_MAX when none. */
+int mt_log_first_young(struct mt_logdb *db, int64_t cutoff_ts, int64_t *seq);
+/* Deletes rows with seq <= upto, at most max_rows of the oldest. */
+int mt_log_delete_upto(struct mt_logdb *db, int64_t upto, int64_t max_rows, int64_t *deleted);
+int mt_log_integrity(struct mt_logdb *db, char *msg, size_t len); /* quick_check */
+
+/* Reading for consumers: rows with after < seq <= upto, in seq order. */
+int mt_log_read(struct mt_logdb *db, int64_t after, int64_t upto, size_t max, struct mt_row *rows,
+                size_t *n);
+
+/* Query: rows in [since, until) of ts (µs) whose series passes match. */
+int mt_log_scan(struct mt_logdb *db, int64_t since, int64_t until, int64_t after_seq, size_t max,
+                struct mt_row *rows, size_t *n);
+
+#endif

@@ -1,0 +1,268 @@
+/*
+ * main: the mittari command line: run, check, plugins, query. Exit codes:
+ * docs/cli.md and enum in agent.h.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mittari/mittari.h>
+
+#include "agent.h"
+#include "config.h"
+#include "diag.h"
+#include "encode.h"
+#include "options.h"
+#include "output.h"
+#include "plugin.h"
+#include "query.h"
+#include "util.h"
+
+#ifndef MITTARI_VERSION
+#define MITTARI_VERSION "0.0.0"
+#endif
+#define DEFAULT_CONF "/etc/mittari/conf.d"
+
+static const char usage_text[] =
+    "usage: mittari COMMAND [OPTIONS]\n"
+    "\n"
+    "commands:\n"
+    "  run -c DIR                 run the agent on the configuration in DIR\n"
+    "  check -c DIR               check the configuration, report every problem\n"
+    "  plugins [NAME]             list input plugins and output types, or one's options\n"
+    "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
+    "                             print readings from the log\n"
+    "\n"
+    "options:\n"
+    "  -c, --config DIR           configuration directory or file (default " DEFAULT_CONF ")\n"
+    "  -P, --plugin-dir DIR       load input plugins from DIR\n"
+    "  -m, --markdown             plugins NAME: print the option table as Markdown\n"
+    "  -h, --help                 this text\n"
+    "  -V, --version              version and plugin ABI\n"
+    "\n"
+    "Times (T) are local in agent.timezone unless they end in Z or +hh:mm:\n"
+    "  2026-11-25, 2026-11-25T08:00, 2026-11-25T06:00Z, now, -2h, -7d\n"
+    "GLOB matches site/device/metric, e.g. 'kuusamo-*/*/visitors_in'.\n"
+    "\n"
+    "exit status: 0 ok, 1 runtime failure, 2 usage, 3 configuration invalid,\n"
+    "             4 log database unusable or data dir in use\n";
+
+struct cli {
+    const char *cmd;
+    const char *conf;
+    const char *plugin_dir;
+    const char *since, *until, *series, *format, *limit;
+    const char *name;
+    bool markdown;
+};
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, "mittari: %s\n(see mittari --help)\n", msg);
+    return MT_EXIT_USAGE;
+}
+
+static int cmd_check(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_registry reg = {0};
+    struct mt_config *conf = NULL;
+    int rc = mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d);
+
+    mt_diags_print(&d, stderr);
+    if (rc)
+        fprintf(stderr, "%s: %zu problem%s\n", c->conf, d.n, d.n == 1 ? "" : "s");
+    else
+        printf("%s: ok (site %s, %zu inputs, %zu outputs)\n", c->conf, conf->agent.site,
+               conf->ninputs, conf->noutputs);
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    mt_registry_free(&reg);
+    return rc ? MT_EXIT_CONFIG : MT_EXIT_OK;
+}
+
+static void scan_err(const char *path, const char *msg)
+{
+    fprintf(stderr, "mittari: %s: %s\n", path, msg);
+}
+
+static int cmd_plugins(const struct cli *c)
+{
+    struct mt_registry reg;
+    const char *dir = c->plugin_dir ? c->plugin_dir : mt_default_plugin_dir();
+    int rc = MT_EXIT_OK;
+
+    mt_registry_init(&reg, dir);
+    if (!c->name) {
+        mt_registry_scan(&reg, scan_err);
+        printf("input plugins (%s):\n", dir);
+        for (size_t i = 0; i < reg.n; i++)
+            printf("  %-14s %-8s %s\n", reg.v[i].desc->name, reg.v[i].desc->version,
+                   reg.v[i].desc->description);
+        printf("output types:\n");
+        for (size_t i = 0; mt_output_types[i]; i++)
+            printf("  %-14s %-8s %s\n", mt_output_types[i]->name, "builtin",
+                   mt_output_types[i]->description);
+        printf("\n'mittari plugins NAME' prints the options of one.\n");
+        goto out;
+    }
+    const struct mt_output_type *ot = mt_output_type_find(c->name);
+    const struct mt_plugin *p = NULL;
+    char err[600];
+    if (ot) {
+        if (!c->markdown)
+            printf("output %s: %s\n\noptions:\n", ot->name, ot->description);
+        mt_options_print(stdout, ot->options, c->markdown);
+        if (!c->markdown)
+            printf("\noptions of every output:\n");
+        else
+            printf("\nOptions of every output:\n\n");
+        mt_options_print(stdout, mt_output_common_options, c->markdown);
+    } else if (mt_registry_get(&reg, c->name, &p, err, sizeof(err)) == 0) {
+        if (!c->markdown)
+            printf("input plugin %s %s (ABI %u.%u): %s\n\noptions:\n", p->desc->name,
+                   p->desc->version, MITTARI_ABI_MAJOR_OF(p->desc->abi_version),
+                   MITTARI_ABI_MINOR_OF(p->desc->abi_version), p->desc->description);
+        mt_options_print(stdout, p->desc->options, c->markdown);
+        if (!c->markdown)
+            printf("\noptions of every input: plugin, site, tags (key: value), enabled\n");
+    } else {
+        fprintf(stderr, "mittari: %s\n", err);
+        rc = MT_EXIT_FAILURE;
+    }
+out:
+    mt_registry_free(&reg);
+    return rc;
+}
+
+static int cmd_query(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_registry reg = {0};
+    struct mt_config *conf = NULL;
+    struct mt_query q = {.since = INT64_MIN, .until = INT64_MAX, .series_glob = c->series};
+    char path[4096], err[600];
+    int64_t now = mt_now_us();
+    int rc;
+
+    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+        mt_diags_print(&d, stderr);
+        rc = MT_EXIT_CONFIG;
+        goto out;
+    }
+    setenv("TZ", conf->agent.timezone, 1);
+    tzset();
+    if ((c->since && mt_parse_time(c->since, now, &q.since)) ||
+        (c->until && mt_parse_time(c->until, now, &q.until))) {
+        rc = usage_error("bad time; use 2026-11-25, 2026-11-25T08:00, ...Z, now or -2h");
+        goto out;
+    }
+    if (c->format && strcmp(c->format, "csv") == 0)
+        q.format = MT_FMT_CSV;
+    else if (!c->format || strcmp(c->format, "jsonl") == 0)
+        q.format = MT_FMT_JSONL;
+    else {
+        rc = usage_error("--format is csv or jsonl");
+        goto out;
+    }
+    if (c->limit) {
+        int64_t l;
+        if (mt_parse_i64(c->limit, &l) || l < 0) {
+            rc = usage_error("--limit takes a number");
+            goto out;
+        }
+        q.limit = (uint64_t)l;
+    }
+    snprintf(path, sizeof(path), "%s/mittari.db", conf->agent.data_dir);
+    q.db_path = path;
+    rc = mt_query_run(&q, stdout, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "mittari: %s\n", err);
+        rc = MT_EXIT_STORAGE;
+    }
+out:
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    mt_registry_free(&reg);
+    return rc;
+}
+
+static int cmd_run(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_agent *a = NULL;
+    struct mt_agent_opts o = {c->conf, c->plugin_dir};
+    int rc = mt_agent_init(&a, &o, &d);
+
+    if (d.n) {
+        mt_diags_print(&d, stderr);
+        fprintf(stderr, "%s: %zu problem%s; not starting\n", c->conf, d.n, d.n == 1 ? "" : "s");
+    }
+    mt_diags_free(&d);
+    if (rc == MT_EXIT_OK)
+        rc = mt_agent_run(a);
+    mt_agent_free(a);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"plugin-dir", required_argument, NULL, 'P'},
+        {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'},
+        {"series", required_argument, NULL, 'S'},
+        {"format", required_argument, NULL, 'f'},
+        {"limit", required_argument, NULL, 'n'},
+        {"markdown", no_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0},
+    };
+    struct cli c = {.conf = DEFAULT_CONF};
+    int opt;
+
+    mt_diag_init();
+    /* "-": words come back in order as option 1: the command, then a name */
+    while ((opt = getopt_long(argc, argv, "-c:P:mhV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 1:
+            if (!c.cmd)
+                c.cmd = optarg;
+            else if (!c.name)
+                c.name = optarg;
+            else
+                return usage_error("too many arguments");
+            break;
+        case 'c': c.conf = optarg; break;
+        case 'P': c.plugin_dir = optarg; break;
+        case 's': c.since = optarg; break;
+        case 'u': c.until = optarg; break;
+        case 'S': c.series = optarg; break;
+        case 'f': c.format = optarg; break;
+        case 'n': c.limit = optarg; break;
+        case 'm': c.markdown = true; break;
+        case 'h': fputs(usage_text, stdout); return MT_EXIT_OK;
+        case 'V':
+            printf("mittari %s (plugin ABI %u.%u)\n", MITTARI_VERSION, MITTARI_ABI_MAJOR,
+                   MITTARI_ABI_MINOR);
+            return MT_EXIT_OK;
+        default: return usage_error("unknown option");
+        }
+    }
+    if (!c.cmd)
+        return usage_error("no command");
+    if (strcmp(c.cmd, "run") == 0 && !c.name)
+        return cmd_run(&c);
+    if (strcmp(c.cmd, "check") == 0 && !c.name)
+        return cmd_check(&c);
+    if (strcmp(c.cmd, "plugins") == 0)
+        return cmd_plugins(&c);
+    if (strcmp(c.cmd, "query") == 0 && !c.name)
+        return cmd_query(&c);
+    if (c.name)
+        return usage_error("unexpected argument");
+    return usage_error("unknown command");
+}

@@ -1,0 +1,489 @@
+#include "options.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SECRET_MAX 65536
+
+const char *mt_opt_type_name(int type)
+{
+    switch (type) {
+    case MITTARI_OPT_STRING: return "string";
+    case MITTARI_OPT_INT: return "integer";
+    case MITTARI_OPT_DOUBLE: return "number";
+    case MITTARI_OPT_BOOL: return "boolean";
+    case MITTARI_OPT_ENUM: return "choice";
+    case MITTARI_OPT_DURATION: return "duration";
+    case MITTARI_OPT_SIZE: return "size";
+    }
+    return "?";
+}
+
+static const char *type_example(int type)
+{
+    switch (type) {
+    case MITTARI_OPT_INT: return "a whole number such as 10";
+    case MITTARI_OPT_DOUBLE: return "a number such as 2.5";
+    case MITTARI_OPT_BOOL: return "true or false";
+    case MITTARI_OPT_DURATION: return "a duration such as 250ms, 5s, 2m, 1h or 7d";
+    case MITTARI_OPT_SIZE: return "a size such as 512KiB, 64MiB or 1GiB";
+    }
+    return NULL;
+}
+
+static bool has_range(const struct mittari_option *o)
+{
+    return o->min < o->max;
+}
+
+static void fmt_range_value(const struct mittari_option *o, double v, char *buf, size_t len)
+{
+    if (o->type == MITTARI_OPT_DURATION)
+        snprintf(buf, len, "%.0fms", v);
+    else
+        snprintf(buf, len, "%.15g", v);
+}
+
+/* Parses text for option o and stores it. 0, or -EINVAL/-ERANGE with a
+ * message (without the option name) in err. */
+static int parse_value(const struct mittari_option *o, const char *text, void *conf,
+                       struct mt_arena *arena, char *err, size_t errlen)
+{
+    unsigned char *dst = (unsigned char *)conf + o->offset;
+    double num = 0;
+    int r = 0;
+
+    switch (o->type) {
+    case MITTARI_OPT_STRING: {
+        char *s = mt_arena_strdup(arena, text);
+        if (!s)
+            return -ENOMEM;
+        memcpy(dst, &s, sizeof(s));
+        return 0;
+    }
+    case MITTARI_OPT_INT: {
+        int64_t v;
+        r = mt_parse_i64(text, &v);
+        if (r) {
+            snprintf(err, errlen, "'%s' is not %s", text, type_example(o->type));
+            return r;
+        }
+        num = (double)v;
+        memcpy(dst, &v, sizeof(v));
+        break;
+    }
+    case MITTARI_OPT_DOUBLE: {
+        double v;
+        if (mt_parse_double(text, &v)) {
+            snprintf(err, errlen, "'%s' is not %s", text, type_example(o->type));
+            return -EINVAL;
+        }
+        num = v;
+        memcpy(dst, &v, sizeof(v));
+        break;
+    }
+    case MITTARI_OPT_BOOL: {
+        bool v;
+        if (mt_parse_bool(text, &v)) {
+            snprintf(err, errlen, "'%s' is not %s", text, type_example(o->type));
+            return -EINVAL;
+        }
+        memcpy(dst, &v, sizeof(v));
+        return 0;
+    }
+    case MITTARI_OPT_ENUM: {
+        for (int i = 0; o->values && o->values[i]; i++) {
+            if (strcmp(o->values[i], text) == 0) {
+                memcpy(dst, &i, sizeof(i));
+                return 0;
+            }
+        }
+        struct mt_buf b = {0};
+        for (int i = 0; o->values && o->values[i]; i++)
+            mt_buf_printf(&b, "%s%s", i ? ", " : "", o->values[i]);
+        snprintf(err, errlen, "'%s' is not one of: %s", text, mt_buf_cstr(&b));
+        mt_buf_free(&b);
+        return -EINVAL;
+    }
+    case MITTARI_OPT_DURATION: {
+        int64_t v;
+        if (mt_parse_duration_ms(text, &v)) {
+            snprintf(err, errlen, "'%s' is not %s", text, type_example(o->type));
+            return -EINVAL;
+        }
+        num = (double)v;
+        memcpy(dst, &v, sizeof(v));
+        break;
+    }
+    case MITTARI_OPT_SIZE: {
+        uint64_t v;
+        if (mt_parse_size(text, &v)) {
+            snprintf(err, errlen, "'%s' is not %s", text, type_example(o->type));
+            return -EINVAL;
+        }
+        num = (double)v;
+        memcpy(dst, &v, sizeof(v));
+        break;
+    }
+    default:
+        snprintf(err, errlen, "unknown option type %d", o->type);
+        return -EINVAL;
+    }
+    if (has_range(o) && (num < o->min || num > o->max)) {
+        char lo[32], hi[32];
+        fmt_range_value(o, o->min, lo, sizeof(lo));
+        fmt_range_value(o, o->max, hi, sizeof(hi));
+        snprintf(err, errlen, "%s is out of range (%s to %s)", text, lo, hi);
+        return -ERANGE;
+    }
+    return 0;
+}
+
+static char *read_secret(const char *path, const struct mt_pos *pos, struct mt_arena *arena,
+                         struct mt_diags *d)
+{
+    struct stat st;
+    char buf[SECRET_MAX + 1];
+    char hint[600];
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd < 0) {
+        mt_diags_add(d, pos, NULL, "cannot read secret file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        mt_diags_add(d, pos, NULL, "secret file %s is not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    if (st.st_mode & 077) {
+        snprintf(hint, sizeof(hint), "chmod 600 %s", path);
+        mt_diags_add(d, pos, hint, "secret file %s is readable by group or others (mode %04o)",
+                     path, (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return NULL;
+    }
+    n = read(fd, buf, SECRET_MAX + 1);
+    close(fd);
+    if (n < 0 || n > SECRET_MAX) {
+        mt_diags_add(d, pos, NULL, "cannot read secret file %s: %s", path,
+                     n < 0 ? strerror(errno) : "larger than 64 KiB");
+        return NULL;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (n == 0) {
+        mt_diags_add(d, pos, NULL, "secret file %s is empty", path);
+        return NULL;
+    }
+    char *s = mt_arena_strndup(arena, buf, (size_t)n);
+    memset(buf, 0, sizeof(buf));
+    return s;
+}
+
+static const struct mittari_option *find_opt(const struct mittari_option *t, const char *name)
+{
+    for (; t && t->name; t++)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+/* "token_file" -> the SECRET option "token", or NULL */
+static const struct mittari_option *secret_file_opt(const struct mittari_option *t,
+                                                    const char *key)
+{
+    size_t n = strlen(key);
+    char base[128];
+
+    if (n <= 5 || n - 5 >= sizeof(base) || strcmp(key + n - 5, "_file") != 0)
+        return NULL;
+    memcpy(base, key, n - 5);
+    base[n - 5] = 0;
+    const struct mittari_option *o = find_opt(t, base);
+    return o && (o->flags & MITTARI_OPT_SECRET) ? o : NULL;
+}
+
+static void unknown_key(const struct mt_optset *os, const struct mt_pair *p, struct mt_diags *d)
+{
+    const char *cands[256];
+    size_t n = 0;
+    char hint[160];
+    const char *best;
+
+    for (const struct mittari_option *o = os->table; o && o->name && n < 250; o++)
+        cands[n++] = o->name;
+    for (const char *const *r = os->reserved; r && *r && n < 256; r++)
+        cands[n++] = *r;
+    best = mt_did_you_mean(p->key, cands, n);
+    if (best)
+        snprintf(hint, sizeof(hint), "did you mean '%s'?", best);
+    else
+        snprintf(hint, sizeof(hint), "'mittari plugins' lists the options of every plugin");
+    mt_diags_add(d, &p->key_pos, hint, "unknown option '%s' for %s", p->key, os->what);
+}
+
+static bool is_reserved(const struct mt_optset *os, const char *key)
+{
+    for (const char *const *r = os->reserved; r && *r; r++)
+        if (strcmp(*r, key) == 0)
+            return true;
+    return false;
+}
+
+int mt_options_apply(const struct mt_optset *os, void *conf, const struct mt_node *map,
+                     const struct mt_pos *owner, struct mt_arena *arena, struct mt_diags *d)
+{
+    size_t before = d->n;
+    size_t nopts = 0;
+    char err[512];
+
+    for (const struct mittari_option *o = os->table; o && o->name; o++)
+        nopts++;
+    unsigned char *seen = calloc(nopts + 1, 1);
+    if (!seen)
+        return 1;
+
+    if (map && map->type != MT_NODE_MAP && map->type != MT_NODE_NULL) {
+        mt_diags_add(d, &map->pos, NULL, "%s: expected a mapping of options, found %s",
+                     os->what, mt_node_type_name(map->type));
+        goto out;
+    }
+    for (size_t i = 0; map && i < map->npairs; i++) {
+        const struct mt_pair *p = &map->pairs[i];
+        const struct mittari_option *o = find_opt(os->table, p->key);
+        const struct mittari_option *sec = o ? NULL : secret_file_opt(os->table, p->key);
+        const struct mt_node *v = p->value;
+        const char *text;
+
+        if (!o && !sec) {
+            if (!is_reserved(os, p->key) && !os->quiet_unknown)
+                unknown_key(os, p, d);
+            continue;
+        }
+        if (v->type != MT_NODE_SCALAR) {
+            const char *ex = type_example((o ? o : sec)->type);
+            mt_diags_add(d, &v->pos, ex, "option '%s' of %s expects a single value, found %s",
+                         p->key, os->what, mt_node_type_name(v->type));
+            continue;
+        }
+        size_t idx = (size_t)((o ? o : sec) - os->table);
+        if (seen[idx]) {
+            mt_diags_add(d, &p->key_pos, "keep one of them",
+                         "option '%s' is set both directly and through %s_file", sec ? sec->name : o->name,
+                         sec ? sec->name : o->name);
+            continue;
+        }
+        seen[idx] = 1;
+        if (sec) {
+            text = read_secret(v->str, &v->pos, arena, d);
+            if (!text)
+                continue;
+            o = sec;
+        } else {
+            text = v->str;
+        }
+        int r = parse_value(o, text, conf, arena, err, sizeof(err));
+        if (r == -ENOMEM) {
+            mt_diags_add(d, &v->pos, NULL, "out of memory");
+        } else if (r) {
+            const char *best = NULL;
+            char hint[160] = "";
+            if (o->type == MITTARI_OPT_ENUM && o->values) {
+                size_t nv = 0;
+                while (o->values[nv])
+                    nv++;
+                best = mt_did_you_mean(text, (const char *const *)o->values, nv);
+                if (best)
+                    snprintf(hint, sizeof(hint), "did you mean '%s'?", best);
+            }
+            mt_diags_add(d, &v->pos, hint[0] ? hint : NULL, "option '%s' of %s: %s", o->name,
+                         os->what, (o->flags & MITTARI_OPT_SECRET) ? "value is invalid" : err);
+        }
+    }
+    for (size_t i = 0; i < nopts; i++) {
+        const struct mittari_option *o = &os->table[i];
+        if (seen[i])
+            continue;
+        if (o->def) {
+            if (parse_value(o, o->def, conf, arena, err, sizeof(err)))
+                mt_diags_add(d, owner, NULL, "default of option '%s' of %s is invalid: %s",
+                             o->name, os->what, err);
+        } else if (o->flags & MITTARI_OPT_REQUIRED) {
+            mt_diags_add(d, owner, o->help, "%s: missing required option '%s'%s", os->what,
+                         o->name, (o->flags & MITTARI_OPT_SECRET) ? " (or its _file form)" : "");
+        }
+    }
+out:
+    free(seen);
+    return (int)(d->n - before);
+}
+
+static size_t type_size(int type)
+{
+    switch (type) {
+    case MITTARI_OPT_STRING: return sizeof(char *);
+    case MITTARI_OPT_INT:
+    case MITTARI_OPT_DURATION: return sizeof(int64_t);
+    case MITTARI_OPT_DOUBLE: return sizeof(double);
+    case MITTARI_OPT_BOOL: return sizeof(bool);
+    case MITTARI_OPT_ENUM: return sizeof(int);
+    case MITTARI_OPT_SIZE: return sizeof(uint64_t);
+    }
+    return 0;
+}
+
+int mt_options_check_table(const struct mittari_option *table, size_t conf_size, char *err,
+                           size_t errlen)
+{
+    char tmp[512];
+
+    for (const struct mittari_option *o = table; o && o->name; o++) {
+        size_t ts = type_size(o->type);
+        if (!*o->name || strlen(o->name) > 63) {
+            snprintf(err, errlen, "option name '%s' is empty or too long", o->name);
+            return -EINVAL;
+        }
+        if (!ts) {
+            snprintf(err, errlen, "option '%s' has unknown type %d", o->name, o->type);
+            return -EINVAL;
+        }
+        if (o->offset + ts > conf_size) {
+            snprintf(err, errlen, "option '%s' lies outside the config struct", o->name);
+            return -EINVAL;
+        }
+        if (o->type == MITTARI_OPT_ENUM && (!o->values || !o->values[0])) {
+            snprintf(err, errlen, "choice option '%s' has no values", o->name);
+            return -EINVAL;
+        }
+        if ((o->flags & MITTARI_OPT_SECRET) && o->type != MITTARI_OPT_STRING) {
+            snprintf(err, errlen, "secret option '%s' must be a string", o->name);
+            return -EINVAL;
+        }
+        for (const struct mittari_option *p = table; p != o; p++) {
+            if (strcmp(p->name, o->name) == 0) {
+                snprintf(err, errlen, "option '%s' is declared twice", o->name);
+                return -EINVAL;
+            }
+        }
+        if (o->def) {
+            unsigned char *scratch = calloc(1, conf_size);
+            struct mt_arena a = {0};
+            int r = scratch ? parse_value(o, o->def, scratch, &a, tmp, sizeof(tmp)) : -ENOMEM;
+            free(scratch);
+            mt_arena_free(&a);
+            if (r) {
+                snprintf(err, errlen, "default of option '%s' is invalid: %s", o->name, tmp);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+int mt_options_canonical(const struct mittari_option *table, const void *conf, struct mt_buf *out)
+{
+    const unsigned char *base = conf;
+    int r = 0;
+
+    for (const struct mittari_option *o = table; o && o->name && !r; o++) {
+        const unsigned char *src = base + o->offset;
+        r = mt_buf_printf(out, "%s=", o->name);
+        switch (o->type) {
+        case MITTARI_OPT_STRING: {
+            const char *s;
+            memcpy(&s, src, sizeof(s));
+            r = r ? r : mt_buf_adds(out, s ? s : "\x01(unset)");
+            break;
+        }
+        case MITTARI_OPT_INT:
+        case MITTARI_OPT_DURATION: {
+            int64_t v;
+            memcpy(&v, src, sizeof(v));
+            r = r ? r : mt_buf_printf(out, "%" PRId64, v);
+            break;
+        }
+        case MITTARI_OPT_SIZE: {
+            uint64_t v;
+            memcpy(&v, src, sizeof(v));
+            r = r ? r : mt_buf_printf(out, "%" PRIu64, v);
+            break;
+        }
+        case MITTARI_OPT_DOUBLE: {
+            double v;
+            memcpy(&v, src, sizeof(v));
+            r = r ? r : mt_buf_printf(out, "%.17g", v);
+            break;
+        }
+        case MITTARI_OPT_BOOL: {
+            bool v;
+            memcpy(&v, src, sizeof(v));
+            r = r ? r : mt_buf_adds(out, v ? "true" : "false");
+            break;
+        }
+        case MITTARI_OPT_ENUM: {
+            int v;
+            memcpy(&v, src, sizeof(v));
+            r = r ? r : mt_buf_printf(out, "%d", v);
+            break;
+        }
+        }
+        r = r ? r : mt_buf_addc(out, '\n');
+    }
+    return r;
+}
+
+static void constraint_text(const struct mittari_option *o, struct mt_buf *b)
+{
+    if (o->type == MITTARI_OPT_ENUM) {
+        mt_buf_adds(b, "one of: ");
+        for (int i = 0; o->values[i]; i++)
+            mt_buf_printf(b, "%s%s", i ? ", " : "", o->values[i]);
+    } else if (has_range(o)) {
+        char lo[32], hi[32];
+        fmt_range_value(o, o->min, lo, sizeof(lo));
+        fmt_range_value(o, o->max, hi, sizeof(hi));
+        mt_buf_printf(b, "%s to %s", lo, hi);
+    }
+}
+
+void mt_options_print(FILE *f, const struct mittari_option *table, bool markdown)
+{
+    if (markdown) {
+        fprintf(f, "| option | type | default | allowed | description |\n");
+        fprintf(f, "|---|---|---|---|---|\n");
+    }
+    for (const struct mittari_option *o = table; o && o->name; o++) {
+        struct mt_buf c = {0};
+        constraint_text(o, &c);
+        const char *req = (o->flags & MITTARI_OPT_REQUIRED) ? "required" : "";
+        if (markdown) {
+            fprintf(f, "| `%s`", o->name);
+            if (o->flags & MITTARI_OPT_SECRET)
+                fprintf(f, " or `%s_file`", o->name);
+            if (o->def)
+                fprintf(f, " | %s | `%s` | ", mt_opt_type_name(o->type), o->def);
+            else
+                fprintf(f, " | %s | %s | ", mt_opt_type_name(o->type), *req ? "required" : "");
+            fprintf(f, "%s | %s |\n", mt_buf_cstr(&c), o->help ? o->help : "");
+        } else {
+            fprintf(f, "  %-20s %-9s", o->name, mt_opt_type_name(o->type));
+            if (o->def)
+                fprintf(f, " default %s", o->def);
+            else if (*req)
+                fprintf(f, " required");
+            if (c.len)
+                fprintf(f, "; %s", mt_buf_cstr(&c));
+            if (o->flags & MITTARI_OPT_SECRET)
+                fprintf(f, "; secret (or %s_file: PATH, mode 0600)", o->name);
+            fprintf(f, "\n      %s\n", o->help ? o->help : "");
+        }
+        mt_buf_free(&c);
+    }
+}

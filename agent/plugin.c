@@ -1,0 +1,213 @@
+#include "plugin.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "options.h"
+
+#ifndef MITTARI_PLUGIN_DIR
+#define MITTARI_PLUGIN_DIR "/usr/lib/mittari/plugins"
+#endif
+
+const char *mt_default_plugin_dir(void)
+{
+#ifdef MITTARI_BUILD_DIR
+    static char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = 0;
+        if (strcmp(exe, MITTARI_BUILD_DIR) == 0 || strncmp(exe, MITTARI_BUILD_DIR "/", strlen(MITTARI_BUILD_DIR) + 1) == 0)
+            return MITTARI_BUILD_DIR "/plugins";
+    }
+#endif
+    return MITTARI_PLUGIN_DIR;
+}
+
+int mt_registry_init(struct mt_registry *r, const char *dir)
+{
+    memset(r, 0, sizeof(*r));
+    r->dir = strdup(dir);
+    return r->dir ? 0 : -ENOMEM;
+}
+
+void mt_registry_free(struct mt_registry *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->v[i].dl)
+            dlclose(r->v[i].dl);
+        free(r->v[i].name);
+        free(r->v[i].path);
+    }
+    free(r->v);
+    free(r->dir);
+    memset(r, 0, sizeof(*r));
+}
+
+static bool valid_name(const char *n)
+{
+    if (!*n || strlen(n) > 63)
+        return false;
+    for (; *n; n++)
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= '0' && *n <= '9') || *n == '_'))
+            return false;
+    return true;
+}
+
+int mt_plugin_check_desc(const struct mittari_plugin *d, const char *expect_name, char *err,
+                         size_t errlen)
+{
+    char tmp[400];
+
+    if (!d) {
+        snprintf(err, errlen, "entry point returned no descriptor");
+        return MITTARI_EPLUGIN;
+    }
+    uint32_t maj = MITTARI_ABI_MAJOR_OF(d->abi_version), min = MITTARI_ABI_MINOR_OF(d->abi_version);
+    if (maj != MITTARI_ABI_MAJOR) {
+        snprintf(err, errlen,
+                 "built for plugin ABI %u.%u, this agent speaks ABI %u.%u; rebuild the plugin "
+                 "against this agent's SDK (pkg-config mittari)",
+                 maj, min, MITTARI_ABI_MAJOR, MITTARI_ABI_MINOR);
+        return MITTARI_EABI;
+    }
+    if (min > MITTARI_ABI_MINOR) {
+        snprintf(err, errlen,
+                 "needs plugin ABI %u.%u, this agent has %u.%u; upgrade the agent", maj, min,
+                 MITTARI_ABI_MAJOR, MITTARI_ABI_MINOR);
+        return MITTARI_EABI;
+    }
+    if (d->size < sizeof(struct mittari_plugin)) {
+        snprintf(err, errlen, "descriptor is %u bytes, ABI %u.%u needs %zu", d->size, maj, min,
+                 sizeof(struct mittari_plugin));
+        return MITTARI_EABI;
+    }
+    if (!d->name || !valid_name(d->name)) {
+        snprintf(err, errlen, "plugin name is missing or not [a-z0-9_]+");
+        return MITTARI_EPLUGIN;
+    }
+    if (expect_name && strcmp(d->name, expect_name) != 0) {
+        snprintf(err, errlen, "file is named %s.so but the plugin calls itself '%s'", expect_name,
+                 d->name);
+        return MITTARI_EPLUGIN;
+    }
+    if (!d->create || !d->start || !d->stop || !d->destroy) {
+        snprintf(err, errlen, "plugin '%s' lacks a lifecycle callback", d->name);
+        return MITTARI_EPLUGIN;
+    }
+    if (mt_options_check_table(d->options, d->config_size, tmp, sizeof(tmp))) {
+        snprintf(err, errlen, "plugin '%s' has a bad option table: %s", d->name, tmp);
+        return MITTARI_EPLUGIN;
+    }
+    return 0;
+}
+
+static int load(struct mt_registry *r, const char *name, const char *path,
+                const struct mt_plugin **out, char *err, size_t errlen)
+{
+    const struct mittari_plugin *(*entry)(void);
+    const struct mittari_plugin *d;
+    char msg[512];
+    void *dl;
+    int rc;
+
+    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        snprintf(err, errlen, "cannot load plugin %s: %s", path, dlerror());
+        return -ENOENT;
+    }
+    *(void **)&entry = dlsym(dl, MITTARI_PLUGIN_ENTRY_SYMBOL);
+    if (!entry) {
+        snprintf(err, errlen, "%s is not a mittari plugin (no %s symbol)", path,
+                 MITTARI_PLUGIN_ENTRY_SYMBOL);
+        dlclose(dl);
+        return MITTARI_EPLUGIN;
+    }
+    d = entry();
+    rc = mt_plugin_check_desc(d, name, msg, sizeof(msg));
+    if (rc) {
+        snprintf(err, errlen, "plugin %s refused: %s", path, msg);
+        dlclose(dl);
+        return rc;
+    }
+    struct mt_plugin *v = realloc(r->v, (r->n + 1) * sizeof(*v));
+    if (!v) {
+        dlclose(dl);
+        return -ENOMEM;
+    }
+    r->v = v;
+    v[r->n].name = strdup(name);
+    v[r->n].path = strdup(path);
+    v[r->n].dl = dl;
+    v[r->n].desc = d;
+    *out = &v[r->n];
+    r->n++;
+    return 0;
+}
+
+int mt_registry_get(struct mt_registry *r, const char *name, const struct mt_plugin **out,
+                    char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < r->n; i++) {
+        if (strcmp(r->v[i].name, name) == 0) {
+            *out = &r->v[i];
+            return 0;
+        }
+    }
+    if (!valid_name(name)) {
+        snprintf(err, errlen, "'%s' is not a plugin name (lower-case letters, digits, _)", name);
+        return -EINVAL;
+    }
+    snprintf(path, sizeof(path), "%s/%s.so", r->dir, name);
+    if (access(path, F_OK) != 0) {
+        snprintf(err, errlen, "no plugin '%s' in %s", name, r->dir);
+        return -ENOENT;
+    }
+    return load(r, name, path, out, err, errlen);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t mt_registry_scan(struct mt_registry *r, void (*err_cb)(const char *path, const char *msg))
+{
+    DIR *dir = opendir(r->dir);
+    struct dirent *de;
+    char *names[256];
+    size_t n = 0, ok = 0;
+
+    if (!dir) {
+        if (err_cb)
+            err_cb(r->dir, strerror(errno));
+        return 0;
+    }
+    while ((de = readdir(dir)) && n < sizeof(names) / sizeof(names[0])) {
+        size_t l = strlen(de->d_name);
+        if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0)
+            names[n++] = strndup(de->d_name, l - 3);
+    }
+    closedir(dir);
+    qsort(names, n, sizeof(*names), str_cmp);
+    for (size_t i = 0; i < n; i++) {
+        const struct mt_plugin *p;
+        char err[600];
+        if (names[i] && mt_registry_get(r, names[i], &p, err, sizeof(err)) == 0)
+            ok++;
+        else if (err_cb && names[i])
+            err_cb(names[i], err);
+        free(names[i]);
+    }
+    return ok;
+}

@@ -1,0 +1,153 @@
+#include "series.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t hash_key(const struct mt_series_info *s)
+{
+    uint64_t h = MT_HASH_INIT;
+    const char *f[] = {s->site, s->device, s->metric, s->unit ? s->unit : "", s->tags ? s->tags : ""};
+    for (size_t i = 0; i < MT_ARRAY_SIZE(f); i++)
+        h = mt_hash_bytes(h, f[i], strlen(f[i]) + 1);
+    h = mt_hash_bytes(h, &s->kind, sizeof(s->kind));
+    h = mt_hash_bytes(h, &s->bits, sizeof(s->bits));
+    return h ? h : 1;
+}
+
+static bool same(const struct mt_series_info *a, const struct mt_series_info *b)
+{
+    return a->hash == b->hash && a->kind == b->kind && a->bits == b->bits &&
+           !strcmp(a->metric, b->metric) && !strcmp(a->device, b->device) &&
+           !strcmp(a->site, b->site) && !strcmp(a->unit ? a->unit : "", b->unit ? b->unit : "") &&
+           !strcmp(a->tags ? a->tags : "", b->tags ? b->tags : "");
+}
+
+int mt_series_init(struct mt_series_reg *r)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->lock, NULL);
+    r->mask = 255;
+    r->table = calloc(r->mask + 1, sizeof(*r->table));
+    return r->table ? 0 : -ENOMEM;
+}
+
+void mt_series_free(struct mt_series_reg *r)
+{
+    for (size_t i = 0; i < MT_SERIES_MAX_CHUNKS && r->chunks[i]; i++)
+        free(r->chunks[i]);
+    free(r->table);
+    mt_arena_free(&r->strings);
+    pthread_mutex_destroy(&r->lock);
+}
+
+static struct mt_series_info *slot(const struct mt_series_reg *r, uint32_t id)
+{
+    uint32_t i = id - 1;
+    return &r->chunks[i / MT_SERIES_CHUNK][i % MT_SERIES_CHUNK];
+}
+
+const struct mt_series_info *mt_series_get(const struct mt_series_reg *r, uint32_t id)
+{
+    uint32_t n = atomic_load_explicit(&((struct mt_series_reg *)r)->count, memory_order_acquire);
+    if (id == 0 || id > n)
+        return NULL;
+    return slot(r, id);
+}
+
+uint32_t mt_series_count(const struct mt_series_reg *r)
+{
+    return atomic_load_explicit(&((struct mt_series_reg *)r)->count, memory_order_acquire);
+}
+
+static int grow_table(struct mt_series_reg *r)
+{
+    size_t mask = r->mask * 2 + 1;
+    uint32_t *t = calloc(mask + 1, sizeof(*t));
+    uint32_t n = atomic_load_explicit(&r->count, memory_order_relaxed);
+
+    if (!t)
+        return -ENOMEM;
+    for (uint32_t id = 1; id <= n; id++) {
+        size_t i = slot(r, id)->hash & mask;
+        while (t[i])
+            i = (i + 1) & mask;
+        t[i] = id;
+    }
+    free(r->table);
+    r->table = t;
+    r->mask = mask;
+    return 0;
+}
+
+/* lock held */
+static int add(struct mt_series_reg *r, const struct mt_series_info *key, size_t tslot,
+               uint32_t *id)
+{
+    uint32_t n = atomic_load_explicit(&r->count, memory_order_relaxed);
+    uint32_t c = n / MT_SERIES_CHUNK;
+
+    if (c >= MT_SERIES_MAX_CHUNKS)
+        return -ENOSPC;
+    if (!r->chunks[c]) {
+        r->chunks[c] = calloc(MT_SERIES_CHUNK, sizeof(struct mt_series_info));
+        if (!r->chunks[c])
+            return -ENOMEM;
+    }
+    struct mt_series_info *s = slot(r, n + 1);
+    *s = *key;
+    s->id = n + 1;
+    s->site = mt_arena_strdup(&r->strings, key->site);
+    s->device = mt_arena_strdup(&r->strings, key->device);
+    s->metric = mt_arena_strdup(&r->strings, key->metric);
+    s->unit = mt_arena_strdup(&r->strings, key->unit ? key->unit : "");
+    s->tags = mt_arena_strdup(&r->strings, key->tags ? key->tags : "");
+    if (!s->site || !s->device || !s->metric || !s->unit || !s->tags)
+        return -ENOMEM;
+    r->table[tslot] = s->id;
+    atomic_store_explicit(&r->count, n + 1, memory_order_release);
+    *id = s->id;
+    if ((size_t)(n + 1) * 2 > r->mask)
+        grow_table(r); /* on failure the table stays valid, just fuller */
+    return 0;
+}
+
+int mt_series_intern(struct mt_series_reg *r, const struct mt_series_info *key, uint32_t *id)
+{
+    struct mt_series_info k = *key;
+    int rc;
+
+    k.hash = hash_key(key);
+    pthread_mutex_lock(&r->lock);
+    size_t i = k.hash & r->mask;
+    while (r->table[i]) {
+        const struct mt_series_info *s = slot(r, r->table[i]);
+        if (same(s, &k)) {
+            *id = s->id;
+            pthread_mutex_unlock(&r->lock);
+            return 0;
+        }
+        i = (i + 1) & r->mask;
+    }
+    rc = add(r, &k, i, id);
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+int mt_series_add_loaded(struct mt_series_reg *r, const struct mt_series_info *s)
+{
+    uint32_t id;
+    int rc;
+
+    if (s->id != mt_series_count(r) + 1)
+        return -EINVAL;
+    struct mt_series_info k = *s;
+    k.hash = hash_key(s);
+    pthread_mutex_lock(&r->lock);
+    size_t i = k.hash & r->mask;
+    while (r->table[i])
+        i = (i + 1) & r->mask;
+    rc = add(r, &k, i, &id);
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}

@@ -1,0 +1,79 @@
+/*
+ * util: small helpers with no state of their own: clocks, time formatting,
+ * a growable byte buffer, JSON/CSV escaping, base64url, hashing, an arena,
+ * did-you-mean, and parsers for durations and sizes.
+ *
+ * Any thread; nothing here blocks or logs.
+ */
+#ifndef MT_UTIL_H
+#define MT_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+int64_t mt_now_us(void);  /* CLOCK_REALTIME, µs since the epoch */
+int64_t mt_mono_us(void); /* CLOCK_MONOTONIC, µs */
+
+/* "2026-11-25T15:25:44.123456Z"; frac_digits 0 or 6. Returns length. */
+size_t mt_fmt_utc(int64_t us, char *buf, size_t len, int frac_digits);
+
+/* Growable buffer. Appends abort on allocation failure only via the return
+ * value: every append returns 0 or -ENOMEM and leaves the buffer valid. */
+struct mt_buf {
+    char *p;
+    size_t len, cap;
+};
+
+void mt_buf_free(struct mt_buf *b);
+int mt_buf_reserve(struct mt_buf *b, size_t extra);
+int mt_buf_add(struct mt_buf *b, const void *data, size_t n);
+int mt_buf_adds(struct mt_buf *b, const char *s);
+int mt_buf_addc(struct mt_buf *b, char c);
+int mt_buf_printf(struct mt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* JSON string with quotes; control characters escaped; bytes >= 0x80 are
+ * copied (inputs are validated UTF-8 or ASCII). */
+int mt_buf_json_str(struct mt_buf *b, const char *s);
+/* RFC 4180 field: quoted only when it holds , " CR or LF. */
+int mt_buf_csv_str(struct mt_buf *b, const char *s);
+/* Shortest text that reads back as the same double; integers without ".0". */
+int mt_buf_double(struct mt_buf *b, double v);
+int mt_buf_i64(struct mt_buf *b, int64_t v);
+const char *mt_buf_cstr(struct mt_buf *b); /* NUL-terminated view ("" if empty) */
+
+size_t mt_base64url(const uint8_t *in, size_t n, char *out, size_t outlen);
+
+uint64_t mt_hash_bytes(uint64_t h, const void *p, size_t n); /* FNV-1a 64, chainable */
+#define MT_HASH_INIT 0xcbf29ce484222325ull
+
+/* Arena: many small allocations freed at once. */
+struct mt_arena_chunk;
+struct mt_arena {
+    struct mt_arena_chunk *head;
+};
+void *mt_arena_alloc(struct mt_arena *a, size_t n); /* zeroed, 16-byte aligned; NULL on ENOMEM */
+char *mt_arena_strdup(struct mt_arena *a, const char *s);
+char *mt_arena_strndup(struct mt_arena *a, const char *s, size_t n);
+void mt_arena_free(struct mt_arena *a);
+
+/* Edit distance (bounded: returns max+1 when larger). */
+unsigned mt_edit_distance(const char *a, const char *b, unsigned max);
+/* Closest candidate within a distance that scales with the word, or NULL. */
+const char *mt_did_you_mean(const char *word, const char *const *cands, size_t n);
+
+/* "250ms", "5s", "2m", "1h", "7d", "1w"; a plain number is seconds. */
+int mt_parse_duration_ms(const char *s, int64_t *ms);
+/* "512", "64KiB", "64KB", "64K", "10MiB", "1GiB"; K=1024 (documented). */
+int mt_parse_size(const char *s, uint64_t *bytes);
+int mt_parse_i64(const char *s, int64_t *v);
+int mt_parse_double(const char *s, double *v);
+int mt_parse_bool(const char *s, bool *v);
+
+/* Writes a whole buffer, retrying EINTR and short writes. 0 or -errno. */
+int mt_write_all(int fd, const void *p, size_t n);
+/* mkdir -p with mode for created components. 0 or -errno. */
+int mt_mkdirs(const char *path, unsigned mode);
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * mittari plugin SDK: the one header an input plugin needs.
+ *
+ * Owns nothing at run time: it declares the ABI between the agent and a plugin
+ * shared object. A plugin exports one symbol, mittari_plugin_entry (use
+ * MITTARI_PLUGIN_DEFINE), that returns a descriptor. The agent reads
+ * abi_version first and refuses the plugin when the major version differs or
+ * the minor version is newer than its own, before trusting anything else in
+ * the descriptor.
+ *
+ * Threads: create/start/stop/destroy, timer, fd and poll-done callbacks run on
+ * the agent's event-loop thread and must never block. A poll "work" callback
+ * runs on a worker thread and may block. host->emit and host->log are safe
+ * from any thread.
+ *
+ * A plugin reports what the device said. It never writes to the database,
+ * never formats output, never pseudonymises: raw identifiers go to emit in
+ * subject_id and the agent replaces them with a keyed-hash pseudonym before
+ * anything is stored, logged or sent.
+ *
+ * Compatibility rules: fields are only ever appended to the structs below;
+ * structs that cross the ABI carry their own size. Error codes and enum
+ * values are never renumbered.
+ */
+#ifndef MITTARI_MITTARI_H
+#define MITTARI_MITTARI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MITTARI_ABI_MAJOR 1
+#define MITTARI_ABI_MINOR 0
+#define MITTARI_ABI_VERSION ((uint32_t)((MITTARI_ABI_MAJOR << 16) | MITTARI_ABI_MINOR))
+#define MITTARI_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
+#define MITTARI_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
+
+/* ---- errors ------------------------------------------------------------
+ * Functions return 0 or a negative value: -errno for system errors, or one
+ * of these. Codes are ABI: retired ones stay reserved, none is renumbered. */
+#define MITTARI_EABI (-1000)     /* plugin built for an incompatible ABI */
+#define MITTARI_ESTOPPED (-1001) /* instance is not running; reading refused */
+#define MITTARI_EFULL (-1002)    /* log at its size cap, policy block_inputs */
+#define MITTARI_EREADING (-1003) /* malformed reading (see the agent log) */
+#define MITTARI_ECONFIG (-1004)  /* invalid configuration */
+#define MITTARI_EPLUGIN (-1005)  /* plugin failed or broke the ABI contract */
+#define MITTARI_ESTORAGE (-1006) /* log database unusable */
+
+static inline const char *mittari_strerror_own(int code)
+{
+    switch (code) {
+    case MITTARI_EABI: return "plugin built for an incompatible ABI";
+    case MITTARI_ESTOPPED: return "instance is not running";
+    case MITTARI_EFULL: return "log is full (policy block_inputs)";
+    case MITTARI_EREADING: return "malformed reading";
+    case MITTARI_ECONFIG: return "invalid configuration";
+    case MITTARI_EPLUGIN: return "plugin error";
+    case MITTARI_ESTORAGE: return "log database unusable";
+    default: return NULL;
+    }
+}
+
+/* ---- readings ---------------------------------------------------------- */
+
+enum mittari_kind {
+    MITTARI_KIND_DELTA = 1,      /* a count since the previous reading */
+    MITTARI_KIND_GAUGE = 2,      /* a level: occupancy, temperature */
+    MITTARI_KIND_CUMULATIVE = 3, /* a device counter; the agent turns it into deltas */
+    MITTARI_KIND_EVENT = 4,      /* something happened once: a card read, a button */
+};
+
+struct mittari_tag {
+    const char *key;
+    const char *value;
+};
+
+/* All pointers are borrowed for the duration of the emit call only. */
+struct mittari_reading {
+    uint32_t size;        /* sizeof(struct mittari_reading): use MITTARI_READING_INIT */
+    int64_t ts_us;        /* UTC microseconds since the epoch; 0 = now */
+    const char *device;   /* NULL = the instance name */
+    const char *metric;   /* required, [A-Za-z0-9_.:-], at most 63 bytes */
+    const char *unit;     /* NULL or "" = dimensionless */
+    int kind;             /* enum mittari_kind */
+    double value;         /* DELTA, GAUGE, EVENT: the value (finite) */
+    uint64_t counter;     /* CUMULATIVE: the raw device counter */
+    unsigned counter_bits;/* CUMULATIVE: 16, 32 or 64 (0 = 64); where it wraps */
+    const void *subject_id;   /* raw identifier bytes (card number), or NULL */
+    size_t subject_id_len;    /* at most 64 */
+    const char *subject_space;/* key space of subject_id ("card", "wiegand26"); NULL = "id" */
+    const struct mittari_tag *tags; /* per-reading tags, or NULL */
+    size_t ntags;                   /* at most 8 */
+};
+
+#define MITTARI_READING_INIT {.size = sizeof(struct mittari_reading)}
+
+/* ---- option tables -----------------------------------------------------
+ * Declarative: the agent validates the configuration against the table and
+ * fills the plugin's config struct (config_size bytes, zeroed) at offset
+ * before create() is called. Strings stay valid until destroy(). */
+enum mittari_opt_type {
+    MITTARI_OPT_STRING = 1,   /* const char * (NULL when unset without default) */
+    MITTARI_OPT_INT = 2,      /* int64_t */
+    MITTARI_OPT_DOUBLE = 3,   /* double */
+    MITTARI_OPT_BOOL = 4,     /* bool */
+    MITTARI_OPT_ENUM = 5,     /* int: index into values */
+    MITTARI_OPT_DURATION = 6, /* int64_t milliseconds; "250ms", "5s", "2m", "1h", "7d" */
+    MITTARI_OPT_SIZE = 7,     /* uint64_t bytes; "512", "64KiB", "10MB", "1GiB" */
+};
+
+#define MITTARI_OPT_REQUIRED 0x1u /* must be set in the configuration */
+#define MITTARI_OPT_SECRET 0x2u   /* STRING; may come from NAME_file; never logged */
+
+struct mittari_option {
+    const char *name;
+    int type;                  /* enum mittari_opt_type */
+    unsigned flags;            /* MITTARI_OPT_* flags */
+    const char *def;           /* default, written as in the config; NULL = none */
+    double min, max;           /* inclusive range, checked when min < max (DURATION: ms) */
+    const char *const *values; /* ENUM: the allowed values, NULL-terminated */
+    size_t offset;             /* offsetof(your config struct, field) */
+    const char *help;          /* one line */
+};
+
+/* ---- host API ---------------------------------------------------------- */
+
+struct mittari_ctx;   /* one plugin instance, owned by the agent */
+struct mittari_timer; /* owned by the agent; freed by timer_stop or at stop */
+struct mittari_watch;
+struct mittari_poll;
+
+enum mittari_level { MITTARI_LOG_ERR = 3, MITTARI_LOG_WARNING = 4, MITTARI_LOG_NOTICE = 5,
+                     MITTARI_LOG_INFO = 6, MITTARI_LOG_DEBUG = 7 };
+
+enum mittari_health { MITTARI_HEALTH_UP = 0, MITTARI_HEALTH_DEGRADED = 1, MITTARI_HEALTH_DOWN = 2 };
+
+#define MITTARI_FD_READ 0x1
+#define MITTARI_FD_WRITE 0x2
+#define MITTARI_FD_ERROR 0x4 /* error or hang-up: unwatch, close, reopen later */
+
+typedef void (*mittari_timer_cb)(void *arg);
+typedef void (*mittari_fd_cb)(void *arg, int fd, int events);
+typedef int (*mittari_work_cb)(void *arg);             /* worker thread; may block */
+typedef void (*mittari_done_cb)(void *arg, int status); /* loop thread; status = work's result */
+
+struct mittari_host {
+    uint32_t abi_version; /* the agent's MITTARI_ABI_VERSION */
+    uint32_t size;        /* sizeof(struct mittari_host) of the agent */
+
+    /* Any thread. Copies what it needs. 0, -EAGAIN (intake queue full: retry
+     * later or drop and count), MITTARI_EFULL, MITTARI_ESTOPPED or
+     * MITTARI_EREADING. */
+    int (*emit)(struct mittari_ctx *ctx, const struct mittari_reading *r);
+
+    /* Any thread. One line; prefixed with the plugin and instance name. Never
+     * pass raw card numbers or device addresses. */
+    void (*log)(struct mittari_ctx *ctx, int level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Any thread. UTC microseconds since the epoch. */
+    int64_t (*now)(struct mittari_ctx *ctx);
+
+    /* Loop thread. repeat_ms 0 = one shot. The agent stops all of an
+     * instance's timers, watches and polls itself after stop(). */
+    int (*timer_start)(struct mittari_ctx *ctx, uint64_t timeout_ms, uint64_t repeat_ms,
+                       mittari_timer_cb cb, void *arg, struct mittari_timer **out);
+    void (*timer_stop)(struct mittari_timer *t);
+
+    /* Loop thread. events: MITTARI_FD_READ | MITTARI_FD_WRITE. The fd stays
+     * the plugin's: unwatch before closing it. */
+    int (*fd_watch)(struct mittari_ctx *ctx, int fd, int events, mittari_fd_cb cb, void *arg,
+                    struct mittari_watch **out);
+    void (*fd_unwatch)(struct mittari_watch *w);
+
+    /* Loop thread. Runs work(arg) on a worker thread every interval_ms (the
+     * first at once), then done(arg, result) on the loop. A run still busy
+     * when the next is due is skipped and counted, never queued twice. After
+     * poll_stop, done is not called again; destroy() waits for a run in
+     * flight. */
+    int (*poll_start)(struct mittari_ctx *ctx, uint64_t interval_ms, mittari_work_cb work,
+                      mittari_done_cb done, void *arg, struct mittari_poll **out);
+    void (*poll_stop)(struct mittari_poll *p);
+
+    /* Any thread. Reported by the agent; reason is copied. */
+    void (*set_health)(struct mittari_ctx *ctx, int health, const char *reason);
+
+    /* Any thread. The instance name from the configuration. */
+    const char *(*instance_name)(struct mittari_ctx *ctx);
+};
+
+/* ---- plugin descriptor ------------------------------------------------- */
+
+struct mittari_plugin {
+    uint32_t abi_version; /* MITTARI_ABI_VERSION the plugin was built with; keep first */
+    uint32_t size;        /* sizeof(struct mittari_plugin) */
+    const char *name;     /* [a-z0-9_]+, equal to the file name without .so */
+    const char *version;
+    const char *description; /* one line */
+    const struct mittari_option *options; /* terminated by an entry with name NULL */
+    size_t config_size;                   /* size of the struct options are written into */
+
+    /* Loop thread. config is the filled struct, borrowed until destroy.
+     * Allocate state; do not start I/O yet. */
+    int (*create)(const struct mittari_host *host, struct mittari_ctx *ctx, const void *config,
+                  void **state);
+    /* Loop thread. Open devices, start timers/watches/polls. */
+    int (*start)(void *state);
+    /* Loop thread. Stop producing; the agent then cancels what is left. */
+    void (*stop)(void *state);
+    /* Loop thread. No callback of this instance runs after it starts. */
+    void (*destroy)(void *state);
+};
+
+#define MITTARI_PLUGIN_ENTRY_SYMBOL "mittari_plugin_entry"
+#define MITTARI_PLUGIN_DEFINE(desc)                                                                \
+    __attribute__((visibility("default"))) const struct mittari_plugin *mittari_plugin_entry(void) \
+    {                                                                                              \
+        return &(desc);                                                                            \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,343 @@
+/*
+ * sim: simulated visitor traffic for one site, for the demo, tests and
+ * benchmarks. Uses only the SDK header: it is also the reference plugin.
+ *
+ *   door-N        visitors_in / visitors_out   delta 1 per person passing
+ *   cardreader-1  checkin                      event, subject = the family's
+ *                                              welfare card (pseudonymised by
+ *                                              the agent), tag service
+ *   gate          visitors                     cumulative counter of a
+ *                                              Modbus-style gate that wraps
+ *                                              at 16 or 32 bits
+ *   hall          occupancy                    gauge, persons inside
+ *
+ * Traffic follows a two-peak daily curve inside the opening hours (local
+ * time), as a Poisson process with `rate` readings per second at the peak.
+ * rate 0 emits up to 4096 readings a millisecond, as fast as the agent takes
+ * them (benchmarks), backing off when emit says the intake queue is full.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mittari/mittari.h>
+
+struct sim_conf {
+    double rate;
+    int64_t limit;
+    int64_t doors;
+    const char *opening_hours;
+    int64_t families;
+    double card_share;
+    int gate_bits; /* index into gate_bits_values */
+    int64_t gate_start;
+    int64_t poll_ms;
+    const char *service;
+    int64_t seed;
+};
+
+static const char *const gate_bits_values[] = {"16", "32", NULL};
+
+static const struct mittari_option sim_options[] = {
+    {"rate", MITTARI_OPT_DOUBLE, 0, "5", 0, 10000000, NULL, offsetof(struct sim_conf, rate),
+     "Readings per second at the daily peak; 0 = as fast as the agent takes them."},
+    {"limit", MITTARI_OPT_INT, 0, "0", 0, 1e15, NULL, offsetof(struct sim_conf, limit),
+     "Stop after this many readings; 0 = never."},
+    {"doors", MITTARI_OPT_INT, 0, "2", 1, 64, NULL, offsetof(struct sim_conf, doors),
+     "Door counters (devices door-1 ... door-N)."},
+    {"opening_hours", MITTARI_OPT_STRING, 0, "08:00-20:00", 0, 0, NULL,
+     offsetof(struct sim_conf, opening_hours),
+     "Local opening hours HH:MM-HH:MM; 00:00-24:00 = always open."},
+    {"families", MITTARI_OPT_INT, 0, "300", 1, 1000000, NULL,
+     offsetof(struct sim_conf, families), "Welfare-card families in the simulated town."},
+    {"card_share", MITTARI_OPT_DOUBLE, 0, "0.1", 0, 1, NULL,
+     offsetof(struct sim_conf, card_share),
+     "Share of readings that are welfare-card check-ins."},
+    {"gate_bits", MITTARI_OPT_ENUM, 0, "16", 0, 0, gate_bits_values,
+     offsetof(struct sim_conf, gate_bits), "Width of the gate's cumulative counter."},
+    {"gate_start", MITTARI_OPT_INT, 0, "65000", 0, 4294967295.0, NULL,
+     offsetof(struct sim_conf, gate_start),
+     "Gate counter at start (near the top, so it wraps soon)."},
+    {"poll_interval", MITTARI_OPT_DURATION, 0, "1s", 10, 3600000, NULL,
+     offsetof(struct sim_conf, poll_ms), "How often the gate counter and occupancy are read."},
+    {"service", MITTARI_OPT_STRING, 0, "library", 0, 0, NULL, offsetof(struct sim_conf, service),
+     "Service tag of welfare-card check-ins (library, swimming_hall, museum, ...)."},
+    {"seed", MITTARI_OPT_INT, 0, "0", 0, 0, NULL, offsetof(struct sim_conf, seed),
+     "Random seed; 0 = different every start."},
+    {0},
+};
+
+struct sim {
+    const struct mittari_host *host;
+    struct mittari_ctx *ctx;
+    const struct sim_conf *c;
+    int open_min, close_min;
+    uint64_t rng;
+    uint64_t emitted;
+    uint64_t gate;
+    uint64_t gate_mask;
+    int64_t occupancy;
+    uint64_t since_gate;
+    struct mittari_timer *tick;
+    struct mittari_timer *poll;
+    int64_t last_tick_us;
+    bool done;
+};
+
+static uint64_t next_rand(struct sim *s)
+{
+    /* xorshift64*: plenty for traffic, no global state */
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return s->rng * 0x2545F4914F6CDD1Dull;
+}
+
+static double uniform(struct sim *s)
+{
+    return (double)(next_rand(s) >> 11) / 9007199254740992.0;
+}
+
+static uint64_t poisson(struct sim *s, double lambda)
+{
+    if (lambda <= 0)
+        return 0;
+    if (lambda > 30) {
+        /* normal approximation; Box-Muller */
+        double u1 = uniform(s), u2 = uniform(s);
+        double z = sqrt(-2 * log(u1 > 0 ? u1 : 1e-300)) * cos(2 * M_PI * u2);
+        double v = lambda + sqrt(lambda) * z + 0.5;
+        return v < 0 ? 0 : (uint64_t)v;
+    }
+    double l = exp(-lambda), p = 1;
+    uint64_t k = 0;
+    do {
+        k++;
+        p *= uniform(s);
+    } while (p > l);
+    return k - 1;
+}
+
+static int parse_hours(const char *s, int *open_min, int *close_min)
+{
+    int h1, m1, h2, m2, n = 0;
+    if (sscanf(s, "%d:%d-%d:%d%n", &h1, &m1, &h2, &m2, &n) != 4 || s[n] || h1 < 0 || h1 > 23 ||
+        m1 < 0 || m1 > 59 || h2 < 0 || h2 > 24 || m2 < 0 || m2 > 59 || (h2 == 24 && m2))
+        return -EINVAL;
+    *open_min = h1 * 60 + m1;
+    *close_min = h2 * 60 + m2;
+    return *close_min > *open_min ? 0 : -EINVAL;
+}
+
+/* 0..1: share of the peak rate at this local time */
+static double curve(const struct sim *s, int64_t now_us)
+{
+    time_t t = (time_t)(now_us / 1000000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    double minute = tm.tm_hour * 60 + tm.tm_min + tm.tm_sec / 60.0;
+    if (minute < s->open_min || minute >= s->close_min)
+        return 0;
+    if (s->open_min == 0 && s->close_min == 1440)
+        return 1; /* always open: a flat profile, readings all day */
+    double f = (minute - s->open_min) / (s->close_min - s->open_min);
+    double a = (f - 0.3) / 0.12, b = (f - 0.75) / 0.12;
+    double v = 0.25 + 0.75 * exp(-a * a) + 0.6 * exp(-b * b);
+    return v > 1 ? 1 : v;
+}
+
+static int emit(struct sim *s, struct mittari_reading *r)
+{
+    int rc = s->host->emit(s->ctx, r);
+    if (rc == 0)
+        s->emitted++;
+    return rc;
+}
+
+static int emit_gate(struct sim *s, int64_t ts)
+{
+    struct mittari_reading r = MITTARI_READING_INIT;
+    r.ts_us = ts;
+    r.device = "gate";
+    r.metric = "visitors";
+    r.unit = "persons";
+    r.kind = MITTARI_KIND_CUMULATIVE;
+    r.counter = s->gate;
+    r.counter_bits = s->c->gate_bits == 0 ? 16 : 32;
+    int rc = emit(s, &r);
+    if (rc)
+        return rc;
+    struct mittari_reading o = MITTARI_READING_INIT;
+    o.ts_us = ts;
+    o.device = "hall";
+    o.metric = "occupancy";
+    o.unit = "persons";
+    o.kind = MITTARI_KIND_GAUGE;
+    o.value = (double)s->occupancy;
+    return emit(s, &o);
+}
+
+/* One simulated happening: a door pass or a card check-in. */
+static int one(struct sim *s, int64_t ts, double day_frac)
+{
+    char dev[16];
+    struct mittari_reading r = MITTARI_READING_INIT;
+    r.ts_us = ts;
+
+    if (uniform(s) < s->c->card_share) {
+        /* some families come often, most rarely */
+        double u = uniform(s);
+        uint32_t family = (uint32_t)((double)s->c->families * u * u);
+        uint32_t card = 0x00D50000u + family * 7919u; /* synthetic EM4100-like ids */
+        unsigned char id[4] = {card >> 24, card >> 16, card >> 8, card};
+        struct mittari_tag tag = {"service", s->c->service};
+        r.device = "cardreader-1";
+        r.metric = "checkin";
+        r.kind = MITTARI_KIND_EVENT;
+        r.value = 1;
+        r.subject_id = id;
+        r.subject_id_len = sizeof(id);
+        r.subject_space = "card";
+        r.tags = &tag;
+        r.ntags = 1;
+        return emit(s, &r);
+    }
+    bool in = s->occupancy <= 0 || uniform(s) < (day_frac < 0.6 ? 0.6 : 0.4);
+    snprintf(dev, sizeof(dev), "door-%u", (unsigned)(next_rand(s) % (uint64_t)s->c->doors) + 1);
+    r.device = dev;
+    r.metric = in ? "visitors_in" : "visitors_out";
+    r.unit = "persons";
+    r.kind = MITTARI_KIND_DELTA;
+    r.value = 1;
+    int rc = emit(s, &r);
+    if (rc)
+        return rc;
+    s->occupancy += in ? 1 : -1;
+    if (in)
+        s->gate = (s->gate + 1) & s->gate_mask;
+    return 0;
+}
+
+static bool limit_reached(struct sim *s)
+{
+    if (s->c->limit && s->emitted >= (uint64_t)s->c->limit) {
+        if (!s->done)
+            s->host->log(s->ctx, MITTARI_LOG_NOTICE, "limit of %lld readings reached; idle now",
+                         (long long)s->c->limit);
+        s->done = true;
+        return true;
+    }
+    return false;
+}
+
+static void tick_paced(void *arg)
+{
+    struct sim *s = arg;
+    int64_t now = s->host->now(s->ctx);
+    double dt = (double)(now - s->last_tick_us) / 1e6;
+    double k = curve(s, now);
+
+    s->last_tick_us = now;
+    if (dt <= 0 || dt > 10 || k == 0 || limit_reached(s))
+        return;
+    uint64_t n = poisson(s, s->c->rate * k * dt);
+    for (uint64_t i = 0; i < n && !limit_reached(s); i++)
+        if (one(s, now, k) == -EAGAIN)
+            break; /* the agent is behind: drop this tick's rest, as a device would */
+}
+
+static void tick_fast(void *arg)
+{
+    struct sim *s = arg;
+    int64_t now = s->host->now(s->ctx);
+    int rc = 0;
+
+    for (int i = 0; i < 4096 && rc == 0 && !limit_reached(s); i++) {
+        rc = one(s, now, 0.5);
+        if (rc == 0 && ++s->since_gate >= 100) {
+            s->since_gate = 0;
+            rc = emit_gate(s, now);
+        }
+    }
+    /* -EAGAIN: the intake queue is full; the next tick (1 ms) tries again */
+}
+
+static void poll_gate(void *arg)
+{
+    struct sim *s = arg;
+    if (!limit_reached(s))
+        emit_gate(s, s->host->now(s->ctx));
+}
+
+static int sim_create(const struct mittari_host *host, struct mittari_ctx *ctx,
+                      const void *config, void **state)
+{
+    const struct sim_conf *c = config;
+    struct sim *s = calloc(1, sizeof(*s));
+
+    if (!s)
+        return -ENOMEM;
+    s->host = host;
+    s->ctx = ctx;
+    s->c = c;
+    if (parse_hours(c->opening_hours, &s->open_min, &s->close_min)) {
+        host->log(ctx, MITTARI_LOG_ERR, "opening_hours '%s' is not HH:MM-HH:MM",
+                  c->opening_hours);
+        free(s);
+        return -EINVAL;
+    }
+    s->gate_mask = c->gate_bits == 0 ? 0xffffu : 0xffffffffu;
+    s->gate = (uint64_t)c->gate_start & s->gate_mask;
+    s->rng = c->seed ? (uint64_t)c->seed : (uint64_t)host->now(ctx) ^ (uint64_t)(uintptr_t)s;
+    if (!s->rng)
+        s->rng = 1;
+    *state = s;
+    return 0;
+}
+
+static int sim_start(void *state)
+{
+    struct sim *s = state;
+    int rc;
+
+    s->last_tick_us = s->host->now(s->ctx);
+    if (s->c->rate == 0)
+        return s->host->timer_start(s->ctx, 0, 1, tick_fast, s, &s->tick);
+    rc = s->host->timer_start(s->ctx, 100, 100, tick_paced, s, &s->tick);
+    if (!rc)
+        rc = s->host->timer_start(s->ctx, (uint64_t)s->c->poll_ms, (uint64_t)s->c->poll_ms,
+                                  poll_gate, s, &s->poll);
+    return rc;
+}
+
+static void sim_stop(void *state)
+{
+    struct sim *s = state;
+    s->host->log(s->ctx, MITTARI_LOG_INFO, "stopping after %llu readings",
+                 (unsigned long long)s->emitted);
+}
+
+static void sim_destroy(void *state)
+{
+    free(state);
+}
+
+static const struct mittari_plugin sim_plugin = {
+    .abi_version = MITTARI_ABI_VERSION,
+    .size = sizeof(struct mittari_plugin),
+    .name = "sim",
+    .version = "1.0",
+    .description = "Simulated visitor traffic: door counters, welfare-card check-ins, a gate "
+                   "counter that wraps",
+    .options = sim_options,
+    .config_size = sizeof(struct sim_conf),
+    .create = sim_create,
+    .start = sim_start,
+    .stop = sim_stop,
+    .destroy = sim_destroy,
+};
+
+MITTARI_PLUGIN_DEFINE(sim_plugin)
