@@ -426,7 +426,8 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
         }
     }
     const struct mt_pair *ap = mt_node_pair(root, "agent");
-    struct mt_pos where = {path, 0, 0};
+    /* where "missing option" problems of a missing agent section point */
+    struct mt_pos where = root && root->pos.file ? root->pos : (struct mt_pos){path, 1, 1};
     if (ap && ap->value->type != MT_NODE_MAP && ap->value->type != MT_NODE_NULL) {
         mt_diags_add(d, &ap->value->pos, NULL, "'agent' must be a mapping, found %s",
                      mt_node_type_name(ap->value->type));

@@ -1,0 +1,150 @@
+/*
+ * probe: a test plugin that exercises the host API on command of its
+ * options: readings at start, readings from a worker-thread poll,
+ * cumulative counter sequences, raw subjects, a failing create.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mittari/mittari.h>
+
+struct conf {
+    int64_t count;
+    int64_t poll_ms;
+    int64_t poll_runs;
+    const char *counters; /* "65530,65535,3" */
+    int64_t bits;
+    const char *subject;
+    bool fail_create;
+    const char *metric;
+};
+
+static const struct mittari_option opts[] = {
+    {"count", MITTARI_OPT_INT, 0, "0", 0, 1e9, NULL, offsetof(struct conf, count),
+     "Delta readings emitted at start."},
+    {"poll_interval", MITTARI_OPT_DURATION, 0, "0", 0, 0, NULL, offsetof(struct conf, poll_ms),
+     "Emit one reading from a worker thread this often; 0 = no poll."},
+    {"poll_runs", MITTARI_OPT_INT, 0, "0", 0, 1e9, NULL, offsetof(struct conf, poll_runs),
+     "Stop polling after this many runs; 0 = never."},
+    {"counters", MITTARI_OPT_STRING, 0, NULL, 0, 0, NULL, offsetof(struct conf, counters),
+     "Comma-separated raw values of a cumulative counter, emitted at start."},
+    {"bits", MITTARI_OPT_INT, 0, "16", 1, 64, NULL, offsetof(struct conf, bits),
+     "Counter width."},
+    {"subject", MITTARI_OPT_STRING, MITTARI_OPT_SECRET, NULL, 0, 0, NULL,
+     offsetof(struct conf, subject), "Raw subject id of a check-in emitted at start."},
+    {"fail_create", MITTARI_OPT_BOOL, 0, "false", 0, 0, NULL, offsetof(struct conf, fail_create),
+     "create() fails with -EIO."},
+    {"metric", MITTARI_OPT_STRING, 0, "probe", 0, 0, NULL, offsetof(struct conf, metric),
+     "Metric name of the readings."},
+    {0},
+};
+
+struct probe {
+    const struct mittari_host *h;
+    struct mittari_ctx *ctx;
+    const struct conf *c;
+    struct mittari_poll *poll;
+    int64_t runs;
+};
+
+static int create(const struct mittari_host *h, struct mittari_ctx *ctx, const void *cf, void **s)
+{
+    const struct conf *c = cf;
+    if (c->fail_create)
+        return -EIO;
+    struct probe *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->h = h;
+    p->ctx = ctx;
+    p->c = c;
+    *s = p;
+    return 0;
+}
+
+static int work(void *arg)
+{
+    struct probe *p = arg;
+    struct mittari_reading r = MITTARI_READING_INIT;
+    r.metric = "polled";
+    r.kind = MITTARI_KIND_DELTA;
+    r.value = 1;
+    return p->h->emit(p->ctx, &r);
+}
+
+static void done(void *arg, int status)
+{
+    struct probe *p = arg;
+    if (status)
+        p->h->log(p->ctx, MITTARI_LOG_WARNING, "poll emit failed: %d", status);
+    if (p->c->poll_runs && ++p->runs >= p->c->poll_runs) {
+        p->h->poll_stop(p->poll);
+        p->poll = NULL;
+    }
+}
+
+static int start(void *s)
+{
+    struct probe *p = s;
+    for (int64_t i = 0; i < p->c->count; i++) {
+        struct mittari_reading r = MITTARI_READING_INIT;
+        r.metric = p->c->metric;
+        r.kind = MITTARI_KIND_DELTA;
+        r.value = 1;
+        int rc = p->h->emit(p->ctx, &r);
+        if (rc)
+            return rc;
+    }
+    if (p->c->counters) {
+        char *copy = strdup(p->c->counters), *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            struct mittari_reading r = MITTARI_READING_INIT;
+            r.metric = "count";
+            r.kind = MITTARI_KIND_CUMULATIVE;
+            r.counter = strtoull(t, NULL, 10);
+            r.counter_bits = (unsigned)p->c->bits;
+            p->h->emit(p->ctx, &r);
+        }
+        free(copy);
+    }
+    if (p->c->subject) {
+        struct mittari_reading r = MITTARI_READING_INIT;
+        r.metric = "checkin";
+        r.kind = MITTARI_KIND_EVENT;
+        r.value = 1;
+        r.subject_id = p->c->subject;
+        r.subject_id_len = strlen(p->c->subject);
+        r.subject_space = "card";
+        p->h->emit(p->ctx, &r);
+    }
+    if (p->c->poll_ms)
+        return p->h->poll_start(p->ctx, (uint64_t)p->c->poll_ms, work, done, p, &p->poll);
+    return 0;
+}
+
+static void stop(void *s)
+{
+    (void)s;
+}
+
+static void destroy(void *s)
+{
+    free(s);
+}
+
+static const struct mittari_plugin desc = {
+    .abi_version = MITTARI_ABI_VERSION,
+    .size = sizeof(struct mittari_plugin),
+    .name = "probe",
+    .version = "1",
+    .description = "test plugin exercising the host API",
+    .options = opts,
+    .config_size = sizeof(struct conf),
+    .create = create,
+    .start = start,
+    .stop = stop,
+    .destroy = destroy,
+};
+MITTARI_PLUGIN_DEFINE(desc)
