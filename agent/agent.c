@@ -231,6 +231,8 @@ static int lock_data_dir(struct mt_agent *a, const char *dir)
     }
     if (flock(a->lock_fd, LOCK_EX | LOCK_NB)) {
         ssize_t n = pread(a->lock_fd, pid, sizeof(pid) - 1, 0);
+        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' '))
+            n--;
         pid[n > 0 ? n : 0] = 0;
         mt_diag(MT_ERR, MOD, "data dir %s is in use by another mittari (pid %s)", dir,
                 pid[0] ? pid : "?");

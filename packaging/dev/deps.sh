@@ -1,0 +1,25 @@
+#!/bin/bash
+# Installs the Debian 12 packages mittari needs to build, run and test, if
+# any is missing (as root). Used by the demo, the test command and CI.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config
+  libuv1-dev libsqlite3-dev libyaml-dev libsystemd-dev libssl-dev
+  libcmocka-dev tzdata sqlite3 python3 valgrind procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps.sh: run as root (or install these packages): ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
