@@ -31,6 +31,7 @@ static const char usage_text[] =
     "  run -c DIR                 run the agent on the configuration in DIR\n"
     "  check -c DIR               check the configuration, report every problem\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
+    "                             (NAME agent: the options of the agent section)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
     "                             print readings from the log\n"
     "\n"
@@ -110,7 +111,11 @@ static int cmd_plugins(const struct cli *c)
     const struct mt_output_type *ot = mt_output_type_find(c->name);
     const struct mt_plugin *p = NULL;
     char err[600];
-    if (ot) {
+    if (strcmp(c->name, "agent") == 0) {
+        if (!c->markdown)
+            printf("the agent section:\n\noptions:\n");
+        mt_options_print(stdout, mt_agent_options, c->markdown);
+    } else if (ot) {
         if (!c->markdown)
             printf("output %s: %s\n\noptions:\n", ot->name, ot->description);
         mt_options_print(stdout, ot->options, c->markdown);
