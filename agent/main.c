@@ -31,7 +31,7 @@ static const char usage_text[] =
     "  run -c DIR                 run the agent on the configuration in DIR\n"
     "  check -c DIR               check the configuration, report every problem\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
-    "                             (NAME agent: the options of the agent section)\n"
+    "                             (NAME agent: the agent section; output: every output)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
     "                             print readings from the log\n"
     "\n"
@@ -115,15 +115,16 @@ static int cmd_plugins(const struct cli *c)
         if (!c->markdown)
             printf("the agent section:\n\noptions:\n");
         mt_options_print(stdout, mt_agent_options, c->markdown);
+    } else if (strcmp(c->name, "output") == 0) {
+        if (!c->markdown)
+            printf("options of every output:\n\n");
+        mt_options_print(stdout, mt_output_common_options, c->markdown);
     } else if (ot) {
         if (!c->markdown)
             printf("output %s: %s\n\noptions:\n", ot->name, ot->description);
         mt_options_print(stdout, ot->options, c->markdown);
         if (!c->markdown)
-            printf("\noptions of every output:\n");
-        else
-            printf("\nOptions of every output:\n\n");
-        mt_options_print(stdout, mt_output_common_options, c->markdown);
+            printf("\noptions of every output: type, enabled, and 'mittari plugins output'\n");
     } else if (mt_registry_get(&reg, c->name, &p, err, sizeof(err)) == 0) {
         if (!c->markdown)
             printf("input plugin %s %s (ABI %u.%u): %s\n\noptions:\n", p->desc->name,
