@@ -53,6 +53,10 @@ struct mt_agent {
 
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t tick, watchdog, stats, hard_stop;
+    /* loop lag: the longest stretch the loop was busy between two polls,
+     * from libuv's idle-time metric; costs no wake-up of its own */
+    uv_prepare_t lag;
+    uint64_t lag_last_ns, lag_idle_ns, lag_max_ns, lag_busy_ns, lag_since_ns;
     bool handles_inited;
     int phase;
     bool forced;
@@ -322,6 +326,7 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
     rc = uv_loop_init(&a->loop);
     if (rc)
         return MT_EXIT_FAILURE;
+    uv_loop_configure(&a->loop, UV_METRICS_IDLE_TIME);
     a->loop.data = a;
     rc = open_storage(a);
     if (rc)
@@ -339,7 +344,7 @@ static void close_handles(struct mt_agent *a)
     uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
                          (uv_handle_t *)&a->sighup,  (uv_handle_t *)&a->tick,
                          (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
-                         (uv_handle_t *)&a->hard_stop};
+                         (uv_handle_t *)&a->hard_stop, (uv_handle_t *)&a->lag};
     for (size_t i = 0; i < MT_ARRAY_SIZE(hs); i++)
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], NULL);
@@ -357,6 +362,11 @@ static void log_stats(struct mt_agent *a, const char *when)
                   when, (uint64_t)s->queued, (uint64_t)s->stored, (uint64_t)s->refused_queue,
                   (uint64_t)s->refused_full, (uint64_t)s->dropped_cap,
                   (uint64_t)s->deleted_retention, mt_writer_committed(a->writer));
+    uint64_t span = uv_hrtime() - a->lag_since_ns;
+    mt_buf_printf(&b, "; loop max lag %.3f ms, busy %.2f%%", (double)a->lag_max_ns / 1e6,
+                  span ? 100.0 * (double)a->lag_busy_ns / (double)span : 0.0);
+    a->lag_max_ns = a->lag_busy_ns = 0;
+    a->lag_since_ns = uv_hrtime();
     for (size_t i = 0; i < a->noutputs; i++) {
         const struct mt_output_stats *os = mt_output_stats(a->outputs[i].o);
         mt_buf_printf(&b, "; output %s delivered %" PRIu64 " (cursor %" PRId64 ", retries %" PRIu64
@@ -366,6 +376,20 @@ static void log_stats(struct mt_agent *a, const char *when)
     }
     mt_diag(MT_INFO, MOD, "%s", mt_buf_cstr(&b));
     mt_buf_free(&b);
+}
+
+static void lag_cb(uv_prepare_t *p)
+{
+    struct mt_agent *a = p->data;
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(&a->loop);
+    if (a->lag_last_ns) {
+        uint64_t busy = (now - a->lag_last_ns) - (idle - a->lag_idle_ns);
+        if (busy > a->lag_max_ns)
+            a->lag_max_ns = busy;
+        a->lag_busy_ns += busy;
+    }
+    a->lag_last_ns = now;
+    a->lag_idle_ns = idle;
 }
 
 static void input_stopped(void *arg)
@@ -711,6 +735,11 @@ int mt_agent_run(struct mt_agent *a)
     uv_timer_init(&a->loop, &a->hard_stop);
     a->sigterm.data = a->sigint.data = a->sighup.data = a;
     a->tick.data = a->watchdog.data = a->stats.data = a->hard_stop.data = a;
+    uv_prepare_init(&a->loop, &a->lag);
+    a->lag.data = a;
+    uv_prepare_start(&a->lag, lag_cb);
+    uv_unref((uv_handle_t *)&a->lag);
+    a->lag_since_ns = uv_hrtime();
     a->handles_inited = true;
     uv_signal_start(&a->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&a->sigint, signal_cb, SIGINT);
