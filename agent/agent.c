@@ -42,6 +42,7 @@ struct mt_agent {
     struct mt_pseudo pseudo;
     struct mt_writer *writer;
     char db_path[PATH_MAX];
+    char agent_id[64]; /* outlives reloads: outputs keep a pointer to it */
     int lock_fd;
 
     struct in_slot *inputs;
@@ -159,7 +160,7 @@ static int add_input(struct mt_agent *a, struct mt_inst_conf *ic)
 
 static int add_output(struct mt_agent *a, struct mt_inst_conf *ic, int64_t resume_after)
 {
-    struct mt_output_env env = {&a->loop, a->writer, &a->series, a->db_path, a->conf->agent.id};
+    struct mt_output_env env = {&a->loop, a->writer, &a->series, a->db_path, a->agent_id};
     struct mt_output *o;
     char err[512];
     struct out_slot *v = realloc(a->outputs, (a->noutputs + 1) * sizeof(*v));
@@ -318,6 +319,7 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
     if (mt_config_load(&a->conf, opts->conf_path, opts->plugin_dir, &a->reg, d))
         return MT_EXIT_CONFIG;
     mt_diag_set_level(a->conf->agent.log_level);
+    snprintf(a->agent_id, sizeof(a->agent_id), "%s", a->conf->agent.id);
     /* libuv reads this once, at the first queued work */
     snprintf(num, sizeof(num), "%" PRId64, a->conf->agent.workers);
     setenv("UV_THREADPOOL_SIZE", num, 1);

@@ -11,9 +11,11 @@ cleanup() {
     kill -9 "$AGENT_PID" 2>/dev/null
     wait "$AGENT_PID" 2>/dev/null
   fi
+  [ -n "${KEEP_LOG:-}" ] && cp "$T/agent.log" "$KEEP_LOG" 2>/dev/null
   rm -rf "$T"
 }
 trap cleanup EXIT
+KEEP_LOG=${KEEP_LOG:-}
 
 fail() { echo "FAIL: $*" >&2; [ -f "$T/agent.log" ] && tail -20 "$T/agent.log" >&2; exit 1; }
 ok() { echo "ok: $*"; }
