@@ -182,13 +182,13 @@ static char *expand_env(struct parser *p, const char *s, struct mt_pos pos)
             perr(p, pos, "write ${NAME}, or $${ for a literal ${", "unterminated ${ in '%s'", s);
             goto out;
         }
-        char name[128];
+        /* the whole reference: a fixed buffer would cut long defaults */
         const char *dflt = NULL;
-        size_t n = (size_t)(end - (c + 2));
-        if (n >= sizeof(name))
-            n = sizeof(name) - 1;
-        memcpy(name, c + 2, n);
-        name[n] = 0;
+        char *name = mt_arena_strndup(&p->doc->arena, c + 2, (size_t)(end - (c + 2)));
+        if (!name) {
+            perr(p, pos, NULL, "out of memory");
+            goto out;
+        }
         char *colon = strstr(name, ":-");
         if (colon) {
             *colon = 0;
@@ -564,7 +564,8 @@ int mt_cfg_load(struct mt_cfgdoc *doc, const char *path, struct mt_diags *d)
                      "no configuration files in this directory");
         errors = 1;
     }
-    qsort(names, n, sizeof(*names), name_cmp);
+    if (n) /* names is NULL then, and qsort's pointer must not be */
+        qsort(names, n, sizeof(*names), name_cmp);
     for (size_t i = 0; i < n; i++) {
         errors += mt_cfg_load_file(doc, names[i], NULL, d);
         free(names[i]);

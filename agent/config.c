@@ -254,10 +254,13 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
         mt_inst_conf_free(ic);
         return NULL;
     }
-    char prefix[600];
-    snprintf(prefix, sizeof(prefix), "plugin=%s\nsite=%s\ntags=%s\nenabled=%d\n", pname, ic->site,
-             ic->tags_json, ic->enabled);
-    finish_canonical(ic, pl->desc->options, prefix);
+    /* a buffer, not a fixed array: 16 long tags must not be cut off, or a
+     * reload would miss a change in the last of them */
+    struct mt_buf b = {0};
+    mt_buf_printf(&b, "plugin=%s\nsite=%s\ntags=%s\nenabled=%d\n", pname, ic->site, ic->tags_json,
+                  ic->enabled);
+    finish_canonical(ic, pl->desc->options, mt_buf_cstr(&b));
+    mt_buf_free(&b);
     return ic;
 }
 
@@ -383,8 +386,11 @@ static void check_agent(struct mt_config *c, const struct mt_node *an, struct mt
         mt_diags_add(d, n ? &n->pos : NULL, "letters, digits, _, - and ., at most 63",
                      "bad agent id '%s'", a->id);
     }
+    /* a zone is a file: "" and "Europe" name directories of the database */
+    struct stat st;
     snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", a->timezone);
-    if (strstr(a->timezone, "..") || access(path, R_OK) != 0) {
+    if (strstr(a->timezone, "..") || stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+        access(path, R_OK) != 0) {
         const struct mt_node *n = mt_node_get(an, "timezone");
         mt_diags_add(d, n ? &n->pos : NULL, "an IANA name such as Europe/Helsinki (package tzdata)",
                      "unknown time zone '%s'", a->timezone);
@@ -409,7 +415,12 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
     if (!c)
         return -ENOMEM;
     mt_cfgdoc_init(&doc);
-    mt_cfg_load(&doc, path, d);
+    if (mt_cfg_load(&doc, path, d)) {
+        /* a file that could not be read is missing from the tree: checking
+         * the rest would only add follow-on errors ("missing site") */
+        mt_cfgdoc_free(&doc);
+        return MITTARI_ECONFIG;
+    }
     const struct mt_node *root = doc.root;
 
     for (size_t i = 0; root && i < root->npairs; i++) {

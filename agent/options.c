@@ -354,7 +354,7 @@ int mt_options_check_table(const struct mittari_option *table, size_t conf_size,
             snprintf(err, errlen, "option '%s' has unknown type %d", o->name, o->type);
             return -EINVAL;
         }
-        if (o->offset + ts > conf_size) {
+        if (o->offset > conf_size || ts > conf_size - o->offset) { /* no wrap-around */
             snprintf(err, errlen, "option '%s' lies outside the config struct", o->name);
             return -EINVAL;
         }
