@@ -383,6 +383,10 @@ static struct mt_node *parse_node(struct parser *p, yaml_event_t *ev, int depth)
 
 static struct mt_node *merge(struct mt_cfgdoc *doc, struct mt_node *old, struct mt_node *new)
 {
+    /* "inputs:" with nothing under it in a drop-in must not wipe out the
+     * inputs of earlier files: an empty value adds nothing */
+    if (old && old->type == MT_NODE_MAP && new->type == MT_NODE_NULL)
+        return old;
     if (!old || old->type != MT_NODE_MAP || new->type != MT_NODE_MAP)
         return new;
     for (size_t i = 0; i < new->npairs; i++) {

@@ -7,7 +7,8 @@
  *
  * Merging: files of a directory are read in byte order of their names
  * (*.yaml, *.yml). Mappings merge key by key, recursively; any other value
- * set again by a later file replaces the earlier one. A key twice in one
+ * set again by a later file replaces the earlier one, except that an empty
+ * value never replaces a mapping. A key twice in one
  * file is an error. ${NAME} and ${NAME:-default} in values are replaced
  * from the environment ($${ is a literal ${); an unset variable without a
  * default is an error.

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,10 +44,24 @@ static bool has_range(const struct mittari_option *o)
 
 static void fmt_range_value(const struct mittari_option *o, double v, char *buf, size_t len)
 {
-    if (o->type == MITTARI_OPT_DURATION)
+    static const struct {
+        double ms;
+        const char *unit;
+    } units[] = {{604800e3, "w"}, {86400e3, "d"}, {3600e3, "h"}, {60e3, "m"}, {1e3, "s"}};
+
+    if (o->type == MITTARI_OPT_DURATION) {
+        for (size_t i = 0; i < MT_ARRAY_SIZE(units); i++) {
+            if (v >= units[i].ms && fmod(v, units[i].ms) == 0) {
+                snprintf(buf, len, "%.0f%s", v / units[i].ms, units[i].unit);
+                return;
+            }
+        }
         snprintf(buf, len, "%.0fms", v);
-    else
+    } else if (o->type == MITTARI_OPT_INT || o->type == MITTARI_OPT_SIZE) {
+        snprintf(buf, len, "%.0f", v);
+    } else {
         snprintf(buf, len, "%.15g", v);
+    }
 }
 
 /* Parses text for option o and stores it. 0, or -EINVAL/-ERANGE with a
@@ -144,14 +159,24 @@ static int parse_value(const struct mittari_option *o, const char *text, void *c
     return 0;
 }
 
-static char *read_secret(const char *path, const struct mt_pos *pos, struct mt_arena *arena,
+static char *read_secret(const char *given, const struct mt_pos *pos, struct mt_arena *arena,
                          struct mt_diags *d)
 {
     struct stat st;
     char buf[SECRET_MAX + 1];
     char hint[600];
+    char path[4096];
     ssize_t n;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    /* relative to the configuration file that names it, not to the cwd;
+     * symlinks are followed (systemd credentials, mounted secrets) and the
+     * mode of the file they lead to is what counts */
+    const char *slash = pos && pos->file ? strrchr(pos->file, '/') : NULL;
+    if (given[0] != '/' && slash)
+        snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - pos->file), pos->file, given);
+    else
+        snprintf(path, sizeof(path), "%s", given);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0) {
         mt_diags_add(d, pos, NULL, "cannot read secret file %s: %s", path, strerror(errno));
@@ -399,7 +424,10 @@ int mt_options_canonical(const struct mittari_option *table, const void *conf, s
         case MITTARI_OPT_STRING: {
             const char *s;
             memcpy(&s, src, sizeof(s));
-            r = r ? r : mt_buf_adds(out, s ? s : "\x01(unset)");
+            if (s && (o->flags & MITTARI_OPT_SECRET)) /* compare secrets, never hold them */
+                r = r ? r : mt_buf_printf(out, "#%016" PRIx64, mt_hash_bytes(MT_HASH_INIT, s, strlen(s)));
+            else
+                r = r ? r : mt_buf_adds(out, s ? s : "\x01(unset)");
             break;
         }
         case MITTARI_OPT_INT:
@@ -473,15 +501,18 @@ void mt_options_print(FILE *f, const struct mittari_option *table, bool markdown
                 fprintf(f, " | %s | %s | ", mt_opt_type_name(o->type), *req ? "required" : "");
             fprintf(f, "%s | %s |\n", mt_buf_cstr(&c), o->help ? o->help : "");
         } else {
-            fprintf(f, "  %-20s %-9s", o->name, mt_opt_type_name(o->type));
+            struct mt_buf t = {0};
             if (o->def)
-                fprintf(f, " default %s", o->def);
+                mt_buf_printf(&t, "default %s", o->def);
             else if (*req)
-                fprintf(f, " required");
+                mt_buf_adds(&t, "required");
             if (c.len)
-                fprintf(f, "; %s", mt_buf_cstr(&c));
+                mt_buf_printf(&t, "%s%s", t.len ? "; " : "", mt_buf_cstr(&c));
             if (o->flags & MITTARI_OPT_SECRET)
-                fprintf(f, "; secret (or %s_file: PATH, mode 0600)", o->name);
+                mt_buf_printf(&t, "%ssecret (or %s_file: PATH, mode 0600)", t.len ? "; " : "",
+                              o->name);
+            fprintf(f, "  %-20s %-9s %s", o->name, mt_opt_type_name(o->type), mt_buf_cstr(&t));
+            mt_buf_free(&t);
             fprintf(f, "\n      %s\n", o->help ? o->help : "");
         }
         mt_buf_free(&c);

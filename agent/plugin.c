@@ -146,6 +146,12 @@ static int load(struct mt_registry *r, const char *name, const char *path,
     r->v = v;
     v[r->n].name = strdup(name);
     v[r->n].path = strdup(path);
+    if (!v[r->n].name || !v[r->n].path) {
+        free(v[r->n].name);
+        free(v[r->n].path);
+        dlclose(dl);
+        return -ENOMEM;
+    }
     v[r->n].dl = dl;
     v[r->n].desc = d;
     *out = &v[r->n];

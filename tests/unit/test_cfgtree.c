@@ -171,6 +171,19 @@ static void directory_files_merge_in_byte_order(void **s)
     assert_non_null(strstr(mt_node_get(agent, "id")->pos.file, "10-early.yml"));
 }
 
+static void empty_value_does_not_replace_a_mapping(void **s)
+{
+    struct fx *f = *s;
+    /* a drop-in with "inputs:" and nothing under it keeps earlier inputs */
+    free(tu_write(f->dir, "10.yaml", "inputs:\n  a: {plugin: sim}\n"));
+    free(tu_write(f->dir, "20.yaml", "inputs:\n"));
+    assert_int_equal(mt_cfg_load(&f->doc, f->dir, &f->d), 0);
+    const struct mt_node *in = mt_node_get(f->doc.root, "inputs");
+    assert_non_null(in);
+    assert_int_equal(in->type, MT_NODE_MAP);
+    assert_non_null(mt_node_get(in, "a"));
+}
+
 static void same_key_in_two_files_is_no_duplicate(void **s)
 {
     struct fx *f = *s;
@@ -593,6 +606,7 @@ int main(void)
         T(node_lookup_on_non_map_is_null),
         T(directory_files_merge_in_byte_order),
         T(same_key_in_two_files_is_no_duplicate),
+        T(empty_value_does_not_replace_a_mapping),
         T(only_yaml_and_yml_names_are_read),
         T(dotfiles_are_ignored),
         T(empty_and_comment_only_files_are_fine),
