@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,44 +16,111 @@ static const char *const syncs[] = {"full", "normal", NULL};
 
 #define A(f) offsetof(struct mt_agent_conf, f)
 const struct mittari_option mt_agent_options[] = {
-    {"id", MITTARI_OPT_STRING, 0, NULL, 0, 0, NULL, A(id),
-     "This agent's name in idempotency keys and logs (default: the host name)."},
-    {"site", MITTARI_OPT_STRING, MITTARI_OPT_REQUIRED, NULL, 0, 0, NULL, A(site),
-     "Site of the readings, e.g. kuusamo-library (inputs may override)."},
-    {"data_dir", MITTARI_OPT_STRING, 0, "/var/lib/mittari", 0, 0, NULL, A(data_dir),
-     "Directory of the log database and the generated pseudonym key."},
-    {"plugin_dir", MITTARI_OPT_STRING, 0, NULL, 0, 0, NULL, A(plugin_dir),
-     "Directory of input plugins (NAME.so); default: the installed one."},
-    {"timezone", MITTARI_OPT_STRING, 0, "Europe/Helsinki", 0, 0, NULL, A(timezone),
-     "Local time zone for reports and query times (IANA name)."},
-    {"secret", MITTARI_OPT_STRING, MITTARI_OPT_SECRET, NULL, 0, 0, NULL, A(secret),
-     "Pseudonymisation key (>= 16 bytes); use secret_file. Default: a key generated in "
-     "data_dir."},
-    {"log_level", MITTARI_OPT_ENUM, 0, "info", 0, 0, log_levels, A(log_level),
-     "Least important messages logged."},
-    {"batch_size", MITTARI_OPT_INT, 0, "10000", 1, 1000000, NULL, A(batch_size),
-     "Most readings committed in one transaction."},
-    {"batch_interval", MITTARI_OPT_DURATION, 0, "100ms", 1, 10000, NULL, A(batch_interval_ms),
-     "Longest a reading waits in memory before it is committed."},
-    {"queue_max", MITTARI_OPT_INT, 0, "262144", 1000, 100000000, NULL, A(queue_max),
-     "Readings waiting for the database before emit refuses more (-EAGAIN)."},
-    {"retention", MITTARI_OPT_DURATION, 0, "30d", 0, 0, NULL, A(retention_ms),
-     "Delivered readings older than this are deleted; 0 = keep until the size cap."},
-    {"max_size", MITTARI_OPT_SIZE, 0, "1GiB", 0, 0, NULL, A(max_size),
-     "Size cap of the log (database pages in use); 0 = no cap."},
-    {"full_policy", MITTARI_OPT_ENUM, 0, "drop_oldest", 0, 0, policies, A(full_policy),
-     "At the cap, after deleting delivered readings: drop the oldest undelivered ones, or "
-     "refuse new readings."},
-    {"sync", MITTARI_OPT_ENUM, 0, "full", 0, 0, syncs, A(sync),
-     "full: a commit survives power loss; normal: faster, may lose the last commits."},
-    {"housekeeping_interval", MITTARI_OPT_DURATION, 0, "1m", 1000, 86400000, NULL,
-     A(housekeeping_ms), "How often retention runs."},
-    {"shutdown_timeout", MITTARI_OPT_DURATION, 0, "10s", 100, 600000, NULL,
-     A(shutdown_timeout_ms), "Longest a stop waits for outputs to deliver what is committed."},
-    {"stats_interval", MITTARI_OPT_DURATION, 0, "1h", 0, 0, NULL, A(stats_interval_ms),
-     "How often a statistics line is logged; 0 = never."},
-    {"workers", MITTARI_OPT_INT, 0, "4", 1, 128, NULL, A(workers),
-     "Worker threads for blocking polls and outputs (read at start only)."},
+    {.name = "id",
+     .type = MITTARI_OPT_STRING,
+     .offset = A(id),
+     .help = "This agent's name in idempotency keys and logs (default: the host name)."},
+    {.name = "site",
+     .type = MITTARI_OPT_STRING,
+     .flags = MITTARI_OPT_REQUIRED,
+     .offset = A(site),
+     .help = "Site of the readings, e.g. kuusamo-library (inputs may override)."},
+    {.name = "data_dir",
+     .type = MITTARI_OPT_STRING,
+     .def = "/var/lib/mittari",
+     .offset = A(data_dir),
+     .help = "Directory of the log database and the generated pseudonym key."},
+    {.name = "plugin_dir",
+     .type = MITTARI_OPT_STRING,
+     .offset = A(plugin_dir),
+     .help = "Directory of input plugins (NAME.so); default: the installed one."},
+    {.name = "timezone",
+     .type = MITTARI_OPT_STRING,
+     .def = "Europe/Helsinki",
+     .offset = A(timezone),
+     .help = "Local time zone for reports and query times (IANA name)."},
+    {.name = "secret",
+     .type = MITTARI_OPT_STRING,
+     .flags = MITTARI_OPT_SECRET,
+     .offset = A(secret),
+     .help = "Pseudonymisation key (>= 16 bytes); use secret_file. Default: a key generated in "
+             "data_dir."},
+    {.name = "log_level",
+     .type = MITTARI_OPT_ENUM,
+     .def = "info",
+     .values = log_levels,
+     .offset = A(log_level),
+     .help = "Least important messages logged."},
+    {.name = "batch_size",
+     .type = MITTARI_OPT_INT,
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .offset = A(batch_size),
+     .help = "Most readings committed in one transaction."},
+    {.name = "batch_interval",
+     .type = MITTARI_OPT_DURATION,
+     .def = "100ms",
+     .min = 1,
+     .max = 10000,
+     .offset = A(batch_interval_ms),
+     .help = "Longest a reading waits in memory before it is committed."},
+    {.name = "queue_max",
+     .type = MITTARI_OPT_INT,
+     .def = "262144",
+     .min = 1000,
+     .max = 100000000,
+     .offset = A(queue_max),
+     .help = "Readings waiting for the database before emit refuses more (-EAGAIN)."},
+    {.name = "retention",
+     .type = MITTARI_OPT_DURATION,
+     .def = "30d",
+     .offset = A(retention_ms),
+     .help = "Delivered readings older than this are deleted; 0 = keep until the size cap."},
+    {.name = "max_size",
+     .type = MITTARI_OPT_SIZE,
+     .def = "1GiB",
+     .offset = A(max_size),
+     .help = "Size cap of the log (database pages in use); 0 = no cap."},
+    {.name = "full_policy",
+     .type = MITTARI_OPT_ENUM,
+     .def = "drop_oldest",
+     .values = policies,
+     .offset = A(full_policy),
+     .help = "At the cap, after deleting delivered readings: drop the oldest undelivered ones, or "
+             "refuse new readings."},
+    {.name = "sync",
+     .type = MITTARI_OPT_ENUM,
+     .def = "full",
+     .values = syncs,
+     .offset = A(sync),
+     .help = "full: a commit survives power loss; normal: faster, may lose the last commits."},
+    {.name = "housekeeping_interval",
+     .type = MITTARI_OPT_DURATION,
+     .def = "1m",
+     .min = 1000,
+     .max = 86400000,
+     .offset = A(housekeeping_ms),
+     .help = "How often retention runs."},
+    {.name = "shutdown_timeout",
+     .type = MITTARI_OPT_DURATION,
+     .def = "10s",
+     .min = 100,
+     .max = 600000,
+     .offset = A(shutdown_timeout_ms),
+     .help = "Longest a stop waits for outputs to deliver what is committed."},
+    {.name = "stats_interval",
+     .type = MITTARI_OPT_DURATION,
+     .def = "1h",
+     .offset = A(stats_interval_ms),
+     .help = "How often a statistics line is logged; 0 = never."},
+    {.name = "workers",
+     .type = MITTARI_OPT_INT,
+     .def = "4",
+     .min = 1,
+     .max = 128,
+     .offset = A(workers),
+     .help = "Worker threads for blocking polls and outputs (read at start only)."},
     {0},
 };
 #undef A
@@ -192,6 +260,180 @@ static void finish_canonical(struct mt_inst_conf *ic, const struct mittari_optio
     mt_options_canonical(table, ic->conf, &b);
     ic->canonical = mt_arena_strdup(&ic->arena, mt_buf_cstr(&b));
     mt_buf_free(&b);
+}
+
+/* ---- profiles: conf.d/profiles/NAME.yaml, merged under `profile: NAME` ---- */
+
+struct profiles {
+    size_t n;
+    char *names[256];
+    struct mt_cfgdoc docs[256];
+    struct mt_arena *arena; /* where merged nodes are made */
+};
+
+static void profiles_free(struct profiles *pr)
+{
+    for (size_t i = 0; i < pr->n; i++) {
+        free(pr->names[i]);
+        mt_cfgdoc_free(&pr->docs[i]);
+    }
+    pr->n = 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void profiles_load(struct profiles *pr, const char *confdir, struct mt_diags *d)
+{
+    char dir[4096], path[4200];
+    struct stat st;
+    DIR *dh;
+    struct dirent *de;
+
+    snprintf(dir, sizeof(dir), "%s/profiles", confdir);
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode) || !(dh = opendir(dir)))
+        return;
+    while ((de = readdir(dh)) && pr->n < MT_ARRAY_SIZE(pr->names)) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || l <= 5 || strcmp(de->d_name + l - 5, ".yaml") != 0)
+            continue;
+        pr->names[pr->n++] = strndup(de->d_name, l - 5);
+    }
+    closedir(dh);
+    qsort(pr->names, pr->n, sizeof(pr->names[0]), name_cmp);
+    for (size_t i = 0; i < pr->n; i++) {
+        snprintf(path, sizeof(path), "%s/%s.yaml", dir, pr->names[i]);
+        mt_cfgdoc_init(&pr->docs[i]);
+        if (!valid_ident(pr->names[i], true)) {
+            struct mt_pos pos = {path, 1, 1};
+            mt_diags_add(d, &pos, "letters, digits, _, - and .", "bad profile name '%s'",
+                         pr->names[i]);
+            continue;
+        }
+        mt_cfg_load_file(&pr->docs[i], path, NULL, d);
+    }
+}
+
+static const struct mt_node *profile_find(const struct profiles *pr, const char *name)
+{
+    for (size_t i = 0; i < pr->n; i++)
+        if (strcmp(pr->names[i], name) == 0)
+            return pr->docs[i].root;
+    return NULL;
+}
+
+/* A new mapping: base's keys, overridden by over's (mappings merged
+ * recursively). Neither input is changed: a profile serves many devices. */
+static struct mt_node *merge_copy(struct mt_arena *a, const struct mt_node *base,
+                                  const struct mt_node *over)
+{
+    struct mt_node *m = mt_arena_alloc(a, sizeof(*m));
+    size_t cap = base->npairs + over->npairs;
+    if (!m)
+        return NULL;
+    *m = *over;
+    m->pairs = cap ? mt_arena_alloc(a, cap * sizeof(*m->pairs)) : NULL;
+    m->npairs = 0;
+    if (cap && !m->pairs)
+        return NULL;
+    for (size_t i = 0; i < base->npairs; i++)
+        if (!mt_node_pair(over, base->pairs[i].key))
+            m->pairs[m->npairs++] = base->pairs[i];
+    for (size_t i = 0; i < over->npairs; i++) {
+        struct mt_pair p = over->pairs[i];
+        const struct mt_node *b = mt_node_get(base, p.key);
+        if (b && b->type == MT_NODE_MAP && p.value->type == MT_NODE_MAP)
+            p.value = merge_copy(a, b, p.value);
+        if (!p.value)
+            return NULL;
+        m->pairs[m->npairs++] = p;
+    }
+    return m;
+}
+
+/* Replaces every mapping holding `profile: NAME` (the instance itself and
+ * list items, at any depth) by the profile merged under it. */
+static const struct mt_node *expand(const struct profiles *pr, const struct mt_node *n,
+                                    struct mt_diags *d, int depth)
+{
+    if (!n || depth > 8)
+        return n;
+    if (n->type == MT_NODE_SEQ) {
+        struct mt_node *seq = NULL;
+        for (size_t i = 0; i < n->nitems; i++) {
+            const struct mt_node *e = expand(pr, n->items[i], d, depth + 1);
+            if (e == n->items[i])
+                continue;
+            if (!seq) {
+                seq = mt_arena_alloc(pr->arena, sizeof(*seq));
+                if (!seq)
+                    return n;
+                *seq = *n;
+                seq->items = mt_arena_alloc(pr->arena, n->nitems * sizeof(*seq->items));
+                if (!seq->items)
+                    return n;
+                memcpy(seq->items, n->items, n->nitems * sizeof(*seq->items));
+            }
+            seq->items[i] = (struct mt_node *)e;
+        }
+        return seq ? seq : n;
+    }
+    if (n->type != MT_NODE_MAP)
+        return n;
+    const struct mt_pair *pp = mt_node_pair(n, "profile");
+    const struct mt_node *cur = n;
+    if (pp) {
+        const struct mt_node *v = pp->value;
+        const struct mt_node *prof = v->type == MT_NODE_SCALAR ? profile_find(pr, v->str) : NULL;
+        if (!prof || prof->type != MT_NODE_MAP) {
+            const char *best = v->type == MT_NODE_SCALAR
+                                   ? mt_did_you_mean(v->str, (const char *const *)pr->names, pr->n)
+                                   : NULL;
+            char hint[200];
+            snprintf(hint, sizeof(hint), best ? "did you mean '%s'?" : "profiles are the files of "
+                                                                       "conf.d/profiles/ (NAME.yaml)%s",
+                     best ? best : "");
+            mt_diags_add(d, &v->pos, hint, "unknown profile '%s'",
+                         v->type == MT_NODE_SCALAR ? v->str : "?");
+            return n;
+        }
+        /* the mapping without its profile key, over the (expanded) profile */
+        struct mt_node *own = mt_arena_alloc(pr->arena, sizeof(*own));
+        if (!own)
+            return n;
+        *own = *n;
+        own->pairs = mt_arena_alloc(pr->arena, n->npairs * sizeof(*own->pairs));
+        if (!own->pairs)
+            return n;
+        own->npairs = 0;
+        for (size_t i = 0; i < n->npairs; i++)
+            if (&n->pairs[i] != pp)
+                own->pairs[own->npairs++] = n->pairs[i];
+        const struct mt_node *base = expand(pr, prof, d, depth + 1);
+        cur = merge_copy(pr->arena, base, own);
+        if (!cur)
+            return n;
+    }
+    struct mt_node *copy = NULL;
+    for (size_t i = 0; i < cur->npairs; i++) {
+        const struct mt_node *e = expand(pr, cur->pairs[i].value, d, depth + 1);
+        if (e == cur->pairs[i].value)
+            continue;
+        if (!copy) {
+            copy = mt_arena_alloc(pr->arena, sizeof(*copy));
+            if (!copy)
+                return cur;
+            *copy = *cur;
+            copy->pairs = mt_arena_alloc(pr->arena, cur->npairs * sizeof(*copy->pairs));
+            if (!copy->pairs)
+                return cur;
+            memcpy(copy->pairs, cur->pairs, cur->npairs * sizeof(*copy->pairs));
+        }
+        copy->pairs[i].value = (struct mt_node *)e;
+    }
+    return copy ? copy : cur;
 }
 
 static struct mt_inst_conf *load_input(const struct mt_config *c, const struct mt_pair *p,
@@ -341,7 +583,8 @@ static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags
 }
 
 static void load_instances(struct mt_config *c, const struct mt_pair *sec, bool inputs,
-                           struct mt_registry *reg, struct mt_diags *d)
+                           struct mt_registry *reg, const struct profiles *pr,
+                           struct mt_diags *d)
 {
     const struct mt_node *n = sec->value;
 
@@ -359,8 +602,12 @@ static void load_instances(struct mt_config *c, const struct mt_pair *sec, bool 
     if (!*v)
         return;
     for (size_t i = 0; i < n->npairs; i++) {
-        struct mt_inst_conf *ic = inputs ? load_input(c, &n->pairs[i], reg, d)
-                                         : load_output(&n->pairs[i], d);
+        struct mt_pair p = n->pairs[i];
+        size_t before = d->n;
+        p.value = (struct mt_node *)expand(pr, p.value, d, 0);
+        if (d->n != before)
+            continue;
+        struct mt_inst_conf *ic = inputs ? load_input(c, &p, reg, d) : load_output(&p, d);
         if (ic)
             (*v)[(*nv)++] = ic;
     }
@@ -453,7 +700,7 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
     if (c->agent.site)
         check_agent(c, ap ? ap->value : NULL, d);
 
-    const char *pdir = plugin_dir_override ? plugin_dir_override
+    const char *pdir = plugin_dir_override   ? plugin_dir_override
                        : c->agent.plugin_dir ? c->agent.plugin_dir
                                              : mt_default_plugin_dir();
     c->agent.plugin_dir = mt_arena_strdup(&c->arena, pdir);
@@ -463,12 +710,23 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
         mt_diags_add(d, &where, "restart the agent to load plugins from another directory",
                      "plugin_dir changed from %s to %s", reg->dir, pdir);
 
+    struct profiles *pr = calloc(1, sizeof(*pr));
+    if (!pr) {
+        mt_cfgdoc_free(&doc);
+        return -ENOMEM;
+    }
+    pr->arena = &doc.arena;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        profiles_load(pr, path, d);
     const struct mt_pair *ip = mt_node_pair(root, "inputs");
     if (ip)
-        load_instances(c, ip, true, reg, d);
+        load_instances(c, ip, true, reg, pr, d);
     const struct mt_pair *op = mt_node_pair(root, "outputs");
     if (op)
-        load_instances(c, op, false, reg, d);
+        load_instances(c, op, false, reg, pr, d);
+    profiles_free(pr);
+    free(pr);
     const struct mt_pair *rp = mt_node_pair(root, "rules");
     if (rp && rp->value->type != MT_NODE_NULL &&
         !(rp->value->type == MT_NODE_MAP && rp->value->npairs == 0))

@@ -21,6 +21,7 @@ const char *mt_opt_type_name(int type)
     case MITTARI_OPT_ENUM: return "choice";
     case MITTARI_OPT_DURATION: return "duration";
     case MITTARI_OPT_SIZE: return "size";
+    case MITTARI_OPT_LIST: return "list";
     }
     return "?";
 }
@@ -262,6 +263,49 @@ static bool is_reserved(const struct mt_optset *os, const char *key)
     return false;
 }
 
+/* A YAML list of mappings: each item validated against o->sub into an
+ * array of o->sub_size structs. */
+static void apply_list(const struct mt_optset *os, const struct mittari_option *o, void *conf,
+                       const struct mt_node *v, struct mt_arena *arena, struct mt_diags *d)
+{
+    struct mittari_list list = {0};
+    char what[256];
+
+    if (v->type == MT_NODE_NULL)
+        goto store;
+    if (v->type != MT_NODE_SEQ) {
+        mt_diags_add(d, &v->pos, "write one '- key: value' item per entry",
+                     "option '%s' of %s expects a list, found %s", o->name, os->what,
+                     mt_node_type_name(v->type));
+        return;
+    }
+    if (has_range(o) && ((double)v->nitems < o->min || (double)v->nitems > o->max)) {
+        mt_diags_add(d, &v->pos, NULL, "option '%s' of %s: %zu items, allowed %.0f to %.0f",
+                     o->name, os->what, v->nitems, o->min, o->max);
+        return;
+    }
+    unsigned char *items = v->nitems ? mt_arena_alloc(arena, v->nitems * o->sub_size) : NULL;
+    if (v->nitems && !items) {
+        mt_diags_add(d, &v->pos, NULL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < v->nitems; i++) {
+        const struct mt_node *item = v->items[i];
+        snprintf(what, sizeof(what), "%s, %s item %zu", os->what, o->name, i + 1);
+        if (item->type != MT_NODE_MAP) {
+            mt_diags_add(d, &item->pos, "each item is a mapping: '- key: value'",
+                         "%s: expected a mapping, found %s", what, mt_node_type_name(item->type));
+            continue;
+        }
+        struct mt_optset sub = {o->sub, o->sub_size, what, NULL, false};
+        mt_options_apply(&sub, items + i * o->sub_size, item, &item->pos, arena, d);
+    }
+    list.n = v->nitems;
+    list.items = items;
+store:
+    memcpy((unsigned char *)conf + o->offset, &list, sizeof(list));
+}
+
 int mt_options_apply(const struct mt_optset *os, void *conf, const struct mt_node *map,
                      const struct mt_pos *owner, struct mt_arena *arena, struct mt_diags *d)
 {
@@ -290,6 +334,11 @@ int mt_options_apply(const struct mt_optset *os, void *conf, const struct mt_nod
         if (!o && !sec) {
             if (!is_reserved(os, p->key) && !os->quiet_unknown)
                 unknown_key(os, p, d);
+            continue;
+        }
+        if (o && o->type == MITTARI_OPT_LIST) {
+            seen[o - os->table] = 1;
+            apply_list(os, o, conf, v, arena, d);
             continue;
         }
         if (v->type != MT_NODE_SCALAR) {
@@ -360,6 +409,7 @@ static size_t type_size(int type)
     case MITTARI_OPT_BOOL: return sizeof(bool);
     case MITTARI_OPT_ENUM: return sizeof(int);
     case MITTARI_OPT_SIZE: return sizeof(uint64_t);
+    case MITTARI_OPT_LIST: return sizeof(struct mittari_list);
     }
     return 0;
 }
@@ -386,6 +436,18 @@ int mt_options_check_table(const struct mittari_option *table, size_t conf_size,
         if (o->type == MITTARI_OPT_ENUM && (!o->values || !o->values[0])) {
             snprintf(err, errlen, "choice option '%s' has no values", o->name);
             return -EINVAL;
+        }
+        if (o->type == MITTARI_OPT_LIST) {
+            char sub[400];
+            if (!o->sub || !o->sub_size || o->def) {
+                snprintf(err, errlen, "list option '%s' needs sub and sub_size, and no default",
+                         o->name);
+                return -EINVAL;
+            }
+            if (mt_options_check_table(o->sub, o->sub_size, sub, sizeof(sub))) {
+                snprintf(err, errlen, "list option '%s': %s", o->name, sub);
+                return -EINVAL;
+            }
         }
         if ((o->flags & MITTARI_OPT_SECRET) && o->type != MITTARI_OPT_STRING) {
             snprintf(err, errlen, "secret option '%s' must be a string", o->name);
@@ -461,6 +523,18 @@ int mt_options_canonical(const struct mittari_option *table, const void *conf, s
             r = r ? r : mt_buf_printf(out, "%d", v);
             break;
         }
+        case MITTARI_OPT_LIST: {
+            struct mittari_list l;
+            memcpy(&l, src, sizeof(l));
+            r = r ? r : mt_buf_printf(out, "[%zu\n", l.n);
+            for (size_t i = 0; i < l.n && !r; i++) {
+                r = mt_options_canonical(o->sub, (const unsigned char *)l.items + i * o->sub_size,
+                                         out);
+                r = r ? r : mt_buf_adds(out, "-\n");
+            }
+            r = r ? r : mt_buf_addc(out, ']');
+            break;
+        }
         }
         r = r ? r : mt_buf_addc(out, '\n');
     }
@@ -473,6 +547,8 @@ static void constraint_text(const struct mittari_option *o, struct mt_buf *b)
         mt_buf_adds(b, "one of: ");
         for (int i = 0; o->values[i]; i++)
             mt_buf_printf(b, "%s%s", i ? ", " : "", o->values[i]);
+    } else if (has_range(o) && o->type == MITTARI_OPT_LIST) {
+        mt_buf_printf(b, "%.0f to %.0f items", o->min, o->max);
     } else if (has_range(o)) {
         char lo[32], hi[32];
         fmt_range_value(o, o->min, lo, sizeof(lo));
@@ -481,18 +557,16 @@ static void constraint_text(const struct mittari_option *o, struct mt_buf *b)
     }
 }
 
-void mt_options_print(FILE *f, const struct mittari_option *table, bool markdown)
+static void print_rows(FILE *f, const struct mittari_option *table, bool markdown,
+                       const char *prefix)
 {
-    if (markdown) {
-        fprintf(f, "| option | type | default | allowed | description |\n");
-        fprintf(f, "|---|---|---|---|---|\n");
-    }
     for (const struct mittari_option *o = table; o && o->name; o++) {
-        struct mt_buf c = {0};
+        struct mt_buf c = {0}, name = {0};
         constraint_text(o, &c);
+        mt_buf_printf(&name, "%s%s", prefix, o->name);
         const char *req = (o->flags & MITTARI_OPT_REQUIRED) ? "required" : "";
         if (markdown) {
-            fprintf(f, "| `%s`", o->name);
+            fprintf(f, "| `%s`", mt_buf_cstr(&name));
             if (o->flags & MITTARI_OPT_SECRET)
                 fprintf(f, " or `%s_file`", o->name);
             if (o->def)
@@ -511,10 +585,25 @@ void mt_options_print(FILE *f, const struct mittari_option *table, bool markdown
             if (o->flags & MITTARI_OPT_SECRET)
                 mt_buf_printf(&t, "%ssecret (or %s_file: PATH, mode 0600)", t.len ? "; " : "",
                               o->name);
-            fprintf(f, "  %-20s %-9s %s", o->name, mt_opt_type_name(o->type), mt_buf_cstr(&t));
+            fprintf(f, "  %-20s %-9s %s", mt_buf_cstr(&name), mt_opt_type_name(o->type),
+                    mt_buf_cstr(&t));
             mt_buf_free(&t);
             fprintf(f, "\n      %s\n", o->help ? o->help : "");
         }
+        if (o->type == MITTARI_OPT_LIST) {
+            mt_buf_adds(&name, "[].");
+            print_rows(f, o->sub, markdown, mt_buf_cstr(&name));
+        }
+        mt_buf_free(&name);
         mt_buf_free(&c);
     }
+}
+
+void mt_options_print(FILE *f, const struct mittari_option *table, bool markdown)
+{
+    if (markdown) {
+        fprintf(f, "| option | type | default | allowed | description |\n");
+        fprintf(f, "|---|---|---|---|---|\n");
+    }
+    print_rows(f, table, markdown, "");
 }

@@ -102,7 +102,12 @@ struct mittari_reading {
 /* ---- option tables -----------------------------------------------------
  * Declarative: the agent validates the configuration against the table and
  * fills the plugin's config struct (config_size bytes, zeroed) at offset
- * before create() is called. Strings stay valid until destroy(). */
+ * before create() is called. Strings and lists stay valid until destroy().
+ *
+ * Profiles: a mapping that holds `profile: NAME` (an instance, or an item of
+ * a list) takes the keys of conf.d/profiles/NAME.yaml as defaults under its
+ * own; the agent merges them before validation, so a plugin never sees the
+ * key. Reusable device models (a people counter's register map) live there. */
 enum mittari_opt_type {
     MITTARI_OPT_STRING = 1,   /* const char * (NULL when unset without default) */
     MITTARI_OPT_INT = 2,      /* int64_t */
@@ -111,7 +116,19 @@ enum mittari_opt_type {
     MITTARI_OPT_ENUM = 5,     /* int: index into values */
     MITTARI_OPT_DURATION = 6, /* int64_t milliseconds; "250ms", "5s", "2m", "1h", "7d" */
     MITTARI_OPT_SIZE = 7,     /* uint64_t bytes; "512", "64KiB", "10MB", "1GiB" */
+    MITTARI_OPT_LIST = 8,     /* struct mittari_list: a YAML list of mappings, each item
+                                 filled from the option table `sub` (sub_size bytes);
+                                 min/max bound the number of items */
 };
+
+/* The value of a MITTARI_OPT_LIST option. items is an array of n structs of
+ * the option's sub_size bytes, each filled like a config struct. */
+struct mittari_list {
+    size_t n;
+    const void *items;
+};
+
+#define MITTARI_LIST_ITEM(list, type, i) (&((const type *)(list)->items)[i])
 
 #define MITTARI_OPT_REQUIRED 0x1u /* must be set in the configuration */
 #define MITTARI_OPT_SECRET 0x2u   /* STRING; may come from NAME_file; never logged */
@@ -125,6 +142,9 @@ struct mittari_option {
     const char *const *values; /* ENUM: the allowed values, NULL-terminated */
     size_t offset;             /* offsetof(your config struct, field) */
     const char *help;          /* one line */
+    const struct mittari_option *sub; /* LIST: the table of each item */
+    size_t sub_size;                  /* LIST: sizeof the item struct */
+    const void *reserved[2];          /* zero: room to grow without changing the stride */
 };
 
 /* ---- host API ---------------------------------------------------------- */

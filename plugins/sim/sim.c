@@ -42,31 +42,72 @@ struct sim_conf {
 static const char *const gate_bits_values[] = {"16", "32", NULL};
 
 static const struct mittari_option sim_options[] = {
-    {"rate", MITTARI_OPT_DOUBLE, 0, "5", 0, 10000000, NULL, offsetof(struct sim_conf, rate),
-     "Readings per second at the daily peak; 0 = as fast as the agent takes them."},
-    {"limit", MITTARI_OPT_INT, 0, "0", 0, 1e15, NULL, offsetof(struct sim_conf, limit),
-     "Stop after this many readings; 0 = never."},
-    {"doors", MITTARI_OPT_INT, 0, "2", 1, 64, NULL, offsetof(struct sim_conf, doors),
-     "Door counters (devices door-1 ... door-N)."},
-    {"opening_hours", MITTARI_OPT_STRING, 0, "08:00-20:00", 0, 0, NULL,
-     offsetof(struct sim_conf, opening_hours),
-     "Local opening hours HH:MM-HH:MM; 00:00-24:00 = always open."},
-    {"families", MITTARI_OPT_INT, 0, "300", 1, 1000000, NULL,
-     offsetof(struct sim_conf, families), "Welfare-card families in the simulated town."},
-    {"card_share", MITTARI_OPT_DOUBLE, 0, "0.1", 0, 1, NULL,
-     offsetof(struct sim_conf, card_share),
-     "Share of readings that are welfare-card check-ins."},
-    {"gate_bits", MITTARI_OPT_ENUM, 0, "16", 0, 0, gate_bits_values,
-     offsetof(struct sim_conf, gate_bits), "Width of the gate's cumulative counter."},
-    {"gate_start", MITTARI_OPT_INT, 0, "65000", 0, 4294967295.0, NULL,
-     offsetof(struct sim_conf, gate_start),
-     "Gate counter at start (near the top, so it wraps soon)."},
-    {"poll_interval", MITTARI_OPT_DURATION, 0, "1s", 10, 3600000, NULL,
-     offsetof(struct sim_conf, poll_ms), "How often the gate counter and occupancy are read."},
-    {"service", MITTARI_OPT_STRING, 0, "library", 0, 0, NULL, offsetof(struct sim_conf, service),
-     "Service tag of welfare-card check-ins (library, swimming_hall, museum, ...)."},
-    {"seed", MITTARI_OPT_INT, 0, "0", 0, 0, NULL, offsetof(struct sim_conf, seed),
-     "Random seed; 0 = different every start."},
+    {.name = "rate",
+     .type = MITTARI_OPT_DOUBLE,
+     .def = "5",
+     .max = 10000000,
+     .offset = offsetof(struct sim_conf, rate),
+     .help = "Readings per second at the daily peak; 0 = as fast as the agent takes them."},
+    {.name = "limit",
+     .type = MITTARI_OPT_INT,
+     .def = "0",
+     .max = 1e15,
+     .offset = offsetof(struct sim_conf, limit),
+     .help = "Stop after this many readings; 0 = never."},
+    {.name = "doors",
+     .type = MITTARI_OPT_INT,
+     .def = "2",
+     .min = 1,
+     .max = 64,
+     .offset = offsetof(struct sim_conf, doors),
+     .help = "Door counters (devices door-1 ... door-N)."},
+    {.name = "opening_hours",
+     .type = MITTARI_OPT_STRING,
+     .def = "08:00-20:00",
+     .offset = offsetof(struct sim_conf, opening_hours),
+     .help = "Local opening hours HH:MM-HH:MM; 00:00-24:00 = always open."},
+    {.name = "families",
+     .type = MITTARI_OPT_INT,
+     .def = "300",
+     .min = 1,
+     .max = 1000000,
+     .offset = offsetof(struct sim_conf, families),
+     .help = "Welfare-card families in the simulated town."},
+    {.name = "card_share",
+     .type = MITTARI_OPT_DOUBLE,
+     .def = "0.1",
+     .max = 1,
+     .offset = offsetof(struct sim_conf, card_share),
+     .help = "Share of readings that are welfare-card check-ins."},
+    {.name = "gate_bits",
+     .type = MITTARI_OPT_ENUM,
+     .def = "16",
+     .values = gate_bits_values,
+     .offset = offsetof(struct sim_conf, gate_bits),
+     .help = "Width of the gate's cumulative counter."},
+    {.name = "gate_start",
+     .type = MITTARI_OPT_INT,
+     .def = "65000",
+     .max = 4294967295.0,
+     .offset = offsetof(struct sim_conf, gate_start),
+     .help = "Gate counter at start (near the top, so it wraps soon)."},
+    {.name = "poll_interval",
+     .type = MITTARI_OPT_DURATION,
+     .def = "1s",
+     .min = 10,
+     .max = 3600000,
+     .offset = offsetof(struct sim_conf, poll_ms),
+     .help = "How often the gate counter and occupancy are read."},
+    {.name = "service",
+     .type = MITTARI_OPT_STRING,
+     .def = "library",
+     .offset = offsetof(struct sim_conf, service),
+     .help = "Service tag of welfare-card check-ins (library, swimming_hall, museum, ...)."},
+    {.name = "seed",
+     .type = MITTARI_OPT_INT,
+     .def = "0",
+     .offset = offsetof(struct sim_conf, seed),
+     .help = "Random seed; 0 = different every start."},
     {0},
 };
 
@@ -272,8 +313,8 @@ static void poll_gate(void *arg)
         emit_gate(s, s->host->now(s->ctx));
 }
 
-static int sim_create(const struct mittari_host *host, struct mittari_ctx *ctx,
-                      const void *config, void **state)
+static int sim_create(const struct mittari_host *host, struct mittari_ctx *ctx, const void *config,
+                      void **state)
 {
     const struct sim_conf *c = config;
     struct sim *s = calloc(1, sizeof(*s));
@@ -284,8 +325,7 @@ static int sim_create(const struct mittari_host *host, struct mittari_ctx *ctx,
     s->ctx = ctx;
     s->c = c;
     if (parse_hours(c->opening_hours, &s->open_min, &s->close_min)) {
-        host->log(ctx, MITTARI_LOG_ERR, "opening_hours '%s' is not HH:MM-HH:MM",
-                  c->opening_hours);
+        host->log(ctx, MITTARI_LOG_ERR, "opening_hours '%s' is not HH:MM-HH:MM", c->opening_hours);
         free(s);
         return -EINVAL;
     }

@@ -10,7 +10,26 @@
 
 #include <mittari/mittari.h>
 
+struct device {
+    const char *name;
+    int64_t unit;
+    int order;
+};
+
+static const char *const orders[] = {"ABCD", "CDAB", "BADC", "DCBA", NULL};
+
+static const struct mittari_option device_opts[] = {
+    {.name = "name", .type = MITTARI_OPT_STRING, .flags = MITTARI_OPT_REQUIRED,
+     .offset = offsetof(struct device, name), .help = "Device name."},
+    {.name = "unit", .type = MITTARI_OPT_INT, .def = "1", .min = 0, .max = 247,
+     .offset = offsetof(struct device, unit), .help = "Unit id (emitted as the value)."},
+    {.name = "order", .type = MITTARI_OPT_ENUM, .def = "ABCD", .values = orders,
+     .offset = offsetof(struct device, order), .help = "Word order."},
+    {0},
+};
+
 struct conf {
+    struct mittari_list devices;
     int64_t count;
     int64_t poll_ms;
     int64_t poll_runs;
@@ -22,22 +41,53 @@ struct conf {
 };
 
 static const struct mittari_option opts[] = {
-    {"count", MITTARI_OPT_INT, 0, "0", 0, 1e9, NULL, offsetof(struct conf, count),
-     "Delta readings emitted at start."},
-    {"poll_interval", MITTARI_OPT_DURATION, 0, "0", 0, 0, NULL, offsetof(struct conf, poll_ms),
-     "Emit one reading from a worker thread this often; 0 = no poll."},
-    {"poll_runs", MITTARI_OPT_INT, 0, "0", 0, 1e9, NULL, offsetof(struct conf, poll_runs),
-     "Stop polling after this many runs; 0 = never."},
-    {"counters", MITTARI_OPT_STRING, 0, NULL, 0, 0, NULL, offsetof(struct conf, counters),
-     "Comma-separated raw values of a cumulative counter, emitted at start."},
-    {"bits", MITTARI_OPT_INT, 0, "16", 1, 64, NULL, offsetof(struct conf, bits),
-     "Counter width."},
-    {"subject", MITTARI_OPT_STRING, MITTARI_OPT_SECRET, NULL, 0, 0, NULL,
-     offsetof(struct conf, subject), "Raw subject id of a check-in emitted at start."},
-    {"fail_create", MITTARI_OPT_BOOL, 0, "false", 0, 0, NULL, offsetof(struct conf, fail_create),
-     "create() fails with -EIO."},
-    {"metric", MITTARI_OPT_STRING, 0, "probe", 0, 0, NULL, offsetof(struct conf, metric),
-     "Metric name of the readings."},
+    {.name = "devices", .type = MITTARI_OPT_LIST, .min = 0, .max = 16,
+     .offset = offsetof(struct conf, devices), .sub = device_opts,
+     .sub_size = sizeof(struct device),
+     .help = "Devices: one gauge each at start, value = unit, metric = word order."},
+    {.name = "count",
+     .type = MITTARI_OPT_INT,
+     .def = "0",
+     .max = 1e9,
+     .offset = offsetof(struct conf, count),
+     .help = "Delta readings emitted at start."},
+    {.name = "poll_interval",
+     .type = MITTARI_OPT_DURATION,
+     .def = "0",
+     .offset = offsetof(struct conf, poll_ms),
+     .help = "Emit one reading from a worker thread this often; 0 = no poll."},
+    {.name = "poll_runs",
+     .type = MITTARI_OPT_INT,
+     .def = "0",
+     .max = 1e9,
+     .offset = offsetof(struct conf, poll_runs),
+     .help = "Stop polling after this many runs; 0 = never."},
+    {.name = "counters",
+     .type = MITTARI_OPT_STRING,
+     .offset = offsetof(struct conf, counters),
+     .help = "Comma-separated raw values of a cumulative counter, emitted at start."},
+    {.name = "bits",
+     .type = MITTARI_OPT_INT,
+     .def = "16",
+     .min = 1,
+     .max = 64,
+     .offset = offsetof(struct conf, bits),
+     .help = "Counter width."},
+    {.name = "subject",
+     .type = MITTARI_OPT_STRING,
+     .flags = MITTARI_OPT_SECRET,
+     .offset = offsetof(struct conf, subject),
+     .help = "Raw subject id of a check-in emitted at start."},
+    {.name = "fail_create",
+     .type = MITTARI_OPT_BOOL,
+     .def = "false",
+     .offset = offsetof(struct conf, fail_create),
+     .help = "create() fails with -EIO."},
+    {.name = "metric",
+     .type = MITTARI_OPT_STRING,
+     .def = "probe",
+     .offset = offsetof(struct conf, metric),
+     .help = "Metric name of the readings."},
     {0},
 };
 
@@ -88,6 +138,17 @@ static void done(void *arg, int status)
 static int start(void *s)
 {
     struct probe *p = s;
+    for (size_t i = 0; i < p->c->devices.n; i++) {
+        const struct device *d = MITTARI_LIST_ITEM(&p->c->devices, struct device, i);
+        struct mittari_reading r = MITTARI_READING_INIT;
+        r.device = d->name;
+        r.metric = orders[d->order];
+        r.kind = MITTARI_KIND_GAUGE;
+        r.value = (double)d->unit;
+        int rc = p->h->emit(p->ctx, &r);
+        if (rc)
+            return rc;
+    }
     for (int64_t i = 0; i < p->c->count; i++) {
         struct mittari_reading r = MITTARI_READING_INIT;
         r.metric = p->c->metric;

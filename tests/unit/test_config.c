@@ -885,7 +885,7 @@ static void desc_bad_option_table(void **s)
 {
     (void)s;
     static const struct mittari_option opts[] = {
-        {"n", MITTARI_OPT_INT, 0, "x", 0, 0, NULL, 0, "n"},
+        {.name = "n", .type = MITTARI_OPT_INT, .def = "x", .offset = 0, .help = "n"},
         {0},
     };
     struct mittari_plugin d = good_desc();
@@ -895,10 +895,156 @@ static void desc_bad_option_table(void **s)
                "plugin 'good_1' has a bad option table: default of option 'n' is invalid");
 }
 
+/* ---- lists and profiles ---- */
+
+struct pdev {
+    const char *name;
+    int64_t unit;
+    int order;
+};
+
+static const struct mittari_list *devices_of(struct fx *f)
+{
+    assert_int_equal(f->c->ninputs, 1);
+    const struct mt_inst_conf *ic = f->c->inputs[0];
+    return field(ic->plugin_ref->desc->options, ic->conf, "devices");
+}
+
+static void list_items_are_validated_and_filled(void **s)
+{
+    struct fx *f = *s;
+    load_probe(f, "agent: {site: s}\n"
+                  "inputs:\n"
+                  "  p:\n"
+                  "    plugin: probe\n"
+                  "    devices:\n"
+                  "      - {name: a, unit: 3, order: CDAB}\n"
+                  "      - name: b\n");
+    expect_ok(f);
+    const struct mittari_list *l = devices_of(f);
+    assert_int_equal(l->n, 2);
+    const struct pdev *a = MITTARI_LIST_ITEM(l, struct pdev, 0);
+    const struct pdev *b = MITTARI_LIST_ITEM(l, struct pdev, 1);
+    assert_string_equal(a->name, "a");
+    assert_int_equal(a->unit, 3);
+    assert_int_equal(a->order, 1);
+    assert_string_equal(b->name, "b");
+    assert_int_equal(b->unit, 1); /* default */
+    assert_int_equal(b->order, 0);
+}
+
+static void list_item_errors_name_the_item(void **s)
+{
+    struct fx *f = *s;
+    load_probe(f, "agent: {site: s}\n"
+                  "inputs:\n"
+                  "  p:\n"
+                  "    plugin: probe\n"
+                  "    devices:\n"
+                  "      - {name: a}\n"
+                  "      - {name: b, unti: 3}\n");
+    expect_one(f, 7, 19, "unknown option 'unti' for input 'p' (plugin probe), devices item 2");
+    expect_hint(f, 0, "did you mean 'unit'?");
+    load_probe(f, "agent: {site: s}\ninputs:\n  p:\n    plugin: probe\n    devices: {name: a}\n");
+    expect_one(f, 5, 14, "option 'devices' of input 'p' (plugin probe) expects a list");
+    load_probe(f, "agent: {site: s}\ninputs:\n  p:\n    plugin: probe\n    devices:\n      - a\n");
+    expect_one(f, 6, 9, "devices item 1: expected a mapping, found a value");
+    load_probe(f, "agent: {site: s}\ninputs:\n  p:\n    plugin: probe\n    devices:\n      - {unit: 2}\n");
+    expect_one(f, 6, 9, "missing required option 'name'");
+}
+
+static void profiles_are_merged_under_their_users(void **s)
+{
+    struct fx *f = *s;
+    char *pdir = tu_path(f->dir, "profiles");
+    assert_int_equal(mkdir(pdir, 0755), 0);
+    free(tu_write(pdir, "counter-x.yaml", "unit: 7\norder: CDAB\n"));
+    free(tu_write(f->dir, "10.yaml",
+                  "agent: {site: s}\n"
+                  "inputs:\n"
+                  "  p:\n"
+                  "    plugin: probe\n"
+                  "    devices:\n"
+                  "      - {name: a, profile: counter-x}\n"
+                  "      - {name: b, profile: counter-x, unit: 9}\n"));
+    reset(f);
+    f->rc = mt_config_load(&f->c, f->dir, TEST_PLUGIN_DIR, &f->reg, &f->d);
+    expect_ok(f);
+    const struct mittari_list *l = devices_of(f);
+    const struct pdev *a = MITTARI_LIST_ITEM(l, struct pdev, 0);
+    const struct pdev *b = MITTARI_LIST_ITEM(l, struct pdev, 1);
+    assert_int_equal(a->unit, 7);
+    assert_int_equal(a->order, 1);
+    assert_int_equal(b->unit, 9); /* the device's own key wins */
+    assert_int_equal(b->order, 1);
+
+    /* an error inside a profile points into the profile file */
+    free(tu_write(pdir, "counter-x.yaml", "unit: 700\n"));
+    reset(f);
+    f->rc = mt_config_load(&f->c, f->dir, TEST_PLUGIN_DIR, &f->reg, &f->d);
+    assert_true(f->d.n >= 1);
+    assert_non_null(strstr(f->d.v[0].pos.file, "profiles/counter-x.yaml"));
+    assert_int_equal(f->d.v[0].pos.line, 1);
+    assert_non_null(strstr(f->d.v[0].msg, "700 is out of range"));
+
+    /* an unknown profile, with a suggestion */
+    free(tu_write(pdir, "counter-x.yaml", "unit: 7\n"));
+    free(tu_write(f->dir, "10.yaml",
+                  "agent: {site: s}\n"
+                  "inputs:\n"
+                  "  p:\n"
+                  "    plugin: probe\n"
+                  "    devices:\n"
+                  "      - {name: a, profile: counter-y}\n"));
+    reset(f);
+    f->rc = mt_config_load(&f->c, f->dir, TEST_PLUGIN_DIR, &f->reg, &f->d);
+    expect_one(f, 6, 28, "unknown profile 'counter-y'");
+    expect_hint(f, 0, "did you mean 'counter-x'?");
+    free(pdir);
+}
+
+static void profile_on_an_instance(void **s)
+{
+    struct fx *f = *s;
+    char *pdir = tu_path(f->dir, "profiles");
+    assert_int_equal(mkdir(pdir, 0755), 0);
+    free(tu_write(pdir, "busy.yaml", "plugin: sim\nrate: 50\ndoors: 4\n"));
+    free(tu_write(f->dir, "10.yaml",
+                  "agent: {site: s}\ninputs:\n  lobby: {profile: busy, doors: 2}\n"));
+    reset(f);
+    f->rc = mt_config_load(&f->c, f->dir, PLUGIN_DIR, &f->reg, &f->d);
+    expect_ok(f);
+    const struct mt_inst_conf *ic = f->c->inputs[0];
+    assert_string_equal(ic->plugin, "sim");
+    assert_true(*(const double *)field(ic->plugin_ref->desc->options, ic->conf, "rate") == 50);
+    assert_int_equal(*(const int64_t *)field(ic->plugin_ref->desc->options, ic->conf, "doors"), 2);
+    free(pdir);
+}
+
+static void list_canonical_follows_items(void **s)
+{
+    struct fx *f = *s;
+    load_probe(f, "agent: {site: s}\ninputs: {p: {plugin: probe, devices: [{name: a}]}}\n");
+    expect_ok(f);
+    char *one = strdup(f->c->inputs[0]->canonical);
+    load_probe(f, "agent: {site: s}\ninputs: {p: {plugin: probe, devices: [{name: a, unit: 2}]}}\n");
+    expect_ok(f);
+    assert_string_not_equal(one, f->c->inputs[0]->canonical);
+    load_probe(f, "agent: {site: s}\ninputs: {p: {plugin: probe, devices: [{name: a, unit: 1}]}}\n");
+    expect_ok(f);
+    assert_string_equal(one, f->c->inputs[0]->canonical);
+    free(one);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(list_items_are_validated_and_filled),
+        T(list_item_errors_name_the_item),
+        T(profiles_are_merged_under_their_users),
+        T(profile_on_an_instance),
+        T(list_canonical_follows_items),
         T(valid_config_loads_with_defaults),
         T(agent_options_are_applied),
         T(canonical_equal_for_equal_settings),

@@ -29,15 +29,15 @@ static const char *const modes[] = {"fast", "slow", "auto", NULL};
 
 #define O(f) offsetof(struct tconf, f)
 static const struct mittari_option topts[] = {
-    {"name", MITTARI_OPT_STRING, 0, "unnamed", 0, 0, NULL, O(name), "A name."},
-    {"count", MITTARI_OPT_INT, 0, "5", 1, 100, NULL, O(count), "How many."},
-    {"ratio", MITTARI_OPT_DOUBLE, 0, "0.5", 0, 1, NULL, O(ratio), "A share."},
-    {"flag", MITTARI_OPT_BOOL, 0, "false", 0, 0, NULL, O(flag), "On or off."},
-    {"mode", MITTARI_OPT_ENUM, 0, "auto", 0, 0, modes, O(mode), "Which way."},
-    {"wait", MITTARI_OPT_DURATION, 0, "5s", 100, 60000, NULL, O(wait_ms), "How long."},
-    {"cap", MITTARI_OPT_SIZE, 0, "1MiB", 1024, 1073741824.0, NULL, O(cap), "How big."},
-    {"token", MITTARI_OPT_STRING, MITTARI_OPT_SECRET, NULL, 0, 0, NULL, O(token), "A secret."},
-    {"host", MITTARI_OPT_STRING, MITTARI_OPT_REQUIRED, NULL, 0, 0, NULL, O(host), "Where to."},
+    {.name = "name", .type = MITTARI_OPT_STRING, .def = "unnamed", .offset = O(name), .help = "A name."},
+    {.name = "count", .type = MITTARI_OPT_INT, .def = "5", .min = 1, .max = 100, .offset = O(count), .help = "How many."},
+    {.name = "ratio", .type = MITTARI_OPT_DOUBLE, .def = "0.5", .max = 1, .offset = O(ratio), .help = "A share."},
+    {.name = "flag", .type = MITTARI_OPT_BOOL, .def = "false", .offset = O(flag), .help = "On or off."},
+    {.name = "mode", .type = MITTARI_OPT_ENUM, .def = "auto", .values = modes, .offset = O(mode), .help = "Which way."},
+    {.name = "wait", .type = MITTARI_OPT_DURATION, .def = "5s", .min = 100, .max = 60000, .offset = O(wait_ms), .help = "How long."},
+    {.name = "cap", .type = MITTARI_OPT_SIZE, .def = "1MiB", .min = 1024, .max = 1073741824.0, .offset = O(cap), .help = "How big."},
+    {.name = "token", .type = MITTARI_OPT_STRING, .flags = MITTARI_OPT_SECRET, .offset = O(token), .help = "A secret."},
+    {.name = "host", .type = MITTARI_OPT_STRING, .flags = MITTARI_OPT_REQUIRED, .offset = O(host), .help = "Where to."},
     {0},
 };
 #undef O
@@ -208,8 +208,7 @@ static void required_secret_mentions_file_form(void **s)
 {
     struct fx *f = *s;
     struct mittari_option t[] = {
-        {"key", MITTARI_OPT_STRING, MITTARI_OPT_REQUIRED | MITTARI_OPT_SECRET, NULL, 0, 0, NULL, 0,
-         "k"},
+        {.name = "key", .type = MITTARI_OPT_STRING, .flags = MITTARI_OPT_REQUIRED | MITTARI_OPT_SECRET, .offset = 0, .help = "k"},
         {0},
     };
     f->os.table = t;
@@ -516,7 +515,7 @@ static void check_table_bad_offset(void **s)
     (void)s;
     char err[256];
     struct mittari_option t[] = {
-        {"x", MITTARI_OPT_INT, 0, NULL, 0, 0, NULL, 4, "x"},
+        {.name = "x", .type = MITTARI_OPT_INT, .offset = 4, .help = "x"},
         {0},
     };
     /* 4 + 8 bytes do not fit in 8 */
@@ -534,9 +533,9 @@ static void check_table_duplicate_name(void **s)
     (void)s;
     char err[256];
     struct mittari_option t[] = {
-        {"x", MITTARI_OPT_INT, 0, NULL, 0, 0, NULL, 0, "x"},
-        {"y", MITTARI_OPT_INT, 0, NULL, 0, 0, NULL, 8, "y"},
-        {"x", MITTARI_OPT_BOOL, 0, NULL, 0, 0, NULL, 16, "x again"},
+        {.name = "x", .type = MITTARI_OPT_INT, .offset = 0, .help = "x"},
+        {.name = "y", .type = MITTARI_OPT_INT, .offset = 8, .help = "y"},
+        {.name = "x", .type = MITTARI_OPT_BOOL, .offset = 16, .help = "x again"},
         {0},
     };
     assert_int_equal(check(t, 24, err), -EINVAL);
@@ -549,7 +548,7 @@ static void check_table_enum_without_values(void **s)
     char err[256];
     static const char *const none[] = {NULL};
     struct mittari_option t[] = {
-        {"e", MITTARI_OPT_ENUM, 0, NULL, 0, 0, NULL, 0, "e"},
+        {.name = "e", .type = MITTARI_OPT_ENUM, .offset = 0, .help = "e"},
         {0},
     };
     assert_int_equal(check(t, sizeof(int), err), -EINVAL);
@@ -564,7 +563,7 @@ static void check_table_secret_must_be_string(void **s)
     (void)s;
     char err[256];
     struct mittari_option t[] = {
-        {"pin", MITTARI_OPT_INT, MITTARI_OPT_SECRET, NULL, 0, 0, NULL, 0, "p"},
+        {.name = "pin", .type = MITTARI_OPT_INT, .flags = MITTARI_OPT_SECRET, .offset = 0, .help = "p"},
         {0},
     };
     assert_int_equal(check(t, 8, err), -EINVAL);
@@ -576,7 +575,7 @@ static void check_table_bad_defaults(void **s)
     (void)s;
     char err[256];
     struct mittari_option t[] = {
-        {"n", MITTARI_OPT_INT, 0, "ten", 0, 0, NULL, 0, "n"},
+        {.name = "n", .type = MITTARI_OPT_INT, .def = "ten", .offset = 0, .help = "n"},
         {0},
     };
     assert_int_equal(check(t, 8, err), -EINVAL);
@@ -591,11 +590,34 @@ static void check_table_bad_defaults(void **s)
     assert_int_equal(check(t, 8, err), 0);
 
     struct mittari_option e[] = {
-        {"m", MITTARI_OPT_ENUM, 0, "medium", 0, 0, modes, 0, "m"},
+        {.name = "m", .type = MITTARI_OPT_ENUM, .def = "medium", .values = modes, .offset = 0, .help = "m"},
         {0},
     };
     assert_int_equal(check(e, sizeof(int), err), -EINVAL);
     assert_non_null(strstr(err, "default of option 'm' is invalid: 'medium' is not one of"));
+}
+
+static void check_table_list_needs_a_sub_table(void **s)
+{
+    (void)s;
+    char err[256];
+    struct item {
+        int64_t x;
+    };
+    static const struct mittari_option sub_bad[] = {
+        {.name = "x", .type = MITTARI_OPT_INT, .offset = 64, .help = "x"},
+        {0},
+    };
+    struct mittari_option t[] = {
+        {.name = "items", .type = MITTARI_OPT_LIST, .offset = 0, .help = "l"},
+        {0},
+    };
+    assert_int_equal(check(t, 64, err), -EINVAL);
+    assert_non_null(strstr(err, "list option 'items' needs sub and sub_size"));
+    t[0].sub = sub_bad;
+    t[0].sub_size = sizeof(struct item);
+    assert_int_equal(check(t, 64, err), -EINVAL);
+    assert_non_null(strstr(err, "list option 'items': option 'x' lies outside"));
 }
 
 static void check_table_unknown_type_and_bad_name(void **s)
@@ -603,13 +625,13 @@ static void check_table_unknown_type_and_bad_name(void **s)
     (void)s;
     char err[256];
     struct mittari_option t[] = {
-        {"t", 42, 0, NULL, 0, 0, NULL, 0, "t"},
+        {.name = "t", .type = 42, .help = "t"},
         {0},
     };
     assert_int_equal(check(t, 64, err), -EINVAL);
     assert_string_equal(err, "option 't' has unknown type 42");
     struct mittari_option n[] = {
-        {"", MITTARI_OPT_INT, 0, NULL, 0, 0, NULL, 0, "n"},
+        {.name = "", .type = MITTARI_OPT_INT, .help = "n"},
         {0},
     };
     assert_int_equal(check(n, 64, err), -EINVAL);
@@ -881,6 +903,7 @@ int main(void)
         T(check_table_duplicate_name),
         T(check_table_enum_without_values),
         T(check_table_secret_must_be_string),
+        T(check_table_list_needs_a_sub_table),
         T(check_table_bad_defaults),
         T(check_table_unknown_type_and_bad_name),
         T(canonical_text_lists_every_option),
