@@ -227,12 +227,22 @@ size_t mt_base64url(const uint8_t *in, size_t n, char *out, size_t outlen)
 
 uint64_t mt_hash_bytes(uint64_t h, const void *p, size_t n)
 {
+    /* a word at a time: series keys are hashed on every emit */
     const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= c[i];
-        h *= 0x100000001b3ull;
+    uint64_t w;
+
+    while (n >= 8) {
+        memcpy(&w, c, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+        c += 8;
+        n -= 8;
     }
-    return h;
+    w = (uint64_t)n << 56;
+    for (size_t i = 0; i < n; i++)
+        w |= (uint64_t)c[i] << (8 * i);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 32);
 }
 
 /* ---- arena ---- */

@@ -45,7 +45,8 @@ const char *mt_buf_cstr(struct mt_buf *b); /* NUL-terminated view ("" if empty) 
 
 size_t mt_base64url(const uint8_t *in, size_t n, char *out, size_t outlen);
 
-uint64_t mt_hash_bytes(uint64_t h, const void *p, size_t n); /* FNV-1a 64, chainable */
+/* A fast 64-bit hash for in-memory tables (never stored): chainable. */
+uint64_t mt_hash_bytes(uint64_t h, const void *p, size_t n);
 #define MT_HASH_INIT 0xcbf29ce484222325ull
 
 /* Arena: many small allocations freed at once. */
