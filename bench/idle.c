@@ -1,0 +1,399 @@
+/*
+ * bench_idle: what the agent costs when there is little or nothing to do.
+ *
+ *   RSS      the built `mittari run -c conf.d` (the demo config, data dir in
+ *            a temp dir via MITTARI_DATA_DIR) as a child process; after
+ *            RSS_WAIT seconds VmRSS, RssAnon, RssFile from /proc/PID/status.
+ *            Baseline in the same run: this program re-executed as a minimal
+ *            idle process with the same libraries (libuv loop + one SQLite
+ *            WAL database open), measured the same way. Target: <= 8 MB.
+ *   wakeups  voluntary + involuntary context switches of every thread
+ *            (/proc/PID/task/TID/status) over a window, after the agent has
+ *            settled. (1) an agent with no inputs, one file output,
+ *            housekeeping_interval 10s and stats_interval 0: the only timer
+ *            is the writer's housekeeping, so window/10s wakeups are
+ *            expected, and nothing else should wake. (2) the demo config
+ *            (sim at rate 4, two file outputs), for information.
+ *
+ * Usage: bench_idle [-w WINDOW_SECONDS]
+ * (bench_idle --baseline DIR is the baseline child; not for direct use.)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common.h"
+
+#ifndef BENCH_MITTARI
+#error "BENCH_MITTARI must name the built mittari binary"
+#endif
+
+#define RSS_WAIT 5
+#define SETTLE 3
+#define MAX_THREADS 64
+#define HOUSEKEEPING_S 10
+
+/* ---- the baseline child ---- */
+
+static void idle_timer(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static int baseline_main(const char *dir)
+{
+    char path[4096];
+    sqlite3 *db;
+    uv_loop_t loop;
+    uv_timer_t t;
+
+    snprintf(path, sizeof(path), "%s/baseline.db", dir);
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                     "CREATE TABLE IF NOT EXISTS readings(seq INTEGER PRIMARY KEY,"
+                     " ts INTEGER NOT NULL, series INTEGER NOT NULL, value REAL NOT NULL,"
+                     " subject TEXT); INSERT INTO readings VALUES(1, 0, 1, 1.0, NULL)",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        return 1;
+    uv_loop_init(&loop);
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, idle_timer, 3600 * 1000, 3600 * 1000);
+    uv_run(&loop, UV_RUN_DEFAULT); /* until SIGTERM */
+    return 0;
+}
+
+/* ---- child processes ---- */
+
+struct child {
+    pid_t pid;
+    const char *what;
+    char log[4096];
+};
+
+static int spawn(struct child *c, char *const argv[], const char *data_dir, const char *logdir)
+{
+    snprintf(c->log, sizeof(c->log), "%s/stderr.log", logdir);
+    fflush(stdout);
+    c->pid = fork();
+    if (c->pid < 0)
+        return -errno;
+    if (c->pid == 0) {
+        int out = open("/dev/null", O_WRONLY);
+        int err = open(c->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (out < 0 || err < 0)
+            _exit(127);
+        dup2(out, STDOUT_FILENO);
+        dup2(err, STDERR_FILENO);
+        if (data_dir)
+            setenv("MITTARI_DATA_DIR", data_dir, 1);
+        unsetenv("NOTIFY_SOCKET");
+        unsetenv("WATCHDOG_USEC");
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return 0;
+}
+
+static bool alive(const struct child *c)
+{
+    int st;
+    return waitpid(c->pid, &st, WNOHANG) == 0;
+}
+
+/* SIGTERM, wait up to 15 s, then SIGKILL. Returns the exit status. */
+static int stop_child(struct child *c)
+{
+    int st = 0;
+    kill(c->pid, SIGTERM);
+    for (int i = 0; i < 1500; i++) {
+        pid_t r = waitpid(c->pid, &st, WNOHANG);
+        if (r == c->pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (r < 0)
+            return -1;
+        usleep(10000);
+    }
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, &st, 0);
+    return 137;
+}
+
+static void show_log(const struct child *c)
+{
+    char line[512];
+    FILE *f = fopen(c->log, "r");
+    if (!f)
+        return;
+    fprintf(stderr, "--- %s stderr ---\n", c->what);
+    while (fgets(line, sizeof(line), f))
+        fputs(line, stderr);
+    fclose(f);
+}
+
+/* ---- /proc ---- */
+
+struct mem {
+    long rss, anon, file, shmem, hwm, threads; /* kB; threads a count */
+};
+
+static int read_mem(pid_t pid, struct mem *m)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (bench_read_text(path, buf, sizeof(buf)))
+        return -1;
+    m->rss = bench_field(buf, "\nVmRSS:");
+    m->anon = bench_field(buf, "\nRssAnon:");
+    m->file = bench_field(buf, "\nRssFile:");
+    m->shmem = bench_field(buf, "\nRssShmem:");
+    m->hwm = bench_field(buf, "\nVmHWM:");
+    m->threads = bench_field(buf, "\nThreads:");
+    return 0;
+}
+
+struct snapshot {
+    struct bench_thread t[MAX_THREADS];
+    size_t n;
+};
+
+static int snapshot(pid_t pid, struct snapshot *s)
+{
+    int n = bench_threads((int)pid, s->t, MAX_THREADS);
+    s->n = n > 0 ? (size_t)n : 0;
+    return n > 0 ? 0 : -1;
+}
+
+static const struct bench_thread *find(const struct snapshot *s, int tid)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->t[i].tid == tid)
+            return &s->t[i];
+    return NULL;
+}
+
+/* Thread roles by creation order: the loop is the main thread, the log
+ * writer is started by mt_agent_init before any libuv work is queued, the
+ * libuv pool threads come after. */
+static const char *role(const struct snapshot *s, size_t i, pid_t pid)
+{
+    if (s->t[i].tid == pid)
+        return "loop (main)";
+    return i == 1 ? "log writer" : "libuv worker";
+}
+
+/* Context switches of all threads between a and b; per-thread lines when
+ * verbose. */
+static long wakeups(pid_t pid, const struct snapshot *a, const struct snapshot *b, double secs,
+                    bool verbose)
+{
+    long total = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct bench_thread *t1 = &b->t[i], *t0 = find(a, t1->tid);
+        long v = t1->vol - (t0 ? t0->vol : 0), iv = t1->invol - (t0 ? t0->invol : 0);
+        total += v + iv;
+        if (verbose)
+            printf("    tid %-7d %-13s %5ld voluntary + %3ld involuntary = %5.2f/s%s\n", t1->tid,
+                   role(b, i, pid), v, iv, (double)(v + iv) / secs, t0 ? "" : " (new thread)");
+    }
+    return total;
+}
+
+/* ---- the measurements ---- */
+
+static void print_mem(const char *what, const struct mem *m)
+{
+    printf("  %-34s VmRSS %6.2f MB  (RssAnon %5.2f, RssFile %5.2f, RssShmem %5.2f MB; "
+           "VmHWM %5.2f MB; %ld threads)\n",
+           what, m->rss / 1024.0, m->anon / 1024.0, m->file / 1024.0, m->shmem / 1024.0,
+           m->hwm / 1024.0, m->threads);
+}
+
+static int measure_rss_baseline(const char *self, struct mem *base)
+{
+    char *dir = bench_tmpdir("idle-base");
+    struct child c = {.what = "baseline"};
+    int rc = -1;
+
+    if (!dir)
+        return -1;
+    char *argv[] = {(char *)self, "--baseline", dir, NULL};
+    if (spawn(&c, argv, NULL, dir) == 0) {
+        sleep(RSS_WAIT);
+        if (alive(&c) && read_mem(c.pid, base) == 0)
+            rc = 0;
+        stop_child(&c);
+        if (rc)
+            show_log(&c);
+    }
+    bench_rmtree(dir);
+    free(dir);
+    return rc;
+}
+
+/* Samples the agent's threads over window seconds after it settled. */
+static int measure_wakeups(const struct child *c, int window, long *total, bool verbose)
+{
+    struct snapshot a, b;
+    if (snapshot(c->pid, &a))
+        return -1;
+    double t0 = bench_now();
+    sleep((unsigned)window);
+    if (!alive(c) || snapshot(c->pid, &b))
+        return -1;
+    *total = wakeups(c->pid, &a, &b, bench_now() - t0, verbose);
+    return 0;
+}
+
+static int demo_agent(int window, const struct mem *base)
+{
+    char *dir = bench_tmpdir("idle-demo");
+    char conf[4096];
+    struct child c = {.what = "mittari (demo config)"};
+    struct mem m;
+    long total;
+    int rc = -1;
+
+    if (!dir)
+        return -1;
+    snprintf(conf, sizeof(conf), "%s/conf.d", BENCH_SOURCE_DIR);
+    char *argv[] = {BENCH_MITTARI, "run", "-c", conf, "-P", BENCH_PLUGIN_DIR, NULL};
+    if (spawn(&c, argv, dir, dir))
+        goto out;
+    sleep(RSS_WAIT);
+    if (!alive(&c) || read_mem(c.pid, &m)) {
+        fprintf(stderr, "bench_idle: the demo agent is not running\n");
+        goto stop;
+    }
+    printf("idle RSS after %d s (demo config conf.d, sim at rate 4, two file outputs):\n",
+           RSS_WAIT);
+    print_mem("baseline (libuv + SQLite WAL db)", base);
+    print_mem("mittari run -c conf.d", &m);
+    printf("  ratio to baseline %.2fx VmRSS, %.2fx RssAnon; target VmRSS <= 8 MB: %s\n",
+           (double)m.rss / (double)base->rss, (double)m.anon / (double)base->anon,
+           m.rss <= 8 * 1024 ? "met" : "NOT met");
+    printf("\nwakeups with the demo config (for information), %d s window:\n", window);
+    if (measure_wakeups(&c, window, &total, true)) {
+        fprintf(stderr, "bench_idle: the demo agent died\n");
+        goto stop;
+    }
+    printf("  total %ld context switches = %.1f wakeups/s\n", total, (double)total / window);
+    rc = 0;
+stop:
+    if (stop_child(&c) != 0 || rc)
+        show_log(&c);
+out:
+    bench_rmtree(dir);
+    free(dir);
+    return rc;
+}
+
+static int quiet_agent(int window)
+{
+    char *dir = bench_tmpdir("idle-quiet");
+    char path[4096], *text = NULL;
+    struct child c = {.what = "mittari (no inputs)"};
+    struct mem m;
+    long total;
+    int rc = -1;
+
+    if (!dir)
+        return -1;
+    snprintf(path, sizeof(path), "%s/conf", dir);
+    mkdir(path, 0700);
+    if (asprintf(&text,
+                 "agent:\n"
+                 "  site: bench\n"
+                 "  data_dir: %s/data\n"
+                 "  housekeeping_interval: %ds\n"
+                 "  stats_interval: 0\n"
+                 "outputs:\n"
+                 "  archive:\n"
+                 "    type: file\n"
+                 "    path: %s/out.jsonl\n",
+                 dir, HOUSEKEEPING_S, dir) < 0)
+        goto out;
+    snprintf(path, sizeof(path), "%s/conf/10-quiet.yaml", dir);
+    if (bench_write_file(path, text))
+        goto out;
+    snprintf(path, sizeof(path), "%s/conf", dir);
+    char *argv[] = {BENCH_MITTARI, "run", "-c", path, "-P", BENCH_PLUGIN_DIR, NULL};
+    if (spawn(&c, argv, NULL, dir))
+        goto out;
+    sleep(SETTLE);
+    if (!alive(&c) || read_mem(c.pid, &m)) {
+        fprintf(stderr, "bench_idle: the quiet agent is not running\n");
+        goto stop;
+    }
+    printf("\nidle wakeups, no inputs, one file output, housekeeping_interval %ds, "
+           "stats_interval 0; %d s window after %d s settling:\n",
+           HOUSEKEEPING_S, window, SETTLE);
+    print_mem("mittari (no inputs)", &m);
+    if (measure_wakeups(&c, window, &total, true)) {
+        fprintf(stderr, "bench_idle: the quiet agent died\n");
+        goto stop;
+    }
+    /* the writer's housekeeping timer, nothing else */
+    double expected = (double)window / HOUSEKEEPING_S;
+    bool ok = total <= (long)expected + 1;
+    printf("  measured %ld wakeups, expected %.0f (housekeeping every %d s on the writer "
+           "thread); ratio %.2f: %s\n",
+           total, expected, HOUSEKEEPING_S, expected > 0 ? total / expected : 0.0,
+           ok ? "as expected: only the configured timer wakes the agent"
+              : "MORE wakeups than the configured timers imply");
+    rc = 0;
+stop:
+    if (stop_child(&c) != 0 || rc)
+        show_log(&c);
+out:
+    free(text);
+    bench_rmtree(dir);
+    free(dir);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int window = 20, opt;
+    struct mem base;
+
+    if (argc == 3 && strcmp(argv[1], "--baseline") == 0)
+        return baseline_main(argv[2]);
+    while ((opt = getopt(argc, argv, "w:")) != -1) {
+        switch (opt) {
+        case 'w':
+            window = atoi(optarg);
+            break;
+        default:
+            fprintf(stderr, "usage: %s [-w WINDOW_SECONDS]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (window < 1) {
+        fprintf(stderr, "bench_idle: -w must be >= 1\n");
+        return 2;
+    }
+    printf("# bench_idle: %s\n", BENCH_MITTARI);
+    bench_print_machine();
+    if (measure_rss_baseline("/proc/self/exe", &base)) {
+        fprintf(stderr, "bench_idle: the baseline child failed\n");
+        return 1;
+    }
+    if (demo_agent(window, &base))
+        return 1;
+    if (quiet_agent(window))
+        return 1;
+    bench_print_load("at end");
+    return 0;
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Builds the benchmarks in Release (in their own build dir) and runs them all.
+# Figures go to stdout; each program prints its ratio to a baseline measured
+# in the same run. Nothing here asserts a timing.
+#
+#   bench/run.sh                 build-bench/, 2 M readings, 3 rounds, 20 s windows
+#   BUILD=dir N=500000 ROUNDS=1 WINDOW=10 bench/run.sh
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$src/build-bench}
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMITTARI_TESTS=OFF -DMITTARI_BENCH=ON >/dev/null
+cmake --build "$build" -j"$(nproc)" --target bench_throughput bench_idle >/dev/null
+"$build/bench/bench_throughput" -n "${N:-2000000}" -r "${ROUNDS:-3}"
+echo
+"$build/bench/bench_idle" -w "${WINDOW:-20}"
