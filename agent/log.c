@@ -108,25 +108,37 @@ static int pragma_int(struct mt_logdb *db, const char *sql, int64_t *v)
     return map_rc(rc);
 }
 
-static int prepare_schema(struct mt_logdb *db, char *err, size_t errlen)
+/* Before anything writes to the file (not even the switch to WAL): is it
+ * ours, or empty? */
+static int check_identity(struct mt_logdb *db, int64_t *app, int64_t *ver, char *err, size_t errlen)
 {
-    int64_t app = 0, ver = 0;
+    int64_t objects = 0;
     int rc;
 
-    if ((rc = pragma_int(db, "PRAGMA application_id", &app)) ||
-        (rc = pragma_int(db, "PRAGMA user_version", &ver))) {
+    if ((rc = pragma_int(db, "PRAGMA application_id", app)) ||
+        (rc = pragma_int(db, "PRAGMA user_version", ver)) ||
+        (rc = pragma_int(db, "SELECT count(*) FROM sqlite_master", &objects))) {
         snprintf(err, errlen, "cannot read %s: %s", db->path, sqlite3_errmsg(db->db));
         return rc;
     }
-    if (app != 0 && app != MT_LOG_APP_ID) {
+    /* most SQLite files have application_id 0: one that holds tables of its
+     * own is somebody else's database, not an empty file to make a log in */
+    if ((*app != 0 && *app != MT_LOG_APP_ID) || (*app == 0 && objects > 0)) {
         snprintf(err, errlen, "%s is an SQLite database but not a mittari log", db->path);
         return MITTARI_ESTORAGE;
     }
-    if (ver > MT_LOG_SCHEMA) {
+    if (*ver > MT_LOG_SCHEMA) {
         snprintf(err, errlen, "%s has log schema %lld, newer than this agent's %d; upgrade mittari",
-                 db->path, (long long)ver, MT_LOG_SCHEMA);
+                 db->path, (long long)*ver, MT_LOG_SCHEMA);
         return MITTARI_ESTORAGE;
     }
+    return 0;
+}
+
+static int prepare_schema(struct mt_logdb *db, int64_t app, int64_t ver, char *err, size_t errlen)
+{
+    int rc;
+
     if (!(db->flags & MT_LOG_WRITER))
         return 0;
     if (ver == MT_LOG_SCHEMA && app == MT_LOG_APP_ID)
@@ -154,6 +166,7 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
 {
     struct mt_logdb *db = calloc(1, sizeof(*db));
     int oflags = SQLITE_OPEN_NOMUTEX;
+    int64_t app = 0, ver = 0;
     int rc;
 
     *out = NULL;
@@ -176,6 +189,9 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
     }
     sqlite3_extended_result_codes(db->db, 0);
     sqlite3_busy_timeout(db->db, 5000);
+    rc = check_identity(db, &app, &ver, err, errlen);
+    if (rc)
+        goto fail;
     if (flags & MT_LOG_WRITER) {
         int64_t dummy;
         char sql[160];
@@ -196,7 +212,7 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
         snprintf(err, errlen, "cannot use %s: %s", path, sqlite3_errmsg(db->db));
         goto fail;
     }
-    rc = prepare_schema(db, err, errlen);
+    rc = prepare_schema(db, app, ver, err, errlen);
     if (rc)
         goto fail;
     for (int i = 0; i < ST_COUNT; i++) {

@@ -19,8 +19,16 @@ int mt_pseudo_init(struct mt_pseudo *p, const char *key)
     memset(p, 0, sizeof(*p));
     if (n < 16)
         return -EINVAL;
-    if (n > sizeof(p->key))
-        n = sizeof(p->key); /* HMAC hashes longer keys anyway; keep it bounded */
+    if (n > sizeof(p->key)) {
+        /* HMAC replaces a key longer than the hash's block (64 bytes for
+         * SHA-256) by its digest (RFC 2104, 2): do the same here, so the
+         * whole key counts and the result equals HMAC with the full key. */
+        unsigned dl = 0;
+        if (!EVP_Digest(key, n, p->key, &dl, EVP_sha256(), NULL))
+            return -EIO;
+        p->keylen = dl;
+        return 0;
+    }
     memcpy(p->key, key, n);
     p->keylen = n;
     return 0;

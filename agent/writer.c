@@ -470,6 +470,15 @@ static void retention(struct mt_writer *w)
     }
 }
 
+/* block_inputs: accept readings again once the log is back under 90 % of its cap */
+static void unblock(struct mt_writer *w, uint64_t used, uint64_t target)
+{
+    if (atomic_load(&w->full) && used <= target) {
+        atomic_store(&w->full, false);
+        mt_complain_clear(&w->c_full, MOD, "log below its size cap again; inputs accepted");
+    }
+}
+
 static void cap(struct mt_writer *w)
 {
     uint64_t used, target;
@@ -478,10 +487,7 @@ static void cap(struct mt_writer *w)
         return;
     target = w->conf.max_size / 10 * 9;
     if (used <= w->conf.max_size) {
-        if (atomic_load(&w->full) && used <= target) {
-            atomic_store(&w->full, false);
-            mt_complain_clear(&w->c_full, MOD, "log below its size cap again; inputs accepted");
-        }
+        unblock(w, used, target);
         return;
     }
     /* 1. what every consumer has already passed, whatever its age */
@@ -490,8 +496,13 @@ static void cap(struct mt_writer *w)
     if (upto > 0) {
         int64_t n = delete_upto(w, upto, target);
         ADD(deleted_cap_delivered, n);
-        if (mt_log_used_bytes(w->db, &used) || used <= w->conf.max_size)
+        if (mt_log_used_bytes(w->db, &used))
             return;
+        if (used <= w->conf.max_size) {
+            /* now, not at the next housekeeping: inputs wait for nothing else */
+            unblock(w, used, target);
+            return;
+        }
     }
     /* 2. the policy */
     if (w->conf.policy == MT_POLICY_BLOCK_INPUTS) {

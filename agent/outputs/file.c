@@ -197,11 +197,29 @@ static int read_back(struct file_out *f, const char *path, bool truncate, int64_
     return r;
 }
 
+static int open_and_read_back(struct file_out *f, int64_t *have_seq, struct mt_deliver_result *res)
+{
+    char rotated[PATH_MAX];
+    struct stat st;
+
+    if (open_current(f, res->error, sizeof(res->error)))
+        return -EAGAIN;
+    if (read_back(f, f->conf->path, true, have_seq, res->error, sizeof(res->error)))
+        return -EAGAIN;
+    if (fstat(f->fd, &st) == 0)
+        f->size = (uint64_t)st.st_size;
+    if (*have_seq == 0) {
+        /* rotated just before a crash: the newest record is in path.1 */
+        snprintf(rotated, sizeof(rotated), "%s.1", f->conf->path);
+        if (read_back(f, rotated, false, have_seq, res->error, sizeof(res->error)))
+            return -EAGAIN;
+    }
+    return 0;
+}
+
 static int file_open(void *state, int64_t *have_seq, struct mt_deliver_result *res)
 {
     struct file_out *f = state;
-    char rotated[PATH_MAX];
-    struct stat st;
     int r;
 
     *have_seq = 0;
@@ -209,22 +227,13 @@ static int file_open(void *state, int64_t *have_seq, struct mt_deliver_result *r
         f->fd = STDOUT_FILENO;
         return 0;
     }
-    r = open_current(f, res->error, sizeof(res->error));
-    if (r)
-        return -EAGAIN;
-    r = read_back(f, f->conf->path, true, have_seq, res->error, sizeof(res->error));
-    if (r)
-        return -EAGAIN;
-    if (fstat(f->fd, &st) == 0)
-        f->size = (uint64_t)st.st_size;
-    if (*have_seq == 0) {
-        /* rotated just before a crash: the newest record is in path.1 */
-        snprintf(rotated, sizeof(rotated), "%s.1", f->conf->path);
-        r = read_back(f, rotated, false, have_seq, res->error, sizeof(res->error));
-        if (r)
-            return -EAGAIN;
+    r = open_and_read_back(f, have_seq, res);
+    if (r && f->fd >= 0) {
+        /* open() is called again on the retry: do not keep this descriptor */
+        close(f->fd);
+        f->fd = -1;
     }
-    return 0;
+    return r;
 }
 
 static int sync_dir(const char *path)
