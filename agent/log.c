@@ -174,6 +174,10 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
         return -ENOMEM;
     db->flags = flags;
     db->path = strdup(path);
+    if (!db->path) {
+        free(db);
+        return -ENOMEM;
+    }
     if (flags & MT_LOG_READONLY)
         oflags |= SQLITE_OPEN_READONLY;
     else if (flags & MT_LOG_WRITER)
@@ -421,6 +425,24 @@ int mt_log_load_counters(struct mt_logdb *db,
     return map_rc(rc);
 }
 
+int mt_log_load_cursors(struct mt_logdb *db,
+                        int (*cb)(void *arg, const char *name, int64_t seq), void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->db, "SELECT name, seq FROM cursors", -1, &st, NULL);
+    if (rc)
+        return map_rc(rc);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = cb(arg, col_text(st, 0), sqlite3_column_int64(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    sqlite3_finalize(st);
+    return map_rc(rc);
+}
+
 int mt_log_get_cursor(struct mt_logdb *db, const char *name, int64_t *seq)
 {
     sqlite3_stmt *st;
@@ -433,7 +455,7 @@ int mt_log_get_cursor(struct mt_logdb *db, const char *name, int64_t *seq)
     if (rc == SQLITE_ROW)
         *seq = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    return map_rc(rc);
+    return rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
 }
 
 int mt_log_last_seq(struct mt_logdb *db, int64_t *seq)

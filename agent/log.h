@@ -62,7 +62,10 @@ int mt_log_load_series(struct mt_logdb *db, struct mt_series_reg *reg);
 int mt_log_load_counters(struct mt_logdb *db,
                          int (*cb)(void *arg, uint32_t series, uint64_t last, int64_t ts),
                          void *arg);
-int mt_log_get_cursor(struct mt_logdb *db, const char *name, int64_t *seq); /* 0 if none */
+/* -ENOENT (and *seq = 0) when the consumer has no cursor in this log */
+int mt_log_get_cursor(struct mt_logdb *db, const char *name, int64_t *seq);
+int mt_log_load_cursors(struct mt_logdb *db,
+                        int (*cb)(void *arg, const char *name, int64_t seq), void *arg);
 /* Highest sequence number ever given (survives deletion of every row). */
 int mt_log_last_seq(struct mt_logdb *db, int64_t *seq);
 

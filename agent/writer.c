@@ -38,7 +38,8 @@ struct undo {
 };
 
 struct mt_writer {
-    struct mt_writer_conf conf;
+    struct mt_writer_conf conf;  /* under lock: set_conf may change it */
+    struct mt_writer_conf tconf; /* the thread's copy, taken under the lock */
     struct mt_logdb *db;
     struct mt_series_reg *reg;
     pthread_t thread;
@@ -362,7 +363,9 @@ static void clear_ops(struct op *ops, size_t *n)
     *n = 0;
 }
 
-static void commit_round(struct mt_writer *w)
+/* Writer thread, lock not held. Returns 0, or the backoff (µs) before the
+ * next attempt; the caller updates the shared state under the lock. */
+static int64_t commit_round(struct mt_writer *w)
 {
     struct counts c = {0};
     int64_t seq0 = w->next_seq;
@@ -379,7 +382,6 @@ static void commit_round(struct mt_writer *w)
         INC(commit_errors);
         w->attempts++;
         int64_t backoff = 100000LL << (w->attempts < 6 ? w->attempts : 6);
-        w->retry_at = mt_mono_us() + backoff;
         atomic_store(&w->error, rc);
         uv_async_send(&w->async); /* let the loop see the error */
         mt_complain(&w->c_commit, MT_ERR, MOD, COMPLAIN_US,
@@ -387,7 +389,7 @@ static void commit_round(struct mt_writer *w)
                     w->npend, mt_log_path(w->db), mt_log_errmsg(w->db),
                     rc == -ENOSPC ? "disk full" : rc == MITTARI_ESTORAGE ? "database corrupt"
                                                                          : "storage error");
-        return;
+        return backoff;
     }
     w->attempts = 0;
     atomic_store(&w->error, 0);
@@ -397,12 +399,11 @@ static void commit_round(struct mt_writer *w)
     ADD(counter_wraps, c.wraps);
     ADD(counter_resets, c.resets);
     INC(commits);
-    w->npend = 0;
-    clear_ops(w->pops, &w->npops);
     if (w->next_seq - 1 > atomic_load(&w->committed)) {
         atomic_store(&w->committed, w->next_seq - 1);
         uv_async_send(&w->async);
     }
+    return 0;
 }
 
 /* ---- housekeeping (writer thread) ---- */
@@ -453,9 +454,9 @@ static void retention(struct mt_writer *w)
 {
     int64_t young;
 
-    if (w->conf.retention_ms <= 0)
+    if (w->tconf.retention_ms <= 0)
         return;
-    if (mt_log_first_young(w->db, mt_now_us() - w->conf.retention_ms * 1000, &young))
+    if (mt_log_first_young(w->db, mt_now_us() - w->tconf.retention_ms * 1000, &young))
         return;
     int64_t upto = young == INT64_MAX ? w->next_seq - 1 : young - 1;
     int64_t minc = min_consumer(w);
@@ -483,10 +484,10 @@ static void cap(struct mt_writer *w)
 {
     uint64_t used, target;
 
-    if (!w->conf.max_size || mt_log_used_bytes(w->db, &used))
+    if (!w->tconf.max_size || mt_log_used_bytes(w->db, &used))
         return;
-    target = w->conf.max_size / 10 * 9;
-    if (used <= w->conf.max_size) {
+    target = w->tconf.max_size / 10 * 9;
+    if (used <= w->tconf.max_size) {
         unblock(w, used, target);
         return;
     }
@@ -498,19 +499,19 @@ static void cap(struct mt_writer *w)
         ADD(deleted_cap_delivered, n);
         if (mt_log_used_bytes(w->db, &used))
             return;
-        if (used <= w->conf.max_size) {
+        if (used <= w->tconf.max_size) {
             /* now, not at the next housekeeping: inputs wait for nothing else */
             unblock(w, used, target);
             return;
         }
     }
     /* 2. the policy */
-    if (w->conf.policy == MT_POLICY_BLOCK_INPUTS) {
+    if (w->tconf.policy == MT_POLICY_BLOCK_INPUTS) {
         atomic_store(&w->full, true);
         mt_complain(&w->c_full, MT_WARNING, MOD, COMPLAIN_US,
                     "log reached its size cap (%" PRIu64 " bytes in use, cap %" PRIu64
                     "); policy block_inputs: refusing new readings until outputs catch up",
-                    used, w->conf.max_size);
+                    used, w->tconf.max_size);
         return;
     }
     int64_t lo, hi, rows;
@@ -523,33 +524,50 @@ static void cap(struct mt_writer *w)
     mt_complain(&w->c_cap, MT_WARNING, MOD, COMPLAIN_US,
                 "log reached its size cap (cap %" PRIu64 " bytes); policy drop_oldest dropped %" PRId64
                 " undelivered readings (seq %" PRId64 "..%" PRId64 ")",
-                w->conf.max_size, n, lo, lo + n - 1);
+                w->tconf.max_size, n, lo, lo + n - 1);
 }
 
 static void housekeeping(struct mt_writer *w, bool timed)
 {
     if (timed) {
         retention(w);
-        w->next_housekeeping = mt_mono_us() + w->conf.housekeeping_ms * 1000;
+        w->next_housekeeping = mt_mono_us() + w->tconf.housekeeping_ms * 1000;
     }
     cap(w);
 }
 
 /* ---- the thread ---- */
 
+/* lock held: a burst grew the intake queue; give the memory back once it is
+ * drained */
+static void shrink_queue(struct mt_writer *w)
+{
+    if (w->qlen == 0 && w->qcap > 65536) {
+        free(w->q);
+        w->q = NULL;
+        w->qcap = 0;
+    }
+}
+
 static void take(struct mt_writer *w)
 {
-    if (w->qlen && grow((void **)&w->pend, &w->cappend, w->npend + w->qlen, sizeof(*w->pend)) == 0) {
+    if (w->qlen && w->npend == 0) {
+        /* the usual case: swap the buffers, no copy */
+        struct mt_rec *p = w->pend;
+        size_t cap = w->cappend;
+        w->pend = w->q;
+        w->cappend = w->qcap;
+        w->npend = w->qlen;
+        w->q = p;
+        w->qcap = cap;
+        w->qlen = 0;
+    } else if (w->qlen &&
+               grow((void **)&w->pend, &w->cappend, w->npend + w->qlen, sizeof(*w->pend)) == 0) {
         memcpy(w->pend + w->npend, w->q, w->qlen * sizeof(*w->q));
         w->npend += w->qlen;
         w->qlen = 0;
-        /* a burst grew the queue: give the memory back once it is drained */
-        if (w->qcap > 65536) {
-            free(w->q);
-            w->q = NULL;
-            w->qcap = 0;
-        }
     }
+    shrink_queue(w);
     if (w->nops && grow((void **)&w->pops, &w->cappops, w->npops + w->nops, sizeof(*w->pops)) == 0) {
         memcpy(w->pops + w->npops, w->ops, w->nops * sizeof(*w->ops));
         w->npops += w->nops;
@@ -577,6 +595,7 @@ static void *thread_main(void *arg)
         if (!queued && !pending) {
             w->flush_req = false; /* nothing to flush */
             if (now >= w->next_housekeeping) {
+                w->tconf = w->conf;
                 pthread_mutex_unlock(&w->lock);
                 housekeeping(w, true);
                 pthread_mutex_lock(&w->lock);
@@ -601,10 +620,13 @@ static void *thread_main(void *arg)
         }
         if (!pending && !w->flush_req && !w->stop_req &&
             (int64_t)w->qlen < w->conf.batch_size) {
-            int64_t first = w->qlen ? w->q_first : w->ops_first;
-            if (w->qlen && w->nops && w->ops_first < first)
-                first = w->ops_first;
-            int64_t deadline = first + w->conf.batch_interval_ms * 1000;
+            /* readings wait at most batch_interval; cursor advances alone
+             * wait up to a second, so an output's acknowledgements do not
+             * cost an fsync'ed commit each (a crash replays them at most) */
+            int64_t deadline = w->qlen ? w->q_first + w->conf.batch_interval_ms * 1000
+                                       : w->ops_first + (w->conf.batch_interval_ms > 1000
+                                                             ? w->conf.batch_interval_ms
+                                                             : 1000) * 1000;
             if (now < deadline) {
                 w->waiting = true;
                 abstime(deadline, &ts);
@@ -617,11 +639,18 @@ static void *thread_main(void *arg)
             take(w);
         else
             w->flush_req = false;
+        w->tconf = w->conf;
         pthread_mutex_unlock(&w->lock);
-        commit_round(w);
-        if (w->attempts == 0)
+        int64_t backoff = commit_round(w);
+        if (!backoff)
             housekeeping(w, mt_mono_us() >= w->next_housekeeping);
         pthread_mutex_lock(&w->lock);
+        if (backoff) {
+            w->retry_at = mt_mono_us() + backoff;
+        } else {
+            w->npend = 0;
+            clear_ops(w->pops, &w->npops);
+        }
     }
     w->waiting = true;
     pthread_mutex_unlock(&w->lock);
@@ -635,6 +664,8 @@ static void async_cb(uv_async_t *h)
         w->cb(w->cb_arg, atomic_load(&w->committed));
 }
 
+static void free_writer(uv_handle_t *h);
+
 static int load_counter(void *arg, uint32_t series, uint64_t last, int64_t ts)
 {
     struct mt_writer *w = arg;
@@ -643,6 +674,21 @@ static int load_counter(void *arg, uint32_t series, uint64_t last, int64_t ts)
     w->cst[series].last = last;
     w->cst[series].ts = ts;
     w->cst[series].have = true;
+    return 0;
+}
+
+static int load_consumer(void *arg, const char *name, int64_t seq)
+{
+    struct mt_writer *w = arg;
+    struct consumer *c = realloc(w->cons, (w->ncons + 1) * sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    w->cons = c;
+    c[w->ncons].name = strdup(name);
+    c[w->ncons].seq = seq;
+    if (!c[w->ncons].name)
+        return -ENOMEM;
+    w->ncons++;
     return 0;
 }
 
@@ -662,7 +708,7 @@ int mt_writer_start(struct mt_writer **out, uv_loop_t *loop, struct mt_logdb *db
     }
     w->db = db;
     w->reg = reg;
-    w->conf = *conf;
+    w->conf = w->tconf = *conf;
     w->cb = cb;
     w->cb_arg = arg;
     pthread_mutex_init(&w->lock, NULL);
@@ -676,6 +722,11 @@ int mt_writer_start(struct mt_writer **out, uv_loop_t *loop, struct mt_logdb *db
         rc = mt_log_load_counters(db, load_counter, w);
     if (!rc)
         rc = mt_log_last_seq(db, &last);
+    /* every consumer the log knows holds back retention from the start,
+     * also one that then fails to start; the agent forgets the ones no
+     * longer configured */
+    if (!rc)
+        rc = mt_log_load_cursors(db, load_consumer, w);
     if (rc) {
         mt_diag(MT_ERR, MOD, "cannot load the log state from %s: %s", mt_log_path(db),
                 mt_log_errmsg(db));
@@ -692,9 +743,13 @@ int mt_writer_start(struct mt_writer **out, uv_loop_t *loop, struct mt_logdb *db
     w->async.data = w;
     rc = pthread_create(&w->thread, NULL, thread_main, w);
     if (rc) {
-        rc = -rc;
-        uv_close((uv_handle_t *)&w->async, NULL);
-        goto fail;
+        /* the async handle is closed asynchronously: free the writer in its
+         * close callback, not here */
+        mt_diag(MT_ERR, MOD, "cannot start the writer thread: %s", strerror(rc));
+        mt_log_close(w->db);
+        w->db = NULL;
+        uv_close((uv_handle_t *)&w->async, free_writer);
+        return -rc;
     }
     w->thread_started = true;
     *out = w;
@@ -703,6 +758,9 @@ fail:
     mt_log_close(db);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->cond);
+    for (size_t i = 0; i < w->ncons; i++)
+        free(w->cons[i].name);
+    free(w->cons);
     free(w->cst);
     free(w->mark);
     free(w);

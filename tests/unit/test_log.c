@@ -322,7 +322,7 @@ static void rollback_discards(void **state)
     mt_log_rollback(f->db);
     mt_log_rollback(f->db); /* harmless outside a transaction */
     assert_int_equal(count_rows(f->db), 0);
-    assert_int_equal(mt_log_get_cursor(f->db, "a", &v), 0);
+    assert_int_equal(mt_log_get_cursor(f->db, "a", &v), -ENOENT);
     assert_int_equal(v, 0);
 }
 
@@ -500,12 +500,26 @@ static void counters_round_trip(void **state)
     assert_int_equal(t.n, 1);
 }
 
+struct seen_cursors {
+    int n;
+    int64_t sum;
+};
+
+static int collect_cursor(void *arg, const char *name, int64_t seq)
+{
+    struct seen_cursors *sc = arg;
+    assert_true(strcmp(name, "http") == 0 || strcmp(name, "file") == 0);
+    sc->n++;
+    sc->sum += seq;
+    return 0;
+}
+
 static void cursors(void **state)
 {
     struct fixture *f = *state;
     int64_t v = 99;
     open_writer(f);
-    assert_int_equal(mt_log_get_cursor(f->db, "http", &v), 0);
+    assert_int_equal(mt_log_get_cursor(f->db, "http", &v), -ENOENT);
     assert_int_equal(v, 0); /* none yet */
     assert_int_equal(mt_log_put_cursor(f->db, "http", 5, 1), 0);
     assert_int_equal(mt_log_put_cursor(f->db, "file", 2, 1), 0);
@@ -514,8 +528,12 @@ static void cursors(void **state)
     assert_int_equal(v, 9);
     assert_int_equal(mt_log_get_cursor(f->db, "file", &v), 0);
     assert_int_equal(v, 2);
-    assert_int_equal(mt_log_get_cursor(f->db, "HTTP", &v), 0);
+    assert_int_equal(mt_log_get_cursor(f->db, "HTTP", &v), -ENOENT); /* names are exact */
     assert_int_equal(v, 0);
+    struct seen_cursors sc = {0};
+    assert_int_equal(mt_log_load_cursors(f->db, collect_cursor, &sc), 0);
+    assert_int_equal(sc.n, 2);
+    assert_int_equal(sc.sum, 11); /* http 9 + file 2 */
     mt_log_close(f->db);
     f->db = NULL;
     open_writer(f);

@@ -386,7 +386,8 @@ static size_t read_rows(struct fixture *f, struct mt_row *rows, size_t max)
 static int64_t cursor_of(struct fixture *f, const char *name)
 {
     int64_t v = -1;
-    assert_int_equal(mt_log_get_cursor(f->rd, name, &v), 0);
+    int rc = mt_log_get_cursor(f->rd, name, &v);
+    assert_true(rc == 0 || rc == -ENOENT); /* none yet: 0 */
     return v;
 }
 
@@ -606,6 +607,35 @@ static void cursors_are_committed(void **state)
     mt_writer_cursor(f->w, "file", 1);
     wait_committed(f, 1);
     wait_cursor(f, "file", 1);
+}
+
+static bool cursor_is(void *arg)
+{
+    struct cursor_wait *c = arg;
+    return cursor_of(c->f, c->name) == c->seq;
+}
+
+static void cursor_alone_waits_up_to_a_second(void **state)
+{
+    struct fixture *f = *state;
+    struct cursor_wait c = {f, "http", 42};
+    start(f);
+    uint64_t commits = STAT(f, commits);
+    int64_t t0 = mt_mono_us();
+    mt_writer_cursor(f->w, "http", 42);
+    /* not an fsync'ed commit of its own at once ... */
+    assert_false(tu_run_until(&f->loop, cursor_is, &c, 400));
+    assert_int_equal(STAT(f, commits), commits);
+    /* ... but within about a second */
+    assert_true(tu_run_until(&f->loop, cursor_is, &c, 3000));
+    assert_true(mt_mono_us() - t0 >= 900000);
+    /* with a reading, it goes along within batch_interval */
+    c.seq = 43;
+    t0 = mt_mono_us();
+    mt_writer_cursor(f->w, "http", 43);
+    assert_int_equal(push(f, f->gauge, TS0, 1), 0);
+    assert_true(tu_run_until(&f->loop, cursor_is, &c, 3000));
+    assert_true(mt_mono_us() - t0 < 800000);
 }
 
 static void parked_batches_are_committed(void **state)
@@ -899,6 +929,7 @@ int main(void)
         T(cumulative_counters_become_deltas),
         T(counter_state_survives_restart),
         T(cursors_are_committed),
+        T(cursor_alone_waits_up_to_a_second),
         T(parked_batches_are_committed),
         T(queue_max_refuses),
         T(retention_waits_for_every_consumer),
