@@ -259,7 +259,10 @@ static int setup_pseudo(struct mt_agent *a)
         return mt_pseudo_init(&a->pseudo, c->secret);
     snprintf(path, sizeof(path), "%s/pseudonym.key", c->data_dir);
     rc = mt_pseudo_load_or_create(&a->pseudo, path, &created);
-    if (rc)
+    if (rc == -EPERM)
+        mt_diag(MT_ERR, MOD, "the pseudonymisation key %s is readable by group or others; "
+                "chmod 600 it (and consider the key compromised)", path);
+    else if (rc)
         mt_diag(MT_ERR, MOD, "cannot load or create the pseudonymisation key %s: %s", path,
                 strerror(-rc));
     else if (created)

@@ -59,6 +59,8 @@ struct mt_output {
     struct mt_row *rows;
     size_t nrows;
     int64_t have_seq;
+    int64_t have_raw; /* what open() reported, before the checks */
+    bool known; /* this log has a cursor for the output: it delivered from it before */
     int rc;
     bool read_failed;
     struct mt_deliver_result res;
@@ -141,7 +143,8 @@ int mt_output_start(struct mt_output *o, char *err, size_t errlen)
     if (rc)
         return rc;
     rc = mt_log_get_cursor(o->rdb, o->name, &seq);
-    if (rc) {
+    o->known = rc == 0;
+    if (rc && rc != -ENOENT) {
         snprintf(err, errlen, "cannot read the cursor: %s", mt_log_errmsg(o->rdb));
         return rc;
     }
@@ -159,6 +162,23 @@ int mt_output_start(struct mt_output *o, char *err, size_t errlen)
 
 /* ---- worker thread ---- */
 
+/* What the destination holds counts only if it came from this log: a log
+ * moved aside and started anew numbers from 1 again, and one that lost its
+ * last commits (sync: normal, power cut) gives their numbers again. The
+ * reading with that seq must be in this log with the same time, or, when
+ * retention already deleted it, the log must know this output. */
+static bool have_from_this_log(struct mt_output *o, int64_t have_ts)
+{
+    struct mt_row row;
+    size_t n = 0;
+
+    if (o->have_seq > o->target)
+        return false;
+    if (mt_log_read(o->rdb, o->have_seq - 1, o->have_seq, 1, &row, &n) == 0 && n == 1)
+        return have_ts != 0 && row.seq == o->have_seq && row.ts == have_ts;
+    return o->known;
+}
+
 static void work_cb(uv_work_t *req)
 {
     struct mt_output *o = req->data;
@@ -169,12 +189,16 @@ static void work_cb(uv_work_t *req)
     o->read_failed = false;
     memset(&o->res, 0, sizeof(o->res));
     if (!o->opened) {
+        int64_t have_ts = 0;
         o->have_seq = 0;
         if (o->type->open)
-            o->rc = o->type->open(o->state, &o->have_seq, &o->res);
+            o->rc = o->type->open(o->state, &o->have_seq, &have_ts, &o->res);
         if (o->rc)
             return;
         o->opened = true;
+        o->have_raw = o->have_seq;
+        if (o->have_seq > 0 && !have_from_this_log(o, have_ts))
+            o->have_seq = 0;
     }
     int64_t after = o->cursor > o->have_seq ? o->cursor : o->have_seq;
     if (after >= o->target)
@@ -253,6 +277,13 @@ static void after_cb(uv_work_t *req, int status)
         return;
     }
     (void)status;
+    if (o->opened && o->have_raw && o->have_raw != o->have_seq) {
+        mt_diag(MT_WARNING, o->module,
+                "destination holds readings through seq %" PRId64 " that are not this log's "
+                "(a new log, or one that lost commits); appending this log's readings after them",
+                o->have_raw);
+        o->have_raw = 0;
+    }
     if (o->opened && o->have_seq > o->cursor) {
         mt_diag(MT_NOTICE, o->module,
                 "destination already holds readings through seq %" PRId64

@@ -45,9 +45,11 @@ struct mt_output_type {
     /* Loop thread. Allocates state; no I/O yet. */
     int (*create)(const void *conf, const char *instance, void **state, char *err, size_t errlen);
     /* Worker thread, once before the first batch: the highest seq the
-     * destination already holds, so a restart after a crash does not write a
-     * reading twice. NULL = unknown. 0, -EAGAIN (try later) or another error. */
-    int (*open)(void *state, int64_t *have_seq, struct mt_deliver_result *res);
+     * destination already holds and that reading's ts (0 = unknown), so a
+     * restart after a crash does not write a reading twice. The framework
+     * trusts it only when it matches this log. NULL = unknown. 0, -EAGAIN
+     * (try later) or another error. */
+    int (*open)(void *state, int64_t *have_seq, int64_t *have_ts, struct mt_deliver_result *res);
     /* Worker thread. 0 = acknowledged; -EAGAIN = transient; other negative =
      * permanent: the batch is parked. */
     int (*deliver)(void *state, const struct mt_batch *b, struct mt_deliver_result *res);

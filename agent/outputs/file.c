@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../encode.h"
@@ -91,15 +92,35 @@ static void file_destroy(void *state)
     free(f);
 }
 
-/* seq of a record line: JSON Lines start {"seq":N, CSV lines start N, */
-static int64_t line_seq(const char *p, size_t n)
+/* "2026-11-25T15:25:44.123456Z" -> µs; 0 if it is not that */
+static int64_t parse_ts(const char *p, size_t n)
 {
-    static const char pre[] = "{\"seq\":";
+    struct tm tm = {0};
+    int frac = 0, k = 0;
+
+    if (n < 27 || p[26] != 'Z' ||
+        sscanf(p, "%4d-%2d-%2dT%2d:%2d:%2d.%6d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &frac, &k) != 7 || k != 26)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000000 + frac;
+}
+
+/* A record line: JSON Lines start {"seq":N,"ts":"...", CSV lines N,TS,
+ * Returns the seq (ts in *ts, 0 if unreadable), or -1 for another line. */
+static int64_t line_seq(const char *p, size_t n, int64_t *ts)
+{
+    static const char pre[] = "{\"seq\":", tspre[] = "\"ts\":\"";
     int64_t v = 0;
     size_t i = 0;
+    bool json = false;
 
-    if (n >= sizeof(pre) - 1 && memcmp(p, pre, sizeof(pre) - 1) == 0)
+    *ts = 0;
+    if (n >= sizeof(pre) - 1 && memcmp(p, pre, sizeof(pre) - 1) == 0) {
         i = sizeof(pre) - 1;
+        json = true;
+    }
     if (i >= n || p[i] < '0' || p[i] > '9')
         return -1;
     for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
@@ -107,12 +128,18 @@ static int64_t line_seq(const char *p, size_t n)
             return -1;
         v = v * 10 + (p[i] - '0');
     }
-    return i < n && (p[i] == ',' || p[i] == '}') ? v : -1;
+    if (i >= n || (p[i] != ',' && p[i] != '}'))
+        return -1;
+    i++;
+    if (json && n - i > sizeof(tspre) - 1 && memcmp(p + i, tspre, sizeof(tspre) - 1) == 0)
+        i += sizeof(tspre) - 1;
+    if (i < n)
+        *ts = parse_ts(p + i, n - i);
+    return v;
 }
 
-/* Last complete line's seq; cuts a partial last line off (fd is writable).
- * *have = 0 when the file holds no record. */
-static int tail_seq(int fd, bool truncate_partial, int64_t *have, char *err, size_t errlen)
+static int tail_seq(int fd, bool truncate_partial, int64_t *have, int64_t *have_ts, char *err,
+                    size_t errlen)
 {
     char buf[65536];
     struct stat st;
@@ -144,7 +171,7 @@ static int tail_seq(int fd, bool truncate_partial, int64_t *have, char *err, siz
         size_t ls = end - 1;
         while (ls > 0 && buf[ls - 1] != '\n')
             ls--;
-        int64_t s = line_seq(buf + ls, end - 1 - ls);
+        int64_t s = line_seq(buf + ls, end - 1 - ls, have_ts);
         if (s >= 0) {
             *have = s;
             return 0;
@@ -183,51 +210,53 @@ static int open_current(struct file_out *f, char *err, size_t errlen)
 }
 
 static int read_back(struct file_out *f, const char *path, bool truncate, int64_t *have,
-                     char *err, size_t errlen)
+                     int64_t *have_ts, char *err, size_t errlen)
 {
     int fd = truncate ? dup(f->fd) : open(path, O_RDONLY | O_CLOEXEC);
     int r;
 
     if (fd < 0)
         return errno == ENOENT ? 0 : -errno;
-    r = tail_seq(fd, truncate, have, err, errlen);
+    r = tail_seq(fd, truncate, have, have_ts, err, errlen);
     close(fd);
     if (r && !err[0])
         snprintf(err, errlen, "cannot read back %s: %s", path, strerror(-r));
     return r;
 }
 
-static int open_and_read_back(struct file_out *f, int64_t *have_seq, struct mt_deliver_result *res)
+static int open_and_read_back(struct file_out *f, int64_t *have_seq, int64_t *have_ts,
+                              struct mt_deliver_result *res)
 {
     char rotated[PATH_MAX];
     struct stat st;
 
     if (open_current(f, res->error, sizeof(res->error)))
         return -EAGAIN;
-    if (read_back(f, f->conf->path, true, have_seq, res->error, sizeof(res->error)))
+    if (read_back(f, f->conf->path, true, have_seq, have_ts, res->error, sizeof(res->error)))
         return -EAGAIN;
     if (fstat(f->fd, &st) == 0)
         f->size = (uint64_t)st.st_size;
     if (*have_seq == 0) {
         /* rotated just before a crash: the newest record is in path.1 */
         snprintf(rotated, sizeof(rotated), "%s.1", f->conf->path);
-        if (read_back(f, rotated, false, have_seq, res->error, sizeof(res->error)))
+        if (read_back(f, rotated, false, have_seq, have_ts, res->error, sizeof(res->error)))
             return -EAGAIN;
     }
     return 0;
 }
 
-static int file_open(void *state, int64_t *have_seq, struct mt_deliver_result *res)
+static int file_open(void *state, int64_t *have_seq, int64_t *have_ts,
+                     struct mt_deliver_result *res)
 {
     struct file_out *f = state;
     int r;
 
-    *have_seq = 0;
+    *have_seq = *have_ts = 0;
     if (f->is_stdout) {
         f->fd = STDOUT_FILENO;
         return 0;
     }
-    r = open_and_read_back(f, have_seq, res);
+    r = open_and_read_back(f, have_seq, have_ts, res);
     if (r && f->fd >= 0) {
         /* open() is called again on the retry: do not keep this descriptor */
         close(f->fd);
@@ -297,18 +326,25 @@ static int file_deliver(void *state, const struct mt_batch *b, struct mt_deliver
 {
     struct file_out *f = state;
     struct mt_buf head = {0};
+    int64_t have = 0, have_ts;
     int r;
 
+    if (f->fd < 0) {
+        /* closed after a write that could not be cut back: what of this
+         * batch made it into the file is not written again */
+        if (open_and_read_back(f, &have, &have_ts, res))
+            return -EAGAIN;
+    }
     f->buf.len = 0;
     for (size_t i = 0; i < b->n; i++) {
         const struct mt_row *row = &b->rows[i];
+        if (row->seq <= have)
+            continue;
         if (mt_encode_row(&f->enc, &f->buf, row, mt_series_get(b->series, row->series))) {
             snprintf(res->error, sizeof(res->error), "out of memory");
             return -EAGAIN;
         }
     }
-    if (f->fd < 0 && open_current(f, res->error, sizeof(res->error)))
-        return -EAGAIN;
     if (!f->is_stdout && f->conf->max_size && f->size > 0 &&
         f->size + f->buf.len > f->conf->max_size) {
         r = rotate(f, res);

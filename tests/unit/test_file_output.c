@@ -28,6 +28,7 @@ struct fixture {
     uint32_t sid[2];
     struct mt_row rows[MAXROWS];
     struct mt_deliver_result res;
+    int64_t have_ts; /* from the last open_out */
 };
 
 /* Sets one option of the file output's config struct through its table. */
@@ -132,9 +133,14 @@ static int64_t open_out(struct fixture *f)
 {
     int64_t have = -1;
     memset(&f->res, 0, sizeof(f->res));
-    int rc = mt_output_file.open(f->state, &have, &f->res);
+    int rc = mt_output_file.open(f->state, &have, &f->have_ts, &f->res);
     if (rc)
         fail_msg("open: %d %s", rc, f->res.error);
+    /* the time of the record it reports, so the framework can tell its log */
+    if (have > 0)
+        assert_int_equal(f->have_ts, 1764084344000000 + have);
+    else
+        assert_int_equal(f->have_ts, 0);
     return have;
 }
 
@@ -529,9 +535,9 @@ static void failed_open_does_not_leak(void **state)
     create(f, "jsonl", 0, 5);
     int fds = count_fds();
     for (int i = 0; i < 3; i++) {
-        int64_t have = -1;
+        int64_t have = -1, ts = -1;
         memset(&f->res, 0, sizeof(f->res));
-        assert_int_equal(mt_output_file.open(f->state, &have, &f->res), -EAGAIN);
+        assert_int_equal(mt_output_file.open(f->state, &have, &ts, &f->res), -EAGAIN);
         assert_non_null(strstr(f->res.error, "longer than"));
     }
     assert_int_equal(count_fds(), fds);
