@@ -2,8 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -19,32 +17,22 @@ int mt_pseudo_init(struct mt_pseudo *p, const char *key)
     memset(p, 0, sizeof(*p));
     if (n < 16)
         return -EINVAL;
-    if (n > sizeof(p->key)) {
-        /* HMAC replaces a key longer than the hash's block (64 bytes for
-         * SHA-256) by its digest (RFC 2104, 2): do the same here, so the
-         * whole key counts and the result equals HMAC with the full key. */
-        unsigned dl = 0;
-        if (!EVP_Digest(key, n, p->key, &dl, EVP_sha256(), NULL))
-            return -EIO;
-        p->keylen = dl;
-        return 0;
-    }
-    memcpy(p->key, key, n);
-    p->keylen = n;
+    if (sodium_init() < 0)
+        return -EIO;
+    /* libsodium hashes a key longer than the block first, like RFC 2104 */
+    crypto_auth_hmacsha256_init(&p->keyed, (const unsigned char *)key, n);
+    p->ready = true;
     return 0;
 }
 
 void mt_pseudo_free(struct mt_pseudo *p)
 {
-    volatile uint8_t *k = p->key;
-    for (size_t i = 0; i < sizeof(p->key); i++)
-        k[i] = 0;
-    p->keylen = 0;
+    sodium_memzero(p, sizeof(*p));
 }
 
 int mt_pseudo_load_or_create(struct mt_pseudo *p, const char *path, int *created)
 {
-    char buf[130];
+    char buf[4097];
     ssize_t n;
     int fd, rc;
 
@@ -78,6 +66,11 @@ int mt_pseudo_load_or_create(struct mt_pseudo *p, const char *path, int *created
     }
     if (fd < 0)
         return -errno;
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        close(fd);
+        return -EPERM; /* a key others can read is no secret */
+    }
     n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     if (n < 0)
@@ -93,21 +86,17 @@ int mt_pseudo_load_or_create(struct mt_pseudo *p, const char *path, int *created
 int mt_pseudo_make(const struct mt_pseudo *p, const char *space, const void *id, size_t len,
                    char out[MT_SUBJECT_SIZE])
 {
-    uint8_t msg[64 + 64 + 1];
-    uint8_t mac[EVP_MAX_MD_SIZE];
-    unsigned maclen = 0;
+    crypto_auth_hmacsha256_state st;
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
     size_t sl = strlen(space);
 
-    if (sl > 63 || len > 64 || !p->keylen)
+    if (sl > 63 || len > 64 || !p->ready)
         return -EINVAL;
-    memcpy(msg, space, sl);
-    msg[sl] = 0;
-    memcpy(msg + sl + 1, id, len);
-    if (!HMAC(EVP_sha256(), p->key, (int)p->keylen, msg, sl + 1 + len, mac, &maclen)) {
-        memset(msg, 0, sizeof(msg));
-        return -EIO;
-    }
-    memset(msg, 0, sizeof(msg));
+    st = p->keyed; /* a copy: the keyed state is shared between threads */
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)space, sl + 1); /* with its NUL */
+    crypto_auth_hmacsha256_update(&st, id, len);
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_memzero(&st, sizeof(st));
     mt_base64url(mac, 16, out, MT_SUBJECT_SIZE);
     return 0;
 }

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  libuv1-dev libsqlite3-dev libyaml-dev libsystemd-dev libssl-dev
+  libuv1-dev libsqlite3-dev libyaml-dev libsystemd-dev libsodium-dev libssl-dev
   libcmocka-dev tzdata sqlite3 python3 valgrind procps systemd
 )
 

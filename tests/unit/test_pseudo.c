@@ -197,12 +197,11 @@ static void free_wipes_the_key(void **s)
 {
     (void)s;
     struct mt_pseudo p;
-    static const uint8_t zero[sizeof(p.key)];
+    static const struct mt_pseudo zero;
     char a[MT_SUBJECT_SIZE];
     assert_int_equal(mt_pseudo_init(&p, KEY_A), 0);
     mt_pseudo_free(&p);
-    assert_memory_equal(p.key, zero, sizeof(zero));
-    assert_int_equal(p.keylen, 0);
+    assert_memory_equal(&p, &zero, sizeof(zero)); /* nothing derived from the key stays */
     assert_int_equal(mt_pseudo_make(&p, "card", "1", 1, a), -EINVAL);
 }
 
@@ -281,11 +280,21 @@ static void short_key_file_refused(void **s)
     char *path = tu_write(dir, "short.key", "tooshort\n");
     struct mt_pseudo p;
     int created = -1;
+    assert_int_equal(chmod(path, 0600), 0);
     assert_int_equal(mt_pseudo_load_or_create(&p, path, &created), -EINVAL);
     assert_int_equal(created, 0);
     free(path);
     path = tu_write(dir, "empty.key", "");
+    assert_int_equal(chmod(path, 0600), 0);
     assert_int_equal(mt_pseudo_load_or_create(&p, path, &created), -EINVAL);
+    free(path);
+    /* a key others can read is refused, whatever it holds */
+    path = tu_write(dir, "open.key", "0123456789abcdef0123456789abcdef\n");
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(mt_pseudo_load_or_create(&p, path, &created), -EPERM);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(mt_pseudo_load_or_create(&p, path, &created), 0);
+    mt_pseudo_free(&p);
     free(path);
     /* a missing directory is an error, not a key */
     path = tu_path(dir, "nodir/pseudo.key");
