@@ -20,7 +20,7 @@ const char *mt_kind_name(int kind)
 
 void mt_encoder_init(struct mt_encoder *e, int fmt)
 {
-    memset(e, 0, sizeof(*e));
+    memset(e, 0, sizeof(*e)); /* cache ids 0: empty */
     e->fmt = fmt;
     e->sec = INT64_MIN;
 }
@@ -60,68 +60,143 @@ static int add_ts(struct mt_encoder *e, struct mt_buf *b, int64_t us)
     return mt_buf_add(b, tail, 8);
 }
 
-static int jsonl(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
-                 const struct mt_series_info *s)
+/* The series' constant text: the fields before the value (head) and
+ * between value and subject (mid). */
+static void make_series_text(int fmt, const struct mt_series_info *s, struct mt_buf *h,
+                             struct mt_buf *m)
 {
-    mt_buf_adds(b, "{\"seq\":");
-    mt_buf_i64(b, r->seq);
-    mt_buf_adds(b, ",\"ts\":\"");
-    add_ts(e, b, r->ts);
-    mt_buf_adds(b, "\",\"site\":");
-    mt_buf_json_str(b, s ? s->site : "");
-    mt_buf_adds(b, ",\"device\":");
-    mt_buf_json_str(b, s ? s->device : "");
-    mt_buf_adds(b, ",\"metric\":");
-    mt_buf_json_str(b, s ? s->metric : "");
-    mt_buf_adds(b, ",\"value\":");
-    mt_buf_double(b, r->value);
-    if (s && s->unit[0]) {
-        mt_buf_adds(b, ",\"unit\":");
-        mt_buf_json_str(b, s->unit);
+    if (fmt == MT_FMT_CSV) {
+        mt_buf_addc(h, ',');
+        mt_buf_csv_str(h, s->site);
+        mt_buf_addc(h, ',');
+        mt_buf_csv_str(h, s->device);
+        mt_buf_addc(h, ',');
+        mt_buf_csv_str(h, s->metric);
+        mt_buf_addc(h, ',');
+        mt_buf_addc(m, ',');
+        mt_buf_csv_str(m, s->unit);
+        mt_buf_addc(m, ',');
+        mt_buf_adds(m, mt_kind_name(s->kind));
+        mt_buf_addc(m, ',');
+        return;
     }
-    mt_buf_adds(b, ",\"kind\":\"");
-    mt_buf_adds(b, mt_kind_name(s ? s->kind : 0));
-    mt_buf_addc(b, '"');
+    mt_buf_adds(h, "\",\"site\":");
+    mt_buf_json_str(h, s->site);
+    mt_buf_adds(h, ",\"device\":");
+    mt_buf_json_str(h, s->device);
+    mt_buf_adds(h, ",\"metric\":");
+    mt_buf_json_str(h, s->metric);
+    mt_buf_adds(h, ",\"value\":");
+    if (s->unit[0]) {
+        mt_buf_adds(m, ",\"unit\":");
+        mt_buf_json_str(m, s->unit);
+    }
+    mt_buf_adds(m, ",\"kind\":\"");
+    mt_buf_adds(m, mt_kind_name(s->kind));
+    mt_buf_addc(m, '"');
+}
+
+/* From the cache, or made and cached; NULL when it does not fit. */
+static const struct mt_encode_cached *series_text(struct mt_encoder *e,
+                                                  const struct mt_series_info *s)
+{
+    struct mt_encode_cached *c = &e->cache[s->id % MT_ENCODE_CACHE];
+    struct mt_buf h = {0}, m = {0};
+    const struct mt_encode_cached *r = NULL;
+
+    if (s->id == 0)
+        return NULL; /* not a registered series: never cached */
+    if (c->id == s->id)
+        return c;
+    make_series_text(e->fmt, s, &h, &m);
+    if (h.p && m.p && h.len < sizeof(c->head) && m.len < sizeof(c->mid)) {
+        memcpy(c->head, h.p, h.len);
+        memcpy(c->mid, m.p, m.len);
+        c->head_len = (uint16_t)h.len;
+        c->mid_len = (uint16_t)m.len;
+        c->id = s->id;
+        r = c;
+    }
+    mt_buf_free(&h);
+    mt_buf_free(&m);
+    return r;
+}
+
+struct text {
+    const char *head, *mid;
+    size_t head_len, mid_len;
+};
+
+static const struct mt_series_info unknown = {.site = "", .device = "", .metric = "",
+                                              .unit = "", .tags = ""};
+
+static int jsonl(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
+                 const struct mt_series_info *s, const struct text *c)
+{
+    int rc = mt_buf_adds(b, "{\"seq\":");
+    rc |= mt_buf_i64(b, r->seq);
+    rc |= mt_buf_adds(b, ",\"ts\":\"");
+    rc |= add_ts(e, b, r->ts);
+    rc |= mt_buf_add(b, c->head, c->head_len);
+    rc |= mt_buf_double(b, r->value);
+    rc |= mt_buf_add(b, c->mid, c->mid_len);
     if (r->subject[0]) {
-        mt_buf_adds(b, ",\"subject\":");
-        mt_buf_json_str(b, r->subject);
+        rc |= mt_buf_adds(b, ",\"subject\":");
+        rc |= mt_buf_json_str(b, r->subject);
     }
-    if (s && s->tags[0]) {
-        mt_buf_adds(b, ",\"tags\":");
-        mt_buf_adds(b, s->tags); /* canonical JSON object, built by the agent */
+    if (s->tags[0]) {
+        rc |= mt_buf_adds(b, ",\"tags\":");
+        rc |= mt_buf_adds(b, s->tags); /* canonical JSON object, built by the agent */
     }
-    return mt_buf_adds(b, "}\n");
+    rc |= mt_buf_adds(b, "}\n");
+    return rc ? -ENOMEM : 0;
 }
 
 static int csv(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
-               const struct mt_series_info *s)
+               const struct mt_series_info *s, const struct text *c)
 {
-    mt_buf_i64(b, r->seq);
-    mt_buf_addc(b, ',');
-    add_ts(e, b, r->ts);
-    mt_buf_addc(b, ',');
-    mt_buf_csv_str(b, s ? s->site : "");
-    mt_buf_addc(b, ',');
-    mt_buf_csv_str(b, s ? s->device : "");
-    mt_buf_addc(b, ',');
-    mt_buf_csv_str(b, s ? s->metric : "");
-    mt_buf_addc(b, ',');
-    mt_buf_double(b, r->value);
-    mt_buf_addc(b, ',');
-    mt_buf_csv_str(b, s ? s->unit : "");
-    mt_buf_addc(b, ',');
-    mt_buf_adds(b, mt_kind_name(s ? s->kind : 0));
-    mt_buf_addc(b, ',');
-    mt_buf_csv_str(b, r->subject);
-    mt_buf_addc(b, ',');
-    mt_buf_csv_str(b, s ? s->tags : "");
-    return mt_buf_addc(b, '\n');
+    int rc = mt_buf_i64(b, r->seq);
+    rc |= mt_buf_addc(b, ',');
+    rc |= add_ts(e, b, r->ts);
+    rc |= mt_buf_add(b, c->head, c->head_len);
+    rc |= mt_buf_double(b, r->value);
+    rc |= mt_buf_add(b, c->mid, c->mid_len);
+    rc |= mt_buf_csv_str(b, r->subject);
+    rc |= mt_buf_addc(b, ',');
+    rc |= mt_buf_csv_str(b, s->tags);
+    rc |= mt_buf_addc(b, '\n');
+    return rc ? -ENOMEM : 0;
 }
 
 int mt_encode_row(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
                   const struct mt_series_info *s)
 {
-    if (mt_buf_reserve(b, 256))
-        return -ENOMEM;
-    return e->fmt == MT_FMT_CSV ? csv(e, b, r, s) : jsonl(e, b, r, s);
+    size_t len = b->len;
+    struct mt_buf h = {0}, m = {0};
+    struct text t;
+    int rc;
+
+    if (!s)
+        s = &unknown;
+    const struct mt_encode_cached *c = series_text(e, s);
+    if (c) {
+        t = (struct text){c->head, c->mid, c->head_len, c->mid_len};
+    } else {
+        /* unregistered, or longer than the cache holds: made for this row */
+        make_series_text(e->fmt, s, &h, &m);
+        if (!h.p || !m.p) {
+            mt_buf_free(&h);
+            mt_buf_free(&m);
+            return -ENOMEM;
+        }
+        t = (struct text){h.p, m.p, h.len, m.len};
+    }
+    rc = e->fmt == MT_FMT_CSV ? csv(e, b, r, s, &t) : jsonl(e, b, r, s, &t);
+    mt_buf_free(&h);
+    mt_buf_free(&m);
+    if (rc && b->p) {
+        b->len = len; /* no half record */
+        b->p[len] = 0;
+    }
+    return rc;
 }

@@ -12,10 +12,21 @@
 
 enum { MT_FMT_JSONL = 0, MT_FMT_CSV = 1 };
 
+/* The text of a series' fields is the same on every row: kept per series
+ * id (direct-mapped), so a row costs its seq, time, value and subject. */
+#define MT_ENCODE_CACHE 64
+struct mt_encode_cached {
+    uint32_t id; /* 0 = empty */
+    uint16_t head_len, mid_len;
+    char head[400]; /* JSONL: ,"site":..,"device":..,"metric":..,"value":   CSV: ,site,device,metric, */
+    char mid[120];  /* JSONL: ,"unit":..,"kind":".."                         CSV: ,unit,kind, */
+};
+
 struct mt_encoder {
     int fmt;
     int64_t sec;        /* cache: the second last formatted */
     char sec_text[64];  /* "2026-11-25T15:25:44" */
+    struct mt_encode_cached cache[MT_ENCODE_CACHE];
 };
 
 void mt_encoder_init(struct mt_encoder *e, int fmt);

@@ -333,9 +333,41 @@ static void rows_append_to_the_buffer(void **state)
     assert_non_null(strstr(t, "}\n{\"seq\":3,\"ts\":\"1970-01-01T00:00:03.000000Z\""));
 }
 
+/* Series text is cached per id, direct-mapped: ids 1 and 1 + MT_ENCODE_CACHE
+ * share a slot and must still each come out right, in both formats. */
+static void cached_series_text_survives_collisions(void **state)
+{
+    struct fixture *f = *state;
+    const struct mt_series_info *first = NULL, *clash = NULL;
+    char name[32];
+    for (int i = 0; i <= MT_ENCODE_CACHE; i++) {
+        snprintf(name, sizeof(name), "dev-%d", i);
+        const struct mt_series_info *s = series(f, "site", name, "m", "u", MITTARI_KIND_GAUGE, "");
+        if (i == 0)
+            first = s;
+        clash = s;
+    }
+    assert_int_equal(clash->id % MT_ENCODE_CACHE, first->id % MT_ENCODE_CACHE);
+    int fmts[] = {MT_FMT_JSONL, MT_FMT_CSV};
+    for (int k = 0; k < 2; k++) {
+        mt_encoder_init(&f->enc, fmts[k]);
+        struct mt_row r = row(1, 0, 2, "");
+        for (int round = 0; round < 3; round++) {
+            f->buf.len = 0;
+            assert_int_equal(mt_encode_row(&f->enc, &f->buf, &r, first), 0);
+            assert_non_null(strstr(mt_buf_cstr(&f->buf), "dev-0"));
+            assert_null(strstr(mt_buf_cstr(&f->buf), "dev-64"));
+            f->buf.len = 0;
+            assert_int_equal(mt_encode_row(&f->enc, &f->buf, &r, clash), 0);
+            assert_non_null(strstr(mt_buf_cstr(&f->buf), "dev-64"));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(cached_series_text_survives_collisions, setup, teardown),
         cmocka_unit_test_setup_teardown(jsonl_all_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(jsonl_omits_empty_unit_subject_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(jsonl_escapes_strings, setup, teardown),
