@@ -221,6 +221,22 @@ static void instantiate(struct mt_agent *a, struct mt_config *c, bool start)
     }
 }
 
+/* Outputs in the configuration, enabled or not (one switched off for a
+ * while still wants its readings), keep their cursors' hold on retention;
+ * the cursors of removed outputs stop holding readings back. */
+static void keep_configured_consumers(struct mt_agent *a, const struct mt_config *c)
+{
+    const char **names = calloc(c->noutputs + 1, sizeof(*names));
+    size_t n = 0;
+    if (!names)
+        return;
+    for (size_t i = 0; i < c->noutputs; i++)
+        if (c->outputs[i])
+            names[n++] = c->outputs[i]->name;
+    mt_writer_keep_consumers(a->writer, names, n);
+    free(names);
+}
+
 /* ---- init ---- */
 
 static int lock_data_dir(struct mt_agent *a, const char *dir)
@@ -338,6 +354,7 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
         return rc == -ENOMEM ? MT_EXIT_FAILURE : MT_EXIT_STORAGE;
     if (setup_pseudo(a))
         return MT_EXIT_STORAGE;
+    keep_configured_consumers(a, a->conf);
     instantiate(a, a->conf, false);
     return MT_EXIT_OK;
 }
@@ -644,6 +661,7 @@ void mt_agent_reload(struct mt_agent *a)
         return;
     }
     mt_diags_free(&d);
+    keep_configured_consumers(a, c);
     a->reloading = true;
     a->pending = c;
     a->reload_waiting = 1; /* held until every stop below has been started */
@@ -692,8 +710,6 @@ void mt_agent_reload(struct mt_agent *a)
         if (nic && !nic->enabled)
             mt_inst_conf_free(nic);
         r->cursor = mt_output_cursor(s.o);
-        if (!r->new_ic)
-            mt_writer_forget_consumer(a->writer, s.ic->name);
         a->reload_waiting++;
         mt_output_close(s.o, reload_output_closed, r);
     }

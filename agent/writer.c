@@ -184,15 +184,21 @@ void mt_writer_cursor(struct mt_writer *w, const char *name, int64_t seq)
     push_op(w, &op);
 }
 
-void mt_writer_forget_consumer(struct mt_writer *w, const char *name)
+void mt_writer_keep_consumers(struct mt_writer *w, const char *const *names, size_t n)
 {
     pthread_mutex_lock(&w->lock);
-    for (size_t i = 0; i < w->ncons; i++) {
-        if (strcmp(w->cons[i].name, name) == 0) {
-            free(w->cons[i].name);
-            w->cons[i] = w->cons[--w->ncons];
-            break;
+    for (size_t i = 0; i < w->ncons;) {
+        bool keep = false;
+        for (size_t j = 0; j < n && !keep; j++)
+            keep = strcmp(w->cons[i].name, names[j]) == 0;
+        if (keep) {
+            i++;
+            continue;
         }
+        mt_diag(MT_INFO, MOD, "output %s is no longer configured: its cursor no longer holds "
+                "readings back", w->cons[i].name);
+        free(w->cons[i].name);
+        w->cons[i] = w->cons[--w->ncons];
     }
     pthread_mutex_unlock(&w->lock);
 }

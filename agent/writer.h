@@ -70,7 +70,8 @@ int mt_writer_push(struct mt_writer *w, const struct mt_rec *r);
  * committed with the next batch. A consumer is registered by its first call
  * and holds back retention from then on. */
 void mt_writer_cursor(struct mt_writer *w, const char *name, int64_t seq);
-void mt_writer_forget_consumer(struct mt_writer *w, const char *name);
+/* Forgets every consumer not named (outputs no longer configured). */
+void mt_writer_keep_consumers(struct mt_writer *w, const char *const *names, size_t n);
 void mt_writer_park(struct mt_writer *w, const char *output, int64_t first, int64_t last,
                     const char *error);
 /* Any thread: commit what is queued now, without waiting for the interval. */
