@@ -1,6 +1,6 @@
 /* An option table whose field lies outside the config struct: refused
  * before any of its code runs. */
-#include <mittari/mittari.h>
+#include "stub.h"
 
 struct conf {
     int64_t x;
@@ -11,21 +11,6 @@ static const struct mittari_option opts[] = {
     {0},
 };
 
-static int create(const struct mittari_host *h, struct mittari_ctx *c, const void *cf, void **s)
-{
-    (void)h, (void)c, (void)cf, (void)s;
-    return 0;
-}
-static int start(void *s)
-{
-    (void)s;
-    return 0;
-}
-static void stop(void *s)
-{
-    (void)s;
-}
-
 static const struct mittari_plugin desc = {
     .abi_version = MITTARI_ABI_VERSION,
     .size = sizeof(struct mittari_plugin),
@@ -34,9 +19,6 @@ static const struct mittari_plugin desc = {
     .description = "option outside the config struct",
     .options = opts,
     .config_size = sizeof(struct conf),
-    .create = create,
-    .start = start,
-    .stop = stop,
-    .destroy = stop,
+    STUB_CALLBACKS,
 };
 MITTARI_PLUGIN_DEFINE(desc)

@@ -1,20 +1,5 @@
 /* Installed as misnamed.so but calls itself "other": refused. */
-#include <mittari/mittari.h>
-
-static int create(const struct mittari_host *h, struct mittari_ctx *c, const void *cf, void **s)
-{
-    (void)h, (void)c, (void)cf, (void)s;
-    return 0;
-}
-static int start(void *s)
-{
-    (void)s;
-    return 0;
-}
-static void stop(void *s)
-{
-    (void)s;
-}
+#include "stub.h"
 
 static const struct mittari_plugin desc = {
     .abi_version = MITTARI_ABI_VERSION,
@@ -22,9 +7,6 @@ static const struct mittari_plugin desc = {
     .name = "other",
     .version = "1",
     .description = "name differs from the file",
-    .create = create,
-    .start = start,
-    .stop = stop,
-    .destroy = stop,
+    STUB_CALLBACKS,
 };
 MITTARI_PLUGIN_DEFINE(desc)

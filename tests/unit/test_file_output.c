@@ -31,41 +31,6 @@ struct fixture {
     int64_t have_ts; /* from the last open_out */
 };
 
-/* Sets one option of the file output's config struct through its table. */
-static void set_opt(void *conf, const char *name, const void *value)
-{
-    const struct mittari_option *o = mt_output_file.options;
-    for (; o->name; o++) {
-        if (strcmp(o->name, name) != 0)
-            continue;
-        char *p = (char *)conf + o->offset;
-        switch (o->type) {
-        case MITTARI_OPT_STRING:
-            memcpy(p, &value, sizeof(const char *));
-            return;
-        case MITTARI_OPT_INT:
-        case MITTARI_OPT_DURATION:
-            memcpy(p, value, sizeof(int64_t));
-            return;
-        case MITTARI_OPT_SIZE:
-            memcpy(p, value, sizeof(uint64_t));
-            return;
-        case MITTARI_OPT_BOOL:
-            memcpy(p, value, sizeof(bool));
-            return;
-        case MITTARI_OPT_ENUM: {
-            for (int i = 0; o->values[i]; i++) {
-                if (strcmp(o->values[i], value) == 0) {
-                    memcpy(p, &i, sizeof(int));
-                    return;
-                }
-            }
-            fail_msg("no value %s for %s", (const char *)value, name);
-        }
-        }
-    }
-    fail_msg("no option %s", name);
-}
 
 static int setup(void **state)
 {
@@ -99,7 +64,7 @@ static void destroy(struct fixture *f)
     if (f->state)
         mt_output_file.destroy(f->state);
     f->state = NULL;
-    free(f->conf);
+    tu_options_free(f->conf);
     f->conf = NULL;
 }
 
@@ -117,15 +82,11 @@ static int teardown(void **state)
 
 static void create(struct fixture *f, const char *format, uint64_t max_size, int64_t max_files)
 {
-    char err[256] = "";
-    bool fsync = true;
+    char err[256] = "", text[600];
     destroy(f);
-    f->conf = calloc(1, mt_output_file.config_size);
-    set_opt(f->conf, "path", f->path);
-    set_opt(f->conf, "format", format);
-    set_opt(f->conf, "max_size", &max_size);
-    set_opt(f->conf, "max_files", &max_files);
-    set_opt(f->conf, "fsync", &fsync);
+    snprintf(text, sizeof(text), "{path: %s, format: %s, max_size: %llu, max_files: %lld, fsync: true}",
+             f->path, format, (unsigned long long)max_size, (long long)max_files);
+    f->conf = tu_options(mt_output_file.options, mt_output_file.config_size, text);
     assert_int_equal(mt_output_file.create(f->conf, "test", &f->state, err, sizeof(err)), 0);
 }
 

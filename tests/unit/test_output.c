@@ -156,7 +156,7 @@ static void close_output(struct fixture *f, int i)
     f->closed = -1;
     mt_output_close(o, closed_cb, f);
     assert_true(tu_run_until(&f->loop, all_closed, f, 5000));
-    free(f->fconf[i]);
+    tu_options_free(f->fconf[i]);
     free(f->fpath[i]);
     f->fconf[i] = NULL;
     f->fpath[i] = NULL;
@@ -179,39 +179,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Sets one option of a type's config struct through its table. */
-static void set_opt(const struct mt_output_type *t, void *conf, const char *name, const void *value)
-{
-    for (const struct mittari_option *o = t->options; o->name; o++) {
-        if (strcmp(o->name, name) != 0)
-            continue;
-        char *p = (char *)conf + o->offset;
-        switch (o->type) {
-        case MITTARI_OPT_STRING:
-            memcpy(p, &value, sizeof(const char *));
-            return;
-        case MITTARI_OPT_INT:
-        case MITTARI_OPT_DURATION:
-            memcpy(p, value, sizeof(int64_t));
-            return;
-        case MITTARI_OPT_SIZE:
-            memcpy(p, value, sizeof(uint64_t));
-            return;
-        case MITTARI_OPT_BOOL:
-            memcpy(p, value, sizeof(bool));
-            return;
-        case MITTARI_OPT_ENUM:
-            for (int i = 0; o->values[i]; i++) {
-                if (strcmp(o->values[i], value) == 0) {
-                    memcpy(p, &i, sizeof(int));
-                    return;
-                }
-            }
-            fail_msg("no value %s for %s", (const char *)value, name);
-        }
-    }
-    fail_msg("no option %s", name);
-}
 
 static struct mt_output *add(struct fixture *f, int i, const char *name,
                              const struct mt_output_type *type, const void *conf)
@@ -230,17 +197,12 @@ static struct mt_output *add(struct fixture *f, int i, const char *name,
 
 static struct mt_output *add_file(struct fixture *f, int i, const char *name, const char *file)
 {
-    uint64_t max_size = 0;
-    int64_t max_files = 2;
-    bool fsync = false;
+    char text[600];
     /* conf and path are borrowed by the output until it is closed */
     f->fpath[i] = tu_path(f->dir, file);
-    f->fconf[i] = calloc(1, mt_output_file.config_size);
-    set_opt(&mt_output_file, f->fconf[i], "path", f->fpath[i]);
-    set_opt(&mt_output_file, f->fconf[i], "format", "jsonl");
-    set_opt(&mt_output_file, f->fconf[i], "max_size", &max_size);
-    set_opt(&mt_output_file, f->fconf[i], "max_files", &max_files);
-    set_opt(&mt_output_file, f->fconf[i], "fsync", &fsync);
+    snprintf(text, sizeof(text), "{path: %s, format: jsonl, max_size: 0, max_files: 2, fsync: false}",
+             f->fpath[i]);
+    f->fconf[i] = tu_options(mt_output_file.options, mt_output_file.config_size, text);
     return add(f, i, name, &mt_output_file, f->fconf[i]);
 }
 

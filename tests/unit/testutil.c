@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cfgtree.h"
 #include "diag.h"
+#include "options.h"
 #include "util.h"
 
 char *tu_tmpdir(void)
@@ -153,4 +155,42 @@ bool tu_run_until(uv_loop_t *loop, bool (*pred)(void *arg), void *arg, int timeo
     uv_close((uv_handle_t *)&u.poll, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
     return !u.timed_out;
+}
+
+struct tu_opts {
+    struct mt_arena arena;
+    _Alignas(16) unsigned char conf[];
+};
+
+void *tu_options(const struct mittari_option *table, size_t conf_size, const char *yaml)
+{
+    struct tu_opts *t = calloc(1, sizeof(*t) + conf_size + 1);
+    struct mt_cfgdoc doc;
+    struct mt_diags d = {0};
+    struct mt_pos pos = {"test", 1, 1};
+    char *text = NULL;
+
+    assert_non_null(t);
+    assert_true(asprintf(&text, "o: %s\n", yaml) > 0);
+    mt_cfgdoc_init(&doc);
+    mt_cfg_load_file(&doc, "test", text, &d);
+    struct mt_optset os = {table, conf_size, "test", NULL, false};
+    mt_options_apply(&os, t->conf, mt_node_get(doc.root, "o"), &pos, &t->arena, &d);
+    if (d.n) {
+        mt_diags_print(&d, stderr);
+        fail_msg("options '%s' refused", yaml);
+    }
+    mt_diags_free(&d);
+    mt_cfgdoc_free(&doc);
+    free(text);
+    return t->conf;
+}
+
+void tu_options_free(void *conf)
+{
+    if (!conf)
+        return;
+    struct tu_opts *t = (struct tu_opts *)((unsigned char *)conf - offsetof(struct tu_opts, conf));
+    mt_arena_free(&t->arena);
+    free(t);
 }

@@ -30,6 +30,13 @@ void tu_capture_stop(void);
 bool tu_captured(const char *needle); /* some captured line contains needle */
 const char *tu_captured_all(void);
 
+/* A config struct filled from YAML flow text ("{path: /x, fsync: false}")
+ * through the real option machinery; fails the test on any problem. Free it
+ * with tu_options_free. */
+struct mittari_option;
+void *tu_options(const struct mittari_option *table, size_t conf_size, const char *yaml);
+void tu_options_free(void *conf);
+
 /* Runs the loop until pred(arg) is true or timeout_ms passes. */
 bool tu_run_until(uv_loop_t *loop, bool (*pred)(void *arg), void *arg, int timeout_ms);
 
