@@ -58,6 +58,7 @@ struct mt_agent {
      * from libuv's idle-time metric; costs no wake-up of its own */
     uv_prepare_t lag;
     uint64_t lag_last_ns, lag_idle_ns, lag_max_ns, lag_busy_ns, lag_since_ns;
+    bool lag_skip;
     bool handles_inited;
     int phase;
     bool forced;
@@ -404,7 +405,9 @@ static void lag_cb(uv_prepare_t *p)
 {
     struct mt_agent *a = p->data;
     uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(&a->loop);
-    if (a->lag_last_ns) {
+    /* a signal interrupts epoll_wait, and libuv then does not count that
+     * wait as idle: skip the turn a signal arrived in */
+    if (a->lag_last_ns && !a->lag_skip) {
         uint64_t busy = (now - a->lag_last_ns) - (idle - a->lag_idle_ns);
         if (busy > a->lag_max_ns)
             a->lag_max_ns = busy;
@@ -412,6 +415,7 @@ static void lag_cb(uv_prepare_t *p)
     }
     a->lag_last_ns = now;
     a->lag_idle_ns = idle;
+    a->lag_skip = false;
 }
 
 static void input_stopped(void *arg)
@@ -722,6 +726,7 @@ void mt_agent_reload(struct mt_agent *a)
 static void signal_cb(uv_signal_t *s, int signum)
 {
     struct mt_agent *a = s->data;
+    a->lag_skip = true;
     if (signum == SIGHUP)
         mt_agent_reload(a);
     else
