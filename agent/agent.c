@@ -390,6 +390,10 @@ static void log_stats(struct mt_agent *a, const char *when)
                   span ? 100.0 * (double)a->lag_busy_ns / (double)span : 0.0);
     a->lag_max_ns = a->lag_busy_ns = 0;
     a->lag_since_ns = uv_hrtime();
+    for (size_t i = 0; i < a->ninputs; i++) {
+        mt_buf_adds(&b, "; ");
+        mt_input_summary(a->inputs[i].ctx, &b);
+    }
     for (size_t i = 0; i < a->noutputs; i++) {
         const struct mt_output_stats *os = mt_output_stats(a->outputs[i].o);
         mt_buf_printf(&b, "; output %s delivered %" PRIu64 " (cursor %" PRId64 ", retries %" PRIu64

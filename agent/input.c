@@ -1,6 +1,7 @@
 #include "input.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -65,11 +66,27 @@ struct mittari_ctx {
     void (*stopped_cb)(void *arg);
     void *stopped_arg;
 
-    pthread_mutex_t lock; /* health, complaints */
-    int health;
-    char reason[160];
+    pthread_mutex_t lock; /* devices, complaints */
+    struct dev_status *devs; /* [0] is the instance itself (name "") */
+    size_t ndevs;
     struct mt_complain c_invalid, c_refused;
     _Atomic uint64_t emitted, refused, invalid, polls_skipped;
+};
+
+#define MAX_DEVICES 4096
+#define MAX_COUNTERS 16
+
+struct dev_counter {
+    char name[32];
+    uint64_t v;
+};
+
+struct dev_status {
+    char name[64]; /* "" = the instance */
+    int health;
+    char reason[160];
+    size_t ncounters;
+    struct dev_counter counters[MAX_COUNTERS];
 };
 
 static void link_add(struct mittari_ctx *ctx, struct hlink *l, int kind)
@@ -284,20 +301,80 @@ static const char *host_instance_name(struct mittari_ctx *ctx)
     return ctx->ic->name;
 }
 
-static void host_set_health(struct mittari_ctx *ctx, int health, const char *reason)
+/* lock held. The status of a device, made on first use; NULL when the
+ * name is bad or there are too many. */
+static struct dev_status *dev_find(struct mittari_ctx *ctx, const char *device)
+{
+    const char *name = device ? device : "";
+    if (device && !valid_name(device, 63))
+        return NULL;
+    for (size_t i = 0; i < ctx->ndevs; i++)
+        if (strcmp(ctx->devs[i].name, name) == 0)
+            return &ctx->devs[i];
+    if (ctx->ndevs >= MAX_DEVICES)
+        return NULL;
+    if (ctx->ndevs % 16 == 0) {
+        struct dev_status *v = realloc(ctx->devs, (ctx->ndevs + 16) * sizeof(*v));
+        if (!v)
+            return NULL;
+        ctx->devs = v;
+    }
+    struct dev_status *d = &ctx->devs[ctx->ndevs++];
+    memset(d, 0, sizeof(*d));
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    return d;
+}
+
+static void host_set_health(struct mittari_ctx *ctx, const char *device, int health,
+                            const char *reason)
 {
     static const char *const names[] = {"up", "degraded", "down"};
     if (health < MITTARI_HEALTH_UP || health > MITTARI_HEALTH_DOWN)
         return;
     pthread_mutex_lock(&ctx->lock);
-    int old = ctx->health;
-    ctx->health = health;
-    snprintf(ctx->reason, sizeof(ctx->reason), "%s", reason ? reason : "");
+    struct dev_status *d = dev_find(ctx, device);
+    if (!d) {
+        pthread_mutex_unlock(&ctx->lock);
+        return;
+    }
+    int old = d->health;
+    d->health = health;
+    snprintf(d->reason, sizeof(d->reason), "%s", reason ? reason : "");
     pthread_mutex_unlock(&ctx->lock);
     if (old != health)
-        mt_diag(health == MITTARI_HEALTH_UP ? MT_NOTICE : MT_WARNING, ctx->module,
-                "device %s%s%s", names[health], reason && *reason ? ": " : "",
-                reason ? reason : "");
+        mt_diag(health == MITTARI_HEALTH_UP ? MT_NOTICE : MT_WARNING, ctx->module, "%s%s %s%s%s",
+                device ? "device " : "instance", device ? device : "", names[health],
+                reason && *reason ? ": " : "", reason ? reason : "");
+}
+
+static bool valid_counter(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++, n++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return n > 0 && n <= 31;
+}
+
+static void host_count(struct mittari_ctx *ctx, const char *device, const char *counter,
+                       uint64_t n)
+{
+    if (!counter || !valid_counter(counter))
+        return;
+    pthread_mutex_lock(&ctx->lock);
+    struct dev_status *d = dev_find(ctx, device);
+    for (size_t i = 0; d && i <= d->ncounters && i < MAX_COUNTERS; i++) {
+        if (i == d->ncounters) {
+            snprintf(d->counters[i].name, sizeof(d->counters[i].name), "%s", counter);
+            d->counters[i].v = 0;
+            d->ncounters++;
+        }
+        if (strcmp(d->counters[i].name, counter) == 0) {
+            d->counters[i].v += n;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ctx->lock);
 }
 
 /* ---- timers ---- */
@@ -528,6 +605,7 @@ const struct mittari_host mt_host_api = {
     .poll_stop = host_poll_stop,
     .set_health = host_set_health,
     .instance_name = host_instance_name,
+    .count = host_count,
 };
 
 /* ---- lifecycle (loop thread) ---- */
@@ -535,6 +613,7 @@ const struct mittari_host mt_host_api = {
 static void free_ctx(struct mittari_ctx *ctx)
 {
     pthread_mutex_destroy(&ctx->lock);
+    free(ctx->devs);
     mt_inst_conf_free(ctx->ic);
     free(ctx);
 }
@@ -555,6 +634,9 @@ int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
     ctx->desc = ic->plugin_ref->desc;
     ctx->handles.next = ctx->handles.prev = &ctx->handles;
     pthread_mutex_init(&ctx->lock, NULL);
+    pthread_mutex_lock(&ctx->lock);
+    dev_find(ctx, NULL); /* the instance's own status is entry 0 */
+    pthread_mutex_unlock(&ctx->lock);
     snprintf(ctx->module, sizeof(ctx->module), "input %s[%s]", ic->plugin, ic->name);
     rc = ctx->desc->create(&mt_host_api, ctx, ic->conf, &ctx->state);
     if (rc) {
@@ -624,11 +706,58 @@ void mt_input_get_stats(struct mittari_ctx *ctx, struct mt_input_stats *st)
     st->polls_skipped = atomic_load(&ctx->polls_skipped);
 }
 
-int mt_input_health(struct mittari_ctx *ctx, char *reason, size_t len)
+int mt_input_health(struct mittari_ctx *ctx, const char *device, char *reason, size_t len)
 {
     pthread_mutex_lock(&ctx->lock);
-    int h = ctx->health;
-    snprintf(reason, len, "%s", ctx->reason);
+    struct dev_status *d = dev_find(ctx, device);
+    int h = d ? d->health : -1;
+    snprintf(reason, len, "%s", d ? d->reason : "");
     pthread_mutex_unlock(&ctx->lock);
     return h;
+}
+
+uint64_t mt_input_counter(struct mittari_ctx *ctx, const char *device, const char *counter)
+{
+    uint64_t v = 0;
+    pthread_mutex_lock(&ctx->lock);
+    struct dev_status *d = dev_find(ctx, device);
+    for (size_t i = 0; d && i < d->ncounters; i++)
+        if (strcmp(d->counters[i].name, counter) == 0)
+            v = d->counters[i].v;
+    pthread_mutex_unlock(&ctx->lock);
+    return v;
+}
+
+void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b)
+{
+    static const char *const names[] = {"up", "degraded", "down"};
+    struct mt_input_stats st;
+    size_t up = 0;
+
+    mt_input_get_stats(ctx, &st);
+    mt_buf_printf(b, "%s emitted %" PRIu64, ctx->module, st.emitted);
+    if (st.refused)
+        mt_buf_printf(b, ", refused %" PRIu64, st.refused);
+    if (st.invalid)
+        mt_buf_printf(b, ", invalid %" PRIu64, st.invalid);
+    if (st.polls_skipped)
+        mt_buf_printf(b, ", polls skipped %" PRIu64, st.polls_skipped);
+    pthread_mutex_lock(&ctx->lock);
+    for (size_t i = 0; i < ctx->ndevs; i++) {
+        const struct dev_status *d = &ctx->devs[i];
+        if (d->health == MITTARI_HEALTH_UP) {
+            up += d->name[0] != 0;
+        } else {
+            mt_buf_printf(b, "; %s %s", d->name[0] ? d->name : "instance", names[d->health]);
+            if (d->reason[0])
+                mt_buf_printf(b, " (%s)", d->reason);
+        }
+        for (size_t k = 0; k < d->ncounters; k++)
+            if (d->counters[k].v)
+                mt_buf_printf(b, "; %s%s%s %" PRIu64, d->name, d->name[0] ? " " : "",
+                              d->counters[k].name, d->counters[k].v);
+    }
+    if (up)
+        mt_buf_printf(b, "; %zu devices up", up);
+    pthread_mutex_unlock(&ctx->lock);
 }

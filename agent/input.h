@@ -7,7 +7,7 @@
  * every handle the plugin opened through the host, which it closes itself
  * when the instance stops, so a plugin never has to get libuv's asynchronous
  * close right. Lifecycle functions run on the loop thread; emit, log, now,
- * set_health and instance_name are safe from any thread.
+ * set_health, count and instance_name are safe from any thread.
  *
  * Emit validates the reading, pseudonymises subject_id (the raw identifier
  * goes no further than the keyed hash), merges the instance's static tags,
@@ -49,6 +49,10 @@ int mt_input_start(struct mittari_ctx *ctx);
 void mt_input_stop(struct mittari_ctx *ctx, void (*done)(void *arg), void *arg);
 const struct mt_inst_conf *mt_input_conf(const struct mittari_ctx *ctx);
 void mt_input_get_stats(struct mittari_ctx *ctx, struct mt_input_stats *st);
-int mt_input_health(struct mittari_ctx *ctx, char *reason, size_t len);
+/* Health of a device (NULL: the instance); -1 if unknown. */
+int mt_input_health(struct mittari_ctx *ctx, const char *device, char *reason, size_t len);
+uint64_t mt_input_counter(struct mittari_ctx *ctx, const char *device, const char *counter);
+/* One part of the statistics line: emitted, refused, devices not up, counters. */
+void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b);
 
 #endif

@@ -206,11 +206,21 @@ struct mittari_host {
                       mittari_done_cb done, void *arg, struct mittari_poll **out);
     void (*poll_stop)(struct mittari_poll *p);
 
-    /* Any thread. Reported by the agent; reason is copied. */
-    void (*set_health)(struct mittari_ctx *ctx, int health, const char *reason);
+    /* Any thread. Health of one device of this instance (a Modbus unit, a
+     * serial port, a reader), or of the instance itself with device NULL.
+     * Changes are logged; the statistics show every device not up. reason
+     * is copied; never put a card number or device address in it. */
+    void (*set_health)(struct mittari_ctx *ctx, const char *device, int health,
+                       const char *reason);
 
     /* Any thread. The instance name from the configuration. */
     const char *(*instance_name)(struct mittari_ctx *ctx);
+
+    /* Any thread. Adds n to a named counter of a device (NULL: the
+     * instance): "timeouts", "crc_errors", "exceptions", "bad_frames"... Shown
+     * in the statistics line; never stored as readings. Names are
+     * [a-z0-9_]{1,31}; at most 16 counters per device. */
+    void (*count)(struct mittari_ctx *ctx, const char *device, const char *counter, uint64_t n);
 };
 
 /* ---- plugin descriptor ------------------------------------------------- */

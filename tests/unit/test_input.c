@@ -338,6 +338,42 @@ static void stopped_instance_frees_everything(void **state)
     assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 1); /* only the writer's async */
 }
 
+static void device_health_and_counters(void **state)
+{
+    struct fx *f = *state;
+    char err[256], reason[200];
+    struct mt_buf b = {0};
+
+    tu_capture_start();
+    assert_int_equal(make_input(f, "", err, sizeof(err)), 0);
+    assert_int_equal(mt_input_health(f->ctx, "gate-1", reason, sizeof(reason)), MITTARI_HEALTH_UP);
+    mt_host_api.set_health(f->ctx, "gate-1", MITTARI_HEALTH_DOWN, "connection refused");
+    mt_host_api.set_health(f->ctx, "gate-2", MITTARI_HEALTH_UP, NULL);
+    mt_host_api.set_health(f->ctx, "bad name", MITTARI_HEALTH_DOWN, "x"); /* ignored */
+    mt_host_api.set_health(f->ctx, "gate-1", 7, "x");                     /* ignored */
+    assert_int_equal(mt_input_health(f->ctx, "gate-1", reason, sizeof(reason)),
+                     MITTARI_HEALTH_DOWN);
+    assert_string_equal(reason, "connection refused");
+    assert_true(tu_captured("input probe[p1]: device gate-1 down: connection refused"));
+    mt_host_api.count(f->ctx, "gate-1", "timeouts", 2);
+    mt_host_api.count(f->ctx, "gate-1", "timeouts", 3);
+    mt_host_api.count(f->ctx, NULL, "bad_frames", 1);
+    mt_host_api.count(f->ctx, "gate-1", "Not-A-Name", 1); /* ignored */
+    assert_int_equal(mt_input_counter(f->ctx, "gate-1", "timeouts"), 5);
+    assert_int_equal(mt_input_counter(f->ctx, NULL, "bad_frames"), 1);
+    assert_int_equal(mt_input_counter(f->ctx, "gate-1", "Not-A-Name"), 0);
+    mt_input_summary(f->ctx, &b);
+    const char *t = mt_buf_cstr(&b);
+    assert_non_null(strstr(t, "gate-1 down (connection refused)"));
+    assert_non_null(strstr(t, "gate-1 timeouts 5"));
+    assert_non_null(strstr(t, "bad_frames 1"));
+    assert_non_null(strstr(t, "1 devices up"));
+    mt_host_api.set_health(f->ctx, "gate-1", MITTARI_HEALTH_UP, NULL);
+    assert_true(tu_captured("device gate-1 up"));
+    mt_buf_free(&b);
+    stop_input(f);
+}
+
 static int setup_small_queue(void **state)
 {
     return setup_queue(state, 100, 10000);
@@ -379,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(tags_merge_with_static_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(failing_create_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(stopped_instance_frees_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(device_health_and_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(full_queue_refuses_with_eagain, setup_small_queue,
                                         teardown),
     };
