@@ -4,6 +4,8 @@
 #   tests/run.sh              RelWithDebInfo build in build/, all tests
 #   tests/run.sh --sanitize   ASan+UBSan build in build-asan/: unit tests, and the
 #                             integration tests but the long crash loop
+#   tests/run.sh --fuzz       clang libFuzzer build in build-fuzz/: every fuzz target
+#                             for FUZZ_SECONDS (default 20) from its corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packaging/dev/deps.sh
@@ -16,6 +18,28 @@ if [ "${1:-}" = "--sanitize" ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   ctest -L unit --output-on-failure -j"$jobs"
   ctest -L integration -E crash_durability --output-on-failure
+  exit 0
+fi
+
+if [ "${1:-}" = "--fuzz" ]; then
+  CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMITTARI_FUZZ=ON \
+    -DMITTARI_TESTS=OFF -DMITTARI_BENCH=OFF >/dev/null
+  cmake --build build-fuzz -j"$jobs" --target fuzzers
+  secs=${FUZZ_SECONDS:-20}
+  n=0
+  for f in build-fuzz/fuzz/fuzz_*; do
+    name=$(basename "$f")
+    new=$(mktemp -d)
+    echo "fuzzing $name for ${secs}s"
+    # new inputs go to a scratch dir; the checked-in corpus is only read
+    "$f" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
+      -artifact_prefix=build-fuzz/ "$new" "tests/fuzz/corpus/${name#fuzz_}" >"$new.log" 2>&1 || {
+      tail -40 "$new.log"; echo "FUZZ FAIL: $name (the input is in build-fuzz/)"; exit 1; }
+    grep -E "stat::number_of_executed_units|Done" "$new.log" | tr '\n' ' '; echo
+    rm -rf "$new" "$new.log"
+    n=$((n + 1))
+  done
+  [ "$n" -gt 0 ] || { echo "no fuzz targets built"; exit 1; }
   exit 0
 fi
 

@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake pkg-config
   libuv1-dev libsqlite3-dev libyaml-dev libsystemd-dev libsodium-dev libssl-dev
   libcmocka-dev tzdata sqlite3 python3 valgrind procps systemd
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()
