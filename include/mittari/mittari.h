@@ -132,6 +132,9 @@ struct mittari_list {
 
 #define MITTARI_OPT_REQUIRED 0x1u /* must be set in the configuration */
 #define MITTARI_OPT_SECRET 0x2u   /* STRING; may come from NAME_file; never logged */
+#define MITTARI_OPT_LUA_FILE 0x4u /* STRING: a Lua decoder file; compiled (syntax, a decode
+                                     function) when the configuration is checked; a relative
+                                     path is taken from the configuration file's directory */
 
 struct mittari_option {
     const char *name;
@@ -150,6 +153,7 @@ struct mittari_option {
 /* ---- host API ---------------------------------------------------------- */
 
 struct mittari_ctx;   /* one plugin instance, owned by the agent */
+struct mittari_decoder; /* a Lua decoder script loaded by the agent */
 struct mittari_timer; /* owned by the agent; freed by timer_stop or at stop */
 struct mittari_watch;
 struct mittari_poll;
@@ -221,6 +225,26 @@ struct mittari_host {
      * in the statistics line; never stored as readings. Names are
      * [a-z0-9_]{1,31}; at most 16 counters per device. */
     void (*count)(struct mittari_ctx *ctx, const char *device, const char *counter, uint64_t n);
+
+    /* Decoders: a device protocol in a few lines of Lua instead of C.
+     *
+     * Loop thread. Loads a decoder file (from an option flagged
+     * MITTARI_OPT_LUA_FILE, which holds the resolved path). Plain Lua 5.4 in
+     * the agent's sandbox: no io, os, require, debug or loading of bytecode;
+     * an instruction budget per call and a memory cap. The file defines
+     *     function decode(frame, ts)   -- frame: string of bytes, ts: µs
+     * returning nil, one reading or a list of readings, each a table with
+     * metric, value, kind ("delta", "gauge", "cumulative", "event"), and
+     * optionally unit, device, counter and bits (cumulative), subject and
+     * space (a raw identifier: pseudonymised by emit), tags (a table), ts. */
+    int (*decoder_load)(struct mittari_ctx *ctx, const char *path, struct mittari_decoder **out);
+    /* The thread that loaded it, one call at a time. Runs decode on one
+     * frame and emits what it returns (ts_us where a reading has no ts).
+     * Returns the number of readings emitted, or MITTARI_EREADING when the
+     * script failed, ran over its budget or returned something malformed:
+     * logged with file:line (rate-limited) and counted, never fatal. */
+    int (*decoder_run)(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us);
+    void (*decoder_free)(struct mittari_decoder *d);
 };
 
 /* ---- plugin descriptor ------------------------------------------------- */
