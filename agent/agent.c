@@ -355,6 +355,7 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
         return rc == -ENOMEM ? MT_EXIT_FAILURE : MT_EXIT_STORAGE;
     if (setup_pseudo(a))
         return MT_EXIT_STORAGE;
+    mt_pseudo_set_rotation(&a->pseudo, a->conf->agent.pseudonym_rotation); /* MT_ROTATE_* order */
     keep_configured_consumers(a, a->conf);
     instantiate(a, a->conf, false);
     return MT_EXIT_OK;
@@ -579,7 +580,7 @@ static void reload_finish(struct mt_agent *a)
     instantiate(a, c, true);
     /* the agent section: what can change live does */
     struct mt_agent_conf *old = &a->conf->agent, *new = &c->agent;
-    const char *restart[4] = {0};
+    const char *restart[5] = {0};
     size_t nr = 0;
     if (strcmp(old->data_dir, new->data_dir))
         restart[nr++] = "data_dir";
@@ -588,8 +589,9 @@ static void reload_finish(struct mt_agent *a)
     if (old->workers != new->workers || old->sync != new->sync)
         restart[nr++] = "workers/sync";
     if ((old->secret == NULL) != (new->secret == NULL) ||
-        (old->secret && strcmp(old->secret, new->secret)))
-        restart[nr++] = "secret";
+        (old->secret && strcmp(old->secret, new->secret)) ||
+        old->pseudonym_rotation != new->pseudonym_rotation)
+        restart[nr++] = "secret/pseudonym_rotation";
     for (size_t i = 0; i < nr; i++)
         mt_diag(MT_WARNING, MOD, "agent.%s changed: takes effect at the next restart", restart[i]);
     /* keep the values that need a restart as they are */
@@ -598,6 +600,7 @@ static void reload_finish(struct mt_agent *a)
     new->workers = old->workers;
     new->sync = old->sync;
     new->secret = old->secret ? mt_arena_strdup(&c->arena, old->secret) : NULL;
+    new->pseudonym_rotation = old->pseudonym_rotation;
     mt_diag_set_level(new->log_level);
     struct mt_writer_conf wc = writer_conf(new);
     mt_writer_set_conf(a->writer, &wc);

@@ -13,6 +13,7 @@
 static const char *const log_levels[] = {"err", "warning", "notice", "info", "debug", NULL};
 static const char *const policies[] = {"drop_oldest", "block_inputs", NULL};
 static const char *const syncs[] = {"full", "normal", NULL};
+static const char *const rotations[] = {"none", "weekly", "monthly", "yearly", NULL};
 
 #define A(f) offsetof(struct mt_agent_conf, f)
 const struct mittari_option mt_agent_options[] = {
@@ -121,6 +122,13 @@ const struct mittari_option mt_agent_options[] = {
      .max = 128,
      .offset = A(workers),
      .help = "Worker threads for blocking polls and outputs (read at start only)."},
+    {.name = "pseudonym_rotation",
+     .type = MITTARI_OPT_ENUM,
+     .def = "none",
+     .values = rotations,
+     .offset = A(pseudonym_rotation),
+     .help = "Change the pseudonymisation key every local week, month or year: a family seen in "
+             "two periods counts as two (see docs/design.md)."},
     {0},
 };
 #undef A

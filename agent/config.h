@@ -37,6 +37,7 @@ struct mt_agent_conf {
     int64_t shutdown_timeout_ms;
     int64_t stats_interval_ms;
     int64_t workers;
+    int pseudonym_rotation;
 };
 
 struct mt_inst_conf {

@@ -239,15 +239,17 @@ static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
         invalid(ctx, "more than 8 tags");
         return MITTARI_EREADING;
     }
+    rec.ts = r->ts_us ? r->ts_us : mt_now_us();
     if (r->subject_id) {
         const char *space = r->subject_space ? r->subject_space : "id";
         if (!r->subject_id_len || r->subject_id_len > 64 || !valid_name(space, 32)) {
             invalid(ctx, "subject_id empty or longer than 64 bytes, or bad subject_space");
             return MITTARI_EREADING;
         }
-        if (mt_pseudo_make(ctx->env.pseudo, space, r->subject_id, r->subject_id_len,
-                           rec.subject)) {
-            invalid(ctx, "cannot pseudonymise the subject");
+        if (mt_pseudo_subject(ctx->env.pseudo, space, r->subject_id, r->subject_id_len, rec.ts,
+                              rec.subject)) {
+            /* never says which number: it is the raw identifier */
+            invalid(ctx, "subject_id is not a valid identifier of its subject_space");
             return MITTARI_EREADING;
         }
     }
@@ -272,7 +274,6 @@ static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
         invalid(ctx, rc == -ENOSPC ? "too many series" : "out of memory");
         return rc;
     }
-    rec.ts = r->ts_us ? r->ts_us : mt_now_us();
     rc = mt_writer_push(ctx->env.writer, &rec);
     if (rc) {
         atomic_fetch_add_explicit(&ctx->refused, 1, memory_order_relaxed);

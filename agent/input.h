@@ -31,7 +31,7 @@ struct mt_input_env {
     uv_loop_t *loop;
     struct mt_writer *writer;
     struct mt_series_reg *series;
-    const struct mt_pseudo *pseudo;
+    struct mt_pseudo *pseudo;
 };
 
 struct mt_input_stats {
