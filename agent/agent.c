@@ -69,6 +69,7 @@ struct mt_agent {
     struct mt_config *pending;
     int reload_waiting;
     bool reloading;
+    bool reload_again; /* a SIGHUP came during a reload: read the files once more */
 
     void (*commit_cb)(void *arg, int64_t seq);
     void *commit_arg;
@@ -618,6 +619,10 @@ static void reload_finish(struct mt_agent *a)
     mt_diag(MT_NOTICE, MOD, "configuration reloaded: %zu inputs, %zu outputs", a->ninputs,
             a->noutputs);
     sd_notify(0, "READY=1");
+    if (a->reload_again) {
+        a->reload_again = false;
+        mt_agent_reload(a);
+    }
 }
 
 static void reload_input_stopped(void *arg)
@@ -654,8 +659,12 @@ void mt_agent_reload(struct mt_agent *a)
     struct mt_diags d = {0};
     struct mt_config *c = NULL;
 
-    if (a->phase != PH_RUNNING || a->reloading)
+    if (a->phase != PH_RUNNING)
         return;
+    if (a->reloading) {
+        a->reload_again = true; /* the files may have changed again since */
+        return;
+    }
     sd_notify(0, "RELOADING=1");
     mt_diag(MT_INFO, MOD, "reloading %s", a->opts.conf_path);
     if (mt_config_load(&c, a->opts.conf_path, a->opts.plugin_dir, &a->reg, &d)) {
