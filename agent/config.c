@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -444,6 +445,76 @@ static const struct mt_node *expand(const struct profiles *pr, const struct mt_n
     return copy ? copy : cur;
 }
 
+/* ---- the plugin's own check ---- */
+
+struct check_ctx {
+    const struct mt_node *root; /* the instance's mapping, profiles merged */
+    const char *what;
+    struct mt_pos owner;
+    struct mt_diags *d;
+    int n;
+};
+
+/* The node a check path names ("devices[3].registers[0].order"), or the
+ * deepest mapping or list on the way when the rest is missing (defaults). */
+static const struct mt_node *node_at(const struct mt_node *n, const char *path)
+{
+    char key[64];
+
+    while (path && *path && n) {
+        size_t k = strcspn(path, ".[");
+        if (k >= sizeof(key))
+            return n;
+        memcpy(key, path, k);
+        key[k] = 0;
+        path += k;
+        if (k) {
+            const struct mt_node *next = mt_node_get(n, key);
+            if (!next)
+                return n;
+            n = next;
+        }
+        if (*path == '[') {
+            char *end;
+            unsigned long i = strtoul(path + 1, &end, 10);
+            if (*end != ']' || n->type != MT_NODE_SEQ || i >= n->nitems)
+                return n;
+            n = n->items[i];
+            path = end + 1;
+        }
+        if (*path == '.')
+            path++;
+    }
+    return n;
+}
+
+static void check_error(const struct mittari_checker *chk, const char *path, const char *fmt, ...)
+{
+    struct check_ctx *cc = chk->ctx;
+    char msg[600];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const struct mt_node *n = node_at(cc->root, path);
+    mt_diags_add(cc->d, n ? &n->pos : &cc->owner, NULL, "%s: %s", cc->what, msg);
+    cc->n++;
+}
+
+static void plugin_check(const struct mittari_plugin *desc, const void *conf,
+                         const struct mt_node *map, const char *what, const struct mt_pos *owner,
+                         struct mt_diags *d)
+{
+    if (desc->size < offsetof(struct mittari_plugin, check) + sizeof(desc->check) || !desc->check)
+        return;
+    struct check_ctx cc = {map, what, *owner, d, 0};
+    struct mittari_checker chk = {&cc, check_error};
+    int r = desc->check(conf, &chk);
+    if (r > 0 && cc.n == 0)
+        mt_diags_add(d, owner, NULL, "%s: refused by the plugin's check", what);
+}
+
 static struct mt_inst_conf *load_input(const struct mt_config *c, const struct mt_pair *p,
                                        struct mt_registry *reg, struct mt_diags *d)
 {
@@ -500,6 +571,8 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     ic->conf = mt_arena_alloc(&ic->arena, pl->desc->config_size ? pl->desc->config_size : 1);
     struct mt_optset os = {pl->desc->options, pl->desc->config_size, what, input_reserved, false};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
+    if (d->n == before && ic->conf)
+        plugin_check(pl->desc, ic->conf, map, what, &ic->pos, d);
     if (d->n != before || !ic->conf || !ic->tags_json) {
         mt_inst_conf_free(ic);
         return NULL;

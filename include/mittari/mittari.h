@@ -247,6 +247,21 @@ struct mittari_host {
     void (*decoder_free)(struct mittari_decoder *d);
 };
 
+/* ---- configuration checks ------------------------------------------------
+ * The checks an option table cannot express (one of two keys, items of a
+ * list that must agree, a register map that must fit a request) go in the
+ * plugin's check(): the agent runs it wherever the configuration is checked
+ * (mittari check, start, reload) and reports each error at the file:line of
+ * the option that path names. */
+struct mittari_checker {
+    void *ctx; /* the agent's */
+    /* path: "key", "list[i]" or "list[i].key[j].key..." (i from 0); NULL or
+     * "" = the instance. A path to an option left at its default points at
+     * the mapping that would hold it. */
+    void (*error)(const struct mittari_checker *chk, const char *path, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+};
+
 /* ---- plugin descriptor ------------------------------------------------- */
 
 struct mittari_plugin {
@@ -268,6 +283,9 @@ struct mittari_plugin {
     void (*stop)(void *state);
     /* Loop thread. No callback of this instance runs after it starts. */
     void (*destroy)(void *state);
+    /* Optional. Any thread; no I/O, no state: checks the filled config and
+     * reports every problem through chk. Returns the number reported. */
+    int (*check)(const void *config, const struct mittari_checker *chk);
 };
 
 #define MITTARI_PLUGIN_ENTRY_SYMBOL "mittari_plugin_entry"

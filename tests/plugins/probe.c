@@ -195,6 +195,29 @@ static void destroy(void *s)
     free(s);
 }
 
+/* Checks across options: device names unique; counters need bits <= 32. */
+static int check(const void *config, const struct mittari_checker *chk)
+{
+    const struct conf *c = config;
+    int n = 0;
+    char path[64];
+    for (size_t i = 0; i < c->devices.n; i++) {
+        const struct device *a = MITTARI_LIST_ITEM(&c->devices, struct device, i);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(a->name, MITTARI_LIST_ITEM(&c->devices, struct device, j)->name) == 0) {
+                snprintf(path, sizeof(path), "devices[%zu].name", i);
+                chk->error(chk, path, "device name %s is used twice", a->name);
+                n++;
+            }
+        }
+    }
+    if (c->counters && c->bits > 32) {
+        chk->error(chk, "bits", "counters are at most 32 bits here");
+        n++;
+    }
+    return n;
+}
+
 static const struct mittari_plugin desc = {
     .abi_version = MITTARI_ABI_VERSION,
     .size = sizeof(struct mittari_plugin),
@@ -207,5 +230,6 @@ static const struct mittari_plugin desc = {
     .start = start,
     .stop = stop,
     .destroy = destroy,
+    .check = check,
 };
 MITTARI_PLUGIN_DEFINE(desc)

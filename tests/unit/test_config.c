@@ -1036,11 +1036,32 @@ static void list_canonical_follows_items(void **s)
     free(one);
 }
 
+static void plugin_check_reports_at_the_option(void **s)
+{
+    struct fx *f = *s;
+    load_probe(f, "agent: {site: s}\n"
+                  "inputs:\n"
+                  "  p:\n"
+                  "    plugin: probe\n"
+                  "    devices:\n"
+                  "      - {name: a}\n"
+                  "      - {name: b}\n"
+                  "      - {name: a, unit: 3}\n");
+    expect_one(f, 8, 16, "input 'p' (plugin probe): device name a is used twice");
+    /* an option left at its default: the instance's mapping */
+    load_probe(f, "agent: {site: s}\ninputs:\n  p:\n    plugin: probe\n    counters: \"1,2\"\n"
+                  "    bits: 40\n");
+    expect_one(f, 6, 11, "counters are at most 32 bits here");
+    load_probe(f, "agent: {site: s}\ninputs: {p: {plugin: probe, devices: [{name: a}, {name: b}]}}\n");
+    expect_ok(f);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(list_items_are_validated_and_filled),
+        T(plugin_check_reports_at_the_option),
         T(list_item_errors_name_the_item),
         T(profiles_are_merged_under_their_users),
         T(profile_on_an_instance),
