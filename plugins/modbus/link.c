@@ -489,17 +489,30 @@ static int reg_orders_resolve(int reg_order, int type, int dev_order)
     return reg_order ? reg_order - 1 : mbd_order_for(type, dev_order + MBD_ABCD);
 }
 
-static int cfg_error(const struct mittari_host *h, struct mittari_ctx *ctx, const char *fmt, ...)
+/* Where configuration problems go: the agent's checker (file:line, at
+ * `mittari check`) or, when building at create(), the instance's log. */
+struct mb_report {
+    const struct mittari_checker *chk;
+    const struct mittari_host *h;
+    struct mittari_ctx *ctx;
+    int n;
+};
+
+static int cfg_error(struct mb_report *rp, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int cfg_error(const struct mittari_host *h, struct mittari_ctx *ctx, const char *fmt, ...)
+static int cfg_error(struct mb_report *rp, const char *path, const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    h->log(ctx, MITTARI_LOG_ERR, "%s", msg);
+    if (rp->chk)
+        rp->chk->error(rp->chk, path, "%s", msg);
+    else
+        rp->h->log(rp->ctx, MITTARI_LOG_ERR, "%s", msg);
+    rp->n++;
     return MITTARI_ECONFIG;
 }
 
@@ -513,41 +526,45 @@ static bool valid_name(const char *s)
     return n > 0 && n <= 63;
 }
 
-static int check_reg(const struct mittari_host *h, struct mittari_ctx *ctx,
-                     const struct mb_dev_conf *d, size_t i, int order)
+static int check_reg(struct mb_report *rp, const struct mb_dev_conf *d, size_t di, size_t i,
+                     int order)
 {
     const struct mb_reg_conf *r = MITTARI_LIST_ITEM(&d->registers, struct mb_reg_conf, i);
+    char p[96], pk[112];
+    snprintf(p, sizeof(p), "devices[%zu].registers[%zu]", di, i);
+#define AT(key) (snprintf(pk, sizeof(pk), "%s.%s", p, key), pk)
     bool bitfn = r->function == MBD_FN_COIL || r->function == MBD_FN_DISCRETE;
     static const char *const tn[] = {"u16", "i16", "u32", "i32", "u64", "f32", "f64"};
     static const char *const on[] = {"AB", "BA", "ABCD", "CDAB", "BADC", "DCBA"};
 
     if (!valid_name(r->metric))
-        return cfg_error(h, ctx, "device %s, register %zu: metric '%s' must be 1-63 of "
+        return cfg_error(rp, AT("metric"), "device %s, register %zu: metric '%s' must be 1-63 of "
                          "A-Z a-z 0-9 _ . : -", d->name, i + 1, r->metric ? r->metric : "");
     if (bitfn && (r->type != MBD_U16 || r->kind != MB_KIND_GAUGE))
-        return cfg_error(h, ctx, "device %s, register %s: a %s is one bit: type u16, kind gauge",
+        return cfg_error(rp, AT("type"), "device %s, register %s: a %s is one bit: type u16, kind gauge",
                          d->name, r->metric, fn_names[r->function]);
     if (!bitfn && !mbd_order_fits(r->type, order))
-        return cfg_error(h, ctx, "device %s, register %s: order %s does not fit type %s (AB or BA "
+        return cfg_error(rp, AT("order"), "device %s, register %s: order %s does not fit type %s (AB or BA "
                          "for 16-bit types, ABCD, CDAB, BADC or DCBA for 32- and 64-bit ones)",
                          d->name, r->metric, on[order], tn[r->type]);
     if (r->address + mbd_words(r->type) > 65536)
-        return cfg_error(h, ctx, "device %s, register %s: address %lld + %u registers is past 65535",
+        return cfg_error(rp, AT("address"), "device %s, register %s: address %lld + %u registers is past 65535",
                          d->name, r->metric, (long long)r->address, mbd_words(r->type));
     if (r->kind == MB_KIND_CUMULATIVE && (!mbd_bits(r->type) || r->scale != 1 || r->offset != 0))
-        return cfg_error(h, ctx, "device %s, register %s: a cumulative counter is u16, u32 or u64, "
+        return cfg_error(rp, AT("kind"), "device %s, register %s: a cumulative counter is u16, u32 or u64, "
                          "without scale or offset (the agent turns it into deltas)", d->name,
                          r->metric);
     if (r->reset_after_read && r->kind == MB_KIND_CUMULATIVE)
-        return cfg_error(h, ctx, "device %s, register %s: a counter cleared after each read is "
+        return cfg_error(rp, AT("reset_after_read"), "device %s, register %s: a counter cleared after each read is "
                          "kind delta, not cumulative", d->name, r->metric);
     if (r->reset_after_read && r->kind == MB_KIND_DELTA && mbd_bits(r->type) == 0)
-        return cfg_error(h, ctx, "device %s, register %s: a cleared counter is u16, u32 or u64",
+        return cfg_error(rp, AT("type"), "device %s, register %s: a cleared counter is u16, u32 or u64",
                          d->name, r->metric);
+#undef AT
     return 0;
 }
 
-static int build_regs(const struct mittari_host *h, struct mittari_ctx *ctx, struct mb_dev *dv)
+static int build_regs(struct mb_report *rp, struct mb_dev *dv, size_t di)
 {
     const struct mb_dev_conf *d = dv->c;
     size_t n = d->registers.n;
@@ -565,14 +582,16 @@ static int build_regs(const struct mittari_host *h, struct mittari_ctx *ctx, str
         dv->regs[i].c = r;
         dv->regs[i].order = reg_orders_resolve(r->order, r->type, d->order);
         dv->regs[i].words = bitfn ? 1 : mbd_words(r->type);
-        if ((rc = check_reg(h, ctx, d, i, dv->regs[i].order)))
+        if ((rc = check_reg(rp, d, di, i, dv->regs[i].order)))
             goto out;
         items[i] = (struct mbd_item){r->function, (uint32_t)r->address, dv->regs[i].words};
     }
     rc = mbd_plan(items, n, (unsigned)d->max_registers, (unsigned)d->max_bits,
                   (unsigned)d->merge_gap, dv->reqs, req_of);
     if (rc < 0) {
-        rc = cfg_error(h, ctx, "device %s: the register map does not fit in requests of "
+        char p[48];
+        snprintf(p, sizeof(p), "devices[%zu].registers", di);
+        rc = cfg_error(rp, p, "device %s: the register map does not fit in requests of "
                        "max_registers %lld", d->name, (long long)d->max_registers);
         goto out;
     }
@@ -589,19 +608,22 @@ out:
     return rc;
 }
 
-static int check_dev(const struct mittari_host *h, struct mittari_ctx *ctx,
-                     const struct mb_dev_conf *d)
+static int check_dev(struct mb_report *rp, const struct mb_dev_conf *d, size_t di)
 {
+    char p[48], pk[64];
+    snprintf(p, sizeof(p), "devices[%zu]", di);
+#define AT(key) (snprintf(pk, sizeof(pk), "%s.%s", p, key), pk)
     if (!valid_name(d->name))
-        return cfg_error(h, ctx, "device name '%s' must be 1-63 of A-Z a-z 0-9 _ . : -",
+        return cfg_error(rp, AT("name"), "device name '%s' must be 1-63 of A-Z a-z 0-9 _ . : -",
                          d->name ? d->name : "");
     if (!d->host == !d->serial)
-        return cfg_error(h, ctx, "device %s: give either host (Modbus TCP) or serial (Modbus RTU)",
+        return cfg_error(rp, p, "device %s: give either host (Modbus TCP) or serial (Modbus RTU)",
                          d->name);
     if (d->serial && (d->unit < 1 || d->unit > 247))
-        return cfg_error(h, ctx, "device %s: an RTU unit id is 1 to 247", d->name);
+        return cfg_error(rp, AT("unit"), "device %s: an RTU unit id is 1 to 247", d->name);
     if (d->registers.n == 0)
-        return cfg_error(h, ctx, "device %s: no registers (give registers or a profile)", d->name);
+        return cfg_error(rp, p, "device %s: no registers (give registers or a profile)", d->name);
+#undef AT
     return 0;
 }
 
@@ -612,16 +634,19 @@ static bool same_link(const struct mb_dev_conf *a, const struct mb_dev_conf *b)
     return strcmp(a->host, b->host) == 0 && a->port == b->port;
 }
 
-static int check_bus(const struct mittari_host *h, struct mittari_ctx *ctx,
-                     const struct mb_dev_conf *a, const struct mb_dev_conf *b)
+/* b (devices[bi]) joins a's link */
+static int check_bus(struct mb_report *rp, const struct mb_dev_conf *a, const struct mb_dev_conf *b,
+                     size_t bi)
 {
+    char p[48];
+    snprintf(p, sizeof(p), "devices[%zu]", bi);
     if (a->unit == b->unit)
-        return cfg_error(h, ctx, "devices %s and %s share a connection and unit id %lld", a->name,
+        return cfg_error(rp, p, "devices %s and %s share a connection and unit id %lld", a->name,
                          b->name, (long long)a->unit);
     if (a->serial && (a->baud != b->baud || a->parity != b->parity || a->data_bits != b->data_bits ||
                       a->stop_bits != b->stop_bits || a->rs485 != b->rs485 ||
                       a->frame_delay_ms != b->frame_delay_ms))
-        return cfg_error(h, ctx, "devices %s and %s share a serial port but not its line settings "
+        return cfg_error(rp, p, "devices %s and %s share a serial port but not its line settings "
                          "(baud, parity, data_bits, stop_bits, rs485, frame_delay)", a->name, b->name);
     return 0;
 }
@@ -671,8 +696,8 @@ static void link_timing(struct mb_link *l)
 }
 
 /* The devices of link l: `first` and those after it that share its connection. */
-static int fill_link(const struct mittari_host *h, struct mittari_ctx *ctx, struct mb_link *l,
-                     const struct mb_conf *c, bool *taken, size_t first)
+static int fill_link(struct mb_report *rp, struct mb_link *l, const struct mb_conf *c, bool *taken,
+                     size_t first)
 {
     const struct mb_dev_conf *a = MITTARI_LIST_ITEM(&c->devices, struct mb_dev_conf, first);
     int rc;
@@ -688,43 +713,71 @@ static int fill_link(const struct mittari_host *h, struct mittari_ctx *ctx, stru
         if (taken[j] || !same_link(a, b))
             continue;
         for (size_t k = 0; k < l->ndevs; k++)
-            if ((rc = check_bus(h, ctx, l->devs[k].c, b)))
+            if ((rc = check_bus(rp, l->devs[k].c, b, j)))
                 return rc;
         taken[j] = true;
         l->devs[l->ndevs].c = b;
-        if ((rc = build_regs(h, ctx, &l->devs[l->ndevs++])))
+        if ((rc = build_regs(rp, &l->devs[l->ndevs++], j)))
             return rc;
     }
     link_timing(l);
     l->mb = new_context(a);
-    if (!l->mb)
-        return cfg_error(h, ctx, "device %s: libmodbus refused the settings: %s", a->name,
+    if (!l->mb) {
+        char p[48];
+        snprintf(p, sizeof(p), "devices[%zu]", first);
+        return cfg_error(rp, p, "device %s: libmodbus refused the settings: %s", a->name,
                          strerror(errno));
+    }
     return 0;
 }
 
-static int check_names(const struct mittari_host *h, struct mittari_ctx *ctx,
-                       const struct mb_conf *c)
+/* Every device on its own and the names across them; reports them all. */
+static int check_devices(struct mb_report *rp, const struct mb_conf *c)
 {
+    int bad = 0;
+    char p[48];
     for (size_t i = 0; i < c->devices.n; i++) {
         const struct mb_dev_conf *a = MITTARI_LIST_ITEM(&c->devices, struct mb_dev_conf, i);
-        int rc = check_dev(h, ctx, a);
-        if (rc)
-            return rc;
-        for (size_t j = 0; j < i; j++)
-            if (!strcmp(a->name, MITTARI_LIST_ITEM(&c->devices, struct mb_dev_conf, j)->name))
-                return cfg_error(h, ctx, "device name %s is used twice", a->name);
+        bad |= check_dev(rp, a, i) != 0;
+        for (size_t j = 0; j < i; j++) {
+            if (a->name && !strcmp(a->name, MITTARI_LIST_ITEM(&c->devices, struct mb_dev_conf, j)->name)) {
+                snprintf(p, sizeof(p), "devices[%zu].name", i);
+                bad |= cfg_error(rp, p, "device name %s is used twice", a->name) != 0;
+            }
+        }
     }
-    return 0;
+    return bad ? MITTARI_ECONFIG : 0;
+}
+
+int mb_check(const struct mb_conf *c, const struct mittari_checker *chk)
+{
+    struct mb_report rp = {.chk = chk};
+
+    if (check_devices(&rp, c))
+        return rp.n;
+    for (size_t i = 0; i < c->devices.n; i++) {
+        const struct mb_dev_conf *a = MITTARI_LIST_ITEM(&c->devices, struct mb_dev_conf, i);
+        struct mb_dev dv = {.c = a};
+        build_regs(&rp, &dv, i); /* the same checks and request planning as create() */
+        free(dv.regs);
+        free(dv.reqs);
+        for (size_t j = 0; j < i; j++) {
+            const struct mb_dev_conf *b = MITTARI_LIST_ITEM(&c->devices, struct mb_dev_conf, j);
+            if (same_link(b, a))
+                check_bus(&rp, b, a, i);
+        }
+    }
+    return rp.n;
 }
 
 int mb_links_build(const struct mittari_host *h, struct mittari_ctx *ctx, const struct mb_conf *c,
                    struct mb_link ***out, size_t *nout)
 {
+    struct mb_report rp = {.h = h, .ctx = ctx};
     size_t n = c->devices.n, nl = 0;
     struct mb_link **links = calloc(n ? n : 1, sizeof(*links));
     bool *taken = calloc(n ? n : 1, sizeof(*taken));
-    int rc = links && taken ? check_names(h, ctx, c) : -ENOMEM;
+    int rc = links && taken ? check_devices(&rp, c) : -ENOMEM;
 
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (taken[i])
@@ -736,7 +789,7 @@ int mb_links_build(const struct mittari_host *h, struct mittari_ctx *ctx, const 
         }
         links[nl]->h = h;
         links[nl]->ctx = ctx;
-        rc = fill_link(h, ctx, links[nl++], c, taken, i);
+        rc = fill_link(&rp, links[nl++], c, taken, i);
     }
     free(taken);
     if (rc) {

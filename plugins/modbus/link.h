@@ -80,6 +80,11 @@ struct mb_link;
  * and orders, address ranges, names, devices sharing a serial port agree on
  * its settings) and groups the devices into links. Logs every problem with
  * host->log and returns MITTARI_ECONFIG; -ENOMEM. No I/O. */
+/* Any thread, no I/O: every configuration problem through chk (the
+ * agent's check, with file:line); returns how many. create() runs the same
+ * checks and logs the first. */
+int mb_check(const struct mb_conf *c, const struct mittari_checker *chk);
+
 int mb_links_build(const struct mittari_host *h, struct mittari_ctx *ctx, const struct mb_conf *c,
                    struct mb_link ***links, size_t *nlinks);
 

@@ -223,6 +223,11 @@ static void mb_destroy(void *state)
     free(m);
 }
 
+static int mb_check_conf(const void *config, const struct mittari_checker *chk)
+{
+    return mb_check(config, chk);
+}
+
 static const struct mittari_plugin modbus_plugin = {
     .abi_version = MITTARI_ABI_VERSION,
     .size = sizeof(struct mittari_plugin),
@@ -236,6 +241,7 @@ static const struct mittari_plugin modbus_plugin = {
     .start = mb_start,
     .stop = mb_stop,
     .destroy = mb_destroy,
+    .check = mb_check_conf,
 };
 
 MITTARI_PLUGIN_DEFINE(modbus_plugin)
