@@ -546,6 +546,12 @@ void mt_agent_stop(struct mt_agent *a)
     a->deadline = mt_mono_us() + a->conf->agent.shutdown_timeout_ms * 1000;
     uv_timer_stop(&a->stats);
     uv_timer_stop(&a->watchdog);
+    for (size_t i = 0; i < a->ninputs; i++) { /* their counters go with them */
+        struct mt_buf b = {0};
+        mt_input_summary(a->inputs[i].ctx, &b);
+        mt_diag(MT_INFO, MOD, "at stop: %s", mt_buf_cstr(&b));
+        mt_buf_free(&b);
+    }
     a->inputs_stopping += (int)a->ninputs;
     for (size_t i = 0; i < a->ninputs; i++)
         mt_input_stop(a->inputs[i].ctx, input_stopped, a);

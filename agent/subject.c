@@ -120,7 +120,9 @@ static int wiegand26_bits(uint32_t w, uint8_t *out)
 
 static int wiegand26(const uint8_t *id, size_t len, uint8_t *out)
 {
-    if (len == 4)
+    /* a frame holds 26 bits, so its first byte is 0..3: never a digit of
+     * the text form "FC,CN" (which may be 4 bytes too, "1,23") */
+    if (len == 4 && id[0] <= 3)
         return wiegand26_bits((uint32_t)id[0] << 24 | (uint32_t)id[1] << 16 |
                                   (uint32_t)id[2] << 8 | id[3],
                               out);

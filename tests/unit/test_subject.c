@@ -86,6 +86,10 @@ static void wiegand26_vector_and_parity(void **s)
     assert_int_equal(refused("wiegand26", odd_broken, 4), -EINVAL);
     assert_int_equal(refused("wiegand26", too_wide, 4), -EINVAL);
     assert_int_equal(refused("wiegand26", S("256,1")), -EINVAL);
+    /* text of four bytes is text, not a frame */
+    assert_int_equal(mt_subject_canonical("wiegand26", S("1,23"), &cs, text, &tn), 0);
+    assert_int_equal(text[0], 1);
+    assert_int_equal(text[1] << 8 | text[2], 23);
     assert_int_equal(refused("wiegand26", S("1,65536")), -EINVAL);
 }
 
