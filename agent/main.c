@@ -16,6 +16,7 @@
 #include "options.h"
 #include "output.h"
 #include "plugin.h"
+#include "ports.h"
 #include "query.h"
 #include "util.h"
 
@@ -34,6 +35,7 @@ static const char usage_text[] =
     "                             (NAME agent: the agent section; output: every output)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
     "                             print readings from the log\n"
+    "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
     "\n"
     "options:\n"
     "  -c, --config DIR           configuration directory or file (default " DEFAULT_CONF ")\n"
@@ -268,6 +270,8 @@ int main(int argc, char **argv)
         return cmd_plugins(&c);
     if (strcmp(c.cmd, "query") == 0 && !c.name)
         return cmd_query(&c);
+    if (strcmp(c.cmd, "ports") == 0 && !c.name)
+        return mt_ports_print(stdout) ? MT_EXIT_FAILURE : MT_EXIT_OK;
     if (c.name)
         return usage_error("unexpected argument");
     return usage_error("unknown command");

@@ -38,32 +38,39 @@ struct mts_conf {
 };
 
 /* Option table entries for a struct mts_conf member named `field` of the
- * plugin's config struct `type`: port, baud, data_bits, parity, stop_bits,
- * flow_control, rs485, reopen_interval. Put MTS_OPTIONS(type, field) inside
- * the plugin's table. */
+ * plugin's config struct `conf_type` (not named `type`: the macro writes
+ * `.type =` designators): port, baud, data_bits, parity, stop_bits,
+ * flow_control, rs485, reopen_interval. Put MTS_OPTIONS(struct conf, line)
+ * inside the plugin's table. */
 extern const char *const mts_parity_names[];
 extern const char *const mts_flow_names[];
-#define MTS_OPTIONS(type, field)                                                                   \
+#define MTS_OPTIONS(conf_type, field)                                                              \
     {.name = "port", .type = MITTARI_OPT_STRING, .flags = MITTARI_OPT_REQUIRED,                    \
-     .offset = offsetof(type, field.port),                                                         \
+     .offset = offsetof(conf_type, field.port),                                                    \
      .help = "Serial device: /dev/serial/by-id/... (stable, see 'mittari ports'), /dev/ttyUSB0, "  \
              "or a pty"},                                                                          \
-        {.name = "baud", .type = MITTARI_OPT_INT, .def = "9600", .min = 50, .max = 4000000,        \
-         .offset = offsetof(type, field.baud), .help = "Baud rate."},                              \
+        MTS_LINE_OPTIONS(conf_type, field)
+
+/* The same without `port`, for a plugin whose `port` may also be something
+ * else than a tty (the feedback plugin's evdev node) and so declares its own
+ * entry with its own help text. */
+#define MTS_LINE_OPTIONS(conf_type, field)                                                         \
+    {.name = "baud", .type = MITTARI_OPT_INT, .def = "9600", .min = 50, .max = 4000000,            \
+     .offset = offsetof(conf_type, field.baud), .help = "Baud rate."},                             \
         {.name = "data_bits", .type = MITTARI_OPT_INT, .def = "8", .min = 5, .max = 8,             \
-         .offset = offsetof(type, field.data_bits), .help = "Data bits."},                         \
+         .offset = offsetof(conf_type, field.data_bits), .help = "Data bits."},                    \
         {.name = "parity", .type = MITTARI_OPT_ENUM, .def = "none", .values = mts_parity_names,    \
-         .offset = offsetof(type, field.parity), .help = "Parity."},                               \
+         .offset = offsetof(conf_type, field.parity), .help = "Parity."},                          \
         {.name = "stop_bits", .type = MITTARI_OPT_INT, .def = "1", .min = 1, .max = 2,             \
-         .offset = offsetof(type, field.stop_bits), .help = "Stop bits."},                         \
+         .offset = offsetof(conf_type, field.stop_bits), .help = "Stop bits."},                    \
         {.name = "flow_control", .type = MITTARI_OPT_ENUM, .def = "none",                          \
-         .values = mts_flow_names, .offset = offsetof(type, field.flow),                           \
+         .values = mts_flow_names, .offset = offsetof(conf_type, field.flow),                      \
          .help = "Flow control: none, rtscts, xonxoff."},                                          \
         {.name = "rs485", .type = MITTARI_OPT_BOOL, .def = "false",                                \
-         .offset = offsetof(type, field.rs485),                                                    \
+         .offset = offsetof(conf_type, field.rs485),                                               \
          .help = "Switch the adapter to RS-485 mode (ignored where not supported)."},              \
         {.name = "reopen_interval", .type = MITTARI_OPT_DURATION, .def = "2s", .min = 100,         \
-         .max = 3600000, .offset = offsetof(type, field.reopen_ms),                                \
+         .max = 3600000, .offset = offsetof(conf_type, field.reopen_ms),                           \
          .help = "Wait between attempts to reopen a device that went away."}
 
 struct mts_port;
@@ -78,5 +85,18 @@ ssize_t mts_read(struct mts_port *p, void *buf, size_t len);
 /* Writes what it can without blocking: bytes written or -errno. */
 ssize_t mts_write(struct mts_port *p, const void *buf, size_t len);
 void mts_close(struct mts_port *p);
+
+/* Added after the first version of this header (compatible extensions): */
+
+/* Whether the port has modem lines (TIOCMGET works): false on ptys and on
+ * adapters without them (ENOTTY). */
+bool mts_has_modem_lines(const struct mts_port *p);
+/* NULL, or one line saying what was asked for but is not supported by this
+ * port and was ignored ("RS-485 mode is not supported by this port"): the
+ * plugin logs it once after a successful open. Valid until mts_close. */
+const char *mts_note(const struct mts_port *p);
+/* Opens a path that must be a pseudo terminal, or any tty, with termios,
+ * bypassing libserialport (tests; bridges libserialport refuses). */
+int mts_open_termios(struct mts_port **out, const struct mts_conf *c, char *err, size_t errlen);
 
 #endif
