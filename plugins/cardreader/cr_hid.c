@@ -98,7 +98,7 @@ static int hid_open(void *arg, int *fd, char *note, size_t notelen, char *err, s
     *fd = mte_fd(h->dev);
     if (mte_note(h->dev))
         snprintf(note, notelen, "%s", mte_note(h->dev));
-    return 0;
+    return mte_grab_refused(h->dev) ? MTL_DEGRADED : 0;
 }
 
 static void hid_close(void *arg)

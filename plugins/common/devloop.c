@@ -99,6 +99,8 @@ static void on_readable(void *arg, int fd, int events)
         ssize_t n = read(l->fd, l->buf, sizeof(l->buf));
         if (n > 0) {
             l->ops->data(l->arg, l->buf, (size_t)n);
+            /* card readers type raw card numbers: none stays in memory */
+            explicit_bzero(l->buf, (size_t)n);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -133,10 +135,15 @@ static void try_open(void *arg)
     char note[200] = "", err[256] = "", pfx[80];
     int fd = -1, rc;
 
-    l->timer = NULL;
     if (l->stopped || l->open)
         return;
+    if (l->timer) /* the one-shot timer that called us: release its handle */
+        l->h->timer_stop(l->timer);
+    l->timer = NULL;
     rc = l->ops->open(l->arg, &fd, note, sizeof(note), err, sizeof(err));
+    bool degraded = rc == MTL_DEGRADED;
+    if (degraded)
+        rc = 0;
     if (rc) {
         open_failed(l, rc, err[0] ? err : strerror(-rc));
         return;
@@ -162,7 +169,8 @@ static void try_open(void *arg)
     l->was_open = true;
     l->last_err = 0;
     l->down = false;
-    l->h->set_health(l->ctx, l->c.device, MITTARI_HEALTH_UP, NULL);
+    l->h->set_health(l->ctx, l->c.device, degraded ? MITTARI_HEALTH_DEGRADED : MITTARI_HEALTH_UP,
+                     degraded ? note : NULL);
 }
 
 int mtl_start(struct mtl *l)

@@ -25,10 +25,13 @@
 
 #include <mittari/mittari.h>
 
+#define MTL_DEGRADED 1
+
 struct mtl_ops {
     /* Opens the device: 0 and *fd (non-blocking), or -errno and a one-line
      * message in err. note (notelen bytes, zeroed): optional line to log
-     * once, e.g. what the device does not support. */
+     * once, e.g. what the device does not support. MTL_DEGRADED: open and
+     * read, but not as it should be (note says why): health degraded. */
     int (*open)(void *arg, int *fd, char *note, size_t notelen, char *err, size_t errlen);
     /* Closes what open opened. */
     void (*close)(void *arg);

@@ -18,6 +18,7 @@
 struct mte_dev {
     int fd;
     bool grabbed;
+    bool grab_refused; /* an input device another program holds */
     size_t npart; /* bytes of a partial event carried over to the next read */
     uint8_t part[sizeof(struct input_event)];
     char note[160];
@@ -45,7 +46,7 @@ int mte_open(struct mte_dev **out, const char *path, bool grab, char *err, size_
         d->grabbed = true;
     else if (grab && (errno == ENOTTY || errno == EINVAL))
         snprintf(d->note, sizeof(d->note), "not an evdev device (a pipe or file?): not grabbed");
-    else if (grab)
+    else if (grab && (d->grab_refused = true))
         snprintf(d->note, sizeof(d->note),
                  "cannot grab the device (%s): keys also reach the "
                  "console or another program",
@@ -57,6 +58,11 @@ int mte_open(struct mte_dev **out, const char *path, bool grab, char *err, size_
 int mte_fd(const struct mte_dev *d)
 {
     return d ? d->fd : -1;
+}
+
+bool mte_grab_refused(const struct mte_dev *d)
+{
+    return d && d->grab_refused;
 }
 
 bool mte_grabbed(const struct mte_dev *d)

@@ -33,6 +33,9 @@ bool mte_grabbed(const struct mte_dev *d);
 /* NULL, or one line about a grab asked for but not done (not an evdev
  * device; grabbed by another program). Valid until mte_close. */
 const char *mte_note(const struct mte_dev *d);
+/* The device is an input device but the grab failed (another program holds
+ * it, EBUSY): keys also reach that program; report the device degraded. */
+bool mte_grab_refused(const struct mte_dev *d);
 
 typedef void (*mte_event_cb)(void *arg, const struct input_event *ev);
 /* One read: calls cb for each complete event. > 0 bytes read, -EAGAIN

@@ -75,6 +75,8 @@ int mtf_create(struct mtf_framer **out, const struct mtf_conf *c)
 
 void mtf_free(struct mtf_framer *f)
 {
+    if (f)
+        explicit_bzero(f->buf, f->cap);
     free(f);
 }
 
@@ -82,6 +84,9 @@ static void deliver(struct mtf_framer *f, const uint8_t *p, size_t len, mtf_fram
 {
     f->st.frames++;
     cb(arg, p, len);
+    /* frames may hold raw card numbers: none stays behind in the buffer */
+    if (p >= f->buf && p + len <= f->buf + f->cap)
+        explicit_bzero(f->buf + (p - f->buf), len);
 }
 
 /* ---- lines ---- */
@@ -230,6 +235,7 @@ void mtf_reset(struct mtf_framer *f)
 {
     if (!f->discarding)
         f->st.skipped_bytes += f->len + (f->in_frame ? 1 : 0);
+    explicit_bzero(f->buf, f->len);
     f->len = 0;
     f->ntail = 0;
     f->in_frame = false;

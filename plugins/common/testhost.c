@@ -391,3 +391,11 @@ size_t th_logs_with(const struct th *t, const char *needle)
             n++;
     return n;
 }
+
+size_t th_handles(const struct th *t, int kind)
+{
+    size_t n = 0;
+    for (const struct th_handle *h = t->handles; h; h = h->next)
+        n += kind < 0 || h->kind == kind;
+    return n;
+}

@@ -236,7 +236,7 @@ static int dev_open(void *arg, int *fd, char *note, size_t notelen, char *err, s
     *fd = mte_fd(f->ev);
     if (mte_note(f->ev))
         snprintf(note, notelen, "%s", mte_note(f->ev));
-    return 0;
+    return mte_grab_refused(f->ev) ? MTL_DEGRADED : 0;
 }
 
 static void dev_close(void *arg)

@@ -298,7 +298,9 @@ static void test_missing_at_start(void **state)
     assert_int_equal(start(f, KV_COUNTERS), 0); /* not an error: a state */
     assert_int_equal(th_health(&f->t, NULL), MITTARI_HEALTH_DOWN);
     assert_non_null(strstr(th_health_of(&f->t, NULL)->reason, "No such file"));
-    th_run_for(&f->t, 250);
+    th_run_for(&f->t, 450); /* four reopen attempts at 100 ms */
+    /* each attempt's one-shot timer is released: one pending, not four */
+    assert_true(th_handles(&f->t, -1) <= 1);
     plug(f);
     wait_health(f, MITTARI_HEALTH_UP);
     sends(f, "IN=7 OUT=7\n");
