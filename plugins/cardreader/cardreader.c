@@ -119,21 +119,34 @@ static bool valid_metric(const char *s)
 
 /* Options that belong to another backend are a mistake worth stopping for:
  * the reader would silently not be read the way the file says. */
-static const char *conf_problem(const struct cr_conf *f)
+static const char *conf_problem(const struct cr_conf *f, const char **path)
 {
     bool serial = f->backend == CR_BACKEND_SERIAL, hid = f->backend == CR_BACKEND_HID;
 
+    *path = NULL;
     if (serial != (f->serial.port != NULL))
-        return serial ? "backend serial needs 'port'" : "'port' is only for backend serial";
+        return serial ? "backend serial needs 'port'"
+                      : (*path = "port", "'port' is only for backend serial");
     if (hid != (f->evdev != NULL))
-        return hid ? "backend hid needs 'evdev'" : "'evdev' is only for backend hid";
+        return hid ? "backend hid needs 'evdev'" : (*path = "evdev", "'evdev' is only for backend hid");
     if (f->reader && f->backend != CR_BACKEND_PCSC)
-        return "'reader' is only for backend pcsc";
+        return *path = "reader", "'reader' is only for backend pcsc";
     if (!valid_metric(f->metric))
-        return "'metric' must be [A-Za-z0-9_.:-], at most 63 characters";
+        return *path = "metric", "'metric' must be [A-Za-z0-9_.:-], at most 63 characters";
     if (f->service && (!*f->service || strlen(f->service) > 128))
-        return "'service' must be 1 to 128 characters";
+        return *path = "service", "'service' must be 1 to 128 characters";
     return NULL;
+}
+
+/* mittari check reports these at the option they are about */
+static int cr_check(const void *config, const struct mittari_checker *chk)
+{
+    const char *path;
+    const char *problem = conf_problem(config, &path);
+    if (!problem)
+        return 0;
+    chk->error(chk, path, "%s", problem);
+    return 1;
 }
 
 static void cr_free(struct cr *c)
@@ -147,7 +160,8 @@ static int cr_create(const struct mittari_host *host, struct mittari_ctx *ctx, c
                      void **state)
 {
     const struct cr_conf *f = config;
-    const char *problem = conf_problem(f);
+    const char *path;
+    const char *problem = conf_problem(f, &path);
     struct cr *c;
     int rc;
 
@@ -301,6 +315,7 @@ static const struct mittari_plugin cr_plugin = {
     .start = cr_start,
     .stop = cr_stop,
     .destroy = cr_destroy,
+    .check = cr_check,
 };
 
 MITTARI_PLUGIN_DEFINE(cr_plugin)

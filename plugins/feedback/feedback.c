@@ -146,6 +146,7 @@ struct fb {
     struct mtl *loop;
     int64_t last_press_us;
     struct mtr_limit unknown_log, drop_log;
+    const struct mittari_checker *chk; /* set when only checking the configuration */
 };
 
 /* ---- presses ---- */
@@ -268,7 +269,10 @@ __attribute__((format(printf, 2, 3))) static int config_error(struct fb *f, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    f->h->log(f->ctx, MITTARI_LOG_ERR, "%s", msg);
+    if (f->chk)
+        f->chk->error(f->chk, NULL, "%s", msg);
+    else
+        f->h->log(f->ctx, MITTARI_LOG_ERR, "%s", msg);
     return MITTARI_ECONFIG;
 }
 
@@ -358,6 +362,19 @@ static int fb_create(const struct mittari_host *h, struct mittari_ctx *ctx, cons
     return 0;
 }
 
+/* mittari check: the button map, as create builds it */
+static int fb_check(const void *config, const struct mittari_checker *chk)
+{
+    struct fb *f = calloc(1, sizeof(*f));
+    if (!f)
+        return 0; /* create will say */
+    f->c = config;
+    f->chk = chk;
+    int rc = make_map(f);
+    free(f);
+    return rc ? 1 : 0;
+}
+
 static int fb_start(void *state)
 {
     struct fb *f = state;
@@ -383,6 +400,7 @@ static const struct mittari_plugin feedback_plugin = {
     .start = fb_start,
     .stop = fb_stop,
     .destroy = fb_destroy,
+    .check = fb_check,
 };
 
 MITTARI_PLUGIN_DEFINE(feedback_plugin)

@@ -172,6 +172,7 @@ struct ser {
     uint8_t cmd[256];
     size_t cmd_len;
     struct mtr_limit bad_log, frame_log, drop_log;
+    const struct mittari_checker *chk; /* set when only checking the configuration */
 };
 
 /* ---- complaints ---- */
@@ -350,7 +351,10 @@ __attribute__((format(printf, 2, 3))) static int config_error(struct ser *s, con
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    s->h->log(s->ctx, MITTARI_LOG_ERR, "%s", msg);
+    if (s->chk)
+        s->chk->error(s->chk, NULL, "%s", msg);
+    else
+        s->h->log(s->ctx, MITTARI_LOG_ERR, "%s", msg);
     return MITTARI_ECONFIG;
 }
 
@@ -423,6 +427,8 @@ static int make_decoder(struct ser *s)
         if (c->values.n)
             return config_error(s, "values are for the kv and pattern decoders; a Lua "
                                    "decoder returns its readings itself");
+        if (s->chk) /* the agent compiles the file itself (MITTARI_OPT_LUA_FILE) */
+            return 0;
         if (!host_has_decoders(s->h))
             return config_error(s, "this agent cannot run Lua decoders");
         int rc = s->h->decoder_load(s->ctx, c->lua, &s->lua);
@@ -496,6 +502,20 @@ static int ser_create(const struct mittari_host *h, struct mittari_ctx *ctx, con
     return 0;
 }
 
+/* mittari check: the same checks as create, without opening anything */
+static int ser_check(const void *config, const struct mittari_checker *chk)
+{
+    struct ser s = {.c = config, .chk = chk};
+    int rc = make_framer(&s);
+    if (!rc)
+        rc = make_decoder(&s);
+    if (!rc)
+        rc = make_command(&s);
+    mtp_free(s.pattern);
+    mtf_free(s.framer);
+    return rc ? 1 : 0;
+}
+
 static int ser_start(void *state)
 {
     struct ser *s = state;
@@ -530,6 +550,7 @@ static const struct mittari_plugin serial_plugin = {
     .start = ser_start,
     .stop = ser_stop,
     .destroy = ser_destroy,
+    .check = ser_check,
 };
 
 MITTARI_PLUGIN_DEFINE(serial_plugin)
