@@ -101,8 +101,8 @@ static int cmd_plugins(const struct cli *c)
         mt_registry_scan(&reg, scan_err);
         printf("input plugins (%s):\n", dir);
         for (size_t i = 0; i < reg.n; i++)
-            printf("  %-14s %-8s %s\n", reg.v[i].desc->name, reg.v[i].desc->version,
-                   reg.v[i].desc->description);
+            printf("  %-14s %-8s %s\n", reg.v[i]->desc->name, reg.v[i]->desc->version,
+                   reg.v[i]->desc->description);
         printf("output types:\n");
         for (size_t i = 0; mt_output_types[i]; i++)
             printf("  %-14s %-8s %s\n", mt_output_types[i]->name, "builtin",

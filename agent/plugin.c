@@ -42,10 +42,11 @@ int mt_registry_init(struct mt_registry *r, const char *dir)
 void mt_registry_free(struct mt_registry *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        if (r->v[i].dl)
-            dlclose(r->v[i].dl);
-        free(r->v[i].name);
-        free(r->v[i].path);
+        if (r->v[i]->dl)
+            dlclose(r->v[i]->dl);
+        free(r->v[i]->name);
+        free(r->v[i]->path);
+        free(r->v[i]);
     }
     free(r->v);
     free(r->dir);
@@ -138,23 +139,30 @@ static int load(struct mt_registry *r, const char *name, const char *path,
         dlclose(dl);
         return rc;
     }
-    struct mt_plugin *v = realloc(r->v, (r->n + 1) * sizeof(*v));
-    if (!v) {
+    /* an array of pointers: growing it never moves a plugin that an
+     * instance configuration already points at */
+    struct mt_plugin **v = realloc(r->v, (r->n + 1) * sizeof(*v));
+    struct mt_plugin *p = calloc(1, sizeof(*p));
+    if (v)
+        r->v = v;
+    if (!v || !p) {
+        free(p);
         dlclose(dl);
         return -ENOMEM;
     }
-    r->v = v;
-    v[r->n].name = strdup(name);
-    v[r->n].path = strdup(path);
-    if (!v[r->n].name || !v[r->n].path) {
-        free(v[r->n].name);
-        free(v[r->n].path);
+    p->name = strdup(name);
+    p->path = strdup(path);
+    if (!p->name || !p->path) {
+        free(p->name);
+        free(p->path);
+        free(p);
         dlclose(dl);
         return -ENOMEM;
     }
-    v[r->n].dl = dl;
-    v[r->n].desc = d;
-    *out = &v[r->n];
+    p->dl = dl;
+    p->desc = d;
+    r->v[r->n] = p;
+    *out = p;
     r->n++;
     return 0;
 }
@@ -165,8 +173,8 @@ int mt_registry_get(struct mt_registry *r, const char *name, const struct mt_plu
     char path[PATH_MAX];
 
     for (size_t i = 0; i < r->n; i++) {
-        if (strcmp(r->v[i].name, name) == 0) {
-            *out = &r->v[i];
+        if (strcmp(r->v[i]->name, name) == 0) {
+            *out = r->v[i];
             return 0;
         }
     }

@@ -26,7 +26,7 @@ struct mt_plugin {
 
 struct mt_registry {
     char *dir;
-    struct mt_plugin *v;
+    struct mt_plugin **v; /* each its own allocation: configs keep pointers to them */
     size_t n;
 };
 

@@ -1056,11 +1056,35 @@ static void plugin_check_reports_at_the_option(void **s)
     expect_ok(f);
 }
 
+/* Regression: the registry grew an array of plugins by realloc, so the
+ * inputs loaded before a new plugin pointed into freed memory (the demo with
+ * serial devices crashed at start). */
+static void plugins_of_many_kinds_stay_valid(void **s)
+{
+    struct fx *f = *s;
+    load(f, "agent: {site: s}\n"
+            "inputs:\n"
+            "  a: {plugin: sim}\n"
+            "  b: {plugin: feedback, port: /dev/null}\n"
+            "  c: {plugin: serial, port: /dev/null,\n"
+            "      values: [{field: IN, metric: visitors_in, kind: cumulative}]}\n"
+            "  d: {plugin: cardreader, backend: pcsc}\n"
+            "  e: {plugin: sim}\n");
+    expect_ok(f);
+    assert_int_equal(f->c->ninputs, 5);
+    assert_true(f->reg.n >= 4);
+    for (size_t i = 0; i < f->c->ninputs; i++) {
+        const struct mt_inst_conf *ic = f->c->inputs[i];
+        assert_string_equal(ic->plugin_ref->desc->name, ic->plugin);
+    }
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(list_items_are_validated_and_filled),
+        T(plugins_of_many_kinds_stay_valid),
         T(plugin_check_reports_at_the_option),
         T(list_item_errors_name_the_item),
         T(profiles_are_merged_under_their_users),
