@@ -197,7 +197,7 @@ def run_counter(port, a, rng):
 
 def run_feedback(port, a, rng):
     while True:
-        port.write(rng.choices(b"1234", weights=(1, 2, 5, 8))[0:1])
+        port.write(bytes(rng.choices(b"1234", weights=(1, 2, 5, 8))[0:1]))
         time.sleep(rng.expovariate(1 / a.interval))
 
 
