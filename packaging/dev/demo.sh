@@ -22,7 +22,7 @@ if [ "${1:-}" = "--devices" ]; then
   tests/devsim/devsim.py feedback --link "$DEMO_DEV/ttySmiley" --interval 5 >/dev/null &
   tests/devsim/devsim.py rdm6300 --link "$DEMO_DEV/ttyReader" --interval 7 \
     --cards 0C000621A5,0100D507D0,01004B1F22 >/dev/null &
-  trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$DEMO_DEV"' EXIT
+  trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$DEMO_DEV"' EXIT
   sleep 0.5
 fi
 echo "demo: log and archive in $MITTARI_DATA_DIR; readings below as CSV; Ctrl-C stops" >&2
