@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decoder.h"
 #include "diag.h"
 #include "normalize.h"
 #include "util.h"
@@ -607,6 +608,9 @@ const struct mittari_host mt_host_api = {
     .set_health = host_set_health,
     .instance_name = host_instance_name,
     .count = host_count,
+    .decoder_load = mt_decoder_load,
+    .decoder_run = mt_decoder_run,
+    .decoder_free = mt_decoder_free,
 };
 
 /* ---- lifecycle (loop thread) ---- */

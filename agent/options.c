@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "decoder.h"
+
 #define SECRET_MAX 65536
 
 const char *mt_opt_type_name(int type)
@@ -160,6 +162,17 @@ static int parse_value(const struct mittari_option *o, const char *text, void *c
     return 0;
 }
 
+/* A path in the configuration is relative to the file that names it, not
+ * to the cwd: secret files and Lua decoders alike. */
+static void resolve_path(const struct mt_pos *pos, const char *given, char *path, size_t len)
+{
+    const char *slash = pos && pos->file ? strrchr(pos->file, '/') : NULL;
+    if (given[0] != '/' && slash)
+        snprintf(path, len, "%.*s/%s", (int)(slash - pos->file), pos->file, given);
+    else
+        snprintf(path, len, "%s", given);
+}
+
 static char *read_secret(const char *given, const struct mt_pos *pos, struct mt_arena *arena,
                          struct mt_diags *d)
 {
@@ -169,14 +182,9 @@ static char *read_secret(const char *given, const struct mt_pos *pos, struct mt_
     char path[4096];
     ssize_t n;
 
-    /* relative to the configuration file that names it, not to the cwd;
-     * symlinks are followed (systemd credentials, mounted secrets) and the
+    /* symlinks are followed (systemd credentials, mounted secrets) and the
      * mode of the file they lead to is what counts */
-    const char *slash = pos && pos->file ? strrchr(pos->file, '/') : NULL;
-    if (given[0] != '/' && slash)
-        snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - pos->file), pos->file, given);
-    else
-        snprintf(path, sizeof(path), "%s", given);
+    resolve_path(pos, given, path, sizeof(path));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0) {
@@ -211,6 +219,30 @@ static char *read_secret(const char *given, const struct mt_pos *pos, struct mt_
     char *s = mt_arena_strndup(arena, buf, (size_t)n);
     memset(buf, 0, sizeof(buf));
     return s;
+}
+
+/* A Lua decoder (MITTARI_OPT_LUA_FILE): the plugin gets the resolved path,
+ * and the file is compiled now, so `mittari check` reports a script that
+ * does not compile or defines no decode at its file:line before any plugin
+ * runs. */
+static void lua_file(const struct mt_optset *os, const struct mittari_option *o, void *conf,
+                     const struct mt_pos *pos, struct mt_arena *arena, struct mt_diags *d)
+{
+    unsigned char *dst = (unsigned char *)conf + o->offset;
+    const char *given;
+    char path[4096], err[512];
+
+    memcpy(&given, dst, sizeof(given));
+    resolve_path(pos, given, path, sizeof(path));
+    char *s = mt_arena_strdup(arena, path);
+    if (!s) {
+        mt_diags_add(d, pos, NULL, "out of memory");
+        return;
+    }
+    memcpy(dst, &s, sizeof(s));
+    if (mt_decoder_check_file(path, err, sizeof(err)))
+        mt_diags_add(d, pos, "docs/lua.md describes what a decoder file must define",
+                     "option '%s' of %s: %s", o->name, os->what, err);
 }
 
 static const struct mittari_option *find_opt(const struct mittari_option *t, const char *name)
@@ -379,6 +411,8 @@ int mt_options_apply(const struct mt_optset *os, void *conf, const struct mt_nod
             }
             mt_diags_add(d, &v->pos, hint[0] ? hint : NULL, "option '%s' of %s: %s", o->name,
                          os->what, (o->flags & MITTARI_OPT_SECRET) ? "value is invalid" : err);
+        } else if (o->flags & MITTARI_OPT_LUA_FILE) {
+            lua_file(os, o, conf, &v->pos, arena, d);
         }
     }
     for (size_t i = 0; i < nopts; i++) {
@@ -451,6 +485,10 @@ int mt_options_check_table(const struct mittari_option *table, size_t conf_size,
         }
         if ((o->flags & MITTARI_OPT_SECRET) && o->type != MITTARI_OPT_STRING) {
             snprintf(err, errlen, "secret option '%s' must be a string", o->name);
+            return -EINVAL;
+        }
+        if ((o->flags & MITTARI_OPT_LUA_FILE) && o->type != MITTARI_OPT_STRING) {
+            snprintf(err, errlen, "Lua file option '%s' must be a string", o->name);
             return -EINVAL;
         }
         for (const struct mittari_option *p = table; p != o; p++) {

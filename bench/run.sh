@@ -10,9 +10,11 @@ set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build-bench}
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMITTARI_TESTS=OFF -DMITTARI_BENCH=ON >/dev/null
-cmake --build "$build" -j"$(nproc)" --target bench_throughput bench_idle bench_modbus >/dev/null
+cmake --build "$build" -j"$(nproc)" --target bench_throughput bench_idle bench_modbus bench_decoder >/dev/null
 "$build/bench/bench_throughput" -n "${N:-2000000}" -r "${ROUNDS:-3}"
 echo
 "$build/bench/bench_idle" -w "${WINDOW:-20}"
 echo
 "$build/bench/bench_modbus" -w "${WINDOW:-20}" -n "${MODBUS_N:-10,100,500}"
+echo
+"$build/bench/bench_decoder"

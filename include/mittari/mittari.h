@@ -237,12 +237,18 @@ struct mittari_host {
      * metric, value, kind ("delta", "gauge", "cumulative", "event"), and
      * optionally unit, device, counter and bits (cumulative), subject and
      * space (a raw identifier: pseudonymised by emit), tags (a table), ts. */
+    /* 0, MITTARI_ECONFIG (the script does not compile or defines no
+     * decode; logged with file:line), -errno (the file) or -ENOMEM. */
     int (*decoder_load)(struct mittari_ctx *ctx, const char *path, struct mittari_decoder **out);
-    /* The thread that loaded it, one call at a time. Runs decode on one
-     * frame and emits what it returns (ts_us where a reading has no ts).
-     * Returns the number of readings emitted, or MITTARI_EREADING when the
-     * script failed, ran over its budget or returned something malformed:
-     * logged with file:line (rate-limited) and counted, never fatal. */
+    /* Any one thread at a time (the loop, or a poll's worker). Runs decode
+     * on one frame and emits what it returns (ts_us where a reading has no
+     * ts). Returns the number of readings emitted; MITTARI_EREADING when the
+     * script failed, ran over its budget (instructions, memory, 100 ms) or
+     * returned something malformed: nothing of that frame is emitted, it is
+     * logged with file:line (rate-limited) and counted, never fatal. An
+     * error of emit itself (-EAGAIN, MITTARI_EFULL, MITTARI_ESTOPPED) is
+     * passed through; the frame's readings before it were emitted, so do
+     * not run the frame again. */
     int (*decoder_run)(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us);
     void (*decoder_free)(struct mittari_decoder *d);
 };

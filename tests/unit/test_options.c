@@ -403,6 +403,46 @@ static void canonical_holds_no_secret(void **s)
     mt_buf_free(&b);
 }
 
+/* MITTARI_OPT_LUA_FILE: the plugin gets the path resolved from the config
+ * file's directory, and a file that does not compile is refused now, at
+ * its line in the configuration. */
+static void lua_file_is_resolved_and_compiled(void **s)
+{
+    struct fx *f = *s;
+    struct lconf {
+        const char *lua;
+    };
+    static const struct mittari_option lopts[] = {
+        {.name = "lua", .type = MITTARI_OPT_STRING, .flags = MITTARI_OPT_LUA_FILE,
+         .offset = offsetof(struct lconf, lua), .help = "decoder"},
+        {0},
+    };
+    struct mt_optset os = {lopts, sizeof(struct lconf), "test", NULL, false};
+    struct lconf c = {0};
+    char cwd[4096];
+
+    free(tu_write(f->dir, "good.lua", "function decode(frame, ts) return nil end\n"));
+    free(tu_write(f->dir, "bad.lua", "function decode(frame, ts)\n  return {\nend\n"));
+    free(tu_write(f->dir, "none.lua", "x = 1\n"));
+    char *cfg = tu_write(f->dir, "c.yaml", "a: {lua: good.lua}\nb: {lua: bad.lua}\nc: {lua: none.lua}\n");
+    assert_int_equal(mt_cfg_load_file(&f->doc, cfg, NULL, &f->d), 0);
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir("/"), 0); /* not where the files are */
+    int ra = mt_options_apply(&os, &c, mt_node_get(f->doc.root, "a"), &owner, &f->arena, &f->d);
+    char want[4200];
+    snprintf(want, sizeof(want), "%s/good.lua", f->dir);
+    assert_int_equal(ra, 0);
+    assert_string_equal(c.lua, want);
+    int rb = mt_options_apply(&os, &c, mt_node_get(f->doc.root, "b"), &owner, &f->arena, &f->d);
+    int rc = mt_options_apply(&os, &c, mt_node_get(f->doc.root, "c"), &owner, &f->arena, &f->d);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rb, 1);
+    assert_int_equal(rc, 1);
+    expect_diag(&f->d, 0, 2, 10, "bad.lua:3:");
+    assert_non_null(strstr(f->d.v[1].msg, "decode"));
+    free(cfg);
+}
+
 static void secret_file_readable_by_others_is_refused(void **s)
 {
     struct fx *f = *s;
@@ -888,6 +928,7 @@ int main(void)
         T(non_scalar_value_is_refused),
         T(options_must_be_a_mapping),
         T(secret_from_file),
+        T(lua_file_is_resolved_and_compiled),
         T(secret_relative_path_is_from_the_config_file),
         T(secret_symlink_is_followed_and_its_target_checked),
         T(canonical_holds_no_secret),
