@@ -186,14 +186,6 @@ static int add_output(struct mt_agent *a, struct mt_inst_conf *ic, int64_t resum
     return 0;
 }
 
-static void start_output(struct mt_agent *a, struct out_slot *s)
-{
-    char err[512];
-    (void)a;
-    if (mt_output_start(s->o, err, sizeof(err)))
-        mt_diag(MT_ERR, MOD, "output %s: cannot start: %s", s->ic->name, err);
-}
-
 /* Moves enabled instance configs out of c into running instances. */
 static void instantiate(struct mt_agent *a, struct mt_config *c, bool start)
 {
@@ -207,7 +199,7 @@ static void instantiate(struct mt_agent *a, struct mt_config *c, bool start)
             continue;
         }
         if (add_output(a, ic, 0) == 0 && start)
-            start_output(a, &a->outputs[a->noutputs - 1]);
+            mt_output_start(a->outputs[a->noutputs - 1].o);
     }
     for (size_t i = 0; i < c->ninputs; i++) {
         struct mt_inst_conf *ic = c->inputs[i];
@@ -652,7 +644,7 @@ static void reload_output_closed(void *arg)
     mt_inst_conf_free(r->old_ic);
     if (r->new_ic && a->phase == PH_RUNNING) {
         if (add_output(a, r->new_ic, r->cursor) == 0)
-            start_output(a, &a->outputs[a->noutputs - 1]);
+            mt_output_start(a->outputs[a->noutputs - 1].o);
     } else {
         mt_inst_conf_free(r->new_ic);
     }
@@ -795,7 +787,7 @@ int mt_agent_run(struct mt_agent *a)
 
     a->phase = PH_RUNNING;
     for (size_t i = 0; i < a->noutputs; i++)
-        start_output(a, &a->outputs[i]);
+        mt_output_start(a->outputs[i].o);
     for (size_t i = 0; i < a->ninputs; i++)
         mt_input_start(a->inputs[i].ctx);
     if (a->conf->agent.stats_interval_ms > 0)

@@ -60,6 +60,9 @@ struct mt_output {
     size_t nrows;
     int64_t have_seq;
     int64_t have_raw; /* what open() reported, before the checks */
+    bool cursor_read;     /* the worker read the durable cursor into start_cursor */
+    bool started;         /* the loop applied it */
+    int64_t start_cursor;
     bool known; /* this log has a cursor for the output: it delivered from it before */
     int rc;
     bool read_failed;
@@ -135,28 +138,33 @@ fail:
     return rc;
 }
 
-int mt_output_start(struct mt_output *o, char *err, size_t errlen)
+void mt_output_start(struct mt_output *o)
 {
-    int64_t seq = 0;
-    int rc = mt_log_open(&o->rdb, o->env.db_path, MT_LOG_READER, err, errlen);
-
-    if (rc)
-        return rc;
-    rc = mt_log_get_cursor(o->rdb, o->name, &seq);
-    o->known = rc == 0;
-    if (rc && rc != -ENOENT) {
-        snprintf(err, errlen, "cannot read the cursor: %s", mt_log_errmsg(o->rdb));
-        return rc;
-    }
-    if (o->resume_after > seq)
-        seq = o->resume_after;
-    o->cursor = seq;
+    /* the database is opened and the cursor read by the first work on a
+     * worker: the loop does no file I/O, also not at a reload */
     o->committed = mt_writer_committed(o->env.writer);
-    /* registers the consumer so retention keeps what it has not delivered */
-    mt_writer_cursor(o->env.writer, o->name, seq);
-    mt_diag(MT_INFO, o->module, "starting after seq %" PRId64 " (%" PRId64 " readings waiting)",
-            seq, o->committed > seq ? o->committed - seq : 0);
     kick(o);
+}
+
+/* Worker: the reading connection and the durable cursor, once. */
+static int load_cursor(struct mt_output *o)
+{
+    char err[sizeof(o->res.error)];
+    int64_t seq = 0;
+
+    if (!o->rdb && mt_log_open(&o->rdb, o->env.db_path, MT_LOG_READER, err, sizeof(err))) {
+        snprintf(o->res.error, sizeof(o->res.error), "%s", err);
+        return -EAGAIN;
+    }
+    int rc = mt_log_get_cursor(o->rdb, o->name, &seq);
+    if (rc && rc != -ENOENT) {
+        snprintf(o->res.error, sizeof(o->res.error), "cannot read the cursor: %s",
+                 mt_log_errmsg(o->rdb));
+        return -EAGAIN;
+    }
+    o->known = rc == 0;
+    o->start_cursor = seq > o->resume_after ? seq : o->resume_after;
+    o->cursor_read = true;
     return 0;
 }
 
@@ -188,6 +196,8 @@ static void work_cb(uv_work_t *req)
     o->nrows = 0;
     o->read_failed = false;
     memset(&o->res, 0, sizeof(o->res));
+    if (!o->cursor_read && (o->rc = load_cursor(o)))
+        return;
     if (!o->opened) {
         int64_t have_ts = 0;
         o->have_seq = 0;
@@ -200,7 +210,9 @@ static void work_cb(uv_work_t *req)
         if (o->have_seq > 0 && !have_from_this_log(o, have_ts))
             o->have_seq = 0;
     }
-    int64_t after = o->cursor > o->have_seq ? o->cursor : o->have_seq;
+    /* the loop applies start_cursor after this first run */
+    int64_t cursor = o->started ? o->cursor : o->start_cursor;
+    int64_t after = cursor > o->have_seq ? cursor : o->have_seq;
     if (after >= o->target)
         return;
     int rc = mt_log_read(o->rdb, after, o->target, (size_t)o->common->batch_size, o->rows, &n);
@@ -277,6 +289,14 @@ static void after_cb(uv_work_t *req, int status)
         return;
     }
     (void)status;
+    if (o->cursor_read && !o->started) {
+        o->started = true;
+        o->cursor = o->start_cursor;
+        /* registers the consumer so retention keeps what it has not delivered */
+        mt_writer_cursor(o->env.writer, o->name, o->cursor);
+        mt_diag(MT_INFO, o->module, "starting after seq %" PRId64 " (%" PRId64 " readings waiting)",
+                o->cursor, o->committed > o->cursor ? o->committed - o->cursor : 0);
+    }
     if (o->opened && o->have_raw && o->have_raw != o->have_seq) {
         mt_diag(MT_WARNING, o->module,
                 "destination holds readings through seq %" PRId64 " that are not this log's "

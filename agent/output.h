@@ -88,8 +88,10 @@ struct mt_output;
 int mt_output_create(struct mt_output **out, const struct mt_output_env *env, const char *name,
                      const struct mt_output_type *type, const void *conf,
                      const struct mt_output_common *common, char *err, size_t errlen);
-/* Loop thread: loads the durable cursor and starts delivering. */
-int mt_output_start(struct mt_output *o, char *err, size_t errlen);
+/* Loop thread: starts delivering; the first work on a worker opens the
+ * reading connection and loads the durable cursor (a failure there is
+ * retried like a failed delivery). */
+void mt_output_start(struct mt_output *o);
 /* Loop thread: new readings are committed up to seq. */
 void mt_output_notify(struct mt_output *o, int64_t committed);
 /* Delivered everything committed so far, nothing in flight. */
