@@ -652,35 +652,90 @@ static void reload_output_closed(void *arg)
     reload_input_stopped(a);
 }
 
+/* The files are read, plugins loaded and decoders compiled on a worker:
+ * a reload never blocks the loop. */
+struct reload_load {
+    uv_work_t work;
+    struct mt_agent *a;
+    struct mt_config *c;
+    struct mt_diags d;
+    int rc;
+};
+
+static void reload_load_work(uv_work_t *req)
+{
+    struct reload_load *r = req->data;
+    struct mt_agent *a = r->a;
+    /* the registry is the loop's otherwise, but nothing else touches it
+     * while a reload is in progress */
+    r->rc = mt_config_load(&r->c, a->opts.conf_path, a->opts.plugin_dir, &a->reg, &r->d);
+}
+
+static void reload_apply(struct mt_agent *a, struct mt_config *c);
+
+static void reload_load_done(uv_work_t *req, int status)
+{
+    struct reload_load *r = req->data;
+    struct mt_agent *a = r->a;
+    struct mt_config *c = r->c;
+
+    (void)status;
+    if (a->phase != PH_RUNNING) {
+        a->reloading = false;
+        mt_config_free(c);
+    } else if (r->rc) {
+        for (size_t i = 0; i < r->d.n; i++) {
+            const struct mt_diag_entry *e = &r->d.v[i];
+            mt_diag(MT_ERR, MOD, "%s:%d:%d: %s%s%s%s", e->pos.file ? e->pos.file : "-",
+                    e->pos.line, e->pos.col, e->msg, e->hint ? " (hint: " : "",
+                    e->hint ? e->hint : "", e->hint ? ")" : "");
+        }
+        mt_diag(MT_ERR, MOD, "new configuration has %zu problems; keeping the running one",
+                r->d.n);
+        mt_config_free(c);
+        a->reloading = false;
+        sd_notify(0, "READY=1");
+        if (a->reload_again) {
+            a->reload_again = false;
+            mt_agent_reload(a);
+        }
+    } else {
+        reload_apply(a, c);
+    }
+    mt_diags_free(&r->d);
+    free(r);
+}
+
 void mt_agent_reload(struct mt_agent *a)
 {
-    struct mt_diags d = {0};
-    struct mt_config *c = NULL;
-
     if (a->phase != PH_RUNNING)
         return;
     if (a->reloading) {
         a->reload_again = true; /* the files may have changed again since */
         return;
     }
-    sd_notify(0, "RELOADING=1");
-    mt_diag(MT_INFO, MOD, "reloading %s", a->opts.conf_path);
-    if (mt_config_load(&c, a->opts.conf_path, a->opts.plugin_dir, &a->reg, &d)) {
-        for (size_t i = 0; i < d.n; i++) {
-            const struct mt_diag_entry *e = &d.v[i];
-            mt_diag(MT_ERR, MOD, "%s:%d:%d: %s%s%s%s", e->pos.file ? e->pos.file : "-",
-                    e->pos.line, e->pos.col, e->msg, e->hint ? " (hint: " : "",
-                    e->hint ? e->hint : "", e->hint ? ")" : "");
-        }
-        mt_diag(MT_ERR, MOD, "new configuration has %zu problems; keeping the running one", d.n);
-        mt_diags_free(&d);
-        mt_config_free(c);
-        sd_notify(0, "READY=1");
+    struct reload_load *r = calloc(1, sizeof(*r));
+    if (!r) {
+        mt_diag(MT_ERR, MOD, "reload: out of memory");
         return;
     }
-    mt_diags_free(&d);
-    keep_configured_consumers(a, c);
+    r->a = a;
+    r->work.data = r;
     a->reloading = true;
+    sd_notify(0, "RELOADING=1");
+    mt_diag(MT_INFO, MOD, "reloading %s", a->opts.conf_path);
+    int rc = uv_queue_work(&a->loop, &r->work, reload_load_work, reload_load_done);
+    if (rc) {
+        mt_diag(MT_ERR, MOD, "reload: cannot queue work: %s", uv_strerror(rc));
+        a->reloading = false;
+        free(r);
+    }
+}
+
+/* Loop thread: the new configuration is valid; switch to it. */
+static void reload_apply(struct mt_agent *a, struct mt_config *c)
+{
+    keep_configured_consumers(a, c);
     a->pending = c;
     a->reload_waiting = 1; /* held until every stop below has been started */
 
