@@ -1,4 +1,5 @@
 #include "cardid.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -16,17 +17,6 @@ static bool blank(char c)
 static bool digit(char c)
 {
     return c >= '0' && c <= '9';
-}
-
-static int hexval(char c)
-{
-    if (digit(c))
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
 }
 
 static void trim(const char **s, size_t *n)
@@ -97,7 +87,7 @@ static int em4100_hex(const char *s, size_t n, struct cr_subject *out)
     if (n != 8 && n != 10)
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (hexval(s[i]) < 0)
+        if (mtx_hexval(s[i]) < 0)
             return -EINVAL;
     return copy_text(s, n, "em4100-hex", out);
 }
@@ -129,7 +119,7 @@ static int uid_hex(const char *s, size_t n, struct cr_subject *out)
     size_t i = 0, nb = 0;
 
     while (i < n) {
-        int hi = i + 1 < n ? hexval(s[i]) : -1, lo = hi >= 0 ? hexval(s[i + 1]) : -1;
+        int hi = i + 1 < n ? mtx_hexval(s[i]) : -1, lo = hi >= 0 ? mtx_hexval(s[i + 1]) : -1;
         if (lo < 0 || nb == CR_SUBJECT_MAX)
             return -EINVAL;
         out->id[nb++] = (uint8_t)(hi << 4 | lo);

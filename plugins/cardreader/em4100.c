@@ -1,25 +1,15 @@
 #include "em4100.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10; /* some clones send lower case */
-    return -1;
-}
-
 /* n hex pairs at s into out; false on anything that is not a hex digit. */
 static bool hexbytes(const uint8_t *s, size_t n, uint8_t *out)
 {
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = mtx_hexval(s[2 * i]), lo = mtx_hexval(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -10,22 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
 #include "fields.h"
 
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
-}
-
-static int hex_value(char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static int parse_uint(const char *s, size_t len, unsigned base, struct mtd_num *out)
@@ -35,7 +25,7 @@ static int parse_uint(const char *s, size_t len, unsigned base, struct mtd_num *
     if (len == 0)
         return -EINVAL;
     for (size_t i = 0; i < len; i++) {
-        int d = base == 16 ? hex_value(s[i]) : (is_digit(s[i]) ? s[i] - '0' : -1);
+        int d = base == 16 ? mtx_hexval(s[i]) : (is_digit(s[i]) ? s[i] - '0' : -1);
         if (d < 0 || v > (UINT64_MAX - (uint64_t)d) / base)
             return -EINVAL;
         v = v * base + (uint64_t)d;

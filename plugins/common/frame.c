@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
 #include "frame.h"
 
 struct mtf_framer {
@@ -249,17 +250,6 @@ const struct mtf_stats *mtf_stats(const struct mtf_framer *f)
 
 /* ---- option text ---- */
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int escape(const char **s, uint8_t *b)
 {
     const char *p = *s + 1;
@@ -280,7 +270,7 @@ static int escape(const char **s, uint8_t *b)
         *b = '\\';
         break;
     case 'x': {
-        int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
+        int hi = mtx_hexval(p[1]), lo = hi < 0 ? -1 : mtx_hexval(p[2]);
         if (lo < 0)
             return -EINVAL;
         *b = (uint8_t)(hi << 4 | lo);

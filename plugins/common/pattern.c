@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
 #include "pattern.h"
 
 struct mtp_pattern {
@@ -18,18 +19,6 @@ struct mtp_pattern {
     size_t ngroups;
     char names[MTP_MAX_GROUPS][MTP_NAME_MAX];
 };
-
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int rc,
-                                                      const char *fmt, ...)
-{
-    va_list ap;
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* ---- rewriting ---- */
 
@@ -105,17 +94,17 @@ static int open_group(struct rw *w, char names[][MTP_NAME_MAX], size_t *ng, char
     char name[MTP_NAME_MAX] = "";
 
     if (*ng >= MTP_MAX_GROUPS)
-        return fail(err, errlen, -E2BIG, "more than %d capture groups", MTP_MAX_GROUPS);
+        return mtx_fail(err, errlen, -E2BIG, "more than %d capture groups", MTP_MAX_GROUPS);
     if (s[w->i + 1] == '?') {
         size_t next = s[w->i + 2] == '<' ? group_name(s, w->i, name) : 0;
         if (!next)
-            return fail(err, errlen, -EINVAL,
+            return mtx_fail(err, errlen, -EINVAL,
                         "at offset %zu: only (?<name>...) groups are supported, names "
                         "[A-Za-z_][A-Za-z0-9_]*",
                         w->i);
         for (size_t g = 0; g < *ng; g++)
             if (strcmp(names[g], name) == 0)
-                return fail(err, errlen, -EINVAL, "group name '%s' used twice", name);
+                return mtx_fail(err, errlen, -EINVAL, "group name '%s' used twice", name);
         w->i = next;
     } else {
         w->i++;
@@ -141,12 +130,12 @@ static int repeat(struct rw *w, char *err, size_t errlen)
     size_t end = w->i + 1;
 
     if (w->after_repeat)
-        return fail(err, errlen, -EINVAL, "at offset %zu: a repetition of a repetition", w->i);
+        return mtx_fail(err, errlen, -EINVAL, "at offset %zu: a repetition of a repetition", w->i);
     if (s[w->i] == '{') {
         while (s[end] && s[end] != '}')
             end++;
         if (!s[end])
-            return fail(err, errlen, -EINVAL, "unclosed { at offset %zu", w->i);
+            return mtx_fail(err, errlen, -EINVAL, "unclosed { at offset %zu", w->i);
         end++;
     }
     put(w, s + w->i, end - w->i);
@@ -167,22 +156,22 @@ static int rewrite_one(struct rw *w, char names[][MTP_NAME_MAX], size_t *ng, cha
     if (c == '\\') {
         char d = s[w->i + 1];
         if (d >= '1' && d <= '9')
-            return fail(err, errlen, -EINVAL, "backreference \\%c is not allowed", d);
+            return mtx_fail(err, errlen, -EINVAL, "backreference \\%c is not allowed", d);
         if (!d)
-            return fail(err, errlen, -EINVAL, "trailing backslash");
+            return mtx_fail(err, errlen, -EINVAL, "trailing backslash");
         put(w, s + w->i, 2);
         w->i += 2;
     } else if (c == '[') {
         size_t end = bracket_end(s, w->i);
         if (!end)
-            return fail(err, errlen, -EINVAL, "unclosed [ at offset %zu", w->i);
+            return mtx_fail(err, errlen, -EINVAL, "unclosed [ at offset %zu", w->i);
         put(w, s + w->i, end - w->i);
         w->i = end;
     } else if (c == '(') {
         return open_group(w, names, ng, err, errlen);
     } else if (c == ')') {
         if (w->depth == 0)
-            return fail(err, errlen, -EINVAL, "unmatched ) at offset %zu", w->i);
+            return mtx_fail(err, errlen, -EINVAL, "unmatched ) at offset %zu", w->i);
         w->depth--;
         put(w, ")", 1);
         w->i++;
@@ -207,9 +196,9 @@ int mtp_rewrite(const char *regex, char *out, size_t outlen, char names[][MTP_NA
         rc = rewrite_one(&w, names, ngroups, err, errlen);
     put(&w, ")$", 2);
     if (!rc && w.depth)
-        rc = fail(err, errlen, -EINVAL, "unmatched (");
+        rc = mtx_fail(err, errlen, -EINVAL, "unmatched (");
     if (!rc && w.full)
-        rc = fail(err, errlen, -E2BIG, "pattern too long");
+        rc = mtx_fail(err, errlen, -E2BIG, "pattern too long");
     return rc;
 }
 
@@ -232,19 +221,19 @@ int mtp_compile(struct mtp_pattern **out, const char *regex, char *err, size_t e
     if (r) {
         char msg[160];
         regerror(r, &p->re, msg, sizeof(msg));
-        rc = fail(err, errlen, -EINVAL, "%s", msg);
+        rc = mtx_fail(err, errlen, -EINVAL, "%s", msg);
         goto out;
     }
     if (p->re.re_nsub != p->ngroups + 1) {
         regfree(&p->re);
-        rc = fail(err, errlen, -EINVAL, "cannot count the groups of this pattern");
+        rc = mtx_fail(err, errlen, -EINVAL, "cannot count the groups of this pattern");
         goto out;
     }
     *out = p;
     p = NULL;
 out:
     if (rc == -ENOMEM)
-        fail(err, errlen, rc, "out of memory");
+        mtx_fail(err, errlen, rc, "out of memory");
     free(text);
     free(p);
     return rc;

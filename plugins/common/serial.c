@@ -28,6 +28,7 @@
 
 #include <libserialport.h>
 
+#include "text.h"
 #include "serial.h"
 
 const char *const mts_parity_names[] = {"none", "odd", "even", "mark", "space", NULL};
@@ -46,18 +47,6 @@ struct mts_port {
     struct sp_port *sp; /* NULL when opened with termios */
     char note[160];
 };
-
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int rc,
-                                                      const char *fmt, ...)
-{
-    va_list ap;
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* ---- settings common to both ways ---- */
 
@@ -170,10 +159,10 @@ static int configure_termios(int fd, const struct mts_conf *c, char *err, size_t
     speed_t sp;
 
     if (speed_of(c->baud, &sp))
-        return fail(err, errlen, -EINVAL, "%s: baud %lld is not a standard rate", c->port,
+        return mtx_fail(err, errlen, -EINVAL, "%s: baud %lld is not a standard rate", c->port,
                     (long long)c->baud);
     if (tcgetattr(fd, &t) < 0)
-        return fail(err, errlen, -errno, "%s: not a terminal: %s", c->port, strerror(errno));
+        return mtx_fail(err, errlen, -errno, "%s: not a terminal: %s", c->port, strerror(errno));
     cfmakeraw(&t);
     set_frame_bits(&t, c);
     t.c_cc[VMIN] = 1;
@@ -181,7 +170,7 @@ static int configure_termios(int fd, const struct mts_conf *c, char *err, size_t
     cfsetispeed(&t, sp);
     cfsetospeed(&t, sp);
     if (tcsetattr(fd, TCSANOW, &t) < 0)
-        return fail(err, errlen, -errno, "%s: cannot set line settings: %s", c->port,
+        return mtx_fail(err, errlen, -errno, "%s: cannot set line settings: %s", c->port,
                     strerror(errno));
     return 0;
 }
@@ -190,9 +179,9 @@ static int finish_open(struct mts_port *p, const struct mts_conf *c, char *err, 
 {
     int rc = probe_modem_lines(p, c);
     if (rc)
-        return fail(err, errlen, rc, "%s: modem lines: %s", c->port, strerror(-rc));
+        return mtx_fail(err, errlen, rc, "%s: modem lines: %s", c->port, strerror(-rc));
     if (c->rs485 && (rc = set_rs485(p)))
-        return fail(err, errlen, rc, "%s: cannot switch to RS-485: %s", c->port, strerror(-rc));
+        return mtx_fail(err, errlen, rc, "%s: cannot switch to RS-485: %s", c->port, strerror(-rc));
     return 0;
 }
 
@@ -212,10 +201,10 @@ int mts_open_termios(struct mts_port **out, const struct mts_conf *c, char *err,
     *out = NULL;
     p = calloc(1, sizeof(*p));
     if (!p)
-        return fail(err, errlen, -ENOMEM, "%s: %s", c->port, strerror(ENOMEM));
+        return mtx_fail(err, errlen, -ENOMEM, "%s: %s", c->port, strerror(ENOMEM));
     p->fd = open(c->port, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (p->fd < 0) {
-        rc = fail(err, errlen, -errno, "%s: %s", c->port, strerror(errno));
+        rc = mtx_fail(err, errlen, -errno, "%s: %s", c->port, strerror(errno));
         free(p);
         return rc;
     }
@@ -259,7 +248,7 @@ static int sp_fail(char *err, size_t errlen, enum sp_return r, const char *port,
     snprintf(text, sizeof(text), "%s: %s", what, msg ? msg : strerror(-rc));
     if (msg)
         sp_free_error_message(msg);
-    return fail(err, errlen, rc, "%s: %s", port, text);
+    return mtx_fail(err, errlen, rc, "%s: %s", port, text);
 }
 
 static enum sp_return sp_configure(struct sp_port *sp, const struct mts_conf *c)
@@ -297,9 +286,9 @@ static int open_sp(struct mts_port *p, const char *real, const struct mts_conf *
     if ((r = sp_configure(p->sp, c)) != SP_OK)
         rc = sp_fail(err, errlen, r, c->port, "cannot set line settings");
     else if (sp_get_port_handle(p->sp, &p->fd) != SP_OK)
-        rc = fail(err, errlen, -EIO, "%s: no descriptor from libserialport", c->port);
+        rc = mtx_fail(err, errlen, -EIO, "%s: no descriptor from libserialport", c->port);
     else if ((rc = set_nonblocking(p->fd)))
-        fail(err, errlen, rc, "%s: %s", c->port, strerror(-rc));
+        mtx_fail(err, errlen, rc, "%s: %s", c->port, strerror(-rc));
     else
         rc = finish_open(p, c, err, errlen);
     if (rc) {
@@ -319,17 +308,17 @@ int mts_open(struct mts_port **out, const struct mts_conf *c, char *err, size_t 
 
     *out = NULL;
     if (!c->port || !*c->port)
-        return fail(err, errlen, -EINVAL, "no port given");
+        return mtx_fail(err, errlen, -EINVAL, "no port given");
     /* a by-id link points at the port sysfs knows; libserialport wants that */
     if (!realpath(c->port, real) || stat(real, &st) < 0)
-        return fail(err, errlen, -errno, "%s: %s", c->port, strerror(errno));
+        return mtx_fail(err, errlen, -errno, "%s: %s", c->port, strerror(errno));
     if (!S_ISCHR(st.st_mode))
-        return fail(err, errlen, -ENOTTY, "%s: not a character device", c->port);
+        return mtx_fail(err, errlen, -ENOTTY, "%s: not a character device", c->port);
     if (is_pty_dev(st.st_rdev))
         return mts_open_termios(out, c, err, errlen);
     p = calloc(1, sizeof(*p));
     if (!p)
-        return fail(err, errlen, -ENOMEM, "%s: %s", c->port, strerror(ENOMEM));
+        return mtx_fail(err, errlen, -ENOMEM, "%s: %s", c->port, strerror(ENOMEM));
     p->fd = -1;
     rc = open_sp(p, real, c, err, errlen);
     if (rc == 0) {
