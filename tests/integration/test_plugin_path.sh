@@ -28,7 +28,7 @@ count_metric() {
 }
 
 # docs/plugin-sdk.md ends with the example's files, character for character
-for f in heartbeat.c Makefile; do
+for f in heartbeat.c Makefile CMakeLists.txt; do
   awk -v f="$f" '$0 ~ "<!-- example: examples/plugin/" f {m = 1; next}
     m && /^```/ {n++; if (n == 2) exit; next} m && n == 1' "$SOURCE_DIR/docs/plugin-sdk.md" >"$T/doc-$f"
   [ -s "$T/doc-$f" ] || fail "docs/plugin-sdk.md does not show $f"
