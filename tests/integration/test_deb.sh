@@ -32,6 +32,7 @@ done
 
 # Tests that make the system user `mittari` take turns on this machine
 # (tests/integration/test_install_docs.sh takes the same lock).
+mkdir -p /run/lock
 exec 9>/run/lock/mittari-test-install-docs.lock
 flock -w 900 9 || fail "another test holds the mittari user lock"
 
