@@ -44,7 +44,7 @@ fi
 apt_uri() {
   cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
     2>/dev/null | grep -v '^[[:space:]]*#' | grep -oE "https?://[^[:space:]]+/$1/?([[:space:]]|\$)" |
-    head -1 | tr -d '[:space:]' | sed 's#/$##'
+    head -1 | tr -d '[:space:]' | sed 's#/$##' || true
 }
 step "find the Debian mirror in /etc/apt/sources.list*"
 mirror=${MIRROR:-$(apt_uri debian)}
