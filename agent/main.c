@@ -31,7 +31,7 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run -c DIR                 run the agent on the configuration in DIR\n"
-    "  check -c DIR               check the configuration, report every problem\n"
+    "  check -c DIR               check the configuration, report its problems\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
     "                             (NAME agent: the agent section; output: every output)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
@@ -103,7 +103,10 @@ static int cmd_plugins(const struct cli *c)
 
     mt_registry_init(&reg, dir);
     if (!c->name) {
-        mt_registry_scan(&reg, scan_err);
+        /* a plugin dir that cannot be read, or a plugin in it that is
+         * refused, is an error (exit 1) after the listing (issue 9) */
+        if (mt_registry_scan(&reg, scan_err))
+            rc = MT_EXIT_FAILURE;
         printf("input plugins (%s):\n", dir);
         for (size_t i = 0; i < reg.n; i++)
             printf("  %-14s %-8s %s\n", reg.v[i]->desc->name, reg.v[i]->desc->version,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "options.h"
+#include "util.h"
 
 #ifndef MITTARI_PLUGIN_DIR
 #define MITTARI_PLUGIN_DIR "/usr/lib/mittari/plugins"
@@ -195,33 +196,48 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+size_t mt_registry_names(const struct mt_registry *r, char **names, size_t max)
+{
+    DIR *dir = r->dir ? opendir(r->dir) : NULL;
+    struct dirent *de;
+    size_t n = 0;
+
+    if (!dir)
+        return 0;
+    while ((de = readdir(dir)) && n < max) {
+        size_t l = strlen(de->d_name);
+        if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0 &&
+            (names[n] = strndup(de->d_name, l - 3)))
+            n++;
+    }
+    closedir(dir);
+    if (n)
+        qsort(names, n, sizeof(*names), str_cmp);
+    return n;
+}
+
 size_t mt_registry_scan(struct mt_registry *r, void (*err_cb)(const char *path, const char *msg))
 {
-    DIR *dir = opendir(r->dir);
-    struct dirent *de;
     char *names[256];
-    size_t n = 0, ok = 0;
+    size_t n, problems = 0;
+    DIR *dir = opendir(r->dir);
 
     if (!dir) {
         if (err_cb)
             err_cb(r->dir, strerror(errno));
-        return 0;
-    }
-    while ((de = readdir(dir)) && n < sizeof(names) / sizeof(names[0])) {
-        size_t l = strlen(de->d_name);
-        if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0)
-            names[n++] = strndup(de->d_name, l - 3);
+        return 1;
     }
     closedir(dir);
-    qsort(names, n, sizeof(*names), str_cmp);
+    n = mt_registry_names(r, names, MT_ARRAY_SIZE(names));
     for (size_t i = 0; i < n; i++) {
         const struct mt_plugin *p;
         char err[600];
-        if (names[i] && mt_registry_get(r, names[i], &p, err, sizeof(err)) == 0)
-            ok++;
-        else if (err_cb && names[i])
-            err_cb(names[i], err);
+        if (mt_registry_get(r, names[i], &p, err, sizeof(err)) != 0) {
+            problems++;
+            if (err_cb)
+                err_cb(names[i], err);
+        }
         free(names[i]);
     }
-    return ok;
+    return problems;
 }

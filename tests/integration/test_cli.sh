@@ -12,6 +12,12 @@ P=(--plugin-dir "$BUILD_DIR/plugins")
 "$MITTARI" "${P[@]}" plugins sim | grep -qE "^  rate +number +default 5; 0 to 10000000" || fail "plugins sim prints the option table"
 "$MITTARI" "${P[@]}" plugins file --markdown | grep -q '^| `path` | string | required |' || fail "markdown table"
 "$MITTARI" "${P[@]}" plugins nosuch 2>/dev/null; [ $? = 1 ] || fail "unknown plugin: exit 1"
+# issue 9: a plugin dir that cannot be read, or a refused plugin in it, is an error
+"$MITTARI" plugins -P /nonexistent >/dev/null 2>"$T/p.err"; [ $? = 1 ] || fail "plugins -P /nonexistent: exit 0"
+grep -q "^mittari: /nonexistent: No such file or directory" "$T/p.err" || fail "plugins -P /nonexistent: message"
+"$MITTARI" plugins -P "$TEST_PLUGIN_DIR" >"$T/p.out" 2>"$T/p.err"; [ $? = 1 ] || fail "refused plugins: exit 0"
+grep -q "^  probe " "$T/p.out" || fail "the good plugin is still listed"
+[ "$(grep -c refused "$T/p.err")" -ge 4 ] || fail "each refused plugin named"
 
 # the demo configuration checks clean
 MITTARI_DATA_DIR=$T/demo "$MITTARI" check -c "$SOURCE_DIR/conf.d" "${P[@]}" | grep -q ": ok" || fail "demo config"
