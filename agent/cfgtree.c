@@ -215,8 +215,7 @@ static char *expand_env(struct parser *p, const char *s, struct mt_pos pos, int 
     char *out = NULL;
 
     if (depth > MAX_ENV_NESTING) {
-        perr(p, pos, NULL, "environment references nested deeper than %d levels",
-             MAX_ENV_NESTING);
+        perr(p, pos, NULL, "environment references nested deeper than %d levels", MAX_ENV_NESTING);
         return NULL;
     }
     for (const char *c = s; *c;) {

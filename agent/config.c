@@ -527,8 +527,8 @@ static void plugin_hint(const struct mt_registry *reg, const char *name, char *h
     if (best)
         snprintf(hint, len, "did you mean '%s'? ('mittari plugins' lists them)", best);
     else if (mt_output_type_find(name))
-        snprintf(hint, len, "'%s' is an output type: put it under 'outputs:' as 'type: %s'",
-                 name, name);
+        snprintf(hint, len, "'%s' is an output type: put it under 'outputs:' as 'type: %s'", name,
+                 name);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
 }
@@ -590,8 +590,8 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     ic->tags_json = tags_json(ic, mt_node_get(map, "tags"), what, d);
     parse_enabled(map, &ic->enabled, what, d);
     ic->conf = mt_arena_alloc(&ic->arena, pl->desc->config_size ? pl->desc->config_size : 1);
-    struct mt_optset os = {pl->desc->options, pl->desc->config_size, what, input_reserved, false,
-                         pname};
+    struct mt_optset os = {
+        pl->desc->options, pl->desc->config_size, what, input_reserved, false, pname};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->conf)
         plugin_check(pl->desc, ic->conf, map, what, &ic->pos, d);
@@ -669,7 +669,8 @@ static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags
     struct mt_optset os = {t->options, t->config_size, what, reserved, false, tname};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     /* the common options: unknown keys were reported above */
-    struct mt_optset cs = {mt_output_common_options, sizeof(ic->common), what, NULL, true, "output"};
+    struct mt_optset cs = {
+        mt_output_common_options, sizeof(ic->common), what, NULL, true, "output"};
     mt_options_apply(&cs, &ic->common, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->common.retry_min_ms > ic->common.retry_max_ms)
         mt_diags_add(d, &ic->pos, NULL, "%s: retry_min is longer than retry_max", what);
@@ -793,8 +794,8 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
         mt_diags_add(d, &ap->value->pos, NULL, "'agent' must be a mapping, found %s",
                      mt_node_type_name(ap->value->type));
     } else {
-        struct mt_optset os = {mt_agent_options, sizeof(c->agent), "the agent section", NULL,
-                               false, "agent"};
+        struct mt_optset os = {mt_agent_options, sizeof(c->agent), "the agent section", NULL, false,
+                               "agent"};
         if (ap)
             where = ap->key_pos;
         mt_options_apply(&os, &c->agent, ap ? ap->value : NULL, &where, &c->arena, d);

@@ -311,8 +311,8 @@ static void unknown_key(const struct mt_optset *os, const struct mt_pair *p, str
 /* A hint for a value option o refused: the closest choice, or, for a device
  * path given to a number (modbus 'port' is the TCP port), the option of
  * the same table that takes device paths (its help names /dev/). */
-static void value_hint(const struct mt_optset *os, const struct mittari_option *o,
-                       const char *text, char *hint, size_t len)
+static void value_hint(const struct mt_optset *os, const struct mittari_option *o, const char *text,
+                       char *hint, size_t len)
 {
     if (o->type == MITTARI_OPT_ENUM && o->values) {
         size_t nv = 0;

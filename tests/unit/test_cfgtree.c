@@ -671,7 +671,8 @@ static void diags_escape_control_characters(void **s)
 {
     struct fx *f = *s;
     struct mt_pos pos = {"x.yaml", 1, 2};
-    mt_diags_add(&f->d, &pos, "hint\twith tab", "bad name '%s'", "a\nx.yaml:9:9: error: b\r\x01\x7f");
+    mt_diags_add(&f->d, &pos, "hint\twith tab", "bad name '%s'",
+                 "a\nx.yaml:9:9: error: b\r\x01\x7f");
     assert_string_equal(f->d.v[0].msg, "bad name 'a\\nx.yaml:9:9: error: b\\r\\x01\\x7f'");
     assert_string_equal(f->d.v[0].hint, "hint\\twith tab");
     char *out = NULL;

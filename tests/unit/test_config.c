@@ -1095,7 +1095,8 @@ static void profiles_are_merged_under_their_users(void **s)
     f->rc = mt_config_load(&f->c, f->dir, TEST_PLUGIN_DIR, &f->reg, &f->d);
     assert_int_equal(f->d.n, 2);
     assert_non_null(strstr(f->d.v[0].pos.file, "profiles/counter-x.yaml"));
-    assert_non_null(strstr(f->d.v[0].msg, "unknown option 'word_order' for input 'p' (plugin probe), devices item 1"));
+    assert_non_null(strstr(
+        f->d.v[0].msg, "unknown option 'word_order' for input 'p' (plugin probe), devices item 1"));
     expect_hint(f, 0, "did you mean 'order'?");
     expect_hint(f, 1, "'mittari plugins probe' lists its options");
     free(pdir);

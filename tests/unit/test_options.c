@@ -295,12 +295,14 @@ static void out_of_range_without_a_range(void **s)
     struct mt_arena a = {0};
     mt_cfgdoc_init(&doc);
     assert_int_equal(mt_cfg_load_file(&doc, "b.yaml",
-                                      "o: {n: 9223372036854775808, sz: 18446744073709551616}\n", &d),
+                                      "o: {n: 9223372036854775808, sz: 18446744073709551616}\n",
+                                      &d),
                      0);
     struct mt_optset os = {t, sizeof(b), "big", NULL, false, NULL};
     assert_int_equal(mt_options_apply(&os, &b, mt_node_get(doc.root, "o"), NULL, &a, &d), 2);
     expect_diag(&d, 0, 1, 8, "option 'n' of big: 9223372036854775808 is out of range (too large)");
-    expect_diag(&d, 1, 1, 33, "option 'sz' of big: 18446744073709551616 is out of range (too large)");
+    expect_diag(&d, 1, 1, 33,
+                "option 'sz' of big: 18446744073709551616 is out of range (too large)");
     mt_diags_free(&d);
     mt_arena_free(&a);
     mt_cfgdoc_free(&doc);
@@ -317,9 +319,16 @@ static void device_path_in_a_number_names_the_path_option(void **s)
         const char *serial;
     } v = {0};
     static const struct mittari_option t[] = {
-        {.name = "port", .type = MITTARI_OPT_INT, .def = "502", .min = 1, .max = 65535,
-         .offset = offsetof(struct dev, port), .help = "TCP port."},
-        {.name = "serial", .type = MITTARI_OPT_STRING, .offset = offsetof(struct dev, serial),
+        {.name = "port",
+         .type = MITTARI_OPT_INT,
+         .def = "502",
+         .min = 1,
+         .max = 65535,
+         .offset = offsetof(struct dev, port),
+         .help = "TCP port."},
+        {.name = "serial",
+         .type = MITTARI_OPT_STRING,
+         .offset = offsetof(struct dev, serial),
          .help = "Serial device (/dev/serial/by-id/...)."},
         {0},
     };
@@ -327,7 +336,8 @@ static void device_path_in_a_number_names_the_path_option(void **s)
     struct mt_diags d = {0};
     struct mt_arena a = {0};
     mt_cfgdoc_init(&doc);
-    assert_int_equal(mt_cfg_load_file(&doc, "p.yaml", "o: {port: /dev/ttyUSB0}\no2: {port: x}\n", &d), 0);
+    assert_int_equal(
+        mt_cfg_load_file(&doc, "p.yaml", "o: {port: /dev/ttyUSB0}\no2: {port: x}\n", &d), 0);
     struct mt_optset os = {t, sizeof(v), "dev", NULL, false, "modbus"};
     assert_int_equal(mt_options_apply(&os, &v, mt_node_get(doc.root, "o"), NULL, &a, &d), 1);
     expect_diag(&d, 0, 1, 11, "'/dev/ttyUSB0' is not a whole number");

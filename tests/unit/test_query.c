@@ -72,9 +72,10 @@ static void now_and_relative_come_from_the_given_now(void **s)
 static void bad_times_are_refused(void **s)
 {
     (void)s;
-    static const char *const bad[] = {"yesterday", "2026-13-01", "2026-12-32", "2026-12-01T25:00",
-                                      "2026-12-01T10", "2026-12-01T10:00+2", "2026-12-01X",
-                                      "-2 fortnights", "", "26-12-01"};
+    static const char *const bad[] = {"yesterday",        "2026-13-01",    "2026-12-32",
+                                      "2026-12-01T25:00", "2026-12-01T10", "2026-12-01T10:00+2",
+                                      "2026-12-01X",      "-2 fortnights", "",
+                                      "26-12-01"};
     for (size_t i = 0; i < MT_ARRAY_SIZE(bad); i++) {
         int64_t us = 42;
         if (mt_parse_time(bad[i], now, &us) != -EINVAL)
