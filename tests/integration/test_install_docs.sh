@@ -33,10 +33,12 @@ getent group mittari >/dev/null && { echo "skip: a 'mittari' group exists on thi
 # a scratch root the mittari user can walk through
 R=$(mktemp -d /tmp/mittari-install.XXXXXX)
 chmod 755 "$R"
-RUN_PID=
+RUN_PID= AGENT=
 remove_all() {
+  # the agent (its pid from its pid file) and the runuser waiting for it
+  [ -n "$AGENT" ] && kill -9 "$AGENT" 2>/dev/null
   [ -n "$RUN_PID" ] && kill -9 "$RUN_PID" 2>/dev/null
-  pkill -9 -u mittari 2>/dev/null
+  [ -n "$RUN_PID" ] && wait "$RUN_PID" 2>/dev/null
   userdel mittari 2>/dev/null
   getent group mittari >/dev/null && groupdel mittari
   rm -rf "$R"
@@ -94,7 +96,7 @@ wait_for 30 sh -c "grep -c ',demo-library,' '$T/run.out' | grep -qv '^[0-2]$'" |
 wait_for 30 test -s "$STATE/readings.jsonl" || fail "no archive in the state dir"
 kill -TERM "$AGENT"
 wait "$RUN_PID"; st=$?
-RUN_PID=
+RUN_PID= AGENT=
 [ "$st" = 0 ] || fail "run as the mittari user: exit $st"
 grep -q "cannot\|denied" "$T/agent.log" && fail "run logged a failure: $(grep -m1 'cannot\|denied' "$T/agent.log")"
 for f in mittari.db mittari.lock readings.jsonl; do
