@@ -62,14 +62,16 @@ extern const struct cr_backend cr_backend_serial;
 extern const struct cr_backend cr_backend_hid;
 extern const struct cr_backend cr_backend_pcsc;
 
-/* A repeating complaint: logged once, then at most every 10 minutes. */
+/* A repeating complaint (one counter and one message): logged once, then
+ * at most every 10 minutes. */
 struct cr_complaint {
     const char *counter;
+    const char *what;
     struct mtr_limit limit;
     bool logged;
 };
 
-#define CR_COMPLAINTS 8
+#define CR_COMPLAINTS 16
 
 struct cr {
     const struct mittari_host *host;
@@ -87,7 +89,9 @@ struct cr {
 void cr_card(struct cr *c, struct cr_subject *s);
 /* Something the reader sent was not a card: counts it under counter and
  * logs it the first time and then at most every 10 minutes with the count
- * (what: a few words, never bytes from the device). */
+ * (what: a static string of a few words, never bytes from the device; each
+ * message is rate-limited on its own, so two kinds of bad frame are both
+ * logged). */
 void cr_bad(struct cr *c, const char *counter, const char *what);
 void cr_health(struct cr *c, int health, const char *reason);
 /* Drops old fingerprints (the owning thread, periodically). */

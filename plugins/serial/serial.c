@@ -207,16 +207,23 @@ static void bad_frame(struct ser *s, const char *why, const uint8_t *p, size_t l
             why, text[0] ? ": \"" : "", text, text[0] ? "\"" : "");
 }
 
-/* Over-long frames and skipped bytes, from the framer's statistics. */
+/* Over-long frames, frames cut short by a new STX and skipped bytes, from
+ * the framer's statistics. */
 static void count_framer(struct ser *s)
 {
     const struct mtf_stats *st = mtf_stats(s->framer);
     uint64_t over = st->overlong - s->seen.overlong;
     uint64_t skipped = st->skipped_bytes - s->seen.skipped_bytes;
+    uint64_t cut = st->cut - s->seen.cut;
 
     s->seen = *st;
     if (skipped)
         s->h->count(s->ctx, s->c->device, "skipped_bytes", skipped);
+    if (cut) {
+        s->h->count(s->ctx, s->c->device, "bad_frames", cut);
+        mtr_log(&s->bad_log, s->h, s->ctx, MITTARI_LOG_WARNING,
+                "bad frame: cut short by the next start byte (no end byte)");
+    }
     if (!over)
         return;
     s->h->count(s->ctx, s->c->device, "overlong_frames", over);
