@@ -94,6 +94,21 @@ void cr_card(struct cr *c, struct cr_subject *s);
  * logged). */
 void cr_bad(struct cr *c, const char *counter, const char *what);
 void cr_health(struct cr *c, int health, const char *reason);
+
+/* The paths the bytes of a device take in each backend, as functions of
+ * their own, so that tests/fuzz/fuzz_cardreader.c calls the real code.
+ * serial, hid: the bytes read, on the backend's state (struct cr.bstate),
+ * as the device loop hands them over (loop thread). */
+void cr_serial_data(void *bstate, const uint8_t *p, size_t n);
+void cr_hid_data(void *bstate, const uint8_t *p, size_t n);
+/* pcsc (its worker): an answer to GET DATA, resp[0..n) with SW1 SW2 last,
+ * in a buffer of CR_PCSC_RESP_MAX bytes; again(arg, le, resp, size) asks
+ * once more with the Le a 6C xx answer gave and returns the new length or
+ * -1. A UID goes to cr_pcsc_uid, anything else is counted. */
+#define CR_PCSC_RESP_MAX 258 /* the longest short APDU answer: 256 bytes and SW1 SW2 */
+typedef long (*cr_pcsc_again_fn)(void *arg, uint8_t le, uint8_t *resp, size_t size);
+void cr_pcsc_answer(struct cr *c, uint8_t *resp, long n, cr_pcsc_again_fn again, void *arg);
+void cr_pcsc_uid(struct cr *c, const uint8_t *uid, size_t len);
 /* Drops old fingerprints (the owning thread, periodically). */
 void cr_expire(struct cr *c);
 

@@ -91,9 +91,9 @@ static void ser_close(void *arg)
     s->port = NULL;
 }
 
-static void ser_data(void *arg, const uint8_t *p, size_t n)
+void cr_serial_data(void *bstate, const uint8_t *p, size_t n)
 {
-    struct ser *s = arg;
+    struct ser *s = bstate;
     mtf_feed(s->framer, p, n, on_frame, s);
     count_framer(s);
 }
@@ -106,7 +106,7 @@ static void ser_lost(void *arg)
 }
 
 static const struct mtl_ops ser_ops = {
-    .open = ser_open, .close = ser_close, .data = ser_data, .lost = ser_lost};
+    .open = ser_open, .close = ser_close, .data = cr_serial_data, .lost = ser_lost};
 
 static int make_framer(struct ser *s)
 {

@@ -331,3 +331,26 @@ int mtf_unescape(const char *text, uint8_t *out, size_t cap)
     }
     return (int)n;
 }
+
+void mtf_escape(const uint8_t *p, size_t len, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (!outlen)
+        return;
+    for (size_t i = 0; i < len && i < 64; i++) {
+        bool plain = p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\';
+        if (o + (plain ? 1 : 4) >= outlen)
+            break;
+        if (plain) {
+            out[o++] = (char)p[i];
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[p[i] >> 4];
+            out[o++] = hex[p[i] & 15];
+        }
+    }
+    out[o] = 0;
+}

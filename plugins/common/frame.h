@@ -68,4 +68,10 @@ const uint8_t *mtf_buffer(const struct mtf_framer *f, size_t *cap);
  * bytes). */
 int mtf_unescape(const char *text, uint8_t *out, size_t cap);
 
+/* Added (compatible): printable text of a frame for a log line (the serial
+ * plugin's log_frames; never for card readers): bytes outside 0x20-0x7e
+ * and the backslash as \xHH, at most the first 64 bytes; always
+ * NUL-terminated when outlen > 0, never more than outlen bytes. */
+void mtf_escape(const uint8_t *p, size_t len, char *out, size_t outlen);
+
 #endif

@@ -183,26 +183,13 @@ struct ser {
 
 /* ---- complaints ---- */
 
-/* Printable text of a frame for log_frames: escapes, at most 64 bytes. */
-static void escape_frame(const uint8_t *p, size_t len, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < 64 && o + 5 < outlen; i++) {
-        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
-            out[o++] = (char)p[i];
-        else
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", p[i]);
-    }
-    out[o] = 0;
-}
-
 static void bad_frame(struct ser *s, const char *why, const uint8_t *p, size_t len)
 {
     char text[300] = "";
 
     s->h->count(s->ctx, s->c->device, "bad_frames", 1);
     if (s->c->log_frames)
-        escape_frame(p, len, text, sizeof(text));
+        mtf_escape(p, len, text, sizeof(text));
     mtr_log(&s->bad_log, s->h, s->ctx, MITTARI_LOG_WARNING, "bad frame (%zu bytes): %s%s%s%s", len,
             why, text[0] ? ": \"" : "", text, text[0] ? "\"" : "");
 }

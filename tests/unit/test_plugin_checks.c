@@ -94,6 +94,8 @@ static const struct pcase cases[] = {
      INVALID, "pattern is for"},
     {"serial", "port: /dev/null, command: '\\xZZ', values: [{field: IN, metric: a, kind: gauge}]",
      INVALID, "command"},
+    {"serial", "port: /dev/null, values: [{value: '1e300', scale: 1e12, metric: a, kind: gauge}]",
+     INVALID, "not a finite number"},
     /* feedback */
     {"feedback", "port: /dev/null", VALID, NULL},
     {"feedback", "port: /dev/null, buttons: [{key: '1', score: 1}, {key: '2', score: 5}]", VALID,
