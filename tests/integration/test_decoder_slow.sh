@@ -116,3 +116,31 @@ grep -q "slow.lua:[0-9]*: time limit of 100 ms exceeded" "$T/agent.log" ||
   fail "the time limit was not reported with file:line"
 ok "slow decoder: sim stored every second, $nstats stats lines, worst loop lag ${worst} ms," \
   "$total frames counted, SIGTERM in ${stop_secs}s"
+
+# A reload races the decoder's thread: SIGHUP replaces the slow decoder by
+# a quick one while the slow script is running. The old decoder is let go
+# without waiting for its script; the new one decodes; the stop is prompt.
+# (Under tests/run.sh --sanitize, ASan watches the old decoder's lifetime.)
+cat >"$T/fast.lua" <<'LUA'
+function decode(frame, ts)
+  return {metric = 'fast', kind = 'gauge', value = #frame}
+end
+LUA
+mv "$T/agent.log" "$T/agent1.log"
+start_agent "$T/conf"
+for _ in $(seq 20); do sim slow 'send F\n'; sim slow 'sleep 0.05'; done
+wait_for 20 grep -q "time limit of 100 ms exceeded" "$T/agent.log" || fail "the slow decoder did not run"
+sed -i "s|lua: .*|lua: $T/fast.lua|" "$T/conf/a.yaml"
+kill -HUP "$AGENT_PID"
+wait_for 20 grep -q "configuration reloaded" "$T/agent.log" || fail "no reload"
+fast_rows() { sqlite3 -cmd '.timeout 2000' "$T/data/mittari.db" \
+  "select count(*) from readings r join series s on s.id = r.series where s.metric = 'fast'" \
+  2>/dev/null || echo 0; }
+has_fast() { sim slow 'send FF\n'; [ "$(fast_rows)" -gt 0 ]; }
+wait_for 20 has_fast || fail "the reloaded decoder gave no readings"
+t0=$SECONDS
+stop_agent TERM
+stop_secs=$((SECONDS - t0))
+[ "$AGENT_STATUS" = 0 ] || fail "agent exit $AGENT_STATUS after the reload"
+[ "$stop_secs" -le 5 ] || fail "SIGTERM after the reload took ${stop_secs}s"
+ok "reload while the slow script ran: the new decoder decodes, SIGTERM in ${stop_secs}s"
