@@ -773,7 +773,7 @@ static void plugin_with_other_abi_major(void **s)
 {
     struct fx *f = *s;
     load_probe(f, AGENT "inputs:\n  x: {plugin: badabi}\n");
-    expect_one(f, 4, 15, "built for plugin ABI 9.0, this agent speaks ABI 1.0");
+    expect_one(f, 4, 15, "built for plugin ABI 9.0, this agent speaks ABI 1.1");
     assert_non_null(strstr(f->d.v[0].msg, "input 'x': plugin " TEST_PLUGIN_DIR "/badabi.so"));
 }
 
@@ -781,7 +781,7 @@ static void plugin_with_newer_minor(void **s)
 {
     struct fx *f = *s;
     load_probe(f, AGENT "inputs:\n  x: {plugin: newminor}\n");
-    expect_one(f, 4, 15, "needs plugin ABI 1.99, this agent has 1.0; upgrade the agent");
+    expect_one(f, 4, 15, "needs plugin ABI 1.99, this agent has 1.1; upgrade the agent");
 }
 
 static void shared_object_without_entry(void **s)
@@ -903,7 +903,7 @@ static void desc_wrong_major(void **s)
     (void)s;
     struct mittari_plugin d = good_desc();
     d.abi_version = (2u << 16) | 3u;
-    check_desc(&d, "good_1", MITTARI_EABI, "built for plugin ABI 2.3, this agent speaks ABI 1.0");
+    check_desc(&d, "good_1", MITTARI_EABI, "built for plugin ABI 2.3, this agent speaks ABI 1.1");
     d.abi_version = 0;
     check_desc(&d, "good_1", MITTARI_EABI, "built for plugin ABI 0.0");
 }
@@ -922,7 +922,7 @@ static void desc_too_small(void **s)
     struct mittari_plugin d = good_desc();
     d.size = 8;
     char want[100];
-    snprintf(want, sizeof(want), "descriptor is 8 bytes, ABI 1.0 needs %zu", sizeof(d));
+    snprintf(want, sizeof(want), "descriptor is 8 bytes, ABI 1.1 needs %zu", sizeof(d));
     check_desc(&d, "good_1", MITTARI_EABI, want);
 }
 
