@@ -182,10 +182,9 @@ int ble_uuid_parse(const char *s, size_t len, uint8_t out[16])
 
 void ble_uuid_format(const uint8_t u[16], char out[37])
 {
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
-             u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-             u[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+             u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+             u[14], u[15]);
 }
 
 int ble_uuid16(const uint8_t u[16])
@@ -221,22 +220,32 @@ int ble_addr_kind(bool random, const uint8_t addr[6])
     if (!random)
         return BLE_ADDR_PUBLIC;
     switch (addr[0] >> 6) { /* the two most significant bits (Core spec Vol 6 Part B 1.3) */
-    case 3: return BLE_ADDR_STATIC;
-    case 1: return BLE_ADDR_RESOLVABLE;
-    case 0: return BLE_ADDR_NONRESOLVABLE;
-    default: return BLE_ADDR_RESERVED;
+    case 3:
+        return BLE_ADDR_STATIC;
+    case 1:
+        return BLE_ADDR_RESOLVABLE;
+    case 0:
+        return BLE_ADDR_NONRESOLVABLE;
+    default:
+        return BLE_ADDR_RESERVED;
     }
 }
 
 const char *ble_addr_kind_name(int kind)
 {
     switch (kind) {
-    case BLE_ADDR_PUBLIC: return "public";
-    case BLE_ADDR_STATIC: return "static";
-    case BLE_ADDR_RESOLVABLE: return "resolvable";
-    case BLE_ADDR_NONRESOLVABLE: return "nonresolvable";
-    case BLE_ADDR_RESERVED: return "reserved";
-    default: return "unknown";
+    case BLE_ADDR_PUBLIC:
+        return "public";
+    case BLE_ADDR_STATIC:
+        return "static";
+    case BLE_ADDR_RESOLVABLE:
+        return "resolvable";
+    case BLE_ADDR_NONRESOLVABLE:
+        return "nonresolvable";
+    case BLE_ADDR_RESERVED:
+        return "reserved";
+    default:
+        return "unknown";
     }
 }
 

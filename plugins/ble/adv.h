@@ -100,10 +100,10 @@ int ble_hex_parse(const char *s, size_t len, uint8_t *out, size_t n);
 int ble_addr_from_path(const char *path, const char *adapter_path, uint8_t out[6]);
 
 enum ble_addr_kind {
-    BLE_ADDR_UNKNOWN = 0, /* AddressType not known (yet) */
-    BLE_ADDR_PUBLIC,      /* IEEE-assigned, fixed */
-    BLE_ADDR_STATIC,      /* random static (top bits 11): fixed until power cycle */
-    BLE_ADDR_RESOLVABLE,  /* resolvable private (01): rotates, typically every ~15 min */
+    BLE_ADDR_UNKNOWN = 0,   /* AddressType not known (yet) */
+    BLE_ADDR_PUBLIC,        /* IEEE-assigned, fixed */
+    BLE_ADDR_STATIC,        /* random static (top bits 11): fixed until power cycle */
+    BLE_ADDR_RESOLVABLE,    /* resolvable private (01): rotates, typically every ~15 min */
     BLE_ADDR_NONRESOLVABLE, /* non-resolvable private (00): rotates */
     BLE_ADDR_RESERVED,      /* random with top bits 10: reserved by the specification */
 };

@@ -64,8 +64,8 @@ static void identity(const struct ble_allow *a, size_t ai, const struct ble_fram
         const uint8_t *n = f->u.uid.ns, *i = f->u.uid.instance;
         memcpy(ident, n, 10);
         memcpy(ident + 10, i, 6);
-        snprintf(device, 64, "%s.%02x%02x%02x%02x%02x%02x", a->name, i[0], i[1], i[2], i[3],
-                 i[4], i[5]);
+        snprintf(device, 64, "%s.%02x%02x%02x%02x%02x%02x", a->name, i[0], i[1], i[2], i[3], i[4],
+                 i[5]);
         break;
     }
     default: /* URL: the allowlist entry is the identity */
@@ -138,8 +138,8 @@ void ble_beacons_record(struct ble_beacons *bs, int i, const struct ble_frame *f
     }
 }
 
-void ble_beacons_window(struct ble_beacons *bs,
-                        void (*cb)(void *arg, const struct ble_beacon *b), void *arg)
+void ble_beacons_window(struct ble_beacons *bs, void (*cb)(void *arg, const struct ble_beacon *b),
+                        void *arg)
 {
     for (size_t i = 0; i < bs->n; i++) {
         struct ble_beacon *b = &bs->b[i];

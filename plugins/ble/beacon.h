@@ -66,7 +66,7 @@ void ble_beacons_record(struct ble_beacons *bs, int i, const struct ble_frame *f
 
 /* Calls cb for every beacon seen since start (with adverts 0 when it was
  * silent in this window), then clears the window's figures. */
-void ble_beacons_window(struct ble_beacons *bs,
-                        void (*cb)(void *arg, const struct ble_beacon *b), void *arg);
+void ble_beacons_window(struct ble_beacons *bs, void (*cb)(void *arg, const struct ble_beacon *b),
+                        void *arg);
 
 #endif

@@ -37,8 +37,12 @@ static void check_frame(int rc, const struct ble_frame *f, size_t n)
     }
     CHECK(f->kind == rc);
     switch (rc) {
-    case BLE_FRAME_IBEACON: CHECK(n == 23); break;
-    case BLE_FRAME_EDDYSTONE_UID: CHECK(n == 18 || n == 20); break;
+    case BLE_FRAME_IBEACON:
+        CHECK(n == 23);
+        break;
+    case BLE_FRAME_EDDYSTONE_UID:
+        CHECK(n == 18 || n == 20);
+        break;
     case BLE_FRAME_EDDYSTONE_TLM:
         CHECK(n == 14);
         CHECK(f->u.tlm.has_temperature || f->u.tlm.temperature_raw == 0);
@@ -52,7 +56,8 @@ static void check_frame(int rc, const struct ble_frame *f, size_t n)
             CHECK(f->u.url.url[i] > 0x20 && f->u.url.url[i] < 0x7f);
         break;
     }
-    default: abort();
+    default:
+        abort();
     }
 }
 
@@ -105,9 +110,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *d = data + 1;
     size_t n = size - 1;
     switch (data[0] % 3) {
-    case 0: rc = ble_adv_manufacturer(BLE_APPLE_COMPANY, d, n, &f); break;
-    case 1: rc = ble_adv_manufacturer((uint16_t)(data[0] << 8 | 0x59), d, n, &f); break;
-    default: rc = ble_adv_service(eddystone_uuid, d, n, &f); break;
+    case 0:
+        rc = ble_adv_manufacturer(BLE_APPLE_COMPANY, d, n, &f);
+        break;
+    case 1:
+        rc = ble_adv_manufacturer((uint16_t)(data[0] << 8 | 0x59), d, n, &f);
+        break;
+    default:
+        rc = ble_adv_service(eddystone_uuid, d, n, &f);
+        break;
     }
     check_frame(rc, &f, n);
     if (rc > 0)

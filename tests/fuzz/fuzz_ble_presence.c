@@ -47,8 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct state st = {0};
     struct ble_presence *p;
-    struct ble_presence_conf c = {.capacity = CAP, .window_us = 10000000, .gap_us = 3000000,
-                                  .rssi_threshold = -80};
+    struct ble_presence_conf c = {
+        .capacity = CAP, .window_us = 10000000, .gap_us = 3000000, .rssi_threshold = -80};
     struct ble_presence_ops ops = {.visit = on_visit, .window = on_window, .arg = &st};
     int64_t t = 1800000000LL * 1000000;
 

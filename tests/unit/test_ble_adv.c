@@ -126,19 +126,19 @@ static void eddystone_url_expansions(void **s)
     (void)s;
     struct ble_frame f;
     /* the spec's example https://goo.gl/S6zT6P, tx power 0x12 = +18 dBm */
-    const uint8_t goo[] = {0x10, 0x12, 0x03, 'g', 'o', 'o', '.', 'g', 'l', '/',
-                           'S',  '6',  'z',  'T', '6', 'P'};
+    const uint8_t goo[] = {0x10, 0x12, 0x03, 'g', 'o', 'o', '.', 'g',
+                           'l',  '/',  'S',  '6', 'z', 'T', '6', 'P'};
     assert_int_equal(url(goo, sizeof(goo), &f), BLE_FRAME_EDDYSTONE_URL);
     assert_int_equal(f.u.url.tx_power, 18);
     assert_string_equal(f.u.url.url, "https://goo.gl/S6zT6P");
     /* every scheme and every expansion code */
-    const uint8_t all[] = {0x10, 0xe7, 0x00, 'a', 0x00, 'b', 0x01, 'c', 0x02, 'd', 0x03,
-                           'e',  0x04, 'f',  0x05, 'g', 0x06};
+    const uint8_t all[] = {0x10, 0xe7, 0x00, 'a',  0x00, 'b',  0x01, 'c', 0x02,
+                           'd',  0x03, 'e',  0x04, 'f',  0x05, 'g',  0x06};
     assert_int_equal(url(all, sizeof(all), &f), BLE_FRAME_EDDYSTONE_URL);
     assert_int_equal(f.u.url.tx_power, -25);
     assert_string_equal(f.u.url.url, "http://www.a.com/b.org/c.edu/d.net/e.info/f.biz/g.gov/");
-    const uint8_t bare[] = {0x10, 0x00, 0x01, 'a', 0x07, 'b', 0x08, 'c', 0x09, 'd', 0x0a,
-                            'e',  0x0b, 'f',  0x0c, 'g', 0x0d};
+    const uint8_t bare[] = {0x10, 0x00, 0x01, 'a',  0x07, 'b',  0x08, 'c', 0x09,
+                            'd',  0x0a, 'e',  0x0b, 'f',  0x0c, 'g',  0x0d};
     assert_int_equal(url(bare, sizeof(bare), &f), BLE_FRAME_EDDYSTONE_URL);
     assert_string_equal(f.u.url.url, "https://www.a.comb.orgc.edud.nete.infof.bizg.gov");
     const uint8_t http[] = {0x10, 0x00, 0x02, 'x', 0x07};
@@ -272,9 +272,9 @@ static void uuid_and_hex_forms(void **s)
     assert_string_equal(out, "0000feaa-0000-1000-8000-00805f9b34fb");
     assert_int_equal(ble_uuid_parse("0000feaa00001000800000805f9b34fb", 32, v), 0);
     assert_memory_equal(u, v, 16);
-    const char *bad[] = {"0000feaa-0000-1000-8000-00805f9b34f", "0000feaa-0000-1000-8000_00805f9b34fb",
-                         "0000feag-0000-1000-8000-00805f9b34fb", "0000feaa00001000-8000-00805f9b34fb0",
-                         ""};
+    const char *bad[] = {
+        "0000feaa-0000-1000-8000-00805f9b34f", "0000feaa-0000-1000-8000_00805f9b34fb",
+        "0000feag-0000-1000-8000-00805f9b34fb", "0000feaa00001000-8000-00805f9b34fb0", ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(ble_uuid_parse(bad[i], strlen(bad[i]), v), -EINVAL);
     u[12] ^= 1; /* off the base UUID: no short form */
@@ -292,12 +292,18 @@ static void device_paths_and_address_kinds(void **s)
     (void)s;
     uint8_t a[6];
     const uint8_t want[6] = {0xC4, 0x7A, 0x0B, 0x11, 0x22, 0xF3};
-    assert_int_equal(ble_addr_from_path("/org/bluez/hci0/dev_C4_7A_0B_11_22_F3", "/org/bluez/hci0", a), 0);
+    assert_int_equal(
+        ble_addr_from_path("/org/bluez/hci0/dev_C4_7A_0B_11_22_F3", "/org/bluez/hci0", a), 0);
     assert_memory_equal(a, want, 6);
-    assert_int_equal(ble_addr_from_path("/org/bluez/hci1/dev_C4_7A_0B_11_22_F3", "/org/bluez/hci0", a), -EINVAL);
-    assert_int_equal(ble_addr_from_path("/org/bluez/hci0/dev_C4_7A_0B_11_22_F3/service0001", "/org/bluez/hci0", a), -EINVAL);
-    assert_int_equal(ble_addr_from_path("/org/bluez/hci0/dev_C4_7A_0B_11_22", "/org/bluez/hci0", a), -EINVAL);
-    assert_int_equal(ble_addr_from_path("/org/bluez/hci0/dev_C4-7A_0B_11_22_F3", "/org/bluez/hci0", a), -EINVAL);
+    assert_int_equal(
+        ble_addr_from_path("/org/bluez/hci1/dev_C4_7A_0B_11_22_F3", "/org/bluez/hci0", a), -EINVAL);
+    assert_int_equal(ble_addr_from_path("/org/bluez/hci0/dev_C4_7A_0B_11_22_F3/service0001",
+                                        "/org/bluez/hci0", a),
+                     -EINVAL);
+    assert_int_equal(ble_addr_from_path("/org/bluez/hci0/dev_C4_7A_0B_11_22", "/org/bluez/hci0", a),
+                     -EINVAL);
+    assert_int_equal(
+        ble_addr_from_path("/org/bluez/hci0/dev_C4-7A_0B_11_22_F3", "/org/bluez/hci0", a), -EINVAL);
     assert_int_equal(ble_addr_from_path("/org/bluez/hci0", "/org/bluez/hci0", a), -EINVAL);
     /* the two most significant bits of a random address say its kind */
     const uint8_t st[6] = {0xC4}, rpa[6] = {0x5A}, nrpa[6] = {0x3F}, rsv[6] = {0x80};

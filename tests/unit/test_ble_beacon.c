@@ -14,8 +14,8 @@ static const uint8_t eddystone_uuid[16] = {0x00, 0x00, 0xfe, 0xaa, 0x00, 0x00, 0
 
 static struct ble_frame ibeacon(uint8_t first, uint16_t major, uint16_t minor, int8_t power)
 {
-    uint8_t d[23] = {0x02, 0x15, first, 0x82, 0x6d, 0xa6, 0x4f, 0xa2, 0x4e, 0x98, 0x80, 0x24,
-                     0xbc, 0x5b, 0x71, 0xe0, 0x89, 0x3e};
+    uint8_t d[23] = {0x02, 0x15, first, 0x82, 0x6d, 0xa6, 0x4f, 0xa2, 0x4e,
+                     0x98, 0x80, 0x24,  0xbc, 0x5b, 0x71, 0xe0, 0x89, 0x3e};
     struct ble_frame f;
     d[18] = (uint8_t)(major >> 8);
     d[19] = (uint8_t)major;
@@ -81,8 +81,8 @@ static void allowlist_selects_and_names(void **s)
     int ib = ble_beacons_match(&bs, &b);
     assert_true(ib >= 0 && ib != ia);
 
-    const uint8_t uid[20] = {0x00, 0xee, 0x8b, 0x0c, 0xa7, 0x50, 0x09, 0x54, 0x77, 0xcb,
-                             0x3e, 0x77, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
+    const uint8_t uid[20] = {0x00, 0xee, 0x8b, 0x0c, 0xa7, 0x50, 0x09, 0x54, 0x77,
+                             0xcb, 0x3e, 0x77, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
     struct ble_frame u = service(uid, 20, BLE_FRAME_EDDYSTONE_UID);
     int iu = ble_beacons_match(&bs, &u);
     assert_true(iu >= 0);
@@ -92,8 +92,8 @@ static void allowlist_selects_and_names(void **s)
     struct ble_frame u2 = service(uid2, 20, BLE_FRAME_EDDYSTONE_UID);
     assert_int_equal(ble_beacons_match(&bs, &u2), -1);
 
-    const uint8_t url[] = {0x10, 0xf0, 0x03, 'k', 'u', 'n', 't', 'a', '.', 'e', 'x', 'a',
-                           'm', 'p', 'l', 'e', '/', 'm', '1'};
+    const uint8_t url[] = {0x10, 0xf0, 0x03, 'k', 'u', 'n', 't', 'a', '.', 'e',
+                           'x',  'a',  'm',  'p', 'l', 'e', '/', 'm', '1'};
     struct ble_frame l = service(url, sizeof(url), BLE_FRAME_EDDYSTONE_URL);
     int il = ble_beacons_match(&bs, &l);
     assert_true(il >= 0);

@@ -42,8 +42,8 @@ static void on_visit(void *arg, const struct ble_dev *d, int64_t first, int64_t 
 static struct ble_presence *make(struct rec *r, size_t cap)
 {
     struct ble_presence *p;
-    struct ble_presence_conf c = {.capacity = cap, .window_us = W, .gap_us = GAP,
-                                  .rssi_threshold = -80};
+    struct ble_presence_conf c = {
+        .capacity = cap, .window_us = W, .gap_us = GAP, .rssi_threshold = -80};
     struct ble_presence_ops ops = {.visit = on_visit, .window = on_window, .arg = r};
     memset(r, 0, sizeof(*r));
     assert_int_equal(ble_presence_create(&p, &c, &ops), 0);
