@@ -13,7 +13,9 @@ private dbus-daemon (tests/integration/test_ble.sh):
    the device (InterfacesRemoved) do not end a visit; a longer pause does;
 5. the adapter removed and back, powered off and on, StartDiscovery failing
    and retried, bluetoothd restarted: down with a reason, no presence
-   figures for windows it did not cover, scanning resumed by itself.
+   figures for windows it did not cover, scanning resumed by itself;
+6. a reload that changes the input while BlueZ talks and a call is in
+   flight: the old instance goes, the new one scans with the new filter.
 
 Windows are 2 s aligned to UTC; every expectation is about windows wholly
 inside a phase, or holds for any window, so the test does not depend on
@@ -21,12 +23,14 @@ when it runs or on the machine's load.
 """
 import datetime
 import os
+import signal
 import sys
 import time
 import zoneinfo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blemock import EDDYSTONE, Fail, mfr, run, svc, ts_us, wait_for  # noqa: E402
+import dbus  # noqa: E402
+from blemock import EDDYSTONE, Fail, dev_path, mfr, run, svc, ts_us, wait_for  # noqa: E402
 
 W = 2_000_000  # window, µs
 TRAIL = bytes.fromhex("f7826da64fa24e988024bc5b71e0893e")
@@ -297,11 +301,31 @@ def check_adapter(bluez, agent):
     print("ok: bluetoothd restarted: down, then the filter set and discovery started again")
 
 
-def main(tmp, bluez, agent):
-    bluez.start_bus()
-    bluez.start_bluetoothd()
-    bluez.add_adapter()
-    agent.configure("""inputs:
+def check_reload(bluez, agent, conf):
+    """The input's options change while BlueZ keeps talking and a GetAll is
+    in flight: the old instance (its bus, its calls) stops, a new one scans
+    with the new filter. Under --sanitize a use after free here fails."""
+    bluez.add_device(STAY, rssi=-60)
+    pump(bluez, 1.0)
+    late = "6C:00:00:00:00:51"  # known to BlueZ before: only PropertiesChanged, so GetAll
+    bluez.root().AddObject(dev_path("hci0", late), "org.bluez.Device1", {
+        "Address": dbus.String(late, variant_level=1),
+        "AddressType": dbus.String("random", variant_level=1)}, [])
+    agent.configure(conf.replace("rssi_floor: -100", "rssi_floor: -99"))
+    bluez.advertise(late, rssi=-60)
+    agent.proc.send_signal(signal.SIGHUP)
+    for k in range(5):
+        bluez.advertise(late, rssi=-61 - k % 2)
+    pump(bluez, until=lambda: "configuration reloaded" in agent.log_text(), what="the reload")
+    pump(bluez, until=lambda: '"RSSI": -99' in bluez.log_text(), what="the new filter")
+    t = now_us()
+    pump(bluez, 3 * W / 1e6)
+    after = [r["value"] for r in of(agent, "ble.presence.devices") if ts_us(r) >= t]
+    assert after and after[-1] >= 1, "no presence after the reload: %r" % after
+    print("ok: reload with a new filter while BlueZ talks: the new instance scans")
+
+
+CONF = """inputs:
   scan:
     plugin: ble
     bus: %s
@@ -318,13 +342,22 @@ def main(tmp, bluez, agent):
         eddystone_namespace: 8b0ca750095477cb3e77
       - name: museum
         eddystone_url: https://kunta.example/
-""" % bluez.address)
+"""
+
+
+def main(tmp, bluez, agent):
+    bluez.start_bus()
+    bluez.start_bluetoothd()
+    bluez.add_adapter()
+    conf = CONF % bluez.address
+    agent.configure(conf)
     agent.start()
     check_filter(bluez)
     check_beacons(bluez, agent)
     check_presence(bluez, agent)
     check_gaps(bluez, agent)
     check_adapter(bluez, agent)
+    check_reload(bluez, agent, conf)
     rc = agent.stop()
     assert rc == 0, "exit status %r" % rc
     agent.check_db_matches_output()
