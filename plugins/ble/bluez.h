@@ -21,39 +21,13 @@
 
 #include <mittari/mittari.h>
 
-#define BLE_PROPS_MAX 8 /* ManufacturerData / ServiceData entries taken per message */
+#include "props.h"
 
 struct ble_bluez_conf {
     const char *bus_address; /* NULL: $DBUS_SYSTEM_BUS_ADDRESS or the system bus socket */
     const char *adapter;     /* "hci0"; NULL: the first adapter by name */
     int rssi_floor;          /* the discovery filter's RSSI; 0 = none */
     int64_t retry_ms;        /* wait before reconnecting or restarting discovery */
-};
-
-/* One Device1 property set. Pointers are borrowed from the D-Bus message
- * for the duration of the callback. */
-struct ble_props {
-    uint8_t addr[6];
-    bool full;    /* the whole property set (added, managed objects, GetAll) */
-    bool fetched; /* the answer to ble_bluez_fetch (maybe empty: the device is gone) */
-    bool has_type, random;
-    bool has_rssi;
-    int16_t rssi;
-    bool has_txpower;
-    int16_t txpower;
-    size_t nmfr;
-    struct {
-        uint16_t company;
-        const uint8_t *d;
-        size_t n;
-    } mfr[BLE_PROPS_MAX];
-    size_t nsvc;
-    struct {
-        uint8_t uuid[16];
-        const uint8_t *d;
-        size_t n;
-    } svc[BLE_PROPS_MAX];
-    unsigned bad; /* properties of an unexpected type or form, skipped */
 };
 
 struct ble_bluez_ops {
