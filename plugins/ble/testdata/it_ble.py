@@ -63,7 +63,6 @@ PHONES = {  # address: (AddressType, RSSI, expected kind)
     "00:1A:7D:00:00:15": ("public", -66, "public"),  # someone else's iBeacon: presence
 }
 FAR = "5A:00:00:00:00:16"  # -90 dBm: outside the counted area
-GONE = "5A:00:00:00:00:21"
 STAY = "5A:00:00:00:00:31"
 
 
@@ -81,24 +80,42 @@ def inside(r, t0, t1):
     return s >= t0 and s + W <= t1
 
 
-def beacon_phase(bluez, agent, seconds, tlm_frame):
+def phase(step, ready, minimum, maximum=40.0):
+    """Calls step(k) every 0.25 s for at least `minimum` seconds and then until
+    ready(t0, now) says the agent wrote what the checks need (windows wholly
+    inside the phase), so a slow machine makes the phase longer, not the
+    test flaky. Returns (t0, t1) in µs."""
     t0 = now_us()
-    end = time.monotonic() + seconds
+    start = time.monotonic()
     k = 0
-    while time.monotonic() < end:
+    while True:
+        step(k)
+        k += 1
+        elapsed = time.monotonic() - start
+        if elapsed >= minimum and ready(t0, now_us()):
+            return t0, now_us()
+        if elapsed > maximum:
+            raise Fail("the agent wrote no whole window of the phase in %.0f s" % maximum)
+        time.sleep(0.25)
+
+
+def windows_inside(agent, metric, device, t0, t1):
+    return [r for r in of(agent, metric, device) if inside(r, t0, t1)]
+
+
+def beacons_step(bluez, tlm_frame):
+    def step(k):
         bluez.advertise(IB, rssi=-60 - 2 * (k % 2), ManufacturerData=mfr(0x004C, ibeacon(TRAIL, 1, 40000, -59)))
         bluez.advertise(ED, rssi=-70, ServiceData=svc(EDDYSTONE, uid(-18, NS, bytes.fromhex("0a0b0c0d0e0f"))
                                                       if k % 2 else tlm_frame))
         bluez.advertise(UR, rssi=-71 - (k % 2), ServiceData=svc(EDDYSTONE, URL))
-        k += 1
-        time.sleep(0.25)
-    return t0, now_us()
+    return step
 
 
 def wait_window_after(agent, t, device="scan", metric="ble.presence.devices"):
     """Waits until the agent emitted the window that starts after t."""
     wait_for("a window after the phase",
-             lambda: any(ts_us(r) >= t for r in of(agent, metric, device)), timeout=20)
+             lambda: any(ts_us(r) >= t for r in of(agent, metric, device)), timeout=30)
 
 
 def check_filter(bluez):
@@ -115,15 +132,21 @@ def check_beacons(bluez, agent):
     bluez.add_device(IB, rssi=-60, data={"ManufacturerData": mfr(0x004C, ibeacon(TRAIL, 1, 40000, -59))})
     bluez.add_device(ED, rssi=-70, data={"ServiceData": svc(EDDYSTONE, uid(-18, NS, bytes.fromhex("0a0b0c0d0e0f")))})
     bluez.add_device(UR, rssi=-71, data={"ServiceData": svc(EDDYSTONE, URL)})
+    hall = "hall.0a0b0c0d0e0f"
+    needed = [("ble.ibeacon.power", "trail.1.40000"), ("ble.beacon.rssi", "trail.1.40000"),
+              ("ble.eddystone.tx_power", hall), ("ble.tlm.temperature", hall),
+              ("ble.eddystone.tx_power", "museum"), ("ble.presence.devices", "scan")]
+
+    def ready(t0, t1):
+        return all(windows_inside(agent, m, d, t0, t1) for m, d in needed)
+
     # TLM: 3000 mV, -5.25 °C (0xFAC0), 66051 adverts, 1000.0 s
-    t0, t1 = beacon_phase(bluez, agent, 5.0, tlm(3000, 0xFAC0, 0x00010203, 10000))
-    wait_window_after(agent, t1)
+    t0, t1 = phase(beacons_step(bluez, tlm(3000, 0xFAC0, 0x00010203, 10000)), ready, 4.0)
     trail = [r for r in of(agent, "ble.ibeacon.power", "trail.1.40000") if inside(r, t0, t1)]
     assert trail, "no iBeacon window: %r" % of(agent, "ble.beacon.adverts", "trail.1.40000")
     assert all(r["value"] == -59 and r["unit"] == "dBm" for r in trail), trail
     rssi = [r["value"] for r in of(agent, "ble.beacon.rssi", "trail.1.40000") if inside(r, t0, t1)]
     assert rssi and all(-62 <= v <= -60 for v in rssi), rssi
-    hall = "hall.0a0b0c0d0e0f"
     exact = {"ble.eddystone.tx_power": -18, "ble.tlm.temperature": -5.25, "ble.tlm.battery": 3000,
              "ble.tlm.adv_count": 66051, "ble.tlm.uptime": 1000.0}
     for metric, want in exact.items():
@@ -137,9 +160,9 @@ def check_beacons(bluez, agent):
     print("ok: iBeacon minor 40000, power -59; Eddystone tx -18, TLM -5.25 °C, 3000 mV; URL +18")
 
     # TLM with "not supported" battery (0) and temperature (0x8000)
-    t0, t1 = beacon_phase(bluez, agent, 4.5, tlm(0, 0x8000, 0x00010300, 10100))
-    wait_window_after(agent, t1)
-    adv = [r for r in of(agent, "ble.tlm.adv_count", hall) if inside(r, t0, t1)]
+    t0, t1 = phase(beacons_step(bluez, tlm(0, 0x8000, 0x00010300, 10100)),
+                   lambda t0, t1: windows_inside(agent, "ble.tlm.adv_count", hall, t0, t1), 4.0)
+    adv = windows_inside(agent, "ble.tlm.adv_count", hall, t0, t1)
     assert adv and all(r["value"] == 66304 for r in adv), adv
     for r in adv:
         for metric in ("ble.tlm.battery", "ble.tlm.temperature"):
@@ -151,77 +174,119 @@ def check_beacons(bluez, agent):
     print("ok: TLM 'not supported' battery and temperature give no reading")
 
 
+def covered(sends, names, t0, t1, margin=300_000):
+    """Window starts inside [t0, t1] in which the driver sent every one of
+    names well inside the window (its own clock, margin µs from the ends)."""
+    out = []
+    for s0 in range((t0 // W + 1) * W, t1 - W + 1, W):
+        if all(any(s0 + margin <= t <= s0 + W - margin for t in sends[n]) for n in names):
+            out.append(s0)
+    return out
+
+
+def max_pause(times):
+    return max((b - a for a, b in zip(times, times[1:])), default=0) / 1e6
+
+
 def check_presence(bluez, agent):
+    sends = {a: [] for a in PHONES}
+    added = {}
     bluez.add_device(FAR, rssi=-90)
     for a, (typ, rssi, _) in PHONES.items():
         data = {"ManufacturerData": mfr(0x004C, ibeacon(OTHER, 7, 7, -60))} if typ == "public" else None
+        before = now_us()
         bluez.add_device(a, addr_type=typ, rssi=rssi, data=data)
-    t0 = now_us()
-    end = time.monotonic() + 6.5
-    k = 0
-    while time.monotonic() < end:
+        added[a] = (before, now_us())
+        sends[a].append(now_us())
+
+    def step(k):
         for a, (typ, rssi, _) in PHONES.items():
             bluez.advertise(a, rssi=rssi - (k % 2))
+            sends[a].append(now_us())
         bluez.advertise(FAR, rssi=-90 - (k % 2))
         # a truncated iBeacon from a phone: rejected and counted, the phone still counts
         bluez.advertise("5A:00:00:00:00:11", ManufacturerData=mfr(0x004C, ibeacon(TRAIL, 1, 2, -59)[:20]))
         bluez.advertise(IB, rssi=-60, ManufacturerData=mfr(0x004C, ibeacon(TRAIL, 1, 40000, -59)))
-        k += 1
-        time.sleep(0.3)
-    t1 = now_us()
-    wait_window_after(agent, t1 + 2_000_000 + W)  # the visits ended (gap) and their window closed
-    full = [r for r in of(agent, "ble.presence.devices") if inside(r, t0, t1)]
-    assert len(full) >= 2, "expected two whole windows in 6.5 s: %r" % full
+
+    def ready(t0, t1):
+        starts = {ts_us(r) for r in of(agent, "ble.presence.devices")}
+        return len([x for x in covered(sends, PHONES, t0, t1) if x in starts]) >= 2
+
+    t0, t1 = phase(step, ready, 6.0)
+    full = [r for r in of(agent, "ble.presence.devices") if ts_us(r) in covered(sends, PHONES, t0, t1)]
+    assert len(full) >= 2, full
     assert all(r["value"] == 5 for r in full), "devices per window %r, expected 5" % [r["value"] for r in full]
-    stable = [r["value"] for r in of(agent, "ble.presence.devices_stable") if inside(r, t0, t1)]
+    stable = [r["value"] for r in of(agent, "ble.presence.devices_stable") if ts_us(r) in {ts_us(x) for x in full}]
     assert stable and all(v == 2 for v in stable), "stable %r, expected 2 (static, public)" % stable
     assert max(r["value"] for r in of(agent, "ble.presence.devices")) <= 5
+    wait_window_after(agent, t1 + 2_000_000 + W)  # the visits ended (gap) and their window closed
     visits = [r for r in of(agent, "ble.visit") if t0 - 1_000_000 <= ts_us(r) <= t1]
-    assert len(visits) == 5, "visits %r" % visits
-    kinds = sorted(r["tags"]["address_type"] for r in visits)
-    assert kinds == ["public", "resolvable", "resolvable", "resolvable", "static"], kinds
-    span = (t1 - t0) / 1e6
+    stalled = max(max_pause(v) for v in sends.values()) > 1.5  # the driver itself paused > gap - 0.5 s
+    if stalled:
+        print("note: the driver paused over 1.5 s (machine under load): visits may split")
+        assert len(visits) >= 5, visits
+    else:
+        assert len(visits) == 5, "visits %r" % visits
+        kinds = sorted(r["tags"]["address_type"] for r in visits)
+        assert kinds == ["public", "resolvable", "resolvable", "resolvable", "static"], kinds
+        assert len({r["subject"] for r in visits}) == 5
+        lo = min(sends[a][-1] - added[a][1] for a in PHONES) / 1e6 - 0.5
+        hi = max(t1 - added[a][0] for a in PHONES) / 1e6 + 2.0
+        for r in visits:
+            assert lo <= r["value"] <= hi, "dwell %s s, expected %.1f to %.1f" % (r["value"], lo, hi)
     for r in visits:
-        assert abs(r["value"] - span) < 1.0, "dwell %s s for a %.1f s stay" % (r["value"], span)
         assert r["unit"] == "s" and len(r["subject"]) == 22
-    assert len({r["subject"] for r in visits}) == 5
     wait_for("the malformed counter", lambda: agent.counter("malformed") > 0)
-    print("ok: 5 devices a window (far one and beacons not counted), 2 stable, 5 visits of %.1f s" % span)
+    print("ok: 5 devices a window (far one and beacons not counted), 2 stable, %d visits of %s s"
+          % (len(visits), sorted(r["value"] for r in visits)))
 
 
 def check_gaps(bluez, agent):
-    bluez.add_device(GONE, rssi=-60)
-    g0 = time.monotonic()
-    t0 = now_us()
+    """One device: seen 1.5 s, forgotten by BlueZ and found again 0.5 s later,
+    seen 1.5 s more, silent 4.5 s, seen once. If the driver itself paused
+    longer than the gap's margin the premise is broken: try again."""
+    for attempt, addr in enumerate(("5A:00:00:00:00:21", "5A:00:00:00:00:22", "5A:00:00:00:00:23")):
+        sends = []
+        bluez.add_device(addr, rssi=-60)
+        sends.append(now_us())
+        t0 = now_us()
 
-    def seen_for(seconds, rssi):
-        end = time.monotonic() + seconds
-        k = 0
-        while time.monotonic() < end:
-            bluez.advertise(GONE, rssi=rssi - (k % 2))
-            k += 1
-            time.sleep(0.3)
+        def seen_for(seconds, rssi):
+            end = time.monotonic() + seconds
+            k = 0
+            while time.monotonic() < end:
+                bluez.advertise(addr, rssi=rssi - (k % 2))
+                sends.append(now_us())
+                k += 1
+                time.sleep(0.3)
 
-    seen_for(1.5, -60)
-    # BlueZ forgets the device and finds it again 0.5 s later: not a departure
-    bluez.remove_device(GONE)
-    time.sleep(0.5)
-    bluez.add_device(GONE, rssi=-61)
-    seen_for(1.5, -62)
-    g1 = time.monotonic()
-    time.sleep(4.5)  # longer than gap_timeout (2 s): the visit ended
-    bluez.advertise(GONE, rssi=-58)  # one sighting: a visit of 0 s
-    t1 = now_us()
-    wait_window_after(agent, t1 + 2_000_000 + W)
-    visits = sorted((r for r in of(agent, "ble.visit") if ts_us(r) >= t0 - 500_000), key=ts_us)
-    assert len(visits) == 2, "visits %r" % visits
-    assert abs(visits[0]["value"] - (g1 - g0)) < 1.0, "dwell %s for %.1f s" % (visits[0]["value"], g1 - g0)
-    assert visits[1]["value"] == 0, visits[1]
-    tz = zoneinfo.ZoneInfo("Europe/Helsinki")
-    days = {datetime.datetime.fromtimestamp(ts_us(r) / 1e6, tz).date() for r in visits}
-    if len(days) == 1:  # the pseudonym key changes at local midnight
-        assert visits[0]["subject"] == visits[1]["subject"], visits
-    print("ok: a 0.5 s pause with InterfacesRemoved is one visit (%.1f s); a 4.5 s pause ends it" % visits[0]["value"])
+        seen_for(1.5, -60)
+        bluez.remove_device(addr)  # BlueZ forgets the device ...
+        time.sleep(0.5)
+        bluez.add_device(addr, rssi=-61)  # ... and finds it again: not a departure
+        sends.append(now_us())
+        seen_for(1.5, -62)
+        last = now_us()
+        time.sleep(4.5)  # longer than gap_timeout (2 s): the visit ended
+        bluez.advertise(addr, rssi=-58)  # one sighting: a visit of 0 s
+        t1 = now_us()
+        if max_pause(sends) > 1.5:
+            print("note: the driver paused %.1f s; trying again" % max_pause(sends))
+            continue
+        wait_window_after(agent, t1 + 2_000_000 + W)
+        visits = sorted((r for r in of(agent, "ble.visit") if t0 - 500_000 <= ts_us(r) <= t1), key=ts_us)
+        assert len(visits) == 2, "visits %r" % visits
+        span = (last - sends[0]) / 1e6
+        assert span - 0.5 <= visits[0]["value"] <= span + 2.0, "dwell %s for %.1f s" % (visits[0]["value"], span)
+        assert visits[1]["value"] == 0, visits[1]
+        tz = zoneinfo.ZoneInfo("Europe/Helsinki")
+        days = {datetime.datetime.fromtimestamp(ts_us(r) / 1e6, tz).date() for r in visits}
+        if len(days) == 1:  # the pseudonym key changes at local midnight
+            assert visits[0]["subject"] == visits[1]["subject"], visits
+        print("ok: a 0.5 s pause with InterfacesRemoved is one visit (%.1f s); a 4.5 s pause ends it"
+              % visits[0]["value"])
+        return
+    raise Fail("the driver kept pausing longer than the gap margin")
 
 
 def pump(bluez, seconds=0.0, until=None, what="", timeout=20.0):
@@ -268,7 +333,7 @@ def check_adapter(bluez, agent):
     skipped = [r for r in of(agent, "ble.presence.devices") if ts_us(r) < back and ts_us(r) + W > down_seen]
     assert not skipped, "presence figures for windows the scanner missed: %r" % skipped
     after = [r["value"] for r in of(agent, "ble.presence.devices") if ts_us(r) >= up_seen]
-    assert after and after[0] == 1, "presence after the adapter came back: %r" % after
+    assert 1 in after and max(after) <= 1, "presence after the adapter came back: %r" % after
     print("ok: adapter removed: down, no figures for the gap; back: discovery restarted, figures again")
 
     ups = count(agent, "instance up")
