@@ -9,7 +9,7 @@ PKGS=(
   libmodbus-dev libserialport-dev liblua5.4-dev libpcsclite-dev
   libcmocka-dev tzdata sqlite3 python3 valgrind procps systemd
   socat pcscd vsmartcard-vpcd
-  dbus-daemon python3-dbus python3-dbusmock
+  dbus-daemon dbus-session-bus-common python3-dbus python3-dbusmock
   clang-14 libclang-rt-14-dev
 )
 
