@@ -422,9 +422,10 @@ static void input_stopped(void *arg)
     a->inputs_stopping--;
 }
 
-static void output_freed(void *arg)
+static void output_freed(void *arg, int64_t cursor)
 {
     struct mt_inst_conf *ic = arg;
+    (void)cursor;
     mt_inst_conf_free(ic);
 }
 
@@ -433,9 +434,10 @@ struct close_ctx {
     struct mt_inst_conf *ic;
 };
 
-static void output_close_done(void *arg)
+static void output_close_done(void *arg, int64_t cursor)
 {
     struct close_ctx *c = arg;
+    (void)cursor;
     c->a->outputs_closing--;
     mt_inst_conf_free(c->ic);
     free(c);
@@ -637,13 +639,14 @@ struct reload_out {
     int64_t cursor;
 };
 
-static void reload_output_closed(void *arg)
+static void reload_output_closed(void *arg, int64_t cursor)
 {
     struct reload_out *r = arg;
     struct mt_agent *a = r->a;
     mt_inst_conf_free(r->old_ic);
     if (r->new_ic && a->phase == PH_RUNNING) {
-        if (add_output(a, r->new_ic, r->cursor) == 0)
+        /* what the old instance delivered, also while it closed (issue 15) */
+        if (add_output(a, r->new_ic, cursor > r->cursor ? cursor : r->cursor) == 0)
             mt_output_start(a->outputs[a->noutputs - 1].o);
     } else {
         mt_inst_conf_free(r->new_ic);

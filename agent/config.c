@@ -36,6 +36,11 @@ const struct mittari_option mt_agent_options[] = {
      .type = MITTARI_OPT_STRING,
      .offset = A(plugin_dir),
      .help = "Directory of input plugins (NAME.so); default: the installed one."},
+    {.name = "plugin_path",
+     .type = MITTARI_OPT_STRING,
+     .offset = A(plugin_path),
+     .help = "More plugin directories, ':'-separated, searched in order before plugin_dir "
+             "(an integrator's plugins)."},
     {.name = "timezone",
      .type = MITTARI_OPT_STRING,
      .def = "Europe/Helsinki",
@@ -732,6 +737,50 @@ static void check_agent(struct mt_config *c, const struct mt_node *an, struct mt
     }
 }
 
+/* plugin_path: absolute directories that exist (a typo would otherwise
+ * only show as "no plugin" of some input) */
+static void check_plugin_path(const char *path, const struct mt_node *an,
+                              const struct mt_pos *where, struct mt_diags *d)
+{
+    const struct mt_node *n = an ? mt_node_get(an, "plugin_path") : NULL;
+    const struct mt_pos *pos = n ? &n->pos : where;
+    char dir[512];
+    struct stat st;
+
+    for (const char *p = path; p && *p;) {
+        size_t l = strcspn(p, ":");
+        snprintf(dir, sizeof(dir), "%.*s", (int)l, p);
+        if (l > 0 && dir[0] != '/')
+            mt_diags_add(d, pos, "give absolute directories separated by ':'",
+                         "plugin_path: '%s' is not an absolute path", dir);
+        else if (l > 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+            mt_diags_add(d, pos, "create it, or remove it from plugin_path",
+                         "plugin_path: no directory %s", dir);
+        p += l + (p[l] == ':');
+    }
+}
+
+static void check_path_unchanged(const struct mt_registry *reg, const char *path,
+                                 const struct mt_node *an, const struct mt_pos *where,
+                                 struct mt_diags *d)
+{
+    struct mt_registry now = {0};
+    char *was = mt_registry_path_text(reg), *will = NULL;
+
+    now.dir = reg->dir;
+    if (mt_registry_set_path(&now, path) == 0)
+        will = mt_registry_path_text(&now);
+    if (was && will && strcmp(was, will) != 0) {
+        const struct mt_node *n = an ? mt_node_get(an, "plugin_path") : NULL;
+        mt_diags_add(d, n ? &n->pos : where, "restart the agent to search other directories",
+                     "plugin_path changed: plugins are searched in %s until a restart", was);
+    }
+    now.dir = NULL;
+    mt_registry_free(&now);
+    free(was);
+    free(will);
+}
+
 int mt_config_load(struct mt_config **out, const char *path, const char *plugin_dir_override,
                    struct mt_registry *reg, struct mt_diags *d)
 {
@@ -785,11 +834,16 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
                        : c->agent.plugin_dir ? c->agent.plugin_dir
                                              : mt_default_plugin_dir();
     c->agent.plugin_dir = mt_arena_strdup(&c->arena, pdir);
-    if (!reg->dir)
+    check_plugin_path(c->agent.plugin_path, ap ? ap->value : NULL, &where, d);
+    if (!reg->dir) {
         mt_registry_init(reg, pdir);
-    else if (strcmp(reg->dir, pdir) != 0)
+        mt_registry_set_path(reg, c->agent.plugin_path);
+    } else if (strcmp(reg->dir, pdir) != 0) {
         mt_diags_add(d, &where, "restart the agent to load plugins from another directory",
                      "plugin_dir changed from %s to %s", reg->dir, pdir);
+    } else {
+        check_path_unchanged(reg, c->agent.plugin_path, ap ? ap->value : NULL, &where, d);
+    }
 
     struct profiles *pr = calloc(1, sizeof(*pr));
     if (!pr) {

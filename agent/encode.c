@@ -1,6 +1,7 @@
 #include "encode.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -18,10 +19,11 @@ const char *mt_kind_name(int kind)
     return "unknown";
 }
 
-void mt_encoder_init(struct mt_encoder *e, int fmt)
+void mt_encoder_init(struct mt_encoder *e, int fmt, int64_t gen)
 {
     memset(e, 0, sizeof(*e)); /* cache ids 0: empty */
     e->fmt = fmt;
+    e->gen = gen;
     e->sec = INT64_MIN;
 }
 
@@ -29,7 +31,8 @@ int mt_encode_header(struct mt_encoder *e, struct mt_buf *b)
 {
     if (e->fmt != MT_FMT_CSV)
         return 0;
-    return mt_buf_adds(b, "seq,ts,site,device,metric,value,unit,kind,subject,tags\n");
+    return mt_buf_adds(
+        b, "seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below\n");
 }
 
 /* "2026-11-25T15:25:44.123456Z" with the date part cached per second */
@@ -133,12 +136,18 @@ static const struct mt_series_info unknown = {.site = "", .device = "", .metric 
 static int jsonl(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
                  const struct mt_series_info *s, const struct text *c)
 {
+    bool suppressed = r->flags & MT_RF_SUPPRESSED;
     int rc = mt_buf_adds(b, "{\"seq\":");
     rc |= mt_buf_i64(b, r->seq);
+    rc |= mt_buf_adds(b, ",\"gen\":");
+    rc |= mt_buf_i64(b, e->gen);
     rc |= mt_buf_adds(b, ",\"ts\":\"");
     rc |= add_ts(e, b, r->ts);
     rc |= mt_buf_add(b, c->head, c->head_len);
-    rc |= mt_buf_double(b, r->value);
+    if (suppressed)
+        rc |= mt_buf_adds(b, "null"); /* the figure never leaves the site */
+    else
+        rc |= mt_buf_double(b, r->value);
     rc |= mt_buf_add(b, c->mid, c->mid_len);
     if (r->subject[0]) {
         rc |= mt_buf_adds(b, ",\"subject\":");
@@ -148,6 +157,14 @@ static int jsonl(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
         rc |= mt_buf_adds(b, ",\"tags\":");
         rc |= mt_buf_adds(b, s->tags); /* canonical JSON object, built by the agent */
     }
+    if (MT_RF_REVISION(r->flags)) {
+        rc |= mt_buf_adds(b, ",\"revision\":");
+        rc |= mt_buf_i64(b, MT_RF_REVISION(r->flags));
+    }
+    if (suppressed) {
+        rc |= mt_buf_adds(b, ",\"suppressed_below\":");
+        rc |= mt_buf_i64(b, r->min_count);
+    }
     rc |= mt_buf_adds(b, "}\n");
     return rc ? -ENOMEM : 0;
 }
@@ -155,15 +172,24 @@ static int jsonl(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
 static int csv(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
                const struct mt_series_info *s, const struct text *c)
 {
+    bool suppressed = r->flags & MT_RF_SUPPRESSED;
     int rc = mt_buf_i64(b, r->seq);
+    rc |= mt_buf_addc(b, ',');
+    rc |= mt_buf_i64(b, e->gen);
     rc |= mt_buf_addc(b, ',');
     rc |= add_ts(e, b, r->ts);
     rc |= mt_buf_add(b, c->head, c->head_len);
-    rc |= mt_buf_double(b, r->value);
+    if (!suppressed)
+        rc |= mt_buf_double(b, r->value);
     rc |= mt_buf_add(b, c->mid, c->mid_len);
     rc |= mt_buf_csv_str(b, r->subject);
     rc |= mt_buf_addc(b, ',');
     rc |= mt_buf_csv_str(b, s->tags);
+    rc |= mt_buf_addc(b, ',');
+    rc |= mt_buf_i64(b, MT_RF_REVISION(r->flags));
+    rc |= mt_buf_addc(b, ',');
+    if (suppressed)
+        rc |= mt_buf_i64(b, r->min_count);
     rc |= mt_buf_addc(b, '\n');
     return rc ? -ENOMEM : 0;
 }

@@ -24,12 +24,14 @@ struct mt_encode_cached {
 
 struct mt_encoder {
     int fmt;
+    int64_t gen;        /* the log's generation, written with every row */
     int64_t sec;        /* cache: the second last formatted */
     char sec_text[64];  /* "2026-11-25T15:25:44" */
     struct mt_encode_cached cache[MT_ENCODE_CACHE];
 };
 
-void mt_encoder_init(struct mt_encoder *e, int fmt);
+/* gen: the generation of the log the rows come from (mt_log_generation). */
+void mt_encoder_init(struct mt_encoder *e, int fmt, int64_t gen);
 /* CSV header line ("" for JSON Lines). */
 int mt_encode_header(struct mt_encoder *e, struct mt_buf *b);
 /* s may be NULL (unknown series): fields are then empty. */

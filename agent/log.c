@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include <mittari/mittari.h>
 
@@ -26,14 +28,15 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_PUT_READING] = "INSERT INTO readings(seq, ts, series, value, subject) VALUES(?,?,?,?,?)",
+    [ST_PUT_READING] = "INSERT INTO readings(seq, ts, series, value, subject, flags) "
+                       "VALUES(?,?,?,?,?,?)",
     [ST_PUT_SERIES] = "INSERT INTO series(id, site, device, metric, unit, kind, bits, tags) "
                       "VALUES(?,?,?,?,?,?,?,?)",
     [ST_PUT_COUNTER] = "INSERT OR REPLACE INTO counters(series, last, ts) VALUES(?,?,?)",
     [ST_PUT_CURSOR] = "INSERT OR REPLACE INTO cursors(name, seq, updated) VALUES(?,?,?)",
-    [ST_READ] = "SELECT seq, ts, series, value, subject FROM readings "
+    [ST_READ] = "SELECT seq, ts, series, value, subject, flags FROM readings "
                 "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
-    [ST_SCAN] = "SELECT seq, ts, series, value, subject FROM readings "
+    [ST_SCAN] = "SELECT seq, ts, series, value, subject, flags FROM readings "
                 "WHERE seq > ?1 AND ts >= ?2 AND ts < ?3 ORDER BY seq LIMIT ?4",
 };
 
@@ -43,19 +46,38 @@ static const char schema_sql[] =
     " device TEXT NOT NULL, metric TEXT NOT NULL, unit TEXT NOT NULL, kind INTEGER NOT NULL,"
     " bits INTEGER NOT NULL, tags TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS readings(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
-    " series INTEGER NOT NULL, value REAL NOT NULL, subject TEXT);"
+    " series INTEGER NOT NULL, value REAL NOT NULL, subject TEXT,"
+    " flags INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS counters(series INTEGER PRIMARY KEY, last INTEGER NOT NULL,"
     " ts INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS cursors(name TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
     " updated INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS parked(output TEXT NOT NULL, first_seq INTEGER NOT NULL,"
-    " last_seq INTEGER NOT NULL, error TEXT NOT NULL, at INTEGER NOT NULL);";
+    " last_seq INTEGER NOT NULL, error TEXT NOT NULL, at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS consumer_state(name TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+    " state BLOB, updated INTEGER NOT NULL);";
+
+/* Schema 1 -> 2: derived readings' flags, consumer states, the generation. */
+static const char upgrade1_sql[] =
+    "ALTER TABLE readings ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE IF NOT EXISTS consumer_state(name TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+    " state BLOB, updated INTEGER NOT NULL);";
 
 struct mt_logdb {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     int flags;
+    int64_t schema; /* user_version as opened (a reader may see a schema 1 log) */
     char *path;
+};
+
+/* A reader of a schema 1 log that no writer upgraded (a copy given to
+ * `mittari query`): the same rows, every flag 0. */
+static const char *const stmt_sql_v1[ST_COUNT] = {
+    [ST_READ] = "SELECT seq, ts, series, value, subject, 0 FROM readings "
+                "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+    [ST_SCAN] = "SELECT seq, ts, series, value, subject, 0 FROM readings "
+                "WHERE seq > ?1 AND ts >= ?2 AND ts < ?3 ORDER BY seq LIMIT ?4",
 };
 
 static int map_rc(int rc)
@@ -135,8 +157,25 @@ static int check_identity(struct mt_logdb *db, int64_t *app, int64_t *ver, char 
     return 0;
 }
 
+/* Microseconds of now with 16 random low bits: increasing from one log to
+ * the next on a gateway whose clock is right, and distinct even when two logs
+ * are made in the same tick of a clock that is not. Always > 0. */
+static int64_t new_generation(void)
+{
+    struct timespec t;
+    uint16_t rnd = 0;
+
+    clock_gettime(CLOCK_REALTIME, &t);
+    if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+        rnd = (uint16_t)t.tv_nsec;
+    int64_t us = (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+    int64_t gen = (us & ~(int64_t)0xffff) | rnd;
+    return gen > 0xffff ? gen : ((int64_t)1 << 40) | rnd;
+}
+
 static int prepare_schema(struct mt_logdb *db, int64_t app, int64_t ver, char *err, size_t errlen)
 {
+    char sql[160];
     int rc;
 
     if (!(db->flags & MT_LOG_WRITER))
@@ -145,9 +184,16 @@ static int prepare_schema(struct mt_logdb *db, int64_t app, int64_t ver, char *e
         return 0;
     rc = exec(db, "BEGIN IMMEDIATE");
     if (!rc)
-        rc = exec(db, schema_sql);
+        rc = exec(db, ver == 1 && app == MT_LOG_APP_ID ? upgrade1_sql : schema_sql);
     if (!rc) {
-        char sql[96];
+        /* a log upgraded from schema 1 gets its generation now: what it
+         * delivered before carried none */
+        snprintf(sql, sizeof(sql),
+                 "INSERT OR IGNORE INTO meta(key, value) VALUES('generation', %lld)",
+                 (long long)new_generation());
+        rc = exec(db, sql);
+    }
+    if (!rc) {
         snprintf(sql, sizeof(sql), "PRAGMA application_id=%d; PRAGMA user_version=%d",
                  MT_LOG_APP_ID, MT_LOG_SCHEMA);
         rc = exec(db, sql);
@@ -155,8 +201,8 @@ static int prepare_schema(struct mt_logdb *db, int64_t app, int64_t ver, char *e
     if (!rc)
         rc = exec(db, "COMMIT");
     if (rc) {
-        snprintf(err, errlen, "cannot create the log schema in %s: %s", db->path,
-                 sqlite3_errmsg(db->db));
+        snprintf(err, errlen, "cannot %s the log schema in %s: %s", ver ? "upgrade" : "create",
+                 db->path, sqlite3_errmsg(db->db));
         exec(db, "ROLLBACK");
     }
     return rc;
@@ -219,11 +265,14 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
     rc = prepare_schema(db, app, ver, err, errlen);
     if (rc)
         goto fail;
+    db->schema = (flags & MT_LOG_WRITER) ? MT_LOG_SCHEMA : ver;
     for (int i = 0; i < ST_COUNT; i++) {
+        const char *sql = db->schema == 1 && stmt_sql_v1[i] ? stmt_sql_v1[i] : stmt_sql[i];
         if ((flags & MT_LOG_READONLY) && i >= ST_PUT_READING && i <= ST_PUT_CURSOR)
             continue;
-        rc = sqlite3_prepare_v3(db->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &db->st[i],
-                                NULL);
+        if (db->schema == 1 && i == ST_PUT_READING)
+            continue; /* not a writer: nothing is put */
+        rc = sqlite3_prepare_v3(db->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &db->st[i], NULL);
         if (rc) {
             snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db->db));
             rc = map_rc(rc);
@@ -285,10 +334,13 @@ int mt_log_put_series(struct mt_logdb *db, const struct mt_series_info *s)
     return step_done(st);
 }
 
-int mt_log_put_reading(struct mt_logdb *db, int64_t seq, int64_t ts, uint32_t series, double value,
-                       const char *subject)
+int mt_log_put_reading_flags(struct mt_logdb *db, int64_t seq, int64_t ts, uint32_t series,
+                             double value, const char *subject, unsigned flags,
+                             unsigned min_count)
 {
     sqlite3_stmt *st = db->st[ST_PUT_READING];
+    if (!st)
+        return -EACCES;
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_int64(st, 2, ts);
     sqlite3_bind_int64(st, 3, series);
@@ -297,7 +349,14 @@ int mt_log_put_reading(struct mt_logdb *db, int64_t seq, int64_t ts, uint32_t se
         sqlite3_bind_text(st, 5, subject, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 5);
+    sqlite3_bind_int64(st, 6, (int64_t)((flags & 0xffu) | (min_count & 0xffu) << 8));
     return step_done(st);
+}
+
+int mt_log_put_reading(struct mt_logdb *db, int64_t seq, int64_t ts, uint32_t series, double value,
+                       const char *subject)
+{
+    return mt_log_put_reading_flags(db, seq, ts, series, value, subject, 0, 0);
 }
 
 int mt_log_put_counter(struct mt_logdb *db, uint32_t series, uint64_t last, int64_t ts)
@@ -336,6 +395,76 @@ int mt_log_put_parked(struct mt_logdb *db, const char *output, int64_t first, in
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return map_rc(rc);
+}
+
+int mt_log_put_state(struct mt_logdb *db, const char *name, int64_t version, const void *state,
+                     size_t len, int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->db,
+                                "INSERT OR REPLACE INTO consumer_state(name, version, state, updated)"
+                                " VALUES(?,?,?,?)",
+                                -1, &st, NULL);
+    if (rc)
+        return map_rc(rc);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    if (state && len)
+        sqlite3_bind_blob64(st, 3, state, len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_int64(st, 4, now);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return map_rc(rc);
+}
+
+int mt_log_get_state(struct mt_logdb *db, const char *name, int64_t *version, void **state,
+                     size_t *len)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    *state = NULL;
+    *len = 0;
+    *version = 0;
+    if (db->schema < 2)
+        return -ENOENT;
+    rc = sqlite3_prepare_v2(db->db, "SELECT version, state FROM consumer_state WHERE name = ?",
+                            -1, &st, NULL);
+    if (rc)
+        return map_rc(rc);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const void *b = sqlite3_column_blob(st, 1);
+        int n = sqlite3_column_bytes(st, 1);
+        *version = sqlite3_column_int64(st, 0);
+        rc = 0;
+        if (b && n > 0) {
+            *state = malloc((size_t)n);
+            if (*state) {
+                memcpy(*state, b, (size_t)n);
+                *len = (size_t)n;
+            } else {
+                rc = -ENOMEM;
+            }
+        }
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : map_rc(rc);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mt_log_generation(struct mt_logdb *db, int64_t *gen)
+{
+    int rc = mt_log_get_meta(db, "generation", gen);
+    if (rc == -ENOENT) {
+        *gen = 0; /* a schema 1 log no writer has opened since */
+        return 0;
+    }
+    return rc;
 }
 
 int mt_log_put_meta(struct mt_logdb *db, const char *key, int64_t value)
@@ -563,6 +692,9 @@ static int fetch_rows(sqlite3_stmt *st, size_t max, struct mt_row *rows, size_t 
         r->ts = sqlite3_column_int64(st, 1);
         r->series = (uint32_t)sqlite3_column_int64(st, 2);
         r->value = sqlite3_column_double(st, 3);
+        int64_t f = sqlite3_column_int64(st, 5);
+        r->flags = (uint8_t)(f & 0xff);
+        r->min_count = (uint8_t)((f >> 8) & 0xff);
         const unsigned char *s = sqlite3_column_text(st, 4);
         if (s)
             snprintf(r->subject, sizeof(r->subject), "%s", (const char *)s);

@@ -1,6 +1,7 @@
 /*
  * log: the SQLite time-series log under the data dir: readings, series,
- * counter states of the normalizer, consumer cursors and parked batches.
+ * counter states of the normalizer, consumer cursors and states, parked
+ * batches, and the log's generation.
  *
  * One struct mt_logdb is one connection, used by one thread at a time: the
  * writer thread owns the only writing connection; each output owns a
@@ -22,14 +23,22 @@
 #include "pseudo.h"
 #include "series.h"
 
-#define MT_LOG_SCHEMA 1
+#define MT_LOG_SCHEMA 2
 #define MT_LOG_APP_ID 0x4d545249 /* "MTRI" */
+
+/* What a rule said about a derived reading (mt_row.flags, mt_rec.flags);
+ * raw readings have 0. Stored as flags | min_count << 8. */
+#define MT_RF_SUPPRESSED 0x01u        /* value withheld: the count was below min_count */
+#define MT_RF_REVISION_MASK 0xfeu     /* bits 1..7: 0 = first figure, n = nth correction */
+#define MT_RF_REVISION(f) (((unsigned)(f)&MT_RF_REVISION_MASK) >> 1)
 
 struct mt_row {
     int64_t seq;
     int64_t ts;
     uint32_t series;
-    double value;
+    uint8_t flags;     /* MT_RF_* */
+    uint8_t min_count; /* suppression threshold when MT_RF_SUPPRESSED */
+    double value;      /* 0 when suppressed: the figure is stored nowhere */
     char subject[MT_SUBJECT_SIZE]; /* "" = none */
 };
 
@@ -50,10 +59,22 @@ void mt_log_rollback(struct mt_logdb *db);
 int mt_log_put_series(struct mt_logdb *db, const struct mt_series_info *s);
 int mt_log_put_reading(struct mt_logdb *db, int64_t seq, int64_t ts, uint32_t series, double value,
                        const char *subject);
+/* The same with a derived reading's flags and suppression threshold. */
+int mt_log_put_reading_flags(struct mt_logdb *db, int64_t seq, int64_t ts, uint32_t series,
+                             double value, const char *subject, unsigned flags,
+                             unsigned min_count);
 int mt_log_put_counter(struct mt_logdb *db, uint32_t series, uint64_t last, int64_t ts);
 int mt_log_put_cursor(struct mt_logdb *db, const char *name, int64_t seq, int64_t now);
 int mt_log_put_parked(struct mt_logdb *db, const char *output, int64_t first, int64_t last,
                       const char *error, int64_t now);
+/* A consumer's own state (a rule's windows), opaque to the log; written in
+ * the same transaction as its cursor and its derived readings. */
+int mt_log_put_state(struct mt_logdb *db, const char *name, int64_t version, const void *state,
+                     size_t len, int64_t now);
+/* -ENOENT when the consumer has no state. *state is malloc'ed (caller frees;
+ * NULL for an empty state). */
+int mt_log_get_state(struct mt_logdb *db, const char *name, int64_t *version, void **state,
+                     size_t *len);
 int mt_log_put_meta(struct mt_logdb *db, const char *key, int64_t value);
 int mt_log_get_meta(struct mt_logdb *db, const char *key, int64_t *value); /* -ENOENT if unset */
 
@@ -66,6 +87,11 @@ int mt_log_load_counters(struct mt_logdb *db,
 int mt_log_get_cursor(struct mt_logdb *db, const char *name, int64_t *seq);
 int mt_log_load_cursors(struct mt_logdb *db,
                         int (*cb)(void *arg, const char *name, int64_t seq), void *arg);
+/* The log's generation: a number chosen when the log file was created
+ * (microseconds of the creation time with random low bits), carried with
+ * every reading it delivers. A log moved aside and started anew has another
+ * one, so (generation, seq) never names two readings. */
+int mt_log_generation(struct mt_logdb *db, int64_t *gen);
 /* Highest sequence number ever given (survives deletion of every row). */
 int mt_log_last_seq(struct mt_logdb *db, int64_t *seq);
 

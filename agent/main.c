@@ -90,19 +90,35 @@ static void scan_err(const char *path, const char *msg)
     fprintf(stderr, "mittari: %s: %s\n", path, msg);
 }
 
+static int plugin_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct mt_plugin *const *)a)->name, (*(struct mt_plugin *const *)b)->name);
+}
+
 static int cmd_plugins(const struct cli *c)
 {
-    struct mt_registry reg;
-    const char *dir = c->plugin_dir ? c->plugin_dir : mt_default_plugin_dir();
+    struct mt_registry reg = {0};
+    struct mt_diags d = {0};
+    struct mt_config *conf = NULL;
     int rc = MT_EXIT_OK;
 
-    mt_registry_init(&reg, dir);
+    /* the configuration's plugin_path and plugin_dir, when it can be read:
+     * its problems are check's to report */
+    mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d);
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    if (!reg.dir)
+        mt_registry_init(&reg, c->plugin_dir ? c->plugin_dir : mt_default_plugin_dir());
     if (!c->name) {
+        char *where = mt_registry_path_text(&reg);
         mt_registry_scan(&reg, scan_err);
-        printf("input plugins (%s):\n", dir);
+        qsort(reg.v, reg.n, sizeof(*reg.v), plugin_cmp);
+        printf("input plugins (%s):\n", where ? where : reg.dir);
+        free(where);
         for (size_t i = 0; i < reg.n; i++)
-            printf("  %-14s %-8s %s\n", reg.v[i]->desc->name, reg.v[i]->desc->version,
-                   reg.v[i]->desc->description);
+            printf("  %-14s %-8s %s%s%s\n", reg.v[i]->desc->name, reg.v[i]->desc->version,
+                   reg.v[i]->desc->description, reg.npath ? "  " : "",
+                   reg.npath ? reg.v[i]->path : "");
         printf("output types:\n");
         for (size_t i = 0; mt_output_types[i]; i++)
             printf("  %-14s %-8s %s\n", mt_output_types[i]->name, "builtin",

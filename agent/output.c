@@ -58,6 +58,7 @@ struct mt_output {
     int64_t target;
     struct mt_row *rows;
     size_t nrows;
+    int64_t gen;      /* the log's generation, read with the cursor */
     int64_t have_seq;
     int64_t have_raw; /* what open() reported, before the checks */
     bool cursor_read;     /* the worker read the durable cursor into start_cursor */
@@ -72,7 +73,7 @@ struct mt_output {
     struct mt_output_stats stats;
     struct mt_complain c_fail, c_lost;
     int64_t resume_after;
-    void (*closed_cb)(void *arg);
+    void (*closed_cb)(void *arg, int64_t cursor);
     void *closed_arg;
 };
 
@@ -163,6 +164,11 @@ static int load_cursor(struct mt_output *o)
         return -EAGAIN;
     }
     o->known = rc == 0;
+    if (mt_log_generation(o->rdb, &o->gen)) {
+        snprintf(o->res.error, sizeof(o->res.error), "cannot read the log's generation: %s",
+                 mt_log_errmsg(o->rdb));
+        return -EAGAIN;
+    }
     o->start_cursor = seq > o->resume_after ? seq : o->resume_after;
     o->cursor_read = true;
     return 0;
@@ -171,19 +177,23 @@ static int load_cursor(struct mt_output *o)
 /* ---- worker thread ---- */
 
 /* What the destination holds counts only if it came from this log: a log
- * moved aside and started anew numbers from 1 again, and one that lost its
- * last commits (sync: normal, power cut) gives their numbers again. The
- * reading with that seq must be in this log with the same time, or, when
- * retention already deleted it, the log must know this output. */
-static bool have_from_this_log(struct mt_output *o, int64_t have_ts)
+ * moved aside and started anew numbers from 1 again (with another
+ * generation), and one that lost its last commits (sync: normal, power cut)
+ * gives their numbers again. A destination written before generations
+ * existed is checked by the reading's time: the reading with that seq must be
+ * in this log with the same time, or, when retention already deleted it, the
+ * log must know this output. */
+static bool have_from_this_log(struct mt_output *o, const struct mt_have *have)
 {
     struct mt_row row;
     size_t n = 0;
 
     if (o->have_seq > o->target)
         return false;
+    if (have->gen)
+        return have->gen == o->gen;
     if (mt_log_read(o->rdb, o->have_seq - 1, o->have_seq, 1, &row, &n) == 0 && n == 1)
-        return have_ts != 0 && row.seq == o->have_seq && row.ts == have_ts;
+        return have->ts != 0 && row.seq == o->have_seq && row.ts == have->ts;
     return o->known;
 }
 
@@ -199,15 +209,14 @@ static void work_cb(uv_work_t *req)
     if (!o->cursor_read && (o->rc = load_cursor(o)))
         return;
     if (!o->opened) {
-        int64_t have_ts = 0;
-        o->have_seq = 0;
+        struct mt_have have = {0};
         if (o->type->open)
-            o->rc = o->type->open(o->state, &o->have_seq, &have_ts, &o->res);
+            o->rc = o->type->open(o->state, &have, &o->res);
         if (o->rc)
             return;
         o->opened = true;
-        o->have_raw = o->have_seq;
-        if (o->have_seq > 0 && !have_from_this_log(o, have_ts))
+        o->have_seq = o->have_raw = have.seq;
+        if (o->have_seq > 0 && !have_from_this_log(o, &have))
             o->have_seq = 0;
     }
     /* the loop applies start_cursor after this first run */
@@ -226,14 +235,16 @@ static void work_cb(uv_work_t *req)
     o->nrows = n;
     if (n == 0)
         return;
-    snprintf(o->key, sizeof(o->key), "%s/%s/%" PRId64 "-%" PRId64, o->env.agent_id, o->name,
-             o->rows[0].seq, o->rows[n - 1].seq);
+    snprintf(o->key, sizeof(o->key), "%s/%" PRId64 "/%s/%" PRId64 "-%" PRId64, o->env.agent_id,
+             o->gen, o->name, o->rows[0].seq, o->rows[n - 1].seq);
     struct mt_batch b = {
         .first_seq = o->rows[0].seq,
         .last_seq = o->rows[n - 1].seq,
+        .generation = o->gen,
         .n = n,
         .rows = o->rows,
         .series = o->env.series,
+        .agent_id = o->env.agent_id,
         .key = o->key,
     };
     o->rc = o->type->deliver(o->state, &b, &o->res);
@@ -279,24 +290,22 @@ static void schedule_retry(struct mt_output *o)
 
 static void finish_close(struct mt_output *o);
 
-static void after_cb(uv_work_t *req, int status)
+/* The first run on a worker read the durable cursor: apply it. */
+static void apply_start(struct mt_output *o)
 {
-    struct mt_output *o = req->data;
-
-    o->busy = false;
-    if (o->closing) {
-        finish_close(o);
+    if (!o->cursor_read || o->started)
         return;
-    }
-    (void)status;
-    if (o->cursor_read && !o->started) {
-        o->started = true;
-        o->cursor = o->start_cursor;
-        /* registers the consumer so retention keeps what it has not delivered */
-        mt_writer_cursor(o->env.writer, o->name, o->cursor);
-        mt_diag(MT_INFO, o->module, "starting after seq %" PRId64 " (%" PRId64 " readings waiting)",
-                o->cursor, o->committed > o->cursor ? o->committed - o->cursor : 0);
-    }
+    o->started = true;
+    o->cursor = o->start_cursor;
+    /* registers the consumer so retention keeps what it has not delivered */
+    mt_writer_cursor(o->env.writer, o->name, o->cursor);
+    mt_diag(MT_INFO, o->module, "starting after seq %" PRId64 " (%" PRId64 " readings waiting)",
+            o->cursor, o->committed > o->cursor ? o->committed - o->cursor : 0);
+}
+
+/* What open() found at the destination. */
+static void apply_have(struct mt_output *o)
+{
     if (o->opened && o->have_raw && o->have_raw != o->have_seq) {
         mt_diag(MT_WARNING, o->module,
                 "destination holds readings through seq %" PRId64 " that are not this log's "
@@ -311,6 +320,13 @@ static void after_cb(uv_work_t *req, int status)
                 o->have_seq, o->cursor);
         advance(o, o->have_seq);
     }
+}
+
+/* The batch's outcome; true when the next step is a retry. Runs also while
+ * the output is closing: a batch the destination acknowledged is never
+ * forgotten, or a replacement would send it again. */
+static bool apply_result(struct mt_output *o)
+{
     if (o->rc == 0) {
         if (o->nrows == 0) {
             /* nothing left below target: rows there were dropped at the cap */
@@ -333,15 +349,13 @@ static void after_cb(uv_work_t *req, int status)
         }
         o->attempts = 0;
         mt_complain_clear(&o->c_fail, o->module, "delivering again");
-        kick(o);
-        return;
+        return false;
     }
     if (o->rc == -EAGAIN || o->nrows == 0) {
         mt_complain(&o->c_fail, MT_WARNING, o->module, COMPLAIN_US,
                     "delivery failed, will retry: %s",
                     o->res.error[0] ? o->res.error : mittari_strerror_own(o->rc) ? mittari_strerror_own(o->rc) : strerror(-o->rc));
-        schedule_retry(o);
-        return;
+        return true;
     }
     /* permanent: park the batch, say so, go on */
     int64_t first = o->rows[0].seq, last = o->rows[o->nrows - 1].seq;
@@ -353,7 +367,26 @@ static void after_cb(uv_work_t *req, int status)
     o->stats.parked_readings += o->nrows;
     advance(o, last);
     o->attempts = 0;
-    kick(o);
+    return false;
+}
+
+static void after_cb(uv_work_t *req, int status)
+{
+    struct mt_output *o = req->data;
+
+    (void)status;
+    o->busy = false;
+    apply_start(o);
+    apply_have(o);
+    bool retry = apply_result(o);
+    if (o->closing) {
+        finish_close(o);
+        return;
+    }
+    if (retry)
+        schedule_retry(o);
+    else
+        kick(o);
 }
 
 static void kick(struct mt_output *o)
@@ -381,8 +414,9 @@ void mt_output_notify(struct mt_output *o, int64_t committed)
 static void timer_closed(uv_handle_t *h)
 {
     struct mt_output *o = h->data;
-    void (*cb)(void *) = o->closed_cb;
+    void (*cb)(void *, int64_t) = o->closed_cb;
     void *arg = o->closed_arg;
+    int64_t cursor = o->cursor;
 
     if (o->type->destroy && o->state)
         o->type->destroy(o->state);
@@ -391,7 +425,7 @@ static void timer_closed(uv_handle_t *h)
     free(o->name);
     free(o);
     if (cb)
-        cb(arg);
+        cb(arg, cursor);
 }
 
 static void finish_close(struct mt_output *o)
@@ -404,7 +438,7 @@ void mt_output_resume_after(struct mt_output *o, int64_t seq)
     o->resume_after = seq;
 }
 
-void mt_output_close(struct mt_output *o, void (*done)(void *arg), void *arg)
+void mt_output_close(struct mt_output *o, void (*done)(void *arg, int64_t cursor), void *arg)
 {
     o->closed_cb = done;
     o->closed_arg = arg;

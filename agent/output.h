@@ -26,10 +26,18 @@
 
 struct mt_batch {
     int64_t first_seq, last_seq;
+    int64_t generation; /* of the log: (agent, generation, seq) names one reading */
     size_t n;
     const struct mt_row *rows;
     const struct mt_series_reg *series;
-    const char *key; /* idempotency key: agent/output/first-last */
+    const char *agent_id;
+    const char *key; /* idempotency key: agent/generation/output/first-last */
+};
+
+/* What a destination already holds: its newest reading's seq, time and log
+ * generation (0 = unknown), as read back by a type's open(). */
+struct mt_have {
+    int64_t seq, ts, gen;
 };
 
 struct mt_deliver_result {
@@ -44,12 +52,13 @@ struct mt_output_type {
     size_t config_size;
     /* Loop thread. Allocates state; no I/O yet. */
     int (*create)(const void *conf, const char *instance, void **state, char *err, size_t errlen);
-    /* Worker thread, once before the first batch: the highest seq the
-     * destination already holds and that reading's ts (0 = unknown), so a
-     * restart after a crash does not write a reading twice. The framework
-     * trusts it only when it matches this log. NULL = unknown. 0, -EAGAIN
+    /* Worker thread, once before the first batch: the newest reading the
+     * destination already holds (zeros = none or unknown), so a restart
+     * after a crash does not write a reading twice. The framework trusts it
+     * only when it is this log's (same generation; for a destination written
+     * before generations, the same seq and ts). NULL = unknown. 0, -EAGAIN
      * (try later) or another error. */
-    int (*open)(void *state, int64_t *have_seq, int64_t *have_ts, struct mt_deliver_result *res);
+    int (*open)(void *state, struct mt_have *have, struct mt_deliver_result *res);
     /* Worker thread. 0 = acknowledged; -EAGAIN = transient; other negative =
      * permanent: the batch is parked. */
     int (*deliver)(void *state, const struct mt_batch *b, struct mt_deliver_result *res);
@@ -101,8 +110,10 @@ int64_t mt_output_cursor(const struct mt_output *o);
 const char *mt_output_name(const struct mt_output *o);
 const struct mt_output_stats *mt_output_stats(const struct mt_output *o);
 /* Loop thread: stops retrying; frees itself (and calls type destroy) once no
- * work is in flight and its handles are closed, then calls done(arg). */
-void mt_output_close(struct mt_output *o, void (*done)(void *arg), void *arg);
+ * work is in flight and its handles are closed, then calls done(arg, cursor)
+ * with the cursor it reached: a batch acknowledged while it was closing
+ * counts, so a replacement never sends it again. */
+void mt_output_close(struct mt_output *o, void (*done)(void *arg, int64_t cursor), void *arg);
 /* Loop thread, before start: deliver from after seq if the durable cursor
  * is behind it (a reload hands over the in-memory cursor). */
 void mt_output_resume_after(struct mt_output *o, int64_t seq);

@@ -116,7 +116,9 @@ int mt_query_run(const struct mt_query *q, FILE *out, char *err, size_t errlen)
         snprintf(name, sizeof(name), "%s/%s/%s", s->site, s->device, s->metric);
         match[id] = !q->series_glob || fnmatch(q->series_glob, name, 0) == 0;
     }
-    mt_encoder_init(&enc, q->format);
+    int64_t gen = 0;
+    mt_log_generation(db, &gen);
+    mt_encoder_init(&enc, q->format, gen);
     mt_encode_header(&enc, &b);
     do {
         rc = mt_log_scan(db, q->since, q->until, after, 4096, rows, &n);

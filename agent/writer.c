@@ -18,13 +18,20 @@
 #define DELETE_ROUNDS 40
 #define COMPLAIN_US (600 * 1000000LL)
 
-enum op_type { OP_CURSOR, OP_PARK };
+enum op_type { OP_CURSOR, OP_PARK, OP_STEP };
 
 struct op {
     int type;
     char *name;
     int64_t first, last;
     char *error;
+    /* OP_STEP: last is the cursor */
+    int64_t ticket, version;
+    bool keep_state;
+    void *state;
+    size_t state_len;
+    struct mt_rec *recs;
+    size_t nrecs;
 };
 
 struct consumer {
@@ -56,6 +63,8 @@ struct mt_writer {
     int64_t ops_first;
     struct consumer *cons;
     size_t ncons;
+    size_t nderived; /* derived readings in ops not yet committed */
+    int64_t next_ticket;
     bool flush_req, stop_req, waiting;
     int64_t stop_deadline;
 
@@ -80,6 +89,7 @@ struct mt_writer {
     struct mt_complain c_commit, c_cap, c_full;
 
     _Atomic int64_t committed;
+    _Atomic int64_t steps_committed;
     _Atomic bool full;
     _Atomic int64_t heartbeat;
     _Atomic int error;
@@ -140,48 +150,120 @@ int mt_writer_push(struct mt_writer *w, const struct mt_rec *r)
     return 0;
 }
 
+static void free_op(struct op *op)
+{
+    free(op->name);
+    free(op->error);
+    free(op->state);
+    free(op->recs);
+}
+
+/* lock held */
+static int push_op_locked(struct mt_writer *w, struct op *op)
+{
+    if (grow((void **)&w->ops, &w->capops, w->nops + 1, sizeof(*w->ops)))
+        return -ENOMEM;
+    if (w->nops == 0)
+        w->ops_first = mt_mono_us();
+    w->ops[w->nops++] = *op;
+    if (w->waiting)
+        pthread_cond_signal(&w->cond);
+    return 0;
+}
+
 static void push_op(struct mt_writer *w, struct op *op)
 {
     pthread_mutex_lock(&w->lock);
-    if (grow((void **)&w->ops, &w->capops, w->nops + 1, sizeof(*w->ops)) == 0) {
-        if (w->nops == 0)
-            w->ops_first = mt_mono_us();
-        w->ops[w->nops++] = *op;
-        if (w->waiting)
-            pthread_cond_signal(&w->cond);
-    } else {
-        free(op->name);
-        free(op->error);
-    }
+    if (push_op_locked(w, op))
+        free_op(op);
     pthread_mutex_unlock(&w->lock);
+}
+
+/* lock held: the consumer holds back retention from seq on */
+static void note_consumer(struct mt_writer *w, const char *name, int64_t seq)
+{
+    for (size_t i = 0; i < w->ncons; i++) {
+        if (strcmp(w->cons[i].name, name) == 0) {
+            w->cons[i].seq = seq;
+            return;
+        }
+    }
+    struct consumer *c = realloc(w->cons, (w->ncons + 1) * sizeof(*c));
+    if (!c)
+        return;
+    w->cons = c;
+    c[w->ncons].name = strdup(name);
+    c[w->ncons].seq = seq;
+    if (c[w->ncons].name)
+        w->ncons++;
 }
 
 void mt_writer_cursor(struct mt_writer *w, const char *name, int64_t seq)
 {
     struct op op = {.type = OP_CURSOR, .name = strdup(name), .last = seq};
-    bool found = false;
 
     if (!op.name)
         return;
     pthread_mutex_lock(&w->lock);
-    for (size_t i = 0; i < w->ncons; i++) {
-        if (strcmp(w->cons[i].name, name) == 0) {
-            w->cons[i].seq = seq;
-            found = true;
-        }
-    }
-    if (!found) {
-        struct consumer *c = realloc(w->cons, (w->ncons + 1) * sizeof(*c));
-        if (c) {
-            w->cons = c;
-            c[w->ncons].name = strdup(name);
-            c[w->ncons].seq = seq;
-            if (c[w->ncons].name)
-                w->ncons++;
-        }
-    }
+    note_consumer(w, name, seq);
     pthread_mutex_unlock(&w->lock);
     push_op(w, &op);
+}
+
+int mt_writer_step(struct mt_writer *w, const struct mt_consumer_step *s, int64_t *ticket)
+{
+    struct op op = {.type = OP_STEP, .last = s->cursor, .version = s->state_version,
+                    .keep_state = s->keep_state, .nrecs = s->nrecs};
+    int rc = -ENOMEM;
+
+    if (!s->name || !*s->name)
+        return -EINVAL;
+    for (size_t i = 0; i < s->nrecs; i++)
+        if (s->recs[i].kind == MITTARI_KIND_CUMULATIVE)
+            return -EINVAL;
+    op.name = strdup(s->name);
+    if (!op.name)
+        goto fail;
+    if (!s->keep_state && s->state_len) {
+        op.state = malloc(s->state_len);
+        if (!op.state)
+            goto fail;
+        memcpy(op.state, s->state, s->state_len);
+        op.state_len = s->state_len;
+    }
+    if (s->nrecs) {
+        op.recs = malloc(s->nrecs * sizeof(*op.recs));
+        if (!op.recs)
+            goto fail;
+        memcpy(op.recs, s->recs, s->nrecs * sizeof(*op.recs));
+    }
+    pthread_mutex_lock(&w->lock);
+    if (s->nrecs && (int64_t)(w->nderived + s->nrecs) > w->conf.queue_max) {
+        pthread_mutex_unlock(&w->lock);
+        rc = -EAGAIN;
+        goto fail;
+    }
+    op.ticket = ++w->next_ticket;
+    rc = push_op_locked(w, &op);
+    if (rc) {
+        w->next_ticket--;
+        pthread_mutex_unlock(&w->lock);
+        goto fail;
+    }
+    w->nderived += s->nrecs;
+    note_consumer(w, s->name, s->cursor);
+    if (ticket)
+        *ticket = op.ticket;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+fail:
+    free_op(&op);
+    return rc;
+}
+
+int64_t mt_writer_steps_committed(struct mt_writer *w)
+{
+    return atomic_load(&w->steps_committed);
 }
 
 void mt_writer_keep_consumers(struct mt_writer *w, const char *const *names, size_t n)
@@ -210,10 +292,8 @@ void mt_writer_park(struct mt_writer *w, const char *output, int64_t first, int6
                     .error = strdup(error)};
     if (op.name && op.error)
         push_op(w, &op);
-    else {
-        free(op.name);
-        free(op.error);
-    }
+    else
+        free_op(&op);
 }
 
 void mt_writer_flush(struct mt_writer *w)
@@ -299,7 +379,8 @@ static int touch_counter(struct mt_writer *w, uint32_t series)
 }
 
 struct counts {
-    uint64_t first, wraps, resets, stored;
+    uint64_t first, wraps, resets, stored, derived, steps;
+    int64_t ticket;
 };
 
 static int put_rec(struct mt_writer *w, const struct mt_rec *r, struct counts *c)
@@ -323,10 +404,34 @@ static int put_rec(struct mt_writer *w, const struct mt_rec *r, struct counts *c
         }
         value = (double)delta;
     }
-    int rc = mt_log_put_reading(w->db, w->next_seq, r->ts, r->series, value, r->subject);
+    int rc = mt_log_put_reading_flags(w->db, w->next_seq, r->ts, r->series, value, r->subject,
+                                      r->flags, r->min_count);
     if (!rc) {
         w->next_seq++;
         c->stored++;
+    }
+    return rc;
+}
+
+/* A consumer's step: its derived readings, state and cursor together. */
+static int put_step(struct mt_writer *w, struct op *op, struct counts *c)
+{
+    int rc = 0;
+    uint64_t stored = c->stored;
+
+    for (size_t i = 0; !rc && i < op->nrecs; i++)
+        rc = put_rec(w, &op->recs[i], c);
+    c->derived += c->stored - stored;
+    c->stored = stored; /* stored counts what inputs gave */
+    if (!rc && !op->keep_state)
+        rc = mt_log_put_state(w->db, op->name, op->version, op->state, op->state_len,
+                              mt_now_us());
+    if (!rc)
+        rc = mt_log_put_cursor(w->db, op->name, op->last, mt_now_us());
+    if (!rc) {
+        c->steps++;
+        if (op->ticket > c->ticket)
+            c->ticket = op->ticket;
     }
     return rc;
 }
@@ -350,8 +455,10 @@ static int commit_pending(struct mt_writer *w, struct counts *c)
         struct op *op = &w->pops[i];
         if (op->type == OP_CURSOR)
             rc = mt_log_put_cursor(w->db, op->name, op->last, mt_now_us());
-        else
+        else if (op->type == OP_PARK)
             rc = mt_log_put_parked(w->db, op->name, op->first, op->last, op->error, mt_now_us());
+        else
+            rc = put_step(w, op, c);
     }
     if (!rc)
         rc = mt_log_commit(w->db);
@@ -362,10 +469,8 @@ static int commit_pending(struct mt_writer *w, struct counts *c)
 
 static void clear_ops(struct op *ops, size_t *n)
 {
-    for (size_t i = 0; i < *n; i++) {
-        free(ops[i].name);
-        free(ops[i].error);
-    }
+    for (size_t i = 0; i < *n; i++)
+        free_op(&ops[i]);
     *n = 0;
 }
 
@@ -404,7 +509,11 @@ static int64_t commit_round(struct mt_writer *w)
     ADD(counter_first, c.first);
     ADD(counter_wraps, c.wraps);
     ADD(counter_resets, c.resets);
+    ADD(derived, c.derived);
+    ADD(steps, c.steps);
     INC(commits);
+    if (c.ticket > atomic_load(&w->steps_committed))
+        atomic_store(&w->steps_committed, c.ticket);
     if (w->next_seq - 1 > atomic_load(&w->committed)) {
         atomic_store(&w->committed, w->next_seq - 1);
         uv_async_send(&w->async);
@@ -655,6 +764,8 @@ static void *thread_main(void *arg)
             w->retry_at = mt_mono_us() + backoff;
         } else {
             w->npend = 0;
+            for (size_t i = 0; i < w->npops; i++)
+                w->nderived -= w->pops[i].nrecs;
             clear_ops(w->pops, &w->npops);
         }
     }

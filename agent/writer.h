@@ -44,6 +44,8 @@ struct mt_rec {
     uint32_t series;
     uint8_t kind;
     uint8_t bits;
+    uint8_t flags;     /* MT_RF_* of a derived reading; 0 for a raw one */
+    uint8_t min_count; /* its suppression threshold */
     double value;
     uint64_t counter;
     char subject[MT_SUBJECT_SIZE];
@@ -52,7 +54,23 @@ struct mt_rec {
 struct mt_writer_stats {
     _Atomic uint64_t queued, stored, refused_queue, refused_full, dropped_cap,
         deleted_retention, deleted_cap_delivered, commits, commit_errors, counter_first,
-        counter_wraps, counter_resets;
+        counter_wraps, counter_resets, derived, steps;
+};
+
+/* A consumer's step (a rule's batch of work), committed whole in one
+ * transaction with the next batch: the derived readings it emitted (they
+ * get the next sequence numbers), its state and its cursor. After a crash
+ * the log holds all of a step or none of it, which is what makes a rule's
+ * effects exactly-once. */
+struct mt_consumer_step {
+    const char *name;
+    int64_t cursor;        /* consumed the log through this seq */
+    bool keep_state;       /* true: leave the stored state as it is */
+    int64_t state_version; /* the consumer's own format number */
+    const void *state;     /* NULL with state_len 0: an empty state */
+    size_t state_len;
+    const struct mt_rec *recs; /* derived readings; never CUMULATIVE */
+    size_t nrecs;
 };
 
 struct mt_writer;
@@ -72,6 +90,12 @@ int mt_writer_push(struct mt_writer *w, const struct mt_rec *r);
 void mt_writer_cursor(struct mt_writer *w, const char *name, int64_t seq);
 /* Forgets every consumer not named (outputs no longer configured). */
 void mt_writer_keep_consumers(struct mt_writer *w, const char *const *names, size_t n);
+/* Any thread; copies everything. 0, -EINVAL (a cumulative reading, or no
+ * name), -EAGAIN (more than queue_max derived readings wait already: try
+ * again after the next commit) or -ENOMEM. *ticket (may be NULL) numbers the
+ * step: it is durable once mt_writer_steps_committed() reaches it. */
+int mt_writer_step(struct mt_writer *w, const struct mt_consumer_step *s, int64_t *ticket);
+int64_t mt_writer_steps_committed(struct mt_writer *w);
 void mt_writer_park(struct mt_writer *w, const char *output, int64_t first, int64_t last,
                     const char *error);
 /* Any thread: commit what is queued now, without waiting for the interval. */

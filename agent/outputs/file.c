@@ -6,8 +6,9 @@
  * only after it is written whole (and fdatasync'ed with fsync: true); a
  * failed write is cut back off the file, so a retry never leaves half a
  * batch behind. On start it reads the last complete line of the file to
- * learn the highest seq it already holds, and cuts off a partial last line
- * left by a crash: after kill -9 no reading is written twice.
+ * learn the newest reading it already holds (seq and log generation), and
+ * cuts off a partial last line left by a crash: after kill -9 no reading is
+ * written twice.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -78,7 +79,7 @@ static int file_create(const void *conf, const char *instance, void **state, cha
     f->conf = c;
     f->fd = -1;
     f->is_stdout = strcmp(c->path, "-") == 0;
-    mt_encoder_init(&f->enc, c->format == 1 ? MT_FMT_CSV : MT_FMT_JSONL);
+    mt_encoder_init(&f->enc, c->format == 1 ? MT_FMT_CSV : MT_FMT_JSONL, 0);
     *state = f;
     return 0;
 }
@@ -107,44 +108,63 @@ static int64_t parse_ts(const char *p, size_t n)
     return (int64_t)timegm(&tm) * 1000000 + frac;
 }
 
-/* A record line: JSON Lines start {"seq":N,"ts":"...", CSV lines N,TS,
- * Returns the seq (ts in *ts, 0 if unreadable), or -1 for another line. */
-static int64_t line_seq(const char *p, size_t n, int64_t *ts)
+static bool digits(const char *p, size_t n, size_t *i, int64_t *v)
 {
-    static const char pre[] = "{\"seq\":", tspre[] = "\"ts\":\"";
+    size_t start = *i;
+    *v = 0;
+    for (; *i < n && p[*i] >= '0' && p[*i] <= '9'; (*i)++) {
+        if (*v > (INT64_MAX - 9) / 10)
+            return false;
+        *v = *v * 10 + (p[*i] - '0');
+    }
+    return *i > start;
+}
+
+/* A record line: JSON Lines start {"seq":N,"gen":G,"ts":"...", CSV lines
+ * N,G,TS, (files written before generations: without G). Fills *have (gen
+ * and ts 0 where unreadable) and returns true; false for another line. */
+static bool line_have(const char *p, size_t n, struct mt_have *have)
+{
+    static const char pre[] = "{\"seq\":", genpre[] = "\"gen\":", tspre[] = "\"ts\":\"";
     int64_t v = 0;
-    size_t i = 0;
+    size_t i = 0, k;
     bool json = false;
 
-    *ts = 0;
+    *have = (struct mt_have){0};
     if (n >= sizeof(pre) - 1 && memcmp(p, pre, sizeof(pre) - 1) == 0) {
         i = sizeof(pre) - 1;
         json = true;
     }
-    if (i >= n || p[i] < '0' || p[i] > '9')
-        return -1;
-    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
-        if (v > (INT64_MAX - 9) / 10)
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    if (i >= n || (p[i] != ',' && p[i] != '}'))
-        return -1;
+    if (!digits(p, n, &i, &v) || i >= n || (p[i] != ',' && p[i] != '}'))
+        return false;
+    have->seq = v;
     i++;
+    if (json && n - i > sizeof(genpre) - 1 && memcmp(p + i, genpre, sizeof(genpre) - 1) == 0) {
+        k = i + sizeof(genpre) - 1;
+        if (digits(p, n, &k, &v) && k < n && p[k] == ',') {
+            have->gen = v;
+            i = k + 1;
+        }
+    } else if (!json) {
+        k = i;
+        if (digits(p, n, &k, &v) && k < n && p[k] == ',') {
+            have->gen = v;
+            i = k + 1;
+        }
+    }
     if (json && n - i > sizeof(tspre) - 1 && memcmp(p + i, tspre, sizeof(tspre) - 1) == 0)
         i += sizeof(tspre) - 1;
     if (i < n)
-        *ts = parse_ts(p + i, n - i);
-    return v;
+        have->ts = parse_ts(p + i, n - i);
+    return true;
 }
 
-static int tail_seq(int fd, bool truncate_partial, int64_t *have, int64_t *have_ts, char *err,
-                    size_t errlen)
+static int tail_seq(int fd, bool truncate_partial, struct mt_have *have, char *err, size_t errlen)
 {
     char buf[65536];
     struct stat st;
 
-    *have = 0;
+    *have = (struct mt_have){0};
     if (fstat(fd, &st))
         return -errno;
     if (st.st_size == 0)
@@ -153,6 +173,8 @@ static int tail_seq(int fd, bool truncate_partial, int64_t *have, int64_t *have_
     ssize_t n = pread(fd, buf, (size_t)(st.st_size - start), start);
     if (n < 0)
         return -errno;
+    if (n == 0)
+        return 0; /* cut by somebody else since the fstat */
     size_t end = (size_t)n;
     if (buf[end - 1] != '\n') {
         /* a write cut short by a crash: the batch was never acknowledged */
@@ -171,11 +193,8 @@ static int tail_seq(int fd, bool truncate_partial, int64_t *have, int64_t *have_
         size_t ls = end - 1;
         while (ls > 0 && buf[ls - 1] != '\n')
             ls--;
-        int64_t s = line_seq(buf + ls, end - 1 - ls, have_ts);
-        if (s >= 0) {
-            *have = s;
+        if (line_have(buf + ls, end - 1 - ls, have))
             return 0;
-        }
         end = ls; /* a header or foreign line: look further up */
     }
     return 0;
@@ -209,22 +228,22 @@ static int open_current(struct file_out *f, char *err, size_t errlen)
     return 0;
 }
 
-static int read_back(struct file_out *f, const char *path, bool truncate, int64_t *have,
-                     int64_t *have_ts, char *err, size_t errlen)
+static int read_back(struct file_out *f, const char *path, bool truncate, struct mt_have *have,
+                     char *err, size_t errlen)
 {
     int fd = truncate ? dup(f->fd) : open(path, O_RDONLY | O_CLOEXEC);
     int r;
 
     if (fd < 0)
         return errno == ENOENT ? 0 : -errno;
-    r = tail_seq(fd, truncate, have, have_ts, err, errlen);
+    r = tail_seq(fd, truncate, have, err, errlen);
     close(fd);
     if (r && !err[0])
         snprintf(err, errlen, "cannot read back %s: %s", path, strerror(-r));
     return r;
 }
 
-static int open_and_read_back(struct file_out *f, int64_t *have_seq, int64_t *have_ts,
+static int open_and_read_back(struct file_out *f, struct mt_have *have,
                               struct mt_deliver_result *res)
 {
     char rotated[PATH_MAX];
@@ -232,31 +251,30 @@ static int open_and_read_back(struct file_out *f, int64_t *have_seq, int64_t *ha
 
     if (open_current(f, res->error, sizeof(res->error)))
         return -EAGAIN;
-    if (read_back(f, f->conf->path, true, have_seq, have_ts, res->error, sizeof(res->error)))
+    if (read_back(f, f->conf->path, true, have, res->error, sizeof(res->error)))
         return -EAGAIN;
     if (fstat(f->fd, &st) == 0)
         f->size = (uint64_t)st.st_size;
-    if (*have_seq == 0) {
+    if (have->seq == 0) {
         /* rotated just before a crash: the newest record is in path.1 */
         snprintf(rotated, sizeof(rotated), "%s.1", f->conf->path);
-        if (read_back(f, rotated, false, have_seq, have_ts, res->error, sizeof(res->error)))
+        if (read_back(f, rotated, false, have, res->error, sizeof(res->error)))
             return -EAGAIN;
     }
     return 0;
 }
 
-static int file_open(void *state, int64_t *have_seq, int64_t *have_ts,
-                     struct mt_deliver_result *res)
+static int file_open(void *state, struct mt_have *have, struct mt_deliver_result *res)
 {
     struct file_out *f = state;
     int r;
 
-    *have_seq = *have_ts = 0;
+    *have = (struct mt_have){0};
     if (f->is_stdout) {
         f->fd = STDOUT_FILENO;
         return 0;
     }
-    r = open_and_read_back(f, have_seq, have_ts, res);
+    r = open_and_read_back(f, have, res);
     if (r && f->fd >= 0) {
         /* open() is called again on the retry: do not keep this descriptor */
         close(f->fd);
@@ -326,19 +344,22 @@ static int file_deliver(void *state, const struct mt_batch *b, struct mt_deliver
 {
     struct file_out *f = state;
     struct mt_buf head = {0};
-    int64_t have = 0, have_ts;
+    struct mt_have have = {0};
     int r;
 
     if (f->fd < 0) {
         /* closed after a write that could not be cut back: what of this
          * batch made it into the file is not written again */
-        if (open_and_read_back(f, &have, &have_ts, res))
+        if (open_and_read_back(f, &have, res))
             return -EAGAIN;
+        if (have.gen != b->generation)
+            have.seq = 0; /* another log's readings */
     }
+    f->enc.gen = b->generation;
     f->buf.len = 0;
     for (size_t i = 0; i < b->n; i++) {
         const struct mt_row *row = &b->rows[i];
-        if (row->seq <= have)
+        if (row->seq <= have.seq)
             continue;
         if (mt_encode_row(&f->enc, &f->buf, row, mt_series_get(b->series, row->series))) {
             snprintf(res->error, sizeof(res->error), "out of memory");

@@ -1,17 +1,32 @@
 #!/bin/bash
-# Installs the Debian 12 packages mittari needs to build, run and test, if
+# Installs the Debian 12 packages mittari needs to build, test and run, if
 # any is missing (as root). Used by the demo, the test command and CI.
 set -euo pipefail
 
-PKGS=(
-  build-essential cmake pkg-config
-  libuv1-dev libsqlite3-dev libyaml-dev libsystemd-dev libsodium-dev libssl-dev
+# Three lists (docs/operations.md, "Installing the package"):
+# build: compilers, headers, and what turns the build into man pages and a
+# .deb (python3: packaging/manpage.py; dpkg-dev, file: CPack's dpkg-shlibdeps)
+BUILD_PKGS=(
+  build-essential cmake pkg-config python3 dpkg-dev file
+  libuv1-dev libsqlite3-dev libyaml-dev libsystemd-dev libsodium-dev
   libmodbus-dev libserialport-dev liblua5.4-dev libpcsclite-dev
-  libcmocka-dev tzdata sqlite3 python3 valgrind procps systemd
+)
+# test: what the tests run, start or compare against; never on a gateway
+# (libssl-dev: the reference HMAC; systemd: systemd-analyze; groff-base: the
+# man page check; clang: the fuzz targets)
+TEST_PKGS=(
+  libcmocka-dev libssl-dev sqlite3 valgrind procps systemd groff-base
   socat pcscd vsmartcard-vpcd
   dbus-daemon dbus-session-bus-common python3-dbus python3-dbusmock
   clang-14 libclang-rt-14-dev
 )
+# run: what the installed agent needs besides the libraries it links (the
+# .deb gets those from dpkg-shlibdeps): the same as the non-library part of
+# CPACK_DEBIAN_PACKAGE_DEPENDS in packaging/deb.cmake (test_deb checks)
+RUN_PKGS=(
+  tzdata passwd
+)
+PKGS=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${RUN_PKGS[@]}")
 
 missing=()
 for p in "${PKGS[@]}"; do

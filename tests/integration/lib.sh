@@ -55,11 +55,14 @@ db, path = sys.argv[1], sys.argv[2]
 con = sqlite3.connect(db)
 series = {r[0]: r[1:] for r in con.execute("select id, site, device, metric, unit from series")}
 rows = {r[0]: r[1:] for r in con.execute("select seq, ts, series, value, subject from readings")}
+gen = con.execute("select value from meta where key = 'generation'").fetchone()[0]
 seen = {}
 with open(path) as f:
     for n, line in enumerate(f, 1):
         rec = json.loads(line)
         s = rec["seq"]
+        if rec.get("gen") != gen:
+            sys.exit(f"seq {s}: generation {rec.get('gen')}, the log's is {gen}")
         if s in seen:
             sys.exit(f"seq {s} twice in {path} (lines {seen[s]} and {n})")
         seen[s] = n

@@ -21,7 +21,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f || mt_series_init(&f->reg))
         return -1;
-    mt_encoder_init(&f->enc, MT_FMT_JSONL);
+    mt_encoder_init(&f->enc, MT_FMT_JSONL, 7);
     *state = f;
     return 0;
 }
@@ -58,7 +58,7 @@ static const char *enc(struct fixture *f, int fmt, const struct mt_row *r,
                        const struct mt_series_info *s)
 {
     if (f->enc.fmt != fmt)
-        mt_encoder_init(&f->enc, fmt);
+        mt_encoder_init(&f->enc, fmt, 7);
     f->buf.len = 0;
     assert_int_equal(mt_encode_row(&f->enc, &f->buf, r, s), 0);
     return mt_buf_cstr(&f->buf);
@@ -67,13 +67,13 @@ static const char *enc(struct fixture *f, int fmt, const struct mt_row *r,
 static void jsonl_all_fields(void **state)
 {
     struct fixture *f = *state;
-    mt_encoder_init(&f->enc, MT_FMT_JSONL);
+    mt_encoder_init(&f->enc, MT_FMT_JSONL, 7);
     const struct mt_series_info *s =
         series(f, "hki", "door-1", "people_in", "1", MITTARI_KIND_DELTA, "{\"theme\":\"art\"}");
     struct mt_row r = row(42, 1764084344123456, 3, "AbCdEfGhIjKlMnOpQrStUv");
     r.series = s->id;
     assert_string_equal(enc(f, MT_FMT_JSONL, &r, s),
-                        "{\"seq\":42,\"ts\":\"2025-11-25T15:25:44.123456Z\",\"site\":\"hki\","
+                        "{\"seq\":42,\"gen\":7,\"ts\":\"2025-11-25T15:25:44.123456Z\",\"site\":\"hki\","
                         "\"device\":\"door-1\",\"metric\":\"people_in\",\"value\":3,\"unit\":\"1\","
                         "\"kind\":\"delta\",\"subject\":\"AbCdEfGhIjKlMnOpQrStUv\","
                         "\"tags\":{\"theme\":\"art\"}}\n");
@@ -86,7 +86,7 @@ static void jsonl_omits_empty_unit_subject_tags(void **state)
     struct mt_row r = row(1, 0, 21.5, "");
     assert_string_equal(
         enc(f, MT_FMT_JSONL, &r, s),
-        "{\"seq\":1,\"ts\":\"1970-01-01T00:00:00.000000Z\",\"site\":\"hki\","
+        "{\"seq\":1,\"gen\":7,\"ts\":\"1970-01-01T00:00:00.000000Z\",\"site\":\"hki\","
         "\"device\":\"t1\",\"metric\":\"temp\",\"value\":21.5,\"kind\":\"gauge\"}\n");
     /* NULL unit and tags at intern time are stored as "" and omitted too */
     const struct mt_series_info *n = series(f, "hki", "t2", "temp", NULL, MITTARI_KIND_GAUGE, NULL);
@@ -104,7 +104,7 @@ static void jsonl_escapes_strings(void **state)
     struct mt_row r = row(7, 0, 1, "");
     assert_string_equal(
         enc(f, MT_FMT_JSONL, &r, s),
-        "{\"seq\":7,\"ts\":\"1970-01-01T00:00:00.000000Z\",\"site\":\"a\\\"b\\\\c\","
+        "{\"seq\":7,\"gen\":7,\"ts\":\"1970-01-01T00:00:00.000000Z\",\"site\":\"a\\\"b\\\\c\","
         "\"device\":\"d\\ne\\tf\\rg\",\"metric\":\"m\\u0001\\u001f\",\"value\":1,"
         "\"unit\":\"°C\",\"kind\":\"event\"}\n");
 }
@@ -133,10 +133,10 @@ static void unknown_series_gives_empty_fields(void **state)
     struct fixture *f = *state;
     struct mt_row r = row(5, 0, 2, "");
     assert_string_equal(enc(f, MT_FMT_JSONL, &r, NULL),
-                        "{\"seq\":5,\"ts\":\"1970-01-01T00:00:00.000000Z\",\"site\":\"\","
+                        "{\"seq\":5,\"gen\":7,\"ts\":\"1970-01-01T00:00:00.000000Z\",\"site\":\"\","
                         "\"device\":\"\",\"metric\":\"\",\"value\":2,\"kind\":\"unknown\"}\n");
     assert_string_equal(enc(f, MT_FMT_CSV, &r, NULL),
-                        "5,1970-01-01T00:00:00.000000Z,,,,2,,unknown,,\n");
+                        "5,7,1970-01-01T00:00:00.000000Z,,,,2,,unknown,,,0,\n");
 }
 
 /* the text between "value": and the next comma */
@@ -226,6 +226,8 @@ static const char *ts_text(struct fixture *f, int64_t us, char *out)
     const char *t = enc(f, MT_FMT_CSV, &r, NULL);
     const char *c = strchr(t, ',');
     assert_non_null(c);
+    c = strchr(c + 1, ','); /* after seq and gen */
+    assert_non_null(c);
     memcpy(out, c + 1, 27);
     out[27] = 0;
     assert_int_equal(c[28], ',');
@@ -236,7 +238,7 @@ static void timestamps_with_microseconds(void **state)
 {
     struct fixture *f = *state;
     char t[32];
-    mt_encoder_init(&f->enc, MT_FMT_CSV);
+    mt_encoder_init(&f->enc, MT_FMT_CSV, 7);
     assert_string_equal(ts_text(f, 0, t), "1970-01-01T00:00:00.000000Z");
     assert_string_equal(ts_text(f, 1, t), "1970-01-01T00:00:00.000001Z");
     assert_string_equal(ts_text(f, 999999, t), "1970-01-01T00:00:00.999999Z");
@@ -254,7 +256,7 @@ static void timestamps_before_the_epoch(void **state)
 {
     struct fixture *f = *state;
     char t[32];
-    mt_encoder_init(&f->enc, MT_FMT_CSV);
+    mt_encoder_init(&f->enc, MT_FMT_CSV, 7);
     /* a negative fraction borrows from the second: -1 µs is 23:59:59.999999 */
     assert_string_equal(ts_text(f, -1, t), "1969-12-31T23:59:59.999999Z");
     assert_string_equal(ts_text(f, -999999, t), "1969-12-31T23:59:59.000001Z");
@@ -269,28 +271,29 @@ static void csv_header_and_row(void **state)
 {
     struct fixture *f = *state;
     struct mt_buf h = {0};
-    mt_encoder_init(&f->enc, MT_FMT_CSV);
+    mt_encoder_init(&f->enc, MT_FMT_CSV, 7);
     assert_int_equal(mt_encode_header(&f->enc, &h), 0);
     assert_string_equal(mt_buf_cstr(&h),
-                        "seq,ts,site,device,metric,value,unit,kind,subject,tags\n");
+                        "seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,"
+                        "suppressed_below\n");
     mt_buf_free(&h);
     const struct mt_series_info *s =
         series(f, "hki", "door-1", "people_in", "1", MITTARI_KIND_DELTA, "");
     struct mt_row r = row(42, 1764084344123456, 3, "AbCdEfGhIjKlMnOpQrStUv");
     assert_string_equal(enc(f, MT_FMT_CSV, &r, s),
-                        "42,2025-11-25T15:25:44.123456Z,hki,door-1,people_in,3,1,delta,"
-                        "AbCdEfGhIjKlMnOpQrStUv,\n");
+                        "42,7,2025-11-25T15:25:44.123456Z,hki,door-1,people_in,3,1,delta,"
+                        "AbCdEfGhIjKlMnOpQrStUv,,0,\n");
     r.value = 0.25;
     r.subject[0] = 0;
     assert_string_equal(enc(f, MT_FMT_CSV, &r, s),
-                        "42,2025-11-25T15:25:44.123456Z,hki,door-1,people_in,0.25,1,delta,,\n");
+                        "42,7,2025-11-25T15:25:44.123456Z,hki,door-1,people_in,0.25,1,delta,,,0,\n");
 }
 
 static void jsonl_has_no_header(void **state)
 {
     struct fixture *f = *state;
     struct mt_buf h = {0};
-    mt_encoder_init(&f->enc, MT_FMT_JSONL);
+    mt_encoder_init(&f->enc, MT_FMT_JSONL, 7);
     assert_int_equal(mt_encode_header(&f->enc, &h), 0);
     assert_int_equal(h.len, 0);
     mt_buf_free(&h);
@@ -304,20 +307,20 @@ static void csv_quotes_when_needed(void **state)
     struct mt_row r = row(3, 0, 1, "");
     assert_string_equal(
         enc(f, MT_FMT_CSV, &r, s),
-        "3,1970-01-01T00:00:00.000000Z,\"a,b\",\"say \"\"hi\"\"\","
-        "\"line\nbreak\",1,\"cr\rx\",gauge,,\"{\"\"theme\"\":\"\"a\"\",\"\"x\"\":1}\"\n");
+        "3,7,1970-01-01T00:00:00.000000Z,\"a,b\",\"say \"\"hi\"\"\","
+        "\"line\nbreak\",1,\"cr\rx\",gauge,,\"{\"\"theme\"\":\"\"a\"\",\"\"x\"\":1}\",0,\n");
     /* plain fields stay unquoted, spaces and semicolons included */
     const struct mt_series_info *p =
         series(f, "my site", "d;1", "m", "kWh", MITTARI_KIND_GAUGE, "");
     assert_string_equal(enc(f, MT_FMT_CSV, &r, p),
-                        "3,1970-01-01T00:00:00.000000Z,my site,d;1,m,1,kWh,gauge,,\n");
+                        "3,7,1970-01-01T00:00:00.000000Z,my site,d;1,m,1,kWh,gauge,,,0,\n");
 }
 
 static void rows_append_to_the_buffer(void **state)
 {
     struct fixture *f = *state;
     const struct mt_series_info *s = series(f, "s", "d", "m", "", MITTARI_KIND_GAUGE, "");
-    mt_encoder_init(&f->enc, MT_FMT_JSONL);
+    mt_encoder_init(&f->enc, MT_FMT_JSONL, 7);
     f->buf.len = 0;
     for (int i = 1; i <= 3; i++) {
         struct mt_row r = row(i, i * 1000000LL, i, "");
@@ -330,7 +333,7 @@ static void rows_append_to_the_buffer(void **state)
     assert_int_equal(lines, 3);
     assert_true(strncmp(t, "{\"seq\":1,", 9) == 0);
     assert_non_null(strstr(t, "}\n{\"seq\":2,"));
-    assert_non_null(strstr(t, "}\n{\"seq\":3,\"ts\":\"1970-01-01T00:00:03.000000Z\""));
+    assert_non_null(strstr(t, "}\n{\"seq\":3,\"gen\":7,\"ts\":\"1970-01-01T00:00:03.000000Z\""));
 }
 
 /* Series text is cached per id, direct-mapped: ids 1 and 1 + MT_ENCODE_CACHE
@@ -350,7 +353,7 @@ static void cached_series_text_survives_collisions(void **state)
     assert_int_equal(clash->id % MT_ENCODE_CACHE, first->id % MT_ENCODE_CACHE);
     int fmts[] = {MT_FMT_JSONL, MT_FMT_CSV};
     for (int k = 0; k < 2; k++) {
-        mt_encoder_init(&f->enc, fmts[k]);
+        mt_encoder_init(&f->enc, fmts[k], 7);
         struct mt_row r = row(1, 0, 2, "");
         for (int round = 0; round < 3; round++) {
             f->buf.len = 0;

@@ -19,6 +19,8 @@
 
 #define MAXROWS 512
 
+#define HEADER "seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below\n"
+
 struct fixture {
     char *dir;
     char *path;
@@ -29,6 +31,8 @@ struct fixture {
     struct mt_row rows[MAXROWS];
     struct mt_deliver_result res;
     int64_t have_ts; /* from the last open_out */
+    int64_t have_gen;
+    int64_t gen; /* the generation deliver() gives its batches */
 };
 
 
@@ -39,6 +43,7 @@ static int setup(void **state)
         return -1;
     f->dir = tu_tmpdir();
     f->path = tu_path(f->dir, "out/readings.jsonl");
+    f->gen = 1764084344123456;
     if (mt_series_init(&f->reg))
         return -1;
     struct mt_series_info a = {.site = "hki",
@@ -92,16 +97,21 @@ static void create(struct fixture *f, const char *format, uint64_t max_size, int
 
 static int64_t open_out(struct fixture *f)
 {
-    int64_t have = -1;
+    struct mt_have h = {-1, -1, -1};
     memset(&f->res, 0, sizeof(f->res));
-    int rc = mt_output_file.open(f->state, &have, &f->have_ts, &f->res);
+    int rc = mt_output_file.open(f->state, &h, &f->res);
     if (rc)
         fail_msg("open: %d %s", rc, f->res.error);
+    int64_t have = h.seq;
+    f->have_ts = h.ts;
+    f->have_gen = h.gen;
     /* the time of the record it reports, so the framework can tell its log */
-    if (have > 0)
+    if (have > 0) {
         assert_int_equal(f->have_ts, 1764084344000000 + have);
-    else
+        assert_int_equal(f->have_gen, f->gen);
+    } else {
         assert_int_equal(f->have_ts, 0);
+    }
     return have;
 }
 
@@ -120,6 +130,7 @@ static int deliver(struct fixture *f, int64_t first, int64_t last)
     snprintf(key, sizeof(key), "agent/test/%lld-%lld", (long long)first, (long long)last);
     struct mt_batch b = {.first_seq = first,
                          .last_seq = last,
+                         .generation = f->gen,
                          .n = n,
                          .rows = f->rows,
                          .series = &f->reg,
@@ -186,12 +197,12 @@ static void jsonl_contents(void **state)
     char *t = slurp(f->path);
     assert_string_equal(
         t,
-        "{\"seq\":1,\"ts\":\"2025-11-25T15:25:44.000001Z\",\"site\":\"hki\",\"device\":\"t, 1\","
+        "{\"seq\":1,\"gen\":1764084344123456,\"ts\":\"2025-11-25T15:25:44.000001Z\",\"site\":\"hki\",\"device\":\"t, 1\","
         "\"metric\":\"temp\",\"value\":1,\"unit\":\"C\",\"kind\":\"gauge\",\"tags\":{\"room\":"
         "\"a\"}}\n"
-        "{\"seq\":2,\"ts\":\"2025-11-25T15:25:44.000002Z\",\"site\":\"hki\",\"device\":\"door-1\","
+        "{\"seq\":2,\"gen\":1764084344123456,\"ts\":\"2025-11-25T15:25:44.000002Z\",\"site\":\"hki\",\"device\":\"door-1\","
         "\"metric\":\"people_in\",\"value\":2,\"unit\":\"1\",\"kind\":\"delta\"}\n"
-        "{\"seq\":3,\"ts\":\"2025-11-25T15:25:44.000003Z\",\"site\":\"hki\",\"device\":\"t, 1\","
+        "{\"seq\":3,\"gen\":1764084344123456,\"ts\":\"2025-11-25T15:25:44.000003Z\",\"site\":\"hki\",\"device\":\"t, 1\","
         "\"metric\":\"temp\",\"value\":3,\"unit\":\"C\",\"kind\":\"gauge\","
         "\"subject\":\"Subj000000000000000003\",\"tags\":{\"room\":\"a\"}}\n");
     free(t);
@@ -214,21 +225,22 @@ static void csv_contents_header_once(void **state)
     assert_int_equal(deliver(f, 1, 2), 0);
     assert_int_equal(deliver(f, 3, 3), 0);
     char *t = slurp(f->path);
-    assert_string_equal(t, "seq,ts,site,device,metric,value,unit,kind,subject,tags\n"
-                           "1,2025-11-25T15:25:44.000001Z,hki,\"t, 1\",temp,1,C,gauge,,"
-                           "\"{\"\"room\"\":\"\"a\"\"}\"\n"
-                           "2,2025-11-25T15:25:44.000002Z,hki,door-1,people_in,2,1,delta,,\n"
-                           "3,2025-11-25T15:25:44.000003Z,hki,\"t, 1\",temp,3,C,gauge,"
-                           "Subj000000000000000003,\"{\"\"room\"\":\"\"a\"\"}\"\n");
+    assert_string_equal(t, HEADER
+                           "1,1764084344123456,2025-11-25T15:25:44.000001Z,hki,\"t, 1\",temp,1,"
+                           "C,gauge,,\"{\"\"room\"\":\"\"a\"\"}\",0,\n"
+                           "2,1764084344123456,2025-11-25T15:25:44.000002Z,hki,door-1,people_in,"
+                           "2,1,delta,,,0,\n"
+                           "3,1764084344123456,2025-11-25T15:25:44.000003Z,hki,\"t, 1\",temp,3,"
+                           "C,gauge,Subj000000000000000003,\"{\"\"room\"\":\"\"a\"\"}\",0,\n");
     free(t);
     /* a restart appends to the same file: still one header */
     create(f, "csv", 0, 5);
     assert_int_equal(open_out(f), 3);
     assert_int_equal(deliver(f, 4, 5), 0);
     t = slurp(f->path);
-    const char *h = strstr(t, "seq,ts,");
+    const char *h = strstr(t, "seq,gen,ts,");
     assert_true(h == t);
-    assert_null(strstr(h + 1, "seq,ts,"));
+    assert_null(strstr(h + 1, "seq,gen,ts,"));
     assert_int_equal(count_lines(t), 6);
     free(t);
 }
@@ -287,8 +299,8 @@ static void rotation_csv_header_in_each_file(void **state)
     const char *files[] = {f->path, r1};
     for (int i = 0; i < 2; i++) {
         char *t = slurp(files[i]);
-        assert_true(strncmp(t, "seq,ts,", 7) == 0);
-        assert_null(strstr(t + 1, "seq,ts,"));
+        assert_true(strncmp(t, "seq,gen,ts,", 11) == 0);
+        assert_null(strstr(t + 1, "seq,gen,ts,"));
         free(t);
     }
     free(r1);
@@ -331,7 +343,7 @@ static void open_reports_have_seq(void **state)
     /* a header alone holds no record */
     free(f->path);
     f->path =
-        tu_write(f->dir, "header.csv", "seq,ts,site,device,metric,value,unit,kind,subject,tags\n");
+        tu_write(f->dir, "header.csv", HEADER);
     create(f, "csv", 0, 5);
     assert_int_equal(open_out(f), 0);
 }
@@ -348,7 +360,7 @@ static void open_cuts_a_partial_last_line(void **state)
     /* a crash in the middle of writing batch 6..8 */
     FILE *fp = fopen(f->path, "ab");
     assert_non_null(fp);
-    fputs("{\"seq\":6,\"ts\":\"2025-11-25T15:25:44.000006Z\",\"site\":\"hki\",\"dev", fp);
+    fputs("{\"seq\":6,\"gen\":1764084344123456,\"ts\":\"2025-11-25T15:25:44.000006Z\",\"site\":\"hki\",\"dev", fp);
     fclose(fp);
 
     create(f, "jsonl", 0, 5);
@@ -401,7 +413,7 @@ static void have_seq_from_rotated_file(void **state)
     assert_int_equal(deliver(f, 4, 6), 0);
     r1 = rotated(f, 1);
     assert_int_equal(rename(f->path, r1), 0);
-    free(tu_write(f->dir, "b.csv", "seq,ts,site,device,metric,value,unit,kind,subject,tags\n"));
+    free(tu_write(f->dir, "b.csv", HEADER));
     create(f, "csv", 400, 3);
     assert_int_equal(open_out(f), 6);
     free(r1);
@@ -467,8 +479,8 @@ static void failed_header_write_is_retried_whole(void **state)
     assert_int_equal(len, 0);
     assert_int_equal(deliver(f, 1, 2), 0);
     char *t = slurp(f->path);
-    assert_true(strncmp(t, "seq,ts,", 7) == 0);
-    assert_null(strstr(t + 1, "seq,ts,"));
+    assert_true(strncmp(t, "seq,gen,ts,", 11) == 0);
+    assert_null(strstr(t + 1, "seq,gen,ts,"));
     assert_int_equal(count_lines(t), 3);
     free(t);
 }
@@ -496,12 +508,51 @@ static void failed_open_does_not_leak(void **state)
     create(f, "jsonl", 0, 5);
     int fds = count_fds();
     for (int i = 0; i < 3; i++) {
-        int64_t have = -1, ts = -1;
+        struct mt_have h = {-1, -1, -1};
         memset(&f->res, 0, sizeof(f->res));
-        assert_int_equal(mt_output_file.open(f->state, &have, &ts, &f->res), -EAGAIN);
+        assert_int_equal(mt_output_file.open(f->state, &h, &f->res), -EAGAIN);
         assert_non_null(strstr(f->res.error, "longer than"));
     }
     assert_int_equal(count_fds(), fds);
+}
+
+/* The generation comes back with the seq: the framework trusts a seq only
+ * from its own log. Files written before generations give 0 and their ts. */
+static void open_reports_the_generation(void **state)
+{
+    struct fixture *f = *state;
+    create(f, "jsonl", 0, 5);
+    assert_int_equal(open_out(f), 0);
+    assert_int_equal(deliver(f, 1, 3), 0);
+    create(f, "jsonl", 0, 5);
+    assert_int_equal(open_out(f), 3);
+    assert_int_equal(f->have_gen, 1764084344123456);
+    /* a line of the old format */
+    free(f->path);
+    f->path = tu_write(f->dir, "old.jsonl",
+                       "{\"seq\":9,\"ts\":\"2025-11-25T15:25:44.000009Z\",\"site\":\"s\"}\n");
+    create(f, "jsonl", 0, 5);
+    struct mt_have h = {-1, -1, -1};
+    assert_int_equal(mt_output_file.open(f->state, &h, &f->res), 0);
+    assert_int_equal(h.seq, 9);
+    assert_int_equal(h.gen, 0);
+    assert_int_equal(h.ts, 1764084344000009);
+    /* CSV, old and new */
+    free(f->path);
+    f->path = tu_write(f->dir, "old.csv",
+                       "seq,ts,site\n12,2025-11-25T15:25:44.000012Z,s\n");
+    create(f, "csv", 0, 5);
+    assert_int_equal(mt_output_file.open(f->state, &h, &f->res), 0);
+    assert_int_equal(h.seq, 12);
+    assert_int_equal(h.gen, 0);
+    assert_int_equal(h.ts, 1764084344000012);
+    free(f->path);
+    f->path = tu_write(f->dir, "new.csv", HEADER "12,77,2025-11-25T15:25:44.000012Z,s\n");
+    create(f, "csv", 0, 5);
+    assert_int_equal(mt_output_file.open(f->state, &h, &f->res), 0);
+    assert_int_equal(h.seq, 12);
+    assert_int_equal(h.gen, 77);
+    assert_int_equal(h.ts, 1764084344000012);
 }
 
 int main(void)
@@ -514,6 +565,7 @@ int main(void)
         T(rotation_csv_header_in_each_file),
         T(big_batch_is_not_split),
         T(open_reports_have_seq),
+        T(open_reports_the_generation),
         T(open_cuts_a_partial_last_line),
         T(open_of_a_lone_partial_line),
         T(have_seq_from_rotated_file),

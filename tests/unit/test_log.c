@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "series.h"
+#include "util.h"
 
 struct fixture {
     char *dir;
@@ -175,17 +176,17 @@ static void refuses_newer_schema(void **state)
     open_writer(f);
     mt_log_close(f->db);
     f->db = NULL;
-    sql_exec(f->path, "PRAGMA user_version=2");
+    sql_exec(f->path, "PRAGMA user_version=3");
     assert_int_equal(mt_log_open(&f->db, f->path, MT_LOG_WRITER, f->err, sizeof(f->err)),
                      MITTARI_ESTORAGE);
     assert_null(f->db);
     assert_non_null(strstr(f->err, "newer"));
-    assert_non_null(strstr(f->err, "schema 2"));
+    assert_non_null(strstr(f->err, "schema 3"));
     f->err[0] = 0;
     assert_int_equal(mt_log_open(&f->db, f->path, MT_LOG_READER, f->err, sizeof(f->err)),
                      MITTARI_ESTORAGE);
     assert_non_null(strstr(f->err, "newer"));
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
 }
 
 static void refuses_garbage_file(void **state)
@@ -758,6 +759,123 @@ static void integrity_finds_damage(void **state)
     assert_true(msg[0] != 0);
 }
 
+/* ---- schema 2: generations, flags, consumer states ---- */
+
+static int64_t generation_of(struct fixture *f)
+{
+    int64_t gen = -1;
+    assert_int_equal(mt_log_generation(f->db, &gen), 0);
+    return gen;
+}
+
+static void generation_is_chosen_once_per_log(void **state)
+{
+    struct fixture *f = *state;
+    open_writer(f);
+    int64_t g1 = generation_of(f);
+    int64_t now = mt_now_us();
+    /* microseconds of the creation time, with random low bits */
+    assert_true(g1 > now - 60000000 && g1 < now + 60000000);
+    mt_log_close(f->db);
+    open_writer(f);
+    assert_int_equal(generation_of(f), g1); /* reopening keeps it */
+    mt_log_close(f->db);
+    f->db = NULL;
+    /* the log moved aside: the new one is another generation */
+    char *aside = tu_path(f->dir, "aside.db");
+    assert_int_equal(rename(f->path, aside), 0);
+    open_writer(f);
+    int64_t g2 = generation_of(f);
+    assert_true(g2 > 0);
+    assert_true(g2 != g1);
+    free(aside);
+}
+
+/* A log made by a schema 1 agent: upgraded in place by the writer, its rows
+ * kept; a reader of one that no writer upgraded still reads it. */
+static void schema_1_log_is_upgraded(void **state)
+{
+    struct fixture *f = *state;
+    struct mt_row rows[4];
+    size_t n = 0;
+    sql_exec(f->path,
+             "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+             "CREATE TABLE series(id INTEGER PRIMARY KEY, site TEXT NOT NULL, device TEXT NOT NULL,"
+             " metric TEXT NOT NULL, unit TEXT NOT NULL, kind INTEGER NOT NULL, bits INTEGER NOT"
+             " NULL, tags TEXT NOT NULL);"
+             "CREATE TABLE readings(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, series INTEGER NOT"
+             " NULL, value REAL NOT NULL, subject TEXT);"
+             "CREATE TABLE counters(series INTEGER PRIMARY KEY, last INTEGER NOT NULL, ts INTEGER"
+             " NOT NULL);"
+             "CREATE TABLE cursors(name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated INTEGER"
+             " NOT NULL);"
+             "CREATE TABLE parked(output TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq"
+             " INTEGER NOT NULL, error TEXT NOT NULL, at INTEGER NOT NULL);"
+             "INSERT INTO readings VALUES(1, 100, 1, 7.5, NULL), (2, 200, 1, 8, 'abc');"
+             "PRAGMA application_id=1297371721; PRAGMA user_version=1;");
+    /* a reader first (query on a copy): flags read as 0, no generation yet */
+    assert_int_equal(mt_log_open(&f->db, f->path, MT_LOG_READONLY, f->err, sizeof(f->err)), 0);
+    assert_int_equal(mt_log_read(f->db, 0, INT64_MAX, 4, rows, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[1].flags, 0);
+    assert_int_equal(generation_of(f), 0);
+    void *blob;
+    size_t len;
+    int64_t ver;
+    assert_int_equal(mt_log_get_state(f->db, "r", &ver, &blob, &len), -ENOENT);
+    mt_log_close(f->db);
+    f->db = NULL;
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 1); /* a reader changes nothing */
+    /* the writer upgrades */
+    open_writer(f);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    assert_true(generation_of(f) > 0);
+    assert_int_equal(mt_log_read(f->db, 0, INT64_MAX, 4, rows, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(rows[0].value == 7.5);
+    assert_string_equal(rows[1].subject, "abc");
+    assert_int_equal(rows[0].flags, 0);
+    assert_int_equal(mt_log_begin(f->db), 0);
+    assert_int_equal(mt_log_put_reading_flags(f->db, 3, 300, 1, 0, NULL, MT_RF_SUPPRESSED, 5), 0);
+    assert_int_equal(mt_log_put_state(f->db, "r", 2, "xy", 2, 1), 0);
+    assert_int_equal(mt_log_commit(f->db), 0);
+    assert_int_equal(mt_log_read(f->db, 2, INT64_MAX, 4, rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].flags, MT_RF_SUPPRESSED);
+    assert_int_equal(rows[0].min_count, 5);
+    assert_int_equal(mt_log_get_state(f->db, "r", &ver, &blob, &len), 0);
+    assert_int_equal(ver, 2);
+    assert_int_equal(len, 2);
+    assert_memory_equal(blob, "xy", 2);
+    free(blob);
+}
+
+static void consumer_state_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    void *blob = (void *)1;
+    size_t len = 9;
+    int64_t ver = 9;
+    open_writer(f);
+    assert_int_equal(mt_log_get_state(f->db, "rule", &ver, &blob, &len), -ENOENT);
+    assert_null(blob);
+    assert_int_equal(mt_log_begin(f->db), 0);
+    assert_int_equal(mt_log_put_state(f->db, "rule", 1, "\0\1\2", 3, 5), 0);
+    assert_int_equal(mt_log_commit(f->db), 0);
+    assert_int_equal(mt_log_get_state(f->db, "rule", &ver, &blob, &len), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(blob, "\0\1\2", 3);
+    free(blob);
+    /* an empty state is a state */
+    assert_int_equal(mt_log_begin(f->db), 0);
+    assert_int_equal(mt_log_put_state(f->db, "rule", 4, NULL, 0, 6), 0);
+    assert_int_equal(mt_log_commit(f->db), 0);
+    assert_int_equal(mt_log_get_state(f->db, "rule", &ver, &blob, &len), 0);
+    assert_int_equal(ver, 4);
+    assert_null(blob);
+    assert_int_equal(len, 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -786,6 +904,9 @@ int main(void)
         T(scan_time_range),
         T(integrity_ok),
         T(integrity_finds_damage),
+        T(generation_is_chosen_once_per_log),
+        T(schema_1_log_is_upgraded),
+        T(consumer_state_round_trip),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mittari/mittari.h>
 
@@ -23,6 +24,7 @@
 
 /* An in-test output type: records what it is given, fails as told. */
 struct sink {
+    int slow_ms;        /* each delivery takes this long (on the worker) */
     int fail_first;     /* this many deliveries return -EAGAIN first */
     int64_t refuse_seq; /* a batch holding this seq is refused permanently */
     int calls;
@@ -46,6 +48,8 @@ static int sink_create(const void *conf, const char *instance, void **state, cha
 static int sink_deliver(void *state, const struct mt_batch *b, struct mt_deliver_result *res)
 {
     struct sink *s = state;
+    if (s->slow_ms)
+        usleep((useconds_t)s->slow_ms * 1000);
     if (s->nkeys < 8)
         snprintf(s->keys[s->nkeys++], sizeof(s->keys[0]), "%s", b->key);
     s->calls++;
@@ -93,7 +97,19 @@ struct fixture {
     char *fpath[MAXOUT];
     struct sink sink[MAXOUT]; /* live until teardown has closed the outputs */
     int closed;
+    int64_t closed_cursor; /* what the last closed output reported */
 };
+
+/* The idempotency key the framework gives a batch: agent/generation/output/range */
+static void assert_key(struct fixture *f, const char *key, const char *output, const char *range)
+{
+    int64_t gen = 0;
+    char want[200];
+    assert_int_equal(mt_log_generation(f->rd, &gen), 0);
+    assert_true(gen > 0);
+    snprintf(want, sizeof(want), "agent1/%" PRId64 "/%s/%s", gen, output, range);
+    assert_string_equal(key, want);
+}
 
 static void on_commit(void *arg, int64_t seq)
 {
@@ -135,10 +151,11 @@ static int setup(void **state)
     return 0;
 }
 
-static void closed_cb(void *arg)
+static void closed_cb(void *arg, int64_t cursor)
 {
     struct fixture *f = arg;
     f->closed++;
+    f->closed_cursor = cursor;
 }
 
 static bool all_closed(void *arg)
@@ -230,6 +247,12 @@ static void wait_committed(struct fixture *f, int64_t seq)
 {
     struct until u = {.f = f, .seq = seq};
     assert_true(tu_run_until(&f->loop, committed_reached, &u, 5000));
+}
+
+static bool busy_now(void *arg)
+{
+    struct until *u = arg;
+    return mt_output_busy(u->o);
 }
 
 static bool delivered_through(void *arg)
@@ -396,10 +419,10 @@ static void transient_errors_are_retried(void **state)
     /* each reading acknowledged once, in order */
     assert_run(s->seen, s->nseen, 1, 10);
     /* the retried batch is the same batch, with the same idempotency key */
-    assert_string_equal(s->keys[0], "agent1/flaky/1-4");
-    assert_string_equal(s->keys[1], "agent1/flaky/1-4");
-    assert_string_equal(s->keys[2], "agent1/flaky/1-4");
-    assert_string_equal(s->keys[3], "agent1/flaky/5-8");
+    assert_key(f, s->keys[0], "flaky", "1-4");
+    assert_key(f, s->keys[1], "flaky", "1-4");
+    assert_key(f, s->keys[2], "flaky", "1-4");
+    assert_key(f, s->keys[3], "flaky", "5-8");
     wait_durable_cursor(f, "flaky", 10);
     close_output(f, 0);
     assert_true(s->destroyed);
@@ -463,7 +486,31 @@ static void dropped_readings_are_counted_lost(void **state)
     assert_int_equal(mt_output_stats(o)->lost, 3);
     assert_int_equal(mt_output_stats(o)->delivered, 7);
     assert_run(s->seen, s->nseen, 4, 10);
-    assert_string_equal(s->keys[0], "agent1/gappy/4-7");
+    assert_key(f, s->keys[0], "gappy", "4-7");
+}
+
+/* Issue 15: a batch the destination acknowledged while its output was being
+ * closed (a reload replacing it) counts: the close hands the cursor on, so
+ * the replacement does not send it again. */
+static void ack_during_close_is_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct sink *s = &f->sink[0];
+    s->slow_ms = 300;
+    push_n(f, 4);
+    wait_committed(f, 4);
+    struct mt_output *o = add(f, 0, "slow", &sink_type, s);
+    struct until u = {.f = f, .o = o};
+    /* in flight: the first run reads the cursor, then delivers 1..4 */
+    assert_true(tu_run_until(&f->loop, busy_now, &u, 5000));
+    f->out[0] = NULL;
+    f->closed = -1;
+    mt_output_close(o, closed_cb, f);
+    assert_true(tu_run_until(&f->loop, all_closed, f, 5000));
+    assert_int_equal(s->nseen, 4); /* the destination has them */
+    assert_int_equal(f->closed_cursor, 4);
+    /* and the writer was told: its durable cursor follows */
+    wait_durable_cursor(f, "slow", 4);
 }
 
 int main(void)
@@ -474,6 +521,7 @@ int main(void)
         T(restart_does_not_write_twice),      T(two_outputs_have_their_own_cursors),
         T(transient_errors_are_retried),      T(permanent_error_parks_the_batch),
         T(dropped_readings_are_counted_lost),
+        T(ack_during_close_is_kept),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

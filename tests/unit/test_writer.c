@@ -916,6 +916,147 @@ static void stop_gives_up_at_its_deadline(void **state)
     assert_true(tu_captured("3 readings could not be stored"));
 }
 
+/* ---- consumer steps (the rule engine's commits) ---- */
+
+static int step(struct fixture *f, const char *name, int64_t cursor, const char *state,
+                const struct mt_rec *recs, size_t n, int64_t *ticket)
+{
+    struct mt_consumer_step s = {.name = name,
+                                 .cursor = cursor,
+                                 .state_version = 3,
+                                 .state = state,
+                                 .state_len = state ? strlen(state) : 0,
+                                 .keep_state = state == NULL,
+                                 .recs = recs,
+                                 .nrecs = n};
+    return mt_writer_step(f->w, &s, ticket);
+}
+
+static void assert_state(struct fixture *f, const char *name, const char *want)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    int64_t version = 0;
+    int rc = mt_log_get_state(f->rd, name, &version, &blob, &len);
+    if (!want) {
+        assert_int_equal(rc, -ENOENT);
+        return;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(version, 3);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(blob, want, len);
+    free(blob);
+}
+
+static bool ticket_reached(void *arg)
+{
+    struct wait *w = arg;
+    return mt_writer_steps_committed(w->f->w) >= w->seq;
+}
+
+static void wait_ticket(struct fixture *f, int64_t ticket)
+{
+    struct wait w = {.f = f, .seq = ticket};
+    if (!tu_run_until(&f->loop, ticket_reached, &w, 5000))
+        fail_msg("steps committed %lld, waited for %lld",
+                 (long long)mt_writer_steps_committed(f->w), (long long)ticket);
+}
+
+static void step_commits_readings_state_and_cursor(void **state)
+{
+    struct fixture *f = *state;
+    struct mt_row rows[16];
+    int64_t t1 = 0, t2 = 0;
+    start(f);
+    uint32_t hourly = intern(f, "visitors_hourly", MITTARI_KIND_DELTA, 0);
+    for (int i = 1; i <= 4; i++)
+        assert_int_equal(push(f, f->gauge, TS0 + i, i), 0);
+    wait_committed(f, 4);
+    struct mt_rec d[2] = {
+        {.ts = TS0, .series = hourly, .kind = MITTARI_KIND_DELTA, .value = 42},
+        {.ts = TS0 + 3600000000LL, .series = hourly, .kind = MITTARI_KIND_DELTA,
+         .flags = MT_RF_SUPPRESSED | 1u << 1, .min_count = 5},
+    };
+    assert_int_equal(step(f, "rule:hourly", 4, "{w=1}", d, 2, &t1), 0);
+    wait_ticket(f, t1);
+    assert_int_equal(t1, 1);
+    /* the derived readings follow the raw ones, with their flags */
+    assert_int_equal(read_rows(f, rows, 16), 6);
+    assert_int_equal(rows[4].seq, 5);
+    assert_true(rows[4].value == 42);
+    assert_int_equal(rows[4].flags, 0);
+    assert_int_equal(rows[5].seq, 6);
+    assert_int_equal(rows[5].flags & MT_RF_SUPPRESSED, MT_RF_SUPPRESSED);
+    assert_int_equal(MT_RF_REVISION(rows[5].flags), 1);
+    assert_int_equal(rows[5].min_count, 5);
+    assert_true(rows[5].value == 0);
+    assert_int_equal(cursor_of(f, "rule:hourly"), 4);
+    assert_state(f, "rule:hourly", "{w=1}");
+    assert_int_equal(STAT(f, derived), 2);
+    assert_int_equal(STAT(f, stored), 4);
+    /* a step without readings that keeps its state moves only the cursor */
+    assert_int_equal(step(f, "rule:hourly", 6, NULL, NULL, 0, &t2), 0);
+    wait_ticket(f, t2);
+    assert_int_equal(cursor_of(f, "rule:hourly"), 6);
+    assert_state(f, "rule:hourly", "{w=1}");
+    /* a consumer that never stepped has no state */
+    assert_state(f, "rule:other", NULL);
+}
+
+static void step_refuses_counters_and_bounds_the_queue(void **state)
+{
+    struct fixture *f = *state;
+    f->conf.queue_max = 3;
+    f->conf.batch_interval_ms = 60000; /* nothing commits on its own */
+    f->conf.batch_size = 1000;
+    start(f);
+    struct mt_rec c = {.ts = TS0, .series = f->c32, .kind = MITTARI_KIND_CUMULATIVE, .bits = 32};
+    assert_int_equal(step(f, "r", 0, "", &c, 1, NULL), -EINVAL);
+    assert_int_equal(step(f, "", 0, "", NULL, 0, NULL), -EINVAL);
+    struct mt_rec d[2] = {{.ts = TS0, .series = f->gauge, .kind = MITTARI_KIND_GAUGE, .value = 1},
+                          {.ts = TS0, .series = f->gauge, .kind = MITTARI_KIND_GAUGE, .value = 2}};
+    assert_int_equal(step(f, "r", 0, "a", d, 2, NULL), 0);
+    assert_int_equal(step(f, "r", 0, "b", d, 2, NULL), -EAGAIN); /* 4 > queue_max waiting */
+    mt_writer_flush(f->w);
+    wait_committed(f, 2);
+    wait_ticket(f, 1);
+    assert_int_equal(step(f, "r", 0, "b", d, 2, NULL), 0); /* room again */
+    mt_writer_flush(f->w);
+    wait_committed(f, 4);
+    assert_state(f, "r", "b");
+}
+
+/* A step is all or nothing: while the disk is full none of it is visible,
+ * afterwards all of it, once. */
+static void step_is_atomic_across_a_full_disk(void **state)
+{
+    struct fixture *f = *state;
+    struct mt_row rows[16];
+    int64_t t = 0;
+    start(f);
+    assert_int_equal(push(f, f->gauge, TS0, 1), 0);
+    wait_committed(f, 1);
+    tu_capture_start();
+    atomic_store(&disk_full, true);
+    struct mt_rec d = {.ts = TS0, .series = f->gauge, .kind = MITTARI_KIND_GAUGE, .value = 9};
+    assert_int_equal(step(f, "r", 1, "s1", &d, 1, &t), 0);
+    assert_int_equal(push(f, f->gauge, TS0 + 1, 2), 0);
+    wait_stat(f, &mt_writer_stats(f->w)->commit_errors, 2, 5000);
+    assert_int_equal(mt_writer_steps_committed(f->w), 0);
+    assert_int_equal(read_rows(f, rows, 16), 1);
+    assert_state(f, "r", NULL);
+    assert_int_equal(cursor_of(f, "r"), 0); /* none yet */
+    atomic_store(&disk_full, false);
+    wait_ticket(f, t);
+    assert_int_equal(read_rows(f, rows, 16), 3);
+    assert_true(rows[1].value == 2); /* the raw reading, then the step's */
+    assert_true(rows[2].value == 9);
+    assert_state(f, "r", "s1");
+    assert_int_equal(cursor_of(f, "r"), 1);
+    assert_int_equal(STAT(f, derived), 1);
+}
+
 int main(void)
 {
     if (install_full_vfs()) {
@@ -940,6 +1081,9 @@ int main(void)
         T(disk_full_is_retried_nothing_lost),
         T(stop_commits_what_is_queued),
         T(stop_gives_up_at_its_deadline),
+        T(step_commits_readings_state_and_cursor),
+        T(step_refuses_counters_and_bounds_the_queue),
+        T(step_is_atomic_across_a_full_disk),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
