@@ -681,6 +681,19 @@ int mt_log_integrity(struct mt_logdb *db, char *msg, size_t len)
     return ok ? 0 : MITTARI_ESTORAGE;
 }
 
+void mt_log_set_damaged(struct mt_logdb *db)
+{
+    mt_log_rollback(db);
+    sqlite3_db_config(db->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    sqlite3_wal_autocheckpoint(db->db, 0);
+    exec(db, "PRAGMA query_only=1");
+}
+
+void mt_log_interrupt(struct mt_logdb *db)
+{
+    sqlite3_interrupt(db->db);
+}
+
 static int fetch_rows(sqlite3_stmt *st, size_t max, struct mt_row *rows, size_t *n)
 {
     int rc = SQLITE_DONE;

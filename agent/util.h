@@ -17,6 +17,16 @@
 int64_t mt_now_us(void);  /* CLOCK_REALTIME, µs since the epoch */
 int64_t mt_mono_us(void); /* CLOCK_MONOTONIC, µs */
 
+/* Checked duration arithmetic (issue 15): every "ms * 1000" of a configured
+ * duration goes through these, so a huge value clamps at the int64 range
+ * instead of wrapping round to a negative time. */
+int64_t mt_add_sat(int64_t a, int64_t b);
+int64_t mt_mul_sat(int64_t a, int64_t b);
+static inline int64_t mt_ms_to_us(int64_t ms)
+{
+    return mt_mul_sat(ms, 1000);
+}
+
 /* "2026-11-25T15:25:44.123456Z"; frac_digits 0 or 6. Returns length. */
 size_t mt_fmt_utc(int64_t us, char *buf, size_t len, int frac_digits);
 
