@@ -60,6 +60,7 @@ struct mittari_ctx {
     void *state;
     char module[128];
     _Atomic int running;
+    uint16_t origin; /* the writer's number for this instance's name */
     struct hlink handles; /* list head */
     int pending_close;    /* handles whose close callback has not run */
     int polls_busy;
@@ -275,6 +276,7 @@ static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
         invalid(ctx, rc == -ENOSPC ? "too many series" : "out of memory");
         return rc;
     }
+    rec.origin = ctx->origin;
     rc = mt_writer_push(ctx->env.writer, &rec);
     if (rc) {
         atomic_fetch_add_explicit(&ctx->refused, 1, memory_order_relaxed);
@@ -643,6 +645,7 @@ int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
     dev_find(ctx, NULL); /* the instance's own status is entry 0 */
     pthread_mutex_unlock(&ctx->lock);
     snprintf(ctx->module, sizeof(ctx->module), "input %s[%s]", ic->plugin, ic->name);
+    ctx->origin = mt_writer_origin(env->writer, ic->name);
     rc = ctx->desc->create(&mt_host_api, ctx, ic->conf, &ctx->state);
     if (rc) {
         snprintf(err, errlen, "create failed: %s",
@@ -698,6 +701,11 @@ void mt_input_stop(struct mittari_ctx *ctx, void (*done)(void *arg), void *arg)
     maybe_finish_stop(ctx);
 }
 
+int mt_input_polls_busy(const struct mittari_ctx *ctx)
+{
+    return ctx->polls_busy;
+}
+
 const struct mt_inst_conf *mt_input_conf(const struct mittari_ctx *ctx)
 {
     return ctx->ic;
@@ -747,6 +755,10 @@ void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b)
         mt_buf_printf(b, ", invalid %" PRIu64, st.invalid);
     if (st.polls_skipped)
         mt_buf_printf(b, ", polls skipped %" PRIu64, st.polls_skipped);
+    struct mt_origin_stats os;
+    mt_writer_origin_stats(ctx->env.writer, ctx->origin, &os);
+    if (os.wraps || os.resets) /* issue 8 §6: what the normalizer met on its counters */
+        mt_buf_printf(b, ", counter wraps %" PRIu64 ", resets %" PRIu64, os.wraps, os.resets);
     pthread_mutex_lock(&ctx->lock);
     for (size_t i = 0; i < ctx->ndevs; i++) {
         const struct dev_status *d = &ctx->devs[i];

@@ -1091,6 +1091,7 @@ static void block_inputs_unblocks_between_90_and_100(void **state)
     while (used > f->conf.max_size) {
         part += n / 100;
         mt_writer_cursor(f->w, "out", part);
+        mt_writer_flush(f->w); /* a cursor alone would wait up to a second */
         wait_stat(f, &mt_writer_stats(f->w)->deleted_cap_delivered, (uint64_t)part, 3000);
         used = used_bytes(f);
     }
