@@ -36,6 +36,7 @@ struct mt_input_env {
 
 struct mt_input_stats {
     uint64_t emitted, refused, invalid, polls_skipped;
+    uint64_t conflicts; /* cumulative readings refused: a second counter for a series */
 };
 
 extern const struct mittari_host mt_host_api;
