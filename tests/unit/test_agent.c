@@ -206,19 +206,22 @@ static void reload_and_stop_race(void **state)
     char yaml2[1024];
     unsigned seed = 12345;
     for (int round = 0; round < 24; round++) {
-        int block = (int)(rand_r(&seed) % 40);
+        /* polls of 30..150 ms on the input a reload retires; the stop comes
+         * 0..80 ms after the reload: before it was read, while a retires,
+         * or after its replacement started */
+        int block = 30 + (int)(rand_r(&seed) % 120);
         write_conf(f, "  shutdown_timeout: 2s\n",
-                   "  a:\n    plugin: stall\n    block: 20ms\n    poll_interval: 5ms\n"
+                   "  a:\n    plugin: stall\n    block: 100ms\n    poll_interval: 5ms\n"
                    "  b:\n    plugin: probe\n    count: 50\n    poll_interval: 5ms\n");
         snprintf(yaml2, sizeof(yaml2),
                  "agent:\n  site: t\n  data_dir: %s/data\n  stats_interval: 0\n"
                  "  shutdown_timeout: 2s\ninputs:\n  a:\n    plugin: stall\n    block: %dms\n"
                  "    poll_interval: 5ms\n  c:\n    plugin: stall\n    block: 5ms\n"
                  "    poll_interval: 3ms\n",
-                 f->dir, block + 1);
+                 f->dir, block);
         f->yaml2 = yaml2;
         assert_int_equal(init(f), MT_EXIT_OK);
-        uint64_t r = rand_r(&seed) % 60, s = rand_r(&seed) % 80;
+        uint64_t r = 20 + rand_r(&seed) % 40, s = r + rand_r(&seed) % 80;
         after(f, &f->t1, r, reload_now);
         after(f, &f->t2, s, stop_now);
         if (round % 3 == 0)
