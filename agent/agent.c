@@ -1,14 +1,12 @@
 #include "agent.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -377,28 +375,14 @@ static void keep_configured_consumers(struct mt_agent *a, const struct mt_config
 
 static int lock_data_dir(struct mt_agent *a, const char *dir)
 {
-    char path[PATH_MAX];
-    char pid[32];
+    char holder[32];
+    int rc = mt_lock_dir(dir, &a->lock_fd, holder, sizeof(holder));
 
-    snprintf(path, sizeof(path), "%s/mittari.lock", dir);
-    a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (a->lock_fd < 0) {
-        mt_diag(MT_ERR, MOD, "cannot open %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    if (flock(a->lock_fd, LOCK_EX | LOCK_NB)) {
-        ssize_t n = pread(a->lock_fd, pid, sizeof(pid) - 1, 0);
-        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' '))
-            n--;
-        pid[n > 0 ? n : 0] = 0;
-        mt_diag(MT_ERR, MOD, "data dir %s is in use by another mittari (pid %s)", dir,
-                pid[0] ? pid : "?");
-        return -EBUSY;
-    }
-    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-    if (ftruncate(a->lock_fd, 0) == 0)
-        mt_write_all(a->lock_fd, pid, (size_t)n);
-    return 0;
+    if (rc == -EBUSY)
+        mt_diag(MT_ERR, MOD, "data dir %s is in use by another mittari (pid %s)", dir, holder);
+    else if (rc)
+        mt_diag(MT_ERR, MOD, "cannot open %s/mittari.lock: %s", dir, strerror(-rc));
+    return rc;
 }
 
 static int setup_pseudo(struct mt_agent *a)

@@ -86,5 +86,9 @@ int mt_parse_bool(const char *s, bool *v);
 int mt_write_all(int fd, const void *p, size_t n);
 /* mkdir -p with mode for created components. 0 or -errno. */
 int mt_mkdirs(const char *path, unsigned mode);
+/* Locks DIR/mittari.lock (flock, held while *fd is open) and writes our pid
+ * into it. -EBUSY when another process holds it: holder gets its pid text
+ * ("?" if unknown). Other errors -errno; *fd is -1 then. */
+int mt_lock_dir(const char *dir, int *fd, char *holder, size_t len);
 
 #endif
