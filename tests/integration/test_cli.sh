@@ -4,7 +4,7 @@
 P=(--plugin-dir "$BUILD_DIR/plugins")
 
 "$MITTARI" --help | grep -q "usage: mittari COMMAND" || fail "--help"
-"$MITTARI" --version | grep -qE "^mittari [0-9]+\.[0-9]+\.[0-9]+ \(plugin ABI 1\.0\)" || fail "--version"
+"$MITTARI" --version | grep -qE "^mittari [0-9]+\.[0-9]+\.[0-9]+ \(plugin ABI 1\.1\)" || fail "--version"
 "$MITTARI" frobnicate 2>/dev/null; [ $? = 2 ] || fail "unknown command: exit 2"
 "$MITTARI" run --bogus 2>/dev/null; [ $? = 2 ] || fail "unknown option: exit 2"
 "$MITTARI" "${P[@]}" plugins | grep -qE "^  sim +1\.0 +Simulated" || fail "plugins lists sim"

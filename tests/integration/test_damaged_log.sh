@@ -146,7 +146,6 @@ conf "$T/late" "$T/late-out/readings.jsonl"
 start_agent "$T/late"
 wait_for 20 grep -q "the log passed its check" "$T/agent.log" || fail "running: check"
 sleep 1
-grep -q "cannot create\|Not a directory" "$T/agent.log" || true
 garble "$T/data/mittari.db" "$(leaf $((n / 2)))"
 rm "$T/late-out" # now the output can open its file and read from seq 1
 wait_for 30 sh -c "! kill -0 $AGENT_PID 2>/dev/null" || fail "running: the agent went on"
