@@ -17,6 +17,7 @@
 
 #include "agent.h"
 #include "diag.h"
+#include "query.h"
 #include "stopwatch.h"
 #include "util.h"
 
@@ -254,6 +255,34 @@ static void damaged_log_at_start(void **state)
     assert_false(tu_captured("Unknown error"));
 }
 
+
+/* Issue 15 #5: retention had no maximum and retention_ms * 1000 wrapped
+ * round (1000000000d deleted delivered rows of any age). The option is
+ * bounded, and a query's relative time is checked arithmetic too. */
+static void huge_durations_are_refused_or_clamped(void **state)
+{
+    struct fx *f = *state;
+    write_conf(f, "  retention: 1000000000d\n", "  p:\n    plugin: probe\n");
+    struct mt_diags d = {0};
+    struct mt_agent_opts o = {f->conf, TEST_PLUGIN_DIR};
+    assert_int_equal(mt_agent_init(&f->a, &o, &d), MT_EXIT_CONFIG);
+    bool said = false;
+    for (size_t i = 0; i < d.n; i++)
+        said |= strstr(d.v[i].msg, "retention") != NULL;
+    assert_true(said);
+    mt_diags_free(&d);
+    mt_agent_free(f->a);
+    write_conf(f, "  retention: 36500d\n", "  p:\n    plugin: probe\n");
+    assert_int_equal(init(f), MT_EXIT_OK);
+    mt_agent_free(f->a);
+
+    int64_t us = 0, now = 1764084344000000LL;
+    assert_int_equal(mt_parse_time("-100000000000d", now, &us), 0);
+    assert_true(us < 0); /* long before the epoch: no wrap into the future */
+    assert_int_equal(mt_parse_time("-2h", now, &us), 0);
+    assert_int_equal(us, now - 7200000000LL);
+}
+
 /* The hard stop's thread ends a process whose loop is stuck, with the
  * status and a line naming what it waited for. */
 static void stopwatch_ends_a_stuck_process(void **state)
@@ -308,6 +337,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(reload_and_stop_race, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_log_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(stopwatch_ends_a_stuck_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(huge_durations_are_refused_or_clamped, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
