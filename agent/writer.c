@@ -1038,8 +1038,15 @@ static enum wstate st_backoff(struct mt_writer *w)
 static enum wstate st_housekeep(struct mt_writer *w)
 {
     char what[200];
-    bool timed = mt_mono_us() >= w->next_housekeeping; /* else the cap alone */
+    int64_t now = mt_mono_us();
+    bool timed = now >= w->next_housekeeping; /* else the cap alone */
 
+    if (w->housekeep_req) {
+        /* new settings: a shorter interval counts from now */
+        int64_t next = mt_add_sat(now, mt_ms_to_us(w->conf.housekeeping_ms));
+        if (next < w->next_housekeeping)
+            w->next_housekeeping = next;
+    }
     w->housekeep_req = false;
     w->tconf = w->conf;
     pthread_mutex_unlock(&w->lock);

@@ -1386,6 +1386,47 @@ static void corrupt_commit_fails_for_good(void **state)
     free(after);
 }
 
+
+/* SQLITE_CORRUPT met by housekeeping (retention deleting the oldest rows,
+ * pages no commit reads): FAILED the same way. */
+static void corrupt_housekeeping_fails_for_good(void **state)
+{
+    struct fixture *f = *state;
+    f->conf.batch_size = 5000;
+    f->conf.retention_ms = 1000;
+    f->conf.housekeeping_ms = 60000; /* not before the damage is there */
+    start(f);
+    int64_t old = mt_now_us() - 3600 * 1000000LL;
+    for (int i = 1; i <= 20000; i++)
+        assert_int_equal(push(f, f->gauge, old + i, i), 0);
+    wait_committed(f, 20000);
+    mt_writer_cursor(f->w, "out", 20000);
+    wait_cursor(f, "out", 20000);
+    /* the first leaf, under the writer: its cache dropped by another
+     * connection's change, the page overwritten in the file */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    int64_t first = sql_int(db, "SELECT pageno FROM dbstat WHERE name = 'readings' AND "
+                                "pagetype = 'leaf' ORDER BY path LIMIT 1");
+    int64_t psize = sql_int(db, "PRAGMA page_size");
+    assert_int_equal(sqlite3_exec(db, "INSERT OR REPLACE INTO meta VALUES('poke', 1)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    garble_page(f->path, first, psize);
+    tu_capture_start();
+    f->conf.housekeeping_ms = 20;
+    mt_writer_set_conf(f->w, &f->conf);
+    assert_true(tu_run_until(&f->loop, writer_failed, f, 5000));
+    char what[256];
+    mt_writer_fault_text(f->w, what, sizeof(what));
+    assert_non_null(strstr(what, "housekeeping"));
+    assert_int_equal(push(f, f->gauge, mt_now_us(), 1), MITTARI_ESTORAGE);
+}
+
 /* A reader (an output, a rule, the start check) reports the damage: the
  * writer stops writing the same way. */
 static void fault_from_a_reader(void **state)
@@ -1483,6 +1524,7 @@ int main(void)
         T(queue_max_holds_while_commits_fail),
         T(stop_reports_what_it_could_not_store),
         T(corrupt_commit_fails_for_good),
+        T(corrupt_housekeeping_fails_for_good),
         T(fault_from_a_reader),
         T(resets_logged_and_counted_per_input),
     };
