@@ -316,6 +316,8 @@ static void stopwatch_ends_a_stuck_process(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     int64_t took = mt_mono_us() - t0;
     assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) != MT_EXIT_STORAGE)
+        fprintf(stderr, "child said: %s\n", buf);
     assert_int_equal(WEXITSTATUS(st), MT_EXIT_STORAGE);
     assert_true(took >= 150000 && took < 5000000);
     assert_non_null(strstr(buf, "still waiting for: input x (a poll of its plugin still running)"));
