@@ -11,12 +11,11 @@
 #include <mittari/mittari.h>
 
 #include "diag.h"
+#include "housekeep.h"
 #include "normalize.h"
 #include "util.h"
 
 #define MOD "log"
-#define DELETE_CHUNK 50000
-#define DELETE_ROUNDS 40
 #define COMPLAIN_US (600 * 1000000LL)
 #define MAX_ORIGINS 65535
 
@@ -127,7 +126,8 @@ struct mt_writer {
     int64_t retry_at;
     unsigned attempts;
     bool failed_entered;
-    struct mt_complain c_commit, c_cap, c_full;
+    struct mt_complain c_commit;
+    struct mt_housekeep hk;
 
     /* loop thread only */
     bool joined, thread_started, free_when_ended;
@@ -716,155 +716,20 @@ static int64_t min_consumer(struct mt_writer *w)
     return m == INT64_MAX ? w->next_seq - 1 : m;
 }
 
-/* Deletes rows with seq <= upto in chunks, each in its own transaction with
- * the high-water mark, so a crash never rewinds sequence numbers. */
-static int delete_upto(struct mt_writer *w, int64_t upto, uint64_t stop_below, int64_t *total)
-{
-    int rc = 0;
-
-    *total = 0;
-    for (int round = 0; round < DELETE_ROUNDS; round++) {
-        int64_t n = 0;
-        rc = mt_log_begin(w->db);
-        if (!rc)
-            rc = mt_log_put_meta(w->db, "last_seq", w->next_seq - 1);
-        if (!rc)
-            rc = mt_log_delete_upto(w->db, upto, DELETE_CHUNK, &n);
-        if (!rc)
-            rc = mt_log_commit(w->db);
-        if (rc) {
-            mt_log_rollback(w->db);
-            mt_complain(&w->c_cap, MT_ERR, MOD, COMPLAIN_US, "cannot delete old readings: %s",
-                        mt_log_errmsg(w->db));
-            break;
-        }
-        *total += n;
-        if (n < DELETE_CHUNK)
-            break;
-        uint64_t used;
-        if (stop_below && mt_log_used_bytes(w->db, &used) == 0 && used <= stop_below)
-            break;
-    }
-    return rc;
-}
-
-static int retention(struct mt_writer *w)
-{
-    int64_t young, n = 0;
-
-    if (w->tconf.retention_ms <= 0)
-        return 0;
-    /* checked: a huge retention means "keep", never a cutoff in the future */
-    int64_t cutoff = mt_add_sat(mt_now_us(), -mt_ms_to_us(w->tconf.retention_ms));
-    int rc = mt_log_first_young(w->db, cutoff, &young);
-    if (rc)
-        return rc;
-    int64_t upto = young == INT64_MAX ? w->next_seq - 1 : young - 1;
-    int64_t minc = min_consumer(w);
-    if (minc < upto)
-        upto = minc;
-    if (upto <= 0)
-        return 0;
-    rc = delete_upto(w, upto, 0, &n);
-    if (n > 0) {
-        ADD(deleted_retention, n);
-        mt_diag(MT_DEBUG, MOD, "retention removed %" PRId64 " delivered readings", n);
-    }
-    return rc;
-}
-
-/* block_inputs: accept readings again */
-static void unblock(struct mt_writer *w, const char *why)
-{
-    if (atomic_load(&w->full)) {
-        atomic_store(&w->full, false);
-        mt_complain_clear(&w->c_full, MOD, "%s; inputs accepted", why);
-    }
-}
-
-static int drop_oldest(struct mt_writer *w, uint64_t used, uint64_t target)
-{
-    int64_t lo, hi, rows, n = 0;
-    int rc = mt_log_bounds(w->db, &lo, &hi, &rows);
-    if (rc || rows <= 0)
-        return rc;
-    uint64_t per_row = used / (uint64_t)rows + 1;
-    int64_t drop = (int64_t)((used - target) / per_row) + 1;
-    rc = delete_upto(w, lo + drop - 1, target, &n);
-    ADD(dropped_cap, n);
-    mt_complain(&w->c_cap, MT_WARNING, MOD, COMPLAIN_US,
-                "log reached its size cap (cap %" PRIu64 " bytes); policy drop_oldest dropped %" PRId64
-                " undelivered readings (seq %" PRId64 "..%" PRId64 ")",
-                w->tconf.max_size, n, lo, lo + n - 1);
-    return rc;
-}
-
-/* The size cap. Above the cap, or at all above 90 % of it while inputs are
- * blocked: first delete what every consumer has passed, down to 90 %; then
- * the policy. Inputs blocked come back once the log is at or below 90 %
- * (issue 15: before, nothing deleted between 90 and 100 %, so they never
- * did), or at once when the cap is lifted or the policy changed. */
-static int cap(struct mt_writer *w)
-{
-    uint64_t used, target;
-    int64_t n = 0;
-    int rc;
-
-    if (!w->tconf.max_size) {
-        unblock(w, "the log has no size cap any more");
-        return 0;
-    }
-    if (w->tconf.policy != MT_POLICY_BLOCK_INPUTS)
-        unblock(w, "policy is no longer block_inputs");
-    rc = mt_log_used_bytes(w->db, &used);
-    if (rc)
-        return rc;
-    target = w->tconf.max_size / 10 * 9;
-    bool blocked = atomic_load(&w->full);
-    if (used <= (blocked ? target : w->tconf.max_size)) {
-        if (used <= target)
-            unblock(w, "log at or below 90 % of its size cap again");
-        return 0;
-    }
-    /* 1. what every consumer has already passed, whatever its age */
-    int64_t upto = min_consumer(w);
-    if (upto > 0) {
-        rc = delete_upto(w, upto, target, &n);
-        ADD(deleted_cap_delivered, n);
-        if (!rc)
-            rc = mt_log_used_bytes(w->db, &used);
-        if (rc)
-            return rc;
-        if (used <= target) {
-            /* now, not at the next housekeeping: inputs wait for nothing else */
-            unblock(w, "log at or below 90 % of its size cap again");
-            return 0;
-        }
-        if (!blocked && used <= w->tconf.max_size)
-            return 0;
-    }
-    if (blocked)
-        return 0; /* still waiting for consumers to pass more */
-    /* 2. the policy */
-    if (w->tconf.policy == MT_POLICY_BLOCK_INPUTS) {
-        atomic_store(&w->full, true);
-        mt_complain(&w->c_full, MT_WARNING, MOD, COMPLAIN_US,
-                    "log reached its size cap (%" PRIu64 " bytes in use, cap %" PRIu64
-                    "); policy block_inputs: refusing new readings until outputs catch up",
-                    used, w->tconf.max_size);
-        return 0;
-    }
-    return drop_oldest(w, used, target);
-}
-
 static int housekeeping(struct mt_writer *w, bool timed)
 {
+    struct mt_housekeep_env e = {.db = w->db,
+                                 .last_seq = w->next_seq - 1,
+                                 .delivered = min_consumer(w),
+                                 .conf = &w->tconf,
+                                 .full = &w->full,
+                                 .stats = &w->stats};
     int rc = 0;
     if (timed) {
-        rc = retention(w);
+        rc = mt_housekeep_retention(&w->hk, &e);
         w->next_housekeeping = mt_add_sat(mt_mono_us(), mt_ms_to_us(w->tconf.housekeeping_ms));
     }
-    int rc2 = cap(w);
+    int rc2 = mt_housekeep_cap(&w->hk, &e);
     return rc ? rc : rc2;
 }
 

@@ -6,9 +6,9 @@
  * states, new series and consumer cursors, in one transaction. Then tells
  * the loop (uv_async) the highest committed seq.
  *
- * Also owns housekeeping: retention (rows every consumer has passed and
- * older than retention) and the size cap with its policy (drop_oldest or
- * block_inputs), counted and logged, never silent.
+ * Also runs housekeeping on its thread (housekeep.h): retention and the size
+ * cap with its policy (drop_oldest or block_inputs), counted and logged,
+ * never silent.
  *
  * Owns: its thread, the writing mt_logdb, the normalizer states, the intake.
  * Push, cursor, step, park, flush, fault and the getters are safe from any
