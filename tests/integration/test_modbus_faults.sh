@@ -91,7 +91,7 @@ wait_for 20 logged "device refused up" || fail "refused device did not come up"
 ! logged "device dx80 d" || fail "a bad CRC from one unit made its neighbour on the bus unhealthy"
 
 # reboots: once the last value before is read, to 0 and to a lower value
-sim_cmd "exception exc 0" "mute mute off" "crc rtu2 off" "freeze reboot0" "freeze reboot5"
+sim_cmd "exception exc off" "mute mute off" "crc rtu2 off" "freeze reboot0" "freeze reboot5"
 sim_until 15 "all(c['reads_frozen'] >= 2 for n in ('reboot0', 'reboot5') for c in dev[n]['counters'])" ||
   fail "frozen counters not read"
 sim_cmd "reboot reboot0 0" "reboot reboot5 5" "resume reboot0" "resume reboot5"

@@ -327,7 +327,7 @@ static void exceptions_degrade_then_down_then_recover(void **st)
     uint64_t rx = sim_received("d2");
     mb_link_run_at(b.links[0], 2 * SEC + 500000);
     assert_int_equal(sim_received("d2"), rx);
-    sim_do("exception d2 0");
+    sim_do("exception d2 off");
     mb_link_run_at(b.links[0], 3 * SEC + 100000);
     assert_int_equal(sim_received("d2"), rx + 1);
     assert_int_equal(health("d2"), MITTARI_HEALTH_UP);
