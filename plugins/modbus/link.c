@@ -122,13 +122,13 @@ static void emit_reg(struct mb_link *l, struct mb_dev *d, struct mb_reg *r, cons
 static const char *const fn_names[] = {"holding", "input", "coil", "discrete"};
 static const uint8_t fn_codes[] = {3, 4, 1, 2};
 
-void mb_poll_begin(struct mb_dev *d, int64_t now)
+void mb_poll_begin(struct mb_link *l, struct mb_dev *d, int64_t now)
 {
     d->started = now;
     d->phase = MB_PH_READ;
     d->cur = d->ck = 0;
     d->good = d->bad = 0;
-    d->why[0] = 0;
+    l->why[0] = 0;
 }
 
 bool mb_poll_next(struct mb_dev *d, struct mb_txn *t)
@@ -214,10 +214,10 @@ int mb_poll_fail(struct mb_link *l, struct mb_dev *d, int f, int code, const cha
         snprintf(what, sizeof(what), "reading %s %u-%u", fn_names[q->function],
                  (unsigned)q->address, (unsigned)(q->address + q->count - 1));
         if (f == MB_F_EXCEPTION)
-            snprintf(d->why, sizeof(d->why), "exception %d (%s) %s", code,
+            snprintf(l->why, sizeof(l->why), "exception %d (%s) %s", code,
                      mbt_exception_name((unsigned)code), what);
         else
-            snprintf(d->why, sizeof(d->why), "%s %s", detail ? detail : strerror(code), what);
+            snprintf(l->why, sizeof(l->why), "%s %s", detail ? detail : strerror(code), what);
         d->bad++;
     }
     if (act == MB_GO_ON || act == MB_FLUSH_GO_ON) {
@@ -238,13 +238,13 @@ void mb_poll_end(struct mb_link *l, struct mb_dev *d)
         report(l, d, MITTARI_HEALTH_UP, "");
     } else if (d->good > 0) {
         d->fails = 0;
-        report(l, d, MITTARI_HEALTH_DEGRADED, d->why);
+        report(l, d, MITTARI_HEALTH_DEGRADED, l->why);
     } else if (++d->fails < d->c->down_after) {
-        report(l, d, MITTARI_HEALTH_DEGRADED, d->why);
+        report(l, d, MITTARI_HEALTH_DEGRADED, l->why);
     } else {
         /* down: poll less often, doubling up to backoff_max */
         int64_t max = d->c->backoff_max_ms * 1000;
-        report(l, d, MITTARI_HEALTH_DOWN, d->why);
+        report(l, d, MITTARI_HEALTH_DOWN, l->why);
         d->retry_at = d->started + d->backoff_us;
         d->backoff_us = d->backoff_us * 2 > max ? max : d->backoff_us * 2;
     }

@@ -60,7 +60,6 @@ struct mb_dev {
     size_t cur;      /* the request read, or whose registers are being cleared */
     size_t ck;       /* MB_PH_CLEAR: the register being cleared */
     size_t good, bad;
-    char why[112];
 };
 
 /* One transaction of a poll. */
@@ -121,6 +120,7 @@ struct mb_link {
     int resolve_rc;                     /* written by the resolver's work */
     struct mb_addr addrs[MB_MAX_ADDRS]; /* written by the resolver's work */
     size_t naddrs, addr_i;
+    char why[112];      /* the last failure of the poll in progress (one at a time a link) */
     int64_t deadline;   /* of the connect or the answer in flight */
     int64_t attempt_at; /* when the connection attempt began */
     int64_t grid_us, anchor;
@@ -136,7 +136,7 @@ struct mb_link {
 /* ---- the device engine (link.c) ---- */
 
 /* now: when the poll was due (its backoff counts from there). */
-void mb_poll_begin(struct mb_dev *d, int64_t now);
+void mb_poll_begin(struct mb_link *l, struct mb_dev *d, int64_t now);
 /* The next transaction of d's poll; false when it is over (then mb_poll_end). */
 bool mb_poll_next(struct mb_dev *d, struct mb_txn *t);
 /* The transaction succeeded: a read's words (fn 3, 4) or bits (1, 2). ts:

@@ -168,7 +168,7 @@ static void poll_device(struct mb_link *l, struct mb_dev *d, int64_t now)
 
     modbus_set_slave(l->mb, (int)d->c->unit);
     modbus_set_response_timeout(l->mb, (uint32_t)(ms / 1000), (uint32_t)(ms % 1000) * 1000);
-    mb_poll_begin(d, now);
+    mb_poll_begin(l, d, now);
     while (mb_poll_next(d, &t))
         poll_request(l, d, &t);
     mb_poll_end(l, d);

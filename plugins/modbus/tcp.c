@@ -30,6 +30,8 @@
 
 #define NONE ((size_t)-1)
 #define MB_GRID_MAX_US 250000
+#define MB_PHASES_MAX 4
+#define MB_PHASE_DEVICES 32
 
 static int64_t now_of(const struct mb_link *l)
 {
@@ -321,7 +323,7 @@ static void pump(struct mb_link *l, int64_t now)
         }
         l->devs[i].queued = false;
         l->dev = i;
-        mb_poll_begin(&l->devs[i], l->devs[i].started);
+        mb_poll_begin(l, &l->devs[i], l->devs[i].started);
     }
 }
 
@@ -445,19 +447,25 @@ void mb_tcp_set_resched(struct mb_link *l, void (*resched)(void *arg, int64_t at
 
 void mb_tcp_plan(struct mb_link **links, size_t n, int64_t now)
 {
-    int64_t lo = INT64_MAX, grid;
+    int64_t lo = INT64_MAX, grid, phases;
     size_t total = 0, k = 0;
 
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; !links[i]->rtu && j < links[i]->ndevs; j++, total++)
-            lo =
-                links[i]->devs[j].c->poll_ms * 1000 < lo ? links[i]->devs[j].c->poll_ms * 1000 : lo;
-    /* a quarter of the shortest interval, at most 250 ms: devices at 1 s
-     * keep four phases (not all asked in one step), and however many there
-     * are the loop wakes four times a second and the writer commits four
-     * times (docs/design.md, "Modbus polling") */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; !links[i]->rtu && j < links[i]->ndevs; j++, total++) {
+            int64_t iv = links[i]->devs[j].c->poll_ms * 1000;
+            lo = iv < lo ? iv : lo;
+        }
+    }
+    /* a quarter of the shortest interval, at most 250 ms */
     grid = lo / 4 < MB_GRID_MAX_US ? lo / 4 : MB_GRID_MAX_US;
     grid = grid < 1000 ? 1000 : grid;
+    /* Devices are spread over their interval in up to four phases, one for
+     * every MB_PHASE_DEVICES (so many devices are not asked in one step),
+     * but no more: every phase is a wake of the loop and a commit of the
+     * writer each interval, which is what a gateway with a few devices pays
+     * most for (docs/design.md, "Modbus polling"). */
+    phases = ((int64_t)total + MB_PHASE_DEVICES - 1) / MB_PHASE_DEVICES;
+    phases = phases < 1 ? 1 : phases > MB_PHASES_MAX ? MB_PHASES_MAX : phases;
     for (size_t i = 0; i < n; i++) {
         struct mb_link *l = links[i];
         if (l->rtu)
@@ -465,10 +473,9 @@ void mb_tcp_plan(struct mb_link **links, size_t n, int64_t now)
         l->grid_us = grid;
         l->anchor = now;
         for (size_t j = 0; j < l->ndevs; j++, k++) {
-            /* spread over the interval, so 500 devices are not asked in one
-             * step: each keeps its own phase, on the grid */
             int64_t iv = l->devs[j].c->poll_ms * 1000;
-            l->devs[j].next_due = now + iv * (int64_t)k / (int64_t)total / grid * grid;
+            int64_t phase = (int64_t)k * phases / (int64_t)total;
+            l->devs[j].next_due = now + iv / phases * phase / grid * grid;
         }
     }
 }
