@@ -389,6 +389,7 @@ void mb_tcp_tick(struct mb_link *l, int64_t now)
         l->addr_i++;
         try_connect(l, now, -ETIMEDOUT);
     }
+    pump(l, now); /* a poll that just timed out ends before its device is due again */
     for (size_t i = 0; i < l->ndevs; i++) {
         struct mb_dev *d = &l->devs[i];
         if (!reached(l, d->next_due, now))

@@ -912,6 +912,36 @@ static void build_n(struct built *b, int n, const char *extra)
     free(y);
 }
 
+/* A poll that times out just as its device is due again ends first: the
+ * next poll goes out, not counted as skipped. */
+static void timeout_at_the_next_poll(void **st)
+{
+    (void)st;
+    struct built b;
+    char y[512];
+    sim_do("tcp mute2");
+    sim_do("counter mute2 fn=holding addr=0 type=u16 start=1 step=0");
+    sim_do("mute mute2 on");
+    snprintf(y, sizeof(y),
+             "{devices: [{name: mute2, host: 127.0.0.1, port: %d, response_timeout: 1s,"
+             " registers: [{metric: v, address: 0}]}]}",
+             port_of("mute2"));
+    assert_int_equal(build(&b, y), 0);
+    BASE = 1 * SEC;
+    T0 = mono();
+    mb_tcp_plan(b.links, b.n, BASE);
+    b.planned = true;
+    mb_tcp_tick(b.links[0], BASE);
+    for (int64_t end = mono() + 5 * SEC; sim_received("mute2") == 0 && mono() < end;)
+        loop_once(5);
+    mb_tcp_tick(b.links[0], 2 * SEC + 100000); /* past the deadline, and due */
+    assert_int_equal(counted("mute2", "timeouts"), 1);
+    assert_int_equal(counted("mute2", "polls_skipped"), 0);
+    assert_false(mb_tcp_idle(b.links[0])); /* the next poll is on its way */
+    mb_tcp_stop(b.links[0]);
+    unbuild(&b);
+}
+
 /* The grid: wakes at most every quarter of the shortest interval (250 ms
  * for 1 s); devices spread over up to four phases, one per 32 devices, so a
  * few devices share one wake (and one commit) an interval. */
@@ -1045,6 +1075,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(host_name_looked_up_on_a_worker, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_while_looking_up, setup, teardown),
         cmocka_unit_test_setup_teardown(busy_device_skips_a_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(timeout_at_the_next_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(polls_share_grid_steps, setup, teardown),
         cmocka_unit_test(one_metric_twice_is_refused_at_both),
         cmocka_unit_test(empty_serial_or_host_refused_by_check),
