@@ -13,6 +13,7 @@
  * The stream is the input's records, [ctl][len][len bytes]: ctl bit 0
  * puts the unit id (1) before the bytes, bit 1 appends their CRC (so the
  * fuzzer reaches libmodbus's checks and our decoding). */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,31 +38,39 @@ static uint16_t crc16(const uint8_t *p, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t frame[300];
+    static uint8_t stream[1 << 16];
+    size_t len = 0;
     int sv[2];
 
-    if (size < 1 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+    if (size < 1 || size > sizeof(stream) / 2)
         return 0;
     fz_now = 1000000;
-    struct mb_link *l = fz_build(0, data[0] % 4 ? 0 : 1 + data[0] / 4 % 5);
+    unsigned refuse = data[0] % 4 ? 0 : 1 + data[0] / 4 % 5;
     data++, size--;
-    while (size >= 2) {
+    while (size >= 2) { /* each record grows by at most 3 bytes: stream has room */
         uint8_t ctl = data[0];
-        size_t len = data[1] < size - 2 ? data[1] : size - 2, n = 0;
+        size_t n = data[1] < size - 2 ? data[1] : size - 2, start = len;
         if (ctl & 1)
-            frame[n++] = 1;
-        memcpy(frame + n, data + 2, len);
-        n += len;
+            stream[len++] = 1;
+        memcpy(stream + len, data + 2, n);
+        len += n;
         if (ctl & 2) {
-            uint16_t c = crc16(frame, n);
-            frame[n++] = (uint8_t)c;
-            frame[n++] = (uint8_t)(c >> 8);
+            uint16_t c = crc16(stream + start, len - start);
+            stream[len++] = (uint8_t)c;
+            stream[len++] = (uint8_t)(c >> 8);
         }
-        data += 2 + len, size -= 2 + len;
-        if (write(sv[1], frame, n) != (ssize_t)n)
-            abort();
+        data += 2 + n, size -= 2 + n;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return 0;
+    /* one write: what fits the pair's buffer is what the device sends */
+    if (fcntl(sv[1], F_SETFL, O_NONBLOCK) || (len && write(sv[1], stream, len) < 0)) {
+        close(sv[0]);
+        close(sv[1]);
+        return 0;
     }
     shutdown(sv[1], SHUT_WR);
+    struct mb_link *l = fz_build(0, refuse);
     /* the port is open: the link's libmodbus context on our end of the pair */
     modbus_set_socket(l->mb, sv[0]);
     l->connected = l->ever_connected = true;
