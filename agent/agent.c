@@ -133,19 +133,34 @@ static struct inst *inst_new(struct mt_agent *a, enum mt_inst_kind kind, const c
     return i;
 }
 
+/* The loop hears of each commit only while something here reads the log
+ * as it grows: a running output, or the commit callback of a test or a
+ * benchmark. Otherwise a commit costs the loop no wake-up (issue 14). */
+static void update_listening(struct mt_agent *a)
+{
+    bool on = a->commit_cb != NULL;
+    FOR_INST(a, i)
+    on = on || (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING);
+    if (a->writer)
+        mt_writer_listen(a->writer, on);
+}
+
 static void inst_set(struct inst *i, enum mt_inst_state state)
 {
     i->state = state;
     i->since_us = mt_mono_us();
+    update_listening(i->a);
 }
 
 static void inst_free(struct inst *i)
 {
+    struct mt_agent *a = i->a;
     i->prev->next = i->next;
     i->next->prev = i->prev;
     mt_inst_conf_free(i->ic);
     mt_inst_conf_free(i->next_ic);
     free(i);
+    update_listening(a);
 }
 
 /* Instances alive of a kind (-1: of any kind). */
@@ -439,6 +454,8 @@ static int open_storage(struct mt_agent *a)
     /* reads the series, counter states, cursors and the newest seq: damage
      * there is met before anything is written */
     rc = mt_writer_start(&a->writer, &a->loop, db, &a->series, &wc, on_commit, a);
+    if (!rc)
+        update_listening(a);
     if (rc == MITTARI_ESTORAGE)
         advise_damaged(a, "its state cannot be read");
     else if (rc)
@@ -1061,6 +1078,7 @@ void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), 
 {
     a->commit_cb = cb;
     a->commit_arg = arg;
+    update_listening(a);
 }
 
 size_t mt_agent_instances(struct mt_agent *a, struct mt_inst_info *v, size_t max)
