@@ -1030,6 +1030,7 @@ static void *thread_main(void *arg)
     struct mt_writer *w = arg;
     enum wstate s = WS_IDLE;
 
+    pthread_setname_np(pthread_self(), "mt-writer"); /* for top -H, and bench_serial */
     pthread_mutex_lock(&w->lock);
     while (s != WS_ENDED) {
         w->state = s;
