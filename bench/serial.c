@@ -23,7 +23,9 @@
  * knows no read_hold and wakes its writer twice per commit. Nothing here
  * asserts a timing: the program fails only when a run stored nothing.
  *
- * Usage: bench_serial [-w WINDOW_S] [-r 10,100,1000] [-d kv,lua] [-b DIR]
+ * -a 'batch_interval: 1s' adds an agent setting to every run (to weigh one).
+ *
+ * Usage: bench_serial [-w WINDOW_S] [-r 10,100,1000] [-d kv,lua] [-b DIR] [-a SETTING]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +60,7 @@ struct result {
     double cpu[R_N];   /* % of one core */
     double wakes[R_N]; /* context switches per second */
     double stored;     /* rows per second */
+    double written;    /* bytes the agent had written to storage, KiB per second */
     double total;
     long rss;
 };
@@ -144,6 +147,17 @@ static long rows(const char *db_path)
     return n;
 }
 
+/* Bytes the process caused to be written to storage (/proc/PID/io), or -1. */
+static long long write_bytes(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
+    if (bench_read_text(path, buf, sizeof(buf)))
+        return -1;
+    const char *p = strstr(buf, "\nwrite_bytes:");
+    return p ? atoll(p + 13) : -1;
+}
+
 static long status_kb(pid_t pid, const char *key)
 {
     char path[64], buf[4096];
@@ -180,6 +194,8 @@ struct variant {
     bool old_agent;
 };
 
+static const char *agent_extra = ""; /* -a: more agent settings for every run */
+
 static int run(const struct variant *v, const char *decoder, double rate, double window,
                struct result *out)
 {
@@ -207,9 +223,9 @@ static int run(const struct variant *v, const char *decoder, double rate, double
                           "counter = math.tointeger(n), unit = \"persons\"}\n"
                           "end\n");
     int len = snprintf(y, sizeof(y),
-                       "agent:\n  site: bench\n  data_dir: %s/data\n  stats_interval: 0\n"
+                       "agent:\n  site: bench\n  data_dir: %s/data\n  stats_interval: 0\n%s%s"
                        "inputs:\n  door:\n    plugin: serial\n    port: %s\n    baud: 115200\n",
-                       dir, slave);
+                       dir, agent_extra[0] ? "  " : "", agent_extra[0] ? agent_extra : "", slave);
     if (v->hold)
         len += snprintf(y + len, sizeof(y) - (size_t)len, "    read_hold: %s\n", v->hold);
     if (strcmp(decoder, "lua") == 0)
@@ -230,6 +246,7 @@ static int run(const struct variant *v, const char *decoder, double rate, double
     struct sample s0, s1;
     feed(master, rate, bench_now() + SETTLE, &n);
     long r0 = rows(db);
+    long long wb0 = write_bytes(pid);
     if (sample(pid, v->old_agent, &s0))
         goto done;
     double t0 = bench_now();
@@ -238,6 +255,8 @@ static int run(const struct variant *v, const char *decoder, double rate, double
     if (sample(pid, v->old_agent, &s1))
         goto done;
     out->rss = status_kb(pid, "\nVmRSS:");
+    long long wb1 = write_bytes(pid);
+    out->written = wb0 >= 0 && wb1 >= 0 ? (double)(wb1 - wb0) / 1024 / wall : -1;
     usleep(300000); /* the last batch commits */
     long r1 = rows(db);
     for (int r = 0; r < R_N; r++) {
@@ -264,26 +283,33 @@ done:
 
 static void print_row(const char *label, const char *decoder, double rate, const struct result *r)
 {
-    printf("%6.0f  %-4s %-14s %7.3f %7.3f %7.3f %7.3f %7.3f  %6.0f %6.0f %6.0f %6.0f  %8.1f %6.1f\n",
+    printf("%6.0f  %-4s %-14s %7.3f %7.3f %7.3f %7.3f %7.3f  %6.0f %6.0f %6.0f %6.0f  %8.1f %7.1f "
+           "%6.1f\n",
            rate, decoder, label, r->total, r->cpu[R_LOOP], r->cpu[R_WRITER], r->cpu[R_DECODER],
            r->cpu[R_OTHER], r->wakes[R_LOOP], r->wakes[R_WRITER], r->wakes[R_DECODER],
-           r->wakes[R_OTHER], r->stored, (double)r->rss / 1024);
+           r->wakes[R_OTHER], r->stored, r->written, (double)r->rss / 1024);
 }
 
 int main(int argc, char **argv)
 {
     double window = 15;
-    char rates_s[128] = "10,100,1000", decs_s[64] = "kv,lua", before[4096] = "";
+    char rates_s[128] = "10,100,1000", decs_s[64] = "kv,lua", before[4096] = "", extra[256] = "";
     int opt, fails = 0;
 
-    while ((opt = getopt(argc, argv, "w:r:d:b:")) != -1) {
+    while ((opt = getopt(argc, argv, "w:r:d:b:a:")) != -1) {
         switch (opt) {
         case 'w': window = atof(optarg); break;
         case 'r': snprintf(rates_s, sizeof(rates_s), "%s", optarg); break;
         case 'd': snprintf(decs_s, sizeof(decs_s), "%s", optarg); break;
         case 'b': snprintf(before, sizeof(before), "%s", optarg); break;
+        case 'a':
+            snprintf(extra, sizeof(extra), "%s\n", optarg);
+            agent_extra = extra;
+            break;
         default:
-            fprintf(stderr, "usage: %s [-w WINDOW_S] [-r 10,100,1000] [-d kv,lua] [-b DIR]\n",
+            fprintf(stderr,
+                    "usage: %s [-w WINDOW_S] [-r 10,100,1000] [-d kv,lua] [-b DIR] "
+                    "[-a 'agent_key: value']\n",
                     argv[0]);
             return 2;
         }
@@ -300,13 +326,13 @@ int main(int argc, char **argv)
 
     bench_print_machine();
     printf("# serial lines: one \"in=N\" line per reading from a pty, the serial plugin, the "
-           "SQLite log (sync: full), %.0f s window after %.0f s\n",
-           window, SETTLE);
-    printf("# CPU: %% of one core by thread; wakes: context switches per second; stored: "
-           "rows per second\n");
-    printf("%6s  %-4s %-14s %7s %7s %7s %7s %7s  %6s %6s %6s %6s  %8s %6s\n", "lines", "dec",
-           "agent", "CPU", "loop", "writer", "decoder", "other", "w.loop", "w.wrt", "w.dec",
-           "w.oth", "stored/s", "RSS MB");
+           "SQLite log (sync: full), %.0f s window after %.0f s%s%s\n",
+           window, SETTLE, extra[0] ? "; agent setting: " : "", extra);
+    printf("# CPU: %% of one core by thread; w.*: context switches per second by thread; "
+           "stored: rows per second; written: KiB/s to storage (/proc/PID/io)\n");
+    printf("%6s  %-4s %-14s %7s %7s %7s %7s %7s  %6s %6s %6s %6s  %8s %7s %6s\n", "lines",
+           "dec", "agent", "CPU", "loop", "writer", "decoder", "other", "w.loop", "w.wrt",
+           "w.dec", "w.oth", "stored/s", "written", "RSS MB");
     for (char *rp = strtok(rates_s, ","); rp; rp = strtok(NULL, ",")) {
         double rate = atof(rp);
         char decs[64];
