@@ -162,7 +162,8 @@ static int add_input(struct mt_agent *a, struct mt_inst_conf *ic)
 
 static int add_output(struct mt_agent *a, struct mt_inst_conf *ic, int64_t resume_after)
 {
-    struct mt_output_env env = {&a->loop, a->writer, &a->series, a->db_path, a->agent_id};
+    struct mt_output_env env = {.loop = &a->loop, .writer = a->writer, .series = &a->series,
+                                .db_path = a->db_path, .agent_id = a->agent_id};
     struct mt_output *o;
     char err[512];
     struct out_slot *v = realloc(a->outputs, (a->noutputs + 1) * sizeof(*v));
@@ -483,6 +484,8 @@ static void tick_cb(uv_timer_t *t)
             return;
         a->phase = PH_DRAIN;
         on_commit(a, mt_writer_committed(a->writer));
+        for (size_t i = 0; i < a->noutputs; i++) /* no batch_wait now */
+            mt_output_flush(a->outputs[i].o);
         return;
     case PH_DRAIN: {
         size_t busy = 0;

@@ -92,7 +92,8 @@ static void create(struct fixture *f, const char *format, uint64_t max_size, int
     snprintf(text, sizeof(text), "{path: %s, format: %s, max_size: %llu, max_files: %lld, fsync: true}",
              f->path, format, (unsigned long long)max_size, (long long)max_files);
     f->conf = tu_options(mt_output_file.options, mt_output_file.config_size, text);
-    assert_int_equal(mt_output_file.create(f->conf, "test", &f->state, err, sizeof(err)), 0);
+    struct mt_output_ctx ctx = {NULL, "test", "agent1", "output file[test]"};
+    assert_int_equal(mt_output_file.create(f->conf, &ctx, &f->state, err, sizeof(err)), 0);
 }
 
 static int64_t open_out(struct fixture *f)

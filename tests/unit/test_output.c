@@ -35,10 +35,10 @@ struct sink {
     bool destroyed;
 };
 
-static int sink_create(const void *conf, const char *instance, void **state, char *err,
-                       size_t errlen)
+static int sink_create(const void *conf, const struct mt_output_ctx *ctx, void **state,
+                       char *err, size_t errlen)
 {
-    (void)instance;
+    (void)ctx;
     (void)err;
     (void)errlen;
     *state = (void *)conf;
@@ -200,7 +200,8 @@ static int teardown(void **state)
 static struct mt_output *add(struct fixture *f, int i, const char *name,
                              const struct mt_output_type *type, const void *conf)
 {
-    struct mt_output_env env = {&f->loop, f->w, &f->reg, f->path, "agent1"};
+    struct mt_output_env env = {.loop = &f->loop, .writer = f->w, .series = &f->reg,
+                                .db_path = f->path, .agent_id = "agent1"};
     char err[256] = "";
     assert_null(f->out[i]);
     int rc = mt_output_create(&f->out[i], &env, name, type, conf, &f->common, err, sizeof(err));
@@ -249,10 +250,10 @@ static void wait_committed(struct fixture *f, int64_t seq)
     assert_true(tu_run_until(&f->loop, committed_reached, &u, 5000));
 }
 
-static bool busy_now(void *arg)
+static bool sending_now(void *arg)
 {
     struct until *u = arg;
-    return mt_output_busy(u->o);
+    return mt_output_sending(u->o);
 }
 
 static bool delivered_through(void *arg)
@@ -501,8 +502,8 @@ static void ack_during_close_is_kept(void **state)
     wait_committed(f, 4);
     struct mt_output *o = add(f, 0, "slow", &sink_type, s);
     struct until u = {.f = f, .o = o};
-    /* in flight: the first run reads the cursor, then delivers 1..4 */
-    assert_true(tu_run_until(&f->loop, busy_now, &u, 5000));
+    /* in flight: the opening read the cursor, the sender delivers 1..4 */
+    assert_true(tu_run_until(&f->loop, sending_now, &u, 5000));
     f->out[0] = NULL;
     f->closed = -1;
     mt_output_close(o, closed_cb, f);
