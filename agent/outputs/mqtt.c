@@ -127,6 +127,7 @@ struct mq_out {
     bool stop;
     uint64_t conn_no;          /* counts connections: stale events are told apart */
     bool ev_up, ev_down;
+    bool connack; /* the current connection got its CONNACK */
     int down_rc;
     char down_why[256];
     int *acks;
@@ -139,6 +140,7 @@ struct mq_out {
     uint64_t up_conn;
     char why[256];
     struct mt_send *inflight;
+    bool nmids_set; /* the inflight batch was published */
     int *mids;
     size_t nmids, nacked;
     uv_timer_t timer;
@@ -242,6 +244,7 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
 {
     struct mq_out *q = arg;
     pthread_mutex_lock(&q->lock);
+    q->connack = true;
     if (rc == 0) {
         q->ev_up = true;
         q->acks_conn = q->conn_no;
@@ -366,6 +369,7 @@ static void *thread_main(void *arg)
             pthread_mutex_lock(&q->lock);
             q->conn_no++;
             q->mosq = m;
+            q->connack = false;
             pthread_mutex_unlock(&q->lock);
             while (rc == MOSQ_ERR_SUCCESS) {
                 rc = mosquitto_loop(m, 200, 1);
@@ -383,13 +387,21 @@ static void *thread_main(void *arg)
                 mosquitto_disconnect(m);
                 mosquitto_loop(m, 100, 1);
             }
+            char log[256];
             pthread_mutex_lock(&q->lock);
             q->mosq = NULL;
+            bool connack = q->connack;
+            snprintf(log, sizeof(log), "%s", q->last_log);
             pthread_mutex_unlock(&q->lock);
-            if (!stop) {
+            if (!stop && connack) {
                 went_down(q, "connection to %s:%d lost: %s", q->host, q->port,
                           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
                 backoff = 500;
+            } else if (!stop) {
+                /* the TLS handshake or the CONNECT failed: say why */
+                went_down(q, "cannot connect to %s:%d: %s%s%s", q->host, q->port,
+                          rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                          log[0] ? ": " : "", log);
             }
         } else {
             char log[256];
@@ -411,12 +423,15 @@ static void *thread_main(void *arg)
 
 /* ---- loop side ---- */
 
+static void publish(struct mq_out *q, struct mt_send *s);
+
 static void finish(struct mq_out *q, int rc)
 {
     struct mt_send *s = q->inflight;
     if (!s)
         return;
     q->inflight = NULL;
+    q->nmids_set = false;
     uv_timer_stop(&q->timer);
     s->done(s, rc);
 }
@@ -473,11 +488,15 @@ static void async_cb(uv_async_t *h)
             q->up_conn = conn;
             q->why[0] = 0;
             mt_diag(MT_INFO, q->module, "connected to %s:%d", q->host, q->port);
+            if (q->inflight && !q->nmids_set) {
+                uv_timer_stop(&q->timer);
+                publish(q, q->inflight);
+            }
         }
-        if (q->inflight && conn == q->up_conn)
+        if (q->inflight && q->nmids_set && conn == q->up_conn)
             for (size_t i = 0; i < nacks; i++)
                 count_ack(q, acks[i]);
-        if (q->inflight && q->nacked == q->nmids)
+        if (q->inflight && q->nmids_set && q->nacked == q->nmids)
             finish(q, 0);
         if (!more)
             break;
@@ -488,22 +507,38 @@ static void timeout_cb(uv_timer_t *t)
 {
     struct mq_out *q = t->data;
     char why[256];
-    snprintf(why, sizeof(why), "no acknowledgement from %s:%d for %zu of %zu messages within %"
-             PRId64 " ms", q->host, q->port, q->nmids - q->nacked, q->nmids, q->conf->timeout_ms);
+    if (!q->nmids_set)
+        snprintf(why, sizeof(why), "not connected to %s:%d within %" PRId64 " ms", q->host,
+                 q->port, q->conf->timeout_ms);
+    else
+        snprintf(why, sizeof(why), "no acknowledgement from %s:%d for %zu of %zu messages "
+                 "within %" PRId64 " ms", q->host, q->port, q->nmids - q->nacked, q->nmids,
+                 q->conf->timeout_ms);
     fail_inflight(q, why);
 }
 
 static void mqtt_send(void *state, struct mt_send *s)
 {
     struct mq_out *q = state;
+
+    q->inflight = s;
+    if (!q->up && !q->why[0]) {
+        /* connecting for the first time: publish when it is up */
+        uv_timer_start(&q->timer, timeout_cb, (uint64_t)q->conf->timeout_ms, 0);
+        return;
+    }
+    if (!q->up) {
+        fail_inflight(q, q->why);
+        return;
+    }
+    publish(q, s);
+}
+
+static void publish(struct mq_out *q, struct mt_send *s)
+{
     struct payload *p = s->payload;
     int rc = MOSQ_ERR_SUCCESS;
 
-    q->inflight = s;
-    if (!q->up) {
-        fail_inflight(q, q->why[0] ? q->why : "not connected to the broker yet");
-        return;
-    }
     if (p->n > q->nmids || !q->mids) {
         int *m = realloc(q->mids, (p->n ? p->n : 1) * sizeof(*m));
         if (!m) {
@@ -514,6 +549,7 @@ static void mqtt_send(void *state, struct mt_send *s)
     }
     q->nmids = p->n;
     q->nacked = 0;
+    q->nmids_set = true;
     pthread_mutex_lock(&q->lock);
     if (!q->mosq || q->conn_no != q->up_conn)
         rc = MOSQ_ERR_NO_CONN;

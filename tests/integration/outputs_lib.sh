@@ -88,6 +88,7 @@ mqtt_start() {
   MQTTS_PORT=${MQTTS_PORT:-$(free_port)}
   cat >"$MQ_DIR/mosquitto.conf" <<EOF
 per_listener_settings true
+user $(id -un)
 persistence false
 max_inflight_messages 100
 max_queued_messages 100000
@@ -99,8 +100,6 @@ cafile $MQ_DIR/mq-ca.crt
 certfile $MQ_DIR/mq-srv.crt
 keyfile $MQ_DIR/mq-srv.key
 EOF
-  chmod 644 "$MQ_DIR"/*
-  [ "$(id -u)" = 0 ] && chown mosquitto: "$MQ_DIR/mq-srv.key" 2>/dev/null
   mqtt_up
 }
 mqtt_up() {
@@ -158,5 +157,21 @@ if dup_bad and not replayed:
 if not rows:
     sys.exit("the log is empty: nothing was tested")
 print(f"{len(rows)} readings, all arrived; {dups} duplicates, each under a key seen before")
+PY
+}
+
+# mqtt_records SUBFILE OUT: the subscriber's "topic payload" lines of reading
+# messages -> records {key, gen, seqs, topic} (status messages left out)
+mqtt_records() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+with open(sys.argv[2], "w") as out:
+    for line in open(sys.argv[1]):
+        topic, _, payload = line.rstrip("\n").partition(" ")
+        if topic.endswith("/status") or not payload.startswith("{"):
+            continue
+        d = json.loads(payload)
+        out.write(json.dumps({"key": d["key"], "gen": d["generation"], "topic": topic,
+                              "seqs": [r["seq"] for r in d["readings"]], "readings": d["readings"]}) + "\n")
 PY
 }
