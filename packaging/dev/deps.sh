@@ -9,6 +9,8 @@ PKGS=(
   libmodbus-dev libserialport-dev liblua5.4-dev libpcsclite-dev
   libcmocka-dev tzdata sqlite3 python3 valgrind procps systemd
   socat pcscd vsmartcard-vpcd
+  libcurl4-openssl-dev libmosquitto-dev libpq-dev zlib1g-dev
+  mosquitto mosquitto-clients postgresql openssl
   clang-14 libclang-rt-14-dev
 )
 

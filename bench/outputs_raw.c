@@ -1,0 +1,291 @@
+/*
+ * bench_outputs_raw: the raw ceilings bench/outputs.sh compares the outputs
+ * with, measured against the same servers in the same run:
+ *
+ *   bench_outputs_raw http URL BATCHES BATCH
+ *       a pre-built JSON body of BATCH readings (the http output's format,
+ *       made by the same encoder) POSTed BATCHES times with libcurl over one
+ *       keep-alive connection, one request at a time
+ *   bench_outputs_raw pg CONNINFO BATCHES BATCH
+ *       a prepared multi-row INSERT ... VALUES (...),(...) ON CONFLICT DO
+ *       NOTHING of BATCH rows into a table shaped like the output's, text
+ *       parameters pre-built (only the seqs change per batch)
+ *   bench_outputs_raw mqtt HOST PORT BATCHES BATCH PER_MESSAGE WINDOW
+ *       BATCH readings per batch as PER_MESSAGE-reading pre-built messages,
+ *       QoS 1, max_inflight WINDOW, libmosquitto's threaded loop; a batch
+ *       is done when every PUBACK of it arrived (like the output)
+ *
+ * Prints "readings/s N" on the last line. Never asserts a timing.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <mosquitto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mittari/mittari.h>
+
+#include "encode.h"
+#include "series.h"
+#include "util.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A batch of n readings like the sim's, encoded as the outputs do. */
+static int make_body(size_t n, int how, struct mt_buf *body)
+{
+    struct mt_series_reg reg;
+    struct mt_encoder enc;
+    uint32_t ids[4];
+    static const char *const dev[] = {"door-1", "door-2", "cardreader-1", "hall"};
+    struct mt_row *rows = calloc(n, sizeof(*rows));
+
+    if (!rows || mt_series_init(&reg))
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        struct mt_series_info k = {.site = "bench", .device = dev[i], .metric = "visitors_in",
+                                   .unit = "1", .kind = MITTARI_KIND_DELTA, .tags = ""};
+        mt_series_intern(&reg, &k, &ids[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        rows[i].seq = (int64_t)i + 1;
+        rows[i].ts = 1764084344000000 + (int64_t)i * 1000;
+        rows[i].series = ids[i % 4];
+        rows[i].value = 1;
+        if (i % 10 == 0)
+            snprintf(rows[i].subject, sizeof(rows[i].subject), "c1.Y2FyZC0xMjM0NTY3ODkw%zu", i);
+    }
+    mt_encoder_init(&enc, MT_FMT_JSONL, 1796174859616057);
+    struct mt_batch_head h = {"mt-0123456789abcdef", "raw", "mt-0123456789abcdef/1/raw/1-1000",
+                              1796174859616057, 1, (int64_t)n, n};
+    int rc = mt_encode_batch(&enc, body, how, &h, rows, n, &reg);
+    mt_series_free(&reg);
+    free(rows);
+    return rc;
+}
+
+static size_t discard(char *p, size_t s, size_t n, void *a)
+{
+    (void)p;
+    (void)a;
+    return s * n;
+}
+
+static int raw_http(const char *url, long batches, long batch)
+{
+    struct mt_buf body = {0};
+    struct curl_slist *hd = NULL;
+    char count[64];
+    long code = 0;
+
+    if (make_body((size_t)batch, MT_BATCH_JSON, &body))
+        return 1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURL *e = curl_easy_init();
+    snprintf(count, sizeof(count), "X-Mittari-Count: %ld", batch);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    hd = curl_slist_append(hd, "Expect:");
+    hd = curl_slist_append(hd, count);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.p);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    double t0 = now_s();
+    for (long i = 0; i < batches; i++) {
+        CURLcode cc = curl_easy_perform(e);
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+        if (cc != CURLE_OK || code != 200) {
+            fprintf(stderr, "POST failed: %s, HTTP %ld\n", curl_easy_strerror(cc), code);
+            return 1;
+        }
+    }
+    double dt = now_s() - t0;
+    printf("http raw: %ld POSTs of %ld readings (%zu bytes) in %.2f s\n", batches, batch, body.len,
+           dt);
+    printf("readings/s %.0f\n", (double)(batches * batch) / dt);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(e);
+    mt_buf_free(&body);
+    return 0;
+}
+
+static int raw_pg(const char *conninfo, long batches, long batch)
+{
+    enum { NP = 14 };
+    PGconn *c = PQconnectdb(conninfo);
+    struct mt_buf sql = {0};
+    char **vals = calloc((size_t)batch * NP, sizeof(char *));
+    char (*seqs)[24] = calloc((size_t)batch, 24);
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "%s", PQerrorMessage(c));
+        return 1;
+    }
+    PQclear(PQexec(c, "DROP TABLE IF EXISTS raw_bench"));
+    PGresult *r = PQexec(c, "CREATE TABLE raw_bench (time timestamptz NOT NULL, site text NOT NULL,"
+                            " device text NOT NULL, metric text NOT NULL, value double precision,"
+                            " unit text, kind text NOT NULL, subject text, tags jsonb,"
+                            " revision smallint NOT NULL DEFAULT 0, suppressed_below smallint,"
+                            " agent_id text NOT NULL, generation bigint NOT NULL, seq bigint NOT NULL,"
+                            " received_at timestamptz NOT NULL DEFAULT now(),"
+                            " PRIMARY KEY (agent_id, generation, seq, time));"
+                            "CREATE INDEX ON raw_bench (time)");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "%s", PQerrorMessage(c));
+        return 1;
+    }
+    PQclear(r);
+    mt_buf_adds(&sql, "INSERT INTO raw_bench (time, site, device, metric, value, unit, kind, "
+                      "subject, tags, revision, suppressed_below, seq, agent_id, generation) VALUES ");
+    for (long i = 0; i < batch; i++) {
+        mt_buf_printf(&sql, "%s(", i ? "," : "");
+        for (int k = 0; k < NP; k++)
+            mt_buf_printf(&sql, "%s$%ld", k ? "," : "", i * NP + k + 1);
+        mt_buf_addc(&sql, ')');
+    }
+    mt_buf_adds(&sql, " ON CONFLICT (agent_id, generation, seq, time) DO NOTHING");
+    r = PQprepare(c, "ins", mt_buf_cstr(&sql), (int)(batch * NP), NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "prepare: %s", PQerrorMessage(c));
+        return 1;
+    }
+    PQclear(r);
+    static char ts[1000][32];
+    for (long i = 0; i < batch; i++) {
+        char **v = &vals[i * NP];
+        snprintf(ts[i % 1000], 32, "2026-11-25T15:25:%02ld.%06ldZ", (i / 1000) % 60, i % 1000000);
+        v[0] = ts[i % 1000];
+        v[1] = "bench";
+        v[2] = i % 2 ? "door-1" : "door-2";
+        v[3] = "visitors_in";
+        v[4] = "1";
+        v[5] = "1";
+        v[6] = "delta";
+        v[7] = i % 10 ? NULL : "c1.Y2FyZC0xMjM0NTY3ODkw";
+        v[8] = NULL;
+        v[9] = "0";
+        v[10] = NULL;
+        v[11] = seqs[i];
+        v[12] = "mt-0123456789abcdef";
+        v[13] = "1796174859616057";
+    }
+    double t0 = now_s();
+    for (long b = 0; b < batches; b++) {
+        for (long i = 0; i < batch; i++)
+            snprintf(seqs[i], 24, "%ld", b * batch + i + 1);
+        r = PQexecPrepared(c, "ins", (int)(batch * NP), (const char *const *)vals, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "insert: %s", PQerrorMessage(c));
+            return 1;
+        }
+        PQclear(r);
+    }
+    double dt = now_s() - t0;
+    printf("postgresql raw: %ld prepared multi-row INSERT ... ON CONFLICT of %ld rows in %.2f s\n",
+           batches, batch, dt);
+    printf("readings/s %.0f\n", (double)(batches * batch) / dt);
+    PQclear(PQexec(c, "DROP TABLE raw_bench"));
+    PQfinish(c);
+    mt_buf_free(&sql);
+    free(vals);
+    free(seqs);
+    return 0;
+}
+
+struct mq {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    long acked;
+    bool up;
+};
+
+static void mq_pub(struct mosquitto *m, void *a, int mid)
+{
+    struct mq *q = a;
+    (void)m;
+    (void)mid;
+    pthread_mutex_lock(&q->lock);
+    q->acked++;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+static void mq_conn(struct mosquitto *m, void *a, int rc)
+{
+    struct mq *q = a;
+    (void)m;
+    pthread_mutex_lock(&q->lock);
+    q->up = rc == 0;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+static int raw_mqtt(const char *host, int port, long batches, long batch, long per, int window)
+{
+    struct mt_buf body = {0};
+    struct mq q = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    long msgs_per_batch = (batch + per - 1) / per;
+
+    if (make_body((size_t)per, MT_BATCH_JSON, &body))
+        return 1;
+    mosquitto_lib_init();
+    struct mosquitto *m = mosquitto_new("bench-raw", true, &q);
+    mosquitto_publish_callback_set(m, mq_pub);
+    mosquitto_connect_callback_set(m, mq_conn);
+    mosquitto_max_inflight_messages_set(m, (unsigned)window);
+    if (mosquitto_connect(m, host, port, 60) || mosquitto_loop_start(m)) {
+        fprintf(stderr, "cannot connect to %s:%d\n", host, port);
+        return 1;
+    }
+    pthread_mutex_lock(&q.lock);
+    while (!q.up)
+        pthread_cond_wait(&q.cond, &q.lock);
+    pthread_mutex_unlock(&q.lock);
+    double t0 = now_s();
+    for (long b = 0; b < batches; b++) {
+        for (long i = 0; i < msgs_per_batch; i++)
+            if (mosquitto_publish(m, NULL, "bench/raw", (int)body.len, body.p, 1, false)) {
+                fprintf(stderr, "publish failed\n");
+                return 1;
+            }
+        pthread_mutex_lock(&q.lock);
+        while (q.acked < (b + 1) * msgs_per_batch)
+            pthread_cond_wait(&q.cond, &q.lock);
+        pthread_mutex_unlock(&q.lock);
+    }
+    double dt = now_s() - t0;
+    printf("mqtt raw: %ld batches of %ld messages of %ld readings (%zu bytes), QoS 1, window %d, "
+           "in %.2f s\n",
+           batches, msgs_per_batch, per, body.len, window, dt);
+    printf("readings/s %.0f\n", (double)(batches * msgs_per_batch * per) / dt);
+    mosquitto_disconnect(m);
+    mosquitto_loop_stop(m, false);
+    mosquitto_destroy(m);
+    mosquitto_lib_cleanup();
+    mt_buf_free(&body);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && strcmp(argv[1], "http") == 0)
+        return raw_http(argv[2], atol(argv[3]), atol(argv[4]));
+    if (argc == 5 && strcmp(argv[1], "pg") == 0)
+        return raw_pg(argv[2], atol(argv[3]), atol(argv[4]));
+    if (argc == 8 && strcmp(argv[1], "mqtt") == 0)
+        return raw_mqtt(argv[2], atoi(argv[3]), atol(argv[4]), atol(argv[5]), atol(argv[6]),
+                        atoi(argv[7]));
+    fprintf(stderr, "usage: see the top of bench/outputs_raw.c\n");
+    return 2;
+}
