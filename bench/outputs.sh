@@ -66,14 +66,15 @@ outputs:
 $yaml
     batch_size: $BATCH
 YAML
-  local s0 t0 t1 rss=0 r
+  local s0 t0 t1 rss=0 r base
+  base=$(eval "$count")
   s0=$(sqlite3 "$T/data/mittari.db" 'select max(seq) from readings')
   t0=$(date +%s.%N)
   start_agent "$T/conf"
   while :; do
     r=$(awk '/VmRSS/ {print $2}' /proc/"$AGENT_PID"/status 2>/dev/null || echo 0)
     [ "${r:-0}" -gt "$rss" ] && rss=$r
-    [ "$(eval "$count")" -ge "$backlog" ] && break
+    [ $(($(eval "$count") - base)) -ge "$backlog" ] && break
     sleep 0.05
   done
   t1=$(date +%s.%N)
@@ -86,15 +87,20 @@ YAML
   echo "  $name output: $backlog readings in $DRAIN_S s = $DRAIN_RATE readings/s; agent CPU ${cpu}s, peak RSS $((rss / 1024)) MB; ingest during the drain: $((s1 - s0)) readings ($(echo "($s1 - $s0) / $DRAIN_S" | bc)/s, sim at $INGEST/s)"
 }
 raw_rate() { "$@" | awk '/^readings\/s/ {print $2}'; }
+# the machine is shared: the ceiling is measured just before and just after
+# the output's drain, and the mean is the baseline
+mean() { echo "($1 + $2) / 2" | bc; }
 ratio() { echo "scale=1; 100 * $1 / $2" | bc; }
 
 echo "== http (receiver: tests/integration/http_receiver.py, count mode) =="
 RAW_HTTP=$(raw_rate "$RAW" http "http://127.0.0.1:$HTTP_PORT/in" $((backlog / BATCH)) "$BATCH")
 echo "  raw ceiling: $RAW_HTTP readings/s (pre-built body, libcurl keep-alive)"
-rm -f "$R/count"
 drain web "    type: http
     url: http://127.0.0.1:$HTTP_PORT/in" "awk '{print \$1}' '$R/count' 2>/dev/null || echo 0"
-echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_HTTP") % of the raw ceiling (target >= 25 %)"
+RAW2=$(raw_rate "$RAW" http "http://127.0.0.1:$HTTP_PORT/in" $((backlog / BATCH)) "$BATCH")
+echo "  raw ceiling after: $RAW2 readings/s"
+RAW_HTTP=$(mean "$RAW_HTTP" "$RAW2")
+echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_HTTP") % of the raw ceiling (mean $RAW_HTTP; target >= 25 %, JSON encoding included)"
 echo
 
 echo "== postgresql (unix socket; fsync=off) =="
@@ -103,7 +109,12 @@ echo "  raw ceiling: $RAW_PG readings/s (prepared multi-row INSERT ... ON CONFLI
 drain db "    type: postgresql
     conninfo: host=$PG_DIR port=$PG_PORT user=test dbname=postgres" \
   "psql -X -A -t -q '$PG_CONN' -c 'select count(*) from mittari_readings' 2>/dev/null || echo 0"
-echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_PG") % of the raw ceiling (target >= 80 %)"
+RAW2=$(raw_rate "$RAW" pg "host=$PG_DIR port=$PG_PORT user=test dbname=postgres" $((backlog / BATCH / 4)) "$BATCH")
+echo "  raw ceiling after: $RAW2 readings/s"
+RAW_PG=$(mean "$RAW_PG" "$RAW2")
+UNNEST=$(raw_rate "$RAW" pg-unnest "host=$PG_DIR port=$PG_PORT user=test dbname=postgres" $((backlog / BATCH / 4)) "$BATCH")
+echo "  the output's own statement (unnest of text arrays), pre-built: $UNNEST readings/s"
+echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_PG") % of the raw ceiling (mean $RAW_PG; target >= 80 %)"
 echo
 
 echo "== mqtt (mosquitto 2.0, QoS 1, $PER readings a message, window $WINDOW) =="
@@ -112,12 +123,15 @@ SERVER_PIDS+=("$!")
 sleep 0.3
 RAW_MQ=$(raw_rate "$RAW" mqtt 127.0.0.1 "$MQTT_PORT" $((backlog / BATCH)) "$BATCH" "$PER" "$WINDOW")
 echo "  raw ceiling: $RAW_MQ readings/s (pre-built messages, threaded libmosquitto)"
-: >"$T/mq.count"
 drain broker "    type: mqtt
     host: 127.0.0.1
     port: $MQTT_PORT
     readings_per_message: $PER
     max_inflight: $WINDOW" "echo \$(( \$(wc -l <'$T/mq.count') * $PER ))"
-echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_MQ") % of the raw ceiling (target >= 50 %)"
+RAW2=$(raw_rate "$RAW" mqtt 127.0.0.1 "$MQTT_PORT" $((backlog / BATCH)) "$BATCH" "$PER" "$WINDOW")
+echo "  raw ceiling after: $RAW2 readings/s"
+RAW_MQ=$(mean "$RAW_MQ" "$RAW2")
+echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_MQ") % of the raw ceiling (mean $RAW_MQ; target >= 50 %)"
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+exit 0

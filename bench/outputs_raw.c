@@ -132,6 +132,7 @@ static int raw_pg(const char *conninfo, long batches, long batch)
         fprintf(stderr, "%s", PQerrorMessage(c));
         return 1;
     }
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
     PQclear(PQexec(c, "DROP TABLE IF EXISTS raw_bench"));
     PGresult *r = PQexec(c, "CREATE TABLE raw_bench (time timestamptz NOT NULL, site text NOT NULL,"
                             " device text NOT NULL, metric text NOT NULL, value double precision,"
@@ -277,8 +278,94 @@ static int raw_mqtt(const char *host, int port, long batches, long batch, long p
     return 0;
 }
 
+/* The same rows through the statement the output uses (unnest of text
+ * arrays), arrays pre-built: the server's share of the output's cost. */
+static int raw_pg_unnest(const char *conninfo, long batches, long batch)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    struct mt_buf a[12] = {{0}};
+    const char *vals[14];
+    size_t seq_at;
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "%s", PQerrorMessage(c));
+        return 1;
+    }
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    PQclear(PQexec(c, "DROP TABLE IF EXISTS raw_bench2"));
+    PQclear(PQexec(c, "CREATE TABLE raw_bench2 (time timestamptz NOT NULL, site text NOT NULL,"
+                      " device text NOT NULL, metric text NOT NULL, value double precision,"
+                      " unit text, kind text NOT NULL, subject text, tags jsonb,"
+                      " revision smallint NOT NULL DEFAULT 0, suppressed_below smallint,"
+                      " agent_id text NOT NULL, generation bigint NOT NULL, seq bigint NOT NULL,"
+                      " received_at timestamptz NOT NULL DEFAULT now(),"
+                      " PRIMARY KEY (agent_id, generation, seq, time));"
+                      "CREATE INDEX ON raw_bench2 (time)"));
+    PGresult *r = PQprepare(c, "ins2",
+        "INSERT INTO raw_bench2 (time, site, device, metric, value, unit, kind, subject, tags,"
+        " revision, suppressed_below, seq, agent_id, generation)"
+        " SELECT u.*, $13::text, $14::bigint FROM unnest($1::timestamptz[], $2::text[], $3::text[],"
+        " $4::text[], $5::float8[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::int2[],"
+        " $11::int2[], $12::int8[]) AS u ON CONFLICT (agent_id, generation, seq, time) DO NOTHING",
+        14, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "prepare: %s", PQerrorMessage(c));
+        return 1;
+    }
+    PQclear(r);
+    for (int k = 0; k < 11; k++)
+        mt_buf_addc(&a[k], '{');
+    for (long i = 0; i < batch; i++) {
+        const char *sep = i ? "," : "";
+        mt_buf_printf(&a[0], "%s\"2026-11-25T15:25:%02ld.%06ldZ\"", sep, (i / 1000) % 60, i % 1000000);
+        mt_buf_printf(&a[1], "%s\"bench\"", sep);
+        mt_buf_printf(&a[2], "%s\"%s\"", sep, i % 2 ? "door-1" : "door-2");
+        mt_buf_printf(&a[3], "%s\"visitors_in\"", sep);
+        mt_buf_printf(&a[4], "%s1", sep);
+        mt_buf_printf(&a[5], "%s\"1\"", sep);
+        mt_buf_printf(&a[6], "%s\"delta\"", sep);
+        mt_buf_printf(&a[7], "%s%s", sep, i % 10 ? "NULL" : "\"c1.Y2FyZC0xMjM0NTY3ODkw\"");
+        mt_buf_printf(&a[8], "%sNULL", sep);
+        mt_buf_printf(&a[9], "%s0", sep);
+        mt_buf_printf(&a[10], "%sNULL", sep);
+    }
+    for (int k = 0; k < 11; k++)
+        mt_buf_addc(&a[k], '}');
+    for (int k = 0; k < 11; k++)
+        vals[k] = mt_buf_cstr(&a[k]);
+    vals[12] = "mt-0123456789abcdef";
+    vals[13] = "1796174859616057";
+    double t0 = now_s();
+    for (long b = 0; b < batches; b++) {
+        a[11].len = 0;
+        for (long i = 0; i < batch; i++)
+            mt_buf_printf(&a[11], "%s%ld", i ? "," : "{", b * batch + i + 1);
+        mt_buf_addc(&a[11], '}');
+        seq_at = 0;
+        (void)seq_at;
+        vals[11] = mt_buf_cstr(&a[11]);
+        r = PQexecPrepared(c, "ins2", 14, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "insert: %s", PQerrorMessage(c));
+            return 1;
+        }
+        PQclear(r);
+    }
+    double dt = now_s() - t0;
+    printf("postgresql raw (unnest, the output's statement): %ld batches of %ld rows in %.2f s\n",
+           batches, batch, dt);
+    printf("readings/s %.0f\n", (double)(batches * batch) / dt);
+    PQclear(PQexec(c, "DROP TABLE raw_bench2"));
+    PQfinish(c);
+    for (int k = 0; k < 12; k++)
+        mt_buf_free(&a[k]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "pg-unnest") == 0)
+        return raw_pg_unnest(argv[2], atol(argv[3]), atol(argv[4]));
     if (argc == 5 && strcmp(argv[1], "http") == 0)
         return raw_http(argv[2], atol(argv[3]), atol(argv[4]));
     if (argc == 5 && strcmp(argv[1], "pg") == 0)

@@ -197,28 +197,60 @@ static int arr_str(struct mt_buf *b, const char *s)
     if (!s)
         return mt_buf_adds(b, "NULL");
     int rc = mt_buf_addc(b, '"');
-    for (; *s && !rc; s++) {
-        if (*s == '"' || *s == '\\')
-            rc = mt_buf_addc(b, '\\');
-        rc |= mt_buf_addc(b, *s);
+    while (*s && !rc) {
+        size_t n = strcspn(s, "\"\\");
+        rc = mt_buf_add(b, s, n); /* the usual case: nothing to escape */
+        s += n;
+        if (*s) {
+            rc |= mt_buf_addc(b, '\\');
+            rc |= mt_buf_addc(b, *s++);
+        }
     }
     return rc | mt_buf_addc(b, '"');
+}
+
+/* "2026-11-25T15:25:44.123456Z", the date part made once per second */
+struct tscache {
+    int64_t sec;
+    char text[24];
+};
+
+static void fmt_ts(struct tscache *c, int64_t us, char out[32])
+{
+    int64_t sec = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        sec--;
+    }
+    if (sec != c->sec) {
+        mt_fmt_utc(sec * 1000000, c->text, sizeof(c->text), 0); /* ...:44Z */
+        c->text[19] = 0;
+        c->sec = sec;
+    }
+    memcpy(out, c->text, 19);
+    out[19] = '.';
+    for (int i = 25; i >= 20; i--) {
+        out[i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    out[26] = 'Z';
+    out[27] = 0;
 }
 
 enum { A_TIME, A_SITE, A_DEVICE, A_METRIC, A_VALUE, A_UNIT, A_KIND, A_SUBJECT, A_TAGS, A_REV,
        A_SUPP, A_SEQ, NARR };
 
-static int add_row(struct mt_buf *a, const struct mt_row *r, const struct mt_series_info *s,
-                   bool first)
+static int add_row(struct mt_buf *a, struct tscache *tc, const struct mt_row *r,
+                   const struct mt_series_info *s, bool first)
 {
     bool supp = r->flags & MT_RF_SUPPRESSED;
-    char ts[40];
+    char ts[32];
     int rc = 0;
 
     if (!first)
         for (int k = 0; k < NARR; k++)
             rc |= mt_buf_addc(&a[k], ',');
-    mt_fmt_utc(r->ts, ts, sizeof(ts), 6);
+    fmt_ts(tc, r->ts, ts);
     rc |= arr_str(&a[A_TIME], ts);
     rc |= arr_str(&a[A_SITE], s ? s->site : "");
     rc |= arr_str(&a[A_DEVICE], s ? s->device : "");
@@ -239,6 +271,7 @@ static int pg_encode(void *state, const struct mt_batch *b, void **payload,
 {
     struct payload *p = calloc(1, sizeof(*p));
     struct mt_buf a[NARR] = {{0}};
+    struct tscache tc = {.sec = INT64_MIN};
     size_t off[NPARAMS];
     int rc = 0;
 
@@ -246,9 +279,10 @@ static int pg_encode(void *state, const struct mt_batch *b, void **payload,
     if (!p)
         return -ENOMEM;
     for (int k = 0; k < NARR; k++)
-        rc |= mt_buf_addc(&a[k], '{');
+        rc |= mt_buf_reserve(&a[k], b->n * (k == A_TIME ? 32 : 16) + 2) |
+              mt_buf_addc(&a[k], '{');
     for (size_t i = 0; i < b->n && !rc; i++)
-        rc = add_row(a, &b->rows[i], mt_series_get(b->series, b->rows[i].series), i == 0);
+        rc = add_row(a, &tc, &b->rows[i], mt_series_get(b->series, b->rows[i].series), i == 0);
     for (int k = 0; k < NARR && !rc; k++) {
         rc = mt_buf_addc(&a[k], '}');
         off[k] = p->text.len;

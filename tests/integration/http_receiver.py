@@ -181,4 +181,7 @@ while True:
     except socket.timeout:
         continue
     c.settimeout(None)
+    # the answer goes out in several writes: without this, Nagle's algorithm
+    # and the client's delayed ACK hold each answer ~40 ms
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     threading.Thread(target=serve_conn, args=(c,), daemon=True).start()

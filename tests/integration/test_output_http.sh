@@ -85,7 +85,7 @@ ok "ndjson: every reading arrived"
 for m in 500 reset hang down; do
   set_mode "$R" "$m"
   start_agent "$T/conf"
-  sleep 2.5
+  sleep 1.5
   stop_agent TERM
   "$MITTARI" outputs -c "$T/conf" >"$T/outputs.txt" || fail "mittari outputs failed"
   grep -q "last error" "$T/outputs.txt" || fail "$m: outputs shows no error: $(cat "$T/outputs.txt")"
