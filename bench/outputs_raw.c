@@ -41,17 +41,34 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* A batch of n readings like the sim's, encoded as the outputs do. */
-static int make_body(size_t n, int how, struct mt_buf *body)
-{
-    struct mt_series_reg reg;
-    struct mt_encoder enc;
-    uint32_t ids[4];
-    static const char *const dev[] = {"door-1", "door-2", "cardreader-1", "hall"};
-    struct mt_row *rows = calloc(n, sizeof(*rows));
+/* The readings the bench uses: the first n of the log at $BENCH_LOG (the
+ * backlog the outputs drain, so both sides send the same data), or
+ * synthetic ones like the sim's. */
+static struct mt_series_reg reg;
+static struct mt_row *rows;
 
+static int load_rows(size_t n)
+{
+    const char *log = getenv("BENCH_LOG");
+    char err[256];
+    size_t got = 0;
+
+    rows = calloc(n, sizeof(*rows));
     if (!rows || mt_series_init(&reg))
         return -1;
+    if (log && *log) {
+        struct mt_logdb *db;
+        if (mt_log_open(&db, log, MT_LOG_READONLY, err, sizeof(err)) ||
+            mt_log_load_series(db, &reg) || mt_log_read(db, 0, INT64_MAX, n, rows, &got) ||
+            got != n) {
+            fprintf(stderr, "cannot read %zu readings from %s\n", n, log);
+            return -1;
+        }
+        mt_log_close(db);
+        return 0;
+    }
+    uint32_t ids[4];
+    static const char *const dev[] = {"door-1", "door-2", "cardreader-1", "hall"};
     for (int i = 0; i < 4; i++) {
         struct mt_series_info k = {.site = "bench", .device = dev[i], .metric = "visitors_in",
                                    .unit = "1", .kind = MITTARI_KIND_DELTA, .tags = ""};
@@ -65,13 +82,19 @@ static int make_body(size_t n, int how, struct mt_buf *body)
         if (i % 10 == 0)
             snprintf(rows[i].subject, sizeof(rows[i].subject), "c1.Y2FyZC0xMjM0NTY3ODkw%zu", i);
     }
+    return 0;
+}
+
+/* n readings encoded as the outputs do */
+static int make_body(size_t n, int how, struct mt_buf *body)
+{
+    struct mt_encoder enc;
+    if (load_rows(n))
+        return -1;
     mt_encoder_init(&enc, MT_FMT_JSONL, 1796174859616057);
     struct mt_batch_head h = {"mt-0123456789abcdef", "raw", "mt-0123456789abcdef/1/raw/1-1000",
                               1796174859616057, 1, (int64_t)n, n};
-    int rc = mt_encode_batch(&enc, body, how, &h, rows, n, &reg);
-    mt_series_free(&reg);
-    free(rows);
-    return rc;
+    return mt_encode_batch(&enc, body, how, &h, rows, n, &reg);
 }
 
 static size_t discard(char *p, size_t s, size_t n, void *a)
@@ -162,19 +185,24 @@ static int raw_pg(const char *conninfo, long batches, long batch)
         return 1;
     }
     PQclear(r);
-    static char ts[1000][32];
+    if (load_rows((size_t)batch))
+        return 1;
+    char (*text)[5][400] = calloc((size_t)batch, sizeof(*text));
     for (long i = 0; i < batch; i++) {
         char **v = &vals[i * NP];
-        snprintf(ts[i % 1000], 32, "2026-11-25T15:25:%02ld.%06ldZ", (i / 1000) % 60, i % 1000000);
-        v[0] = ts[i % 1000];
-        v[1] = "bench";
-        v[2] = i % 2 ? "door-1" : "door-2";
-        v[3] = "visitors_in";
-        v[4] = "1";
-        v[5] = "1";
-        v[6] = "delta";
-        v[7] = i % 10 ? NULL : "c1.Y2FyZC0xMjM0NTY3ODkw";
-        v[8] = NULL;
+        const struct mt_row *rw = &rows[i];
+        const struct mt_series_info *si = mt_series_get(&reg, rw->series);
+        mt_fmt_utc(rw->ts, text[i][0], sizeof(text[i][0]), 6);
+        snprintf(text[i][1], sizeof(text[i][1]), "%.17g", rw->value);
+        v[0] = text[i][0];
+        v[1] = (char *)si->site;
+        v[2] = (char *)si->device;
+        v[3] = (char *)si->metric;
+        v[4] = text[i][1];
+        v[5] = si->unit[0] ? (char *)si->unit : NULL;
+        v[6] = (char *)mt_kind_name(si->kind);
+        v[7] = rw->subject[0] ? strcpy(text[i][2], rw->subject) : NULL;
+        v[8] = si->tags[0] ? (char *)si->tags : NULL;
         v[9] = "0";
         v[10] = NULL;
         v[11] = seqs[i];
@@ -245,6 +273,7 @@ static int raw_mqtt(const char *host, int port, long batches, long batch, long p
     mosquitto_publish_callback_set(m, mq_pub);
     mosquitto_connect_callback_set(m, mq_conn);
     mosquitto_max_inflight_messages_set(m, (unsigned)window);
+    mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
     if (mosquitto_connect(m, host, port, 60) || mosquitto_loop_start(m)) {
         fprintf(stderr, "cannot connect to %s:%d\n", host, port);
         return 1;

@@ -292,6 +292,9 @@ static struct mosquitto *new_client(struct mq_out *q)
     mosquitto_connect_callback_set(m, on_connect);
     mosquitto_publish_callback_set(m, on_publish);
     mosquitto_max_inflight_messages_set(m, (unsigned)c->max_inflight);
+    /* a batch waits for its last PUBACKs: Nagle would hold our last PUBLISH
+     * (and the TCP ACK of the broker's answers) up to a delayed-ACK period */
+    mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
     if (c->username)
         mosquitto_username_pw_set(m, c->username, c->password);
     if (q->status_topic[0]) {
@@ -600,9 +603,18 @@ static int mqtt_encode(void *state, const struct mt_batch *b, void **out,
 
     if (!p || !tix || !sub)
         goto out;
-    /* the topic of each reading, and the distinct topics in first-seen order */
+    /* the topic of each reading, and the distinct topics in first-seen order;
+     * a topic depends only on the series: made once per series of the batch */
+    struct {
+        uint32_t series, k;
+    } seen[64] = {{0, 0}};
     for (size_t i = 0; i < b->n; i++) {
         char t[256];
+        uint32_t sid = b->rows[i].series;
+        if (sid && seen[sid % 64].series == sid) {
+            tix[i] = seen[sid % 64].k;
+            continue;
+        }
         render(q->conf->topic, b->agent_id, b->output, mt_series_get(b->series, b->rows[i].series),
                t, sizeof(t));
         size_t k = 0;
@@ -616,6 +628,8 @@ static int mqtt_encode(void *state, const struct mt_batch *b, void **out,
             memcpy(topics[ntopics++], t, sizeof(t));
         }
         tix[i] = (uint32_t)k;
+        seen[sid % 64].series = sid;
+        seen[sid % 64].k = (uint32_t)k;
     }
     for (size_t k = 0; k < ntopics; k++) {
         size_t n = 0;

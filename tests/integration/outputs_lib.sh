@@ -95,6 +95,7 @@ user $(id -un)
 persistence false
 max_inflight_messages 100
 max_queued_messages 100000
+set_tcp_nodelay true
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
 listener $MQTTS_PORT 127.0.0.1
