@@ -118,6 +118,12 @@ struct mq_out {
 
     pthread_t thread;
     bool thread_started;
+    /* Lock order: client_lock is held around calls into libmosquitto from
+     * the loop thread (publish) and while the thread sets or clears mosq;
+     * lock and log_lock are leaves, taken by libmosquitto's callbacks and
+     * never held across a libmosquitto call. */
+    pthread_mutex_t client_lock;
+    pthread_mutex_t log_lock;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     uv_async_t async;
@@ -225,9 +231,9 @@ static void on_log(struct mosquitto *m, void *arg, int level, const char *str)
     (void)m;
     if (level != MOSQ_LOG_ERR)
         return;
-    pthread_mutex_lock(&q->lock);
+    pthread_mutex_lock(&q->log_lock);
     snprintf(q->last_log, sizeof(q->last_log), "%s", str);
-    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(&q->log_lock);
 }
 
 static void publish_status(struct mq_out *q, struct mosquitto *m, const char *state)
@@ -311,9 +317,9 @@ static struct mosquitto *new_client(struct mq_out *q)
             mosquitto_tls_insecure_set(m, true);
         }
         if (r != MOSQ_ERR_SUCCESS) {
-            pthread_mutex_lock(&q->lock);
+            pthread_mutex_lock(&q->log_lock);
             snprintf(q->last_log, sizeof(q->last_log), "TLS setup: %s", mosquitto_strerror(r));
-            pthread_mutex_unlock(&q->lock);
+            pthread_mutex_unlock(&q->log_lock);
             mosquitto_destroy(m);
             return NULL;
         }
@@ -361,19 +367,23 @@ static void *thread_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&q->lock);
         bool stop = q->stop;
-        q->last_log[0] = 0;
         pthread_mutex_unlock(&q->lock);
+        pthread_mutex_lock(&q->log_lock);
+        q->last_log[0] = 0;
+        pthread_mutex_unlock(&q->log_lock);
         if (stop)
             break;
         struct mosquitto *m = new_client(q);
         int rc = m ? mosquitto_connect(m, q->host, q->port, (int)(q->conf->keepalive_ms / 1000))
                    : MOSQ_ERR_NOMEM;
         if (rc == MOSQ_ERR_SUCCESS) {
+            pthread_mutex_lock(&q->client_lock);
             pthread_mutex_lock(&q->lock);
             q->conn_no++;
             q->mosq = m;
             q->connack = false;
             pthread_mutex_unlock(&q->lock);
+            pthread_mutex_unlock(&q->client_lock);
             while (rc == MOSQ_ERR_SUCCESS) {
                 rc = mosquitto_loop(m, 200, 1);
                 pthread_mutex_lock(&q->lock);
@@ -391,11 +401,15 @@ static void *thread_main(void *arg)
                 mosquitto_loop(m, 100, 1);
             }
             char log[256];
+            pthread_mutex_lock(&q->client_lock);
             pthread_mutex_lock(&q->lock);
             q->mosq = NULL;
             bool connack = q->connack;
-            snprintf(log, sizeof(log), "%s", q->last_log);
             pthread_mutex_unlock(&q->lock);
+            pthread_mutex_unlock(&q->client_lock);
+            pthread_mutex_lock(&q->log_lock);
+            snprintf(log, sizeof(log), "%s", q->last_log);
+            pthread_mutex_unlock(&q->log_lock);
             if (!stop && connack) {
                 went_down(q, "connection to %s:%d lost: %s", q->host, q->port,
                           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
@@ -408,9 +422,9 @@ static void *thread_main(void *arg)
             }
         } else {
             char log[256];
-            pthread_mutex_lock(&q->lock);
+            pthread_mutex_lock(&q->log_lock);
             snprintf(log, sizeof(log), "%s", q->last_log);
-            pthread_mutex_unlock(&q->lock);
+            pthread_mutex_unlock(&q->log_lock);
             went_down(q, "cannot connect to %s:%d: %s%s%s", q->host, q->port,
                       rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
                       log[0] ? ": " : "", log);
@@ -553,13 +567,16 @@ static void publish(struct mq_out *q, struct mt_send *s)
     q->nmids = p->n;
     q->nacked = 0;
     q->nmids_set = true;
+    pthread_mutex_lock(&q->client_lock);
     pthread_mutex_lock(&q->lock);
-    if (!q->mosq || q->conn_no != q->up_conn)
+    struct mosquitto *m = q->mosq && q->conn_no == q->up_conn ? q->mosq : NULL;
+    pthread_mutex_unlock(&q->lock);
+    if (!m)
         rc = MOSQ_ERR_NO_CONN;
     for (size_t i = 0; i < p->n && rc == MOSQ_ERR_SUCCESS; i++)
-        rc = mosquitto_publish(q->mosq, &q->mids[i], p->m[i].topic, (int)p->m[i].body.len,
+        rc = mosquitto_publish(m, &q->mids[i], p->m[i].topic, (int)p->m[i].body.len,
                                p->m[i].body.p, 1, false);
-    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(&q->client_lock);
     if (rc != MOSQ_ERR_SUCCESS) {
         char why[200];
         snprintf(why, sizeof(why), "cannot publish to %s:%d: %s", q->host, q->port,
@@ -683,6 +700,8 @@ static void abandoned(uv_handle_t *h)
     struct mq_out *q = h->data;
     if (--q->handles > 0)
         return;
+    pthread_mutex_destroy(&q->client_lock);
+    pthread_mutex_destroy(&q->log_lock);
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
     free(q);
@@ -720,6 +739,8 @@ static int mqtt_create(const void *conf, const struct mt_output_ctx *ctx, void *
            sizeof(q->status_topic));
     mt_encoder_init(&q->enc, MT_FMT_JSONL, 0);
     mosquitto_lib_init();
+    pthread_mutex_init(&q->client_lock, NULL);
+    pthread_mutex_init(&q->log_lock, NULL);
     pthread_mutex_init(&q->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -791,6 +812,8 @@ static void mqtt_close(void *state, void (*done)(void *arg), void *arg)
 static void mqtt_destroy(void *state)
 {
     struct mq_out *q = state;
+    pthread_mutex_destroy(&q->client_lock);
+    pthread_mutex_destroy(&q->log_lock);
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
     free(q->acks);
