@@ -489,9 +489,11 @@ static void async_cb(uv_async_t *h)
         snprintf(why, sizeof(why), "%s", q->down_why);
         conn = q->acks_conn;
         nacks = q->nacks < 256 ? q->nacks : 256;
-        memcpy(acks, q->acks, nacks * sizeof(int));
-        memmove(q->acks, q->acks + nacks, (q->nacks - nacks) * sizeof(int));
-        q->nacks -= nacks;
+        if (nacks) {
+            memcpy(acks, q->acks, nacks * sizeof(int));
+            memmove(q->acks, q->acks + nacks, (q->nacks - nacks) * sizeof(int));
+            q->nacks -= nacks;
+        }
         bool more = q->nacks > 0;
         pthread_mutex_unlock(&q->lock);
         if (down) {

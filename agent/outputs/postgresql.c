@@ -593,9 +593,14 @@ static void command_done(struct pg_out *pg, PGresult *last)
 {
     ExecStatusType st = last ? PQresultStatus(last) : PGRES_FATAL_ERROR;
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-    const char *sqlstate = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
-    char msg[200];
+    const char *field = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
+    char msg[200], state[8] = "";
+    const char *sqlstate = NULL;
 
+    if (field) { /* the result is cleared below: keep a copy */
+        snprintf(state, sizeof(state), "%s", field);
+        sqlstate = state;
+    }
     snprintf(msg, sizeof(msg), "%s", last ? PQresultErrorMessage(last) : "no result");
     one_line(msg);
     if (pg->cs == C_SETUP) {

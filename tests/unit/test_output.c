@@ -232,6 +232,7 @@ struct fixture {
     char *fpath[MAXOUT];
     struct sink sink[MAXOUT]; /* live until teardown has closed the outputs */
     struct asink asink[MAXOUT];
+    void *match_conf;         /* owns common.match's items; freed at teardown */
     uint32_t other;           /* a second series: hki/door-2/people_in */
     int closed;
     int64_t closed_cursor; /* what the last closed output reported */
@@ -326,6 +327,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     for (int i = 0; i < MAXOUT; i++)
         close_output(f, i);
+    tu_options_free(f->match_conf);
     mt_writer_stop(f->w, 2000);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     mt_log_close(f->rd);
@@ -669,10 +671,9 @@ static void ack_during_close_is_kept(void **state)
 
 static void set_match(struct fixture *f, const char *yaml)
 {
-    /* the list items live in the returned conf, freed at the end of the test
-     * process: tests are short */
     struct mt_output_common *c = tu_options(mt_output_common_options, sizeof(*c), yaml);
     f->common.match = c->match;
+    f->match_conf = c; /* the items live in it */
 }
 
 static void async_type_delivers_in_order(void **state)
