@@ -20,6 +20,7 @@ agent:
   id: gw-http
   data_dir: $T/data
   stats_interval: 0
+  shutdown_timeout: 2s # a stop with the receiver failing need not wait 10 s
 inputs:
   sim:
     plugin: sim
@@ -167,6 +168,7 @@ agent:
   id: gw-http
   data_dir: $T/data
   stats_interval: 0
+  shutdown_timeout: 2s # a stop with the receiver failing need not wait 10 s
 inputs:
   sim: {plugin: sim, rate: 100, opening_hours: "00:00-24:00", seed: 7}
 outputs:
