@@ -359,8 +359,8 @@ int main(int argc, char **argv)
         case 'm': c.markdown = true; break;
         case 'h': fputs(usage_text, stdout); return MT_EXIT_OK;
         case 'V':
-            printf("mittari %s (plugin ABI %u.%u)\n", MITTARI_VERSION, MITTARI_ABI_MAJOR,
-                   MITTARI_ABI_MINOR);
+            printf("mittari %s (plugin ABI %u.%u)\noutput module interface %s\n",
+                   MITTARI_VERSION, MITTARI_ABI_MAJOR, MITTARI_ABI_MINOR, mt_outmod_interface());
             return MT_EXIT_OK;
         default: return usage_error("unknown option");
         }

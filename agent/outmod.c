@@ -100,7 +100,7 @@ static void hint_packages(const char *name, char *hint, size_t hintlen)
     const char *pk = packages_of(name);
     if (pk && *pk)
         snprintf(hint, hintlen,
-                 "the %s output needs %s (the mittari package recommends it): apt-get install %s",
+                 "the %s output needs %s, which the mittari package recommends: apt-get install %s",
                  name, pk, pk);
     else
         snprintf(hint, hintlen, "install the libraries it names");
@@ -122,7 +122,9 @@ static int load(struct mt_registry *r, const char *name, const char *path,
         const char *why = dlerror();
         snprintf(err, errlen, "output type %s: cannot load its module %s: %s", name, path,
                  why ? why : "?");
-        if (why && strstr(why, "undefined symbol"))
+        /* an agent function this executable does not export (a module of
+         * another build) or a library that is missing or too old */
+        if (why && strstr(why, "undefined symbol: mt_"))
             snprintf(hint, hintlen,
                      "a module of another mittari build? install the agent and its modules "
                      "from the same build or package");
