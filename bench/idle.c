@@ -81,15 +81,18 @@ static int baseline_main(const char *dir)
 
 /* One connection: reads requests (headers, then Content-Length bytes of
  * body), answers each with 200 and counts it in DIR/count. */
+struct receiver {
+    const char *dir;
+    unsigned long count;
+};
+
 struct rconn {
     uv_tcp_t tcp;
     char buf[1 << 16];
-    size_t len;    /* bytes in buf */
-    size_t skip;   /* body bytes still to discard */
-    const char *dir;
+    size_t len;  /* bytes in buf */
+    size_t skip; /* body bytes still to discard */
+    struct receiver *rx;
 };
-
-static unsigned long receiver_count;
 
 static void rconn_closed(uv_handle_t *h)
 {
@@ -118,9 +121,9 @@ static void answer(struct rconn *c)
 
     if (w && uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, answered) != 0)
         free(w);
-    receiver_count++;
-    snprintf(path, sizeof(path), "%s/count", c->dir);
-    snprintf(n, sizeof(n), "%lu\n", receiver_count);
+    c->rx->count++;
+    snprintf(path, sizeof(path), "%s/count", c->rx->dir);
+    snprintf(n, sizeof(n), "%lu\n", c->rx->count);
     bench_write_file(path, n);
 }
 
@@ -167,7 +170,7 @@ static void receiver_accept(uv_stream_t *server, int status)
     struct rconn *c;
     if (status < 0 || !(c = calloc(1, sizeof(*c))))
         return;
-    c->dir = server->data;
+    c->rx = server->data;
     uv_tcp_init(server->loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) == 0)
@@ -184,10 +187,11 @@ static int receiver_main(const char *dir)
     struct sockaddr_storage got;
     int len = sizeof(got);
     char path[4096], port[32];
+    struct receiver rx = {dir, 0};
 
     uv_loop_init(&loop);
     uv_tcp_init(&loop, &server);
-    server.data = (void *)dir;
+    server.data = &rx;
     uv_ip4_addr("127.0.0.1", 0, &addr);
     if (uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0) ||
         uv_listen((uv_stream_t *)&server, 16, receiver_accept) ||
