@@ -36,7 +36,7 @@ stop_agent TERM
 rows=$(db_count "$T/data/mittari.db")
 n=$("$MITTARI" query -c "$T/conf" "${P[@]}" | wc -l)
 [ "$n" = "$rows" ] || fail "query printed $n of $rows"
-"$MITTARI" query -c "$T/conf" "${P[@]}" --format csv | head -1 | grep -q "^seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below$" || fail "csv header"
+"$MITTARI" query -c "$T/conf" "${P[@]}" --format csv | head -1 | grep -q "^seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below,origin$" || fail "csv header"
 ins=$(sqlite3 "$T/data/mittari.db" "select count(*) from readings r join series s on s.id=r.series where s.metric='visitors_in'")
 n=$("$MITTARI" query -c "$T/conf" "${P[@]}" --series 'it-cli/*/visitors_in' | wc -l)
 [ "$n" = "$ins" ] && [ "$n" -gt 0 ] || fail "--series glob: $n vs $ins"
