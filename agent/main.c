@@ -18,6 +18,7 @@
 #include "plugin.h"
 #include "ports.h"
 #include "query.h"
+#include "ruletest.h"
 #include "util.h"
 
 #ifndef MITTARI_VERSION
@@ -36,6 +37,10 @@ static const char usage_text[] =
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
     "                             print readings from the log\n"
     "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
+    "  rule test SCRIPT --input FILE [--tz ZONE] [--format table|csv|jsonl] [--until T]\n"
+    "            [--site NAME] [--series GLOB]\n"
+    "                             replay readings (CSV or JSON Lines, as query writes them)\n"
+    "                             through a rule and print what it derives (docs/rules.md)\n"
     "\n"
     "options:\n"
     "  -c, --config DIR           configuration directory or file (default " DEFAULT_CONF ")\n"
@@ -56,7 +61,8 @@ struct cli {
     const char *conf;
     const char *plugin_dir;
     const char *since, *until, *series, *format, *limit;
-    const char *name;
+    const char *input, *tz, *site;
+    const char *name, *arg;
     bool markdown;
 };
 
@@ -196,6 +202,18 @@ out:
     return rc;
 }
 
+static int cmd_rule(const struct cli *c)
+{
+    if (!c->name || strcmp(c->name, "test") != 0)
+        return usage_error("rule: the subcommand is 'test': mittari rule test SCRIPT --input FILE");
+    if (!c->arg || !c->input)
+        return usage_error("rule test SCRIPT --input FILE");
+    struct mt_ruletest_opts o = {.script = c->arg, .input = c->input, .tz = c->tz,
+                                 .format = c->format, .until = c->until, .site = c->site,
+                                 .series = c->series};
+    return mt_ruletest_run(&o, stdout, stderr);
+}
+
 static int cmd_run(const struct cli *c)
 {
     struct mt_diags d = {0};
@@ -224,6 +242,9 @@ int main(int argc, char **argv)
         {"series", required_argument, NULL, 'S'},
         {"format", required_argument, NULL, 'f'},
         {"limit", required_argument, NULL, 'n'},
+        {"input", required_argument, NULL, 'i'},
+        {"tz", required_argument, NULL, 'z'},
+        {"site", required_argument, NULL, 't'},
         {"markdown", no_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -241,6 +262,8 @@ int main(int argc, char **argv)
                 c.cmd = optarg;
             else if (!c.name)
                 c.name = optarg;
+            else if (!c.arg && strcmp(c.cmd, "rule") == 0)
+                c.arg = optarg;
             else
                 return usage_error("too many arguments");
             break;
@@ -251,6 +274,9 @@ int main(int argc, char **argv)
         case 'S': c.series = optarg; break;
         case 'f': c.format = optarg; break;
         case 'n': c.limit = optarg; break;
+        case 'i': c.input = optarg; break;
+        case 'z': c.tz = optarg; break;
+        case 't': c.site = optarg; break;
         case 'm': c.markdown = true; break;
         case 'h': fputs(usage_text, stdout); return MT_EXIT_OK;
         case 'V':
@@ -270,6 +296,8 @@ int main(int argc, char **argv)
         return cmd_plugins(&c);
     if (strcmp(c.cmd, "query") == 0 && !c.name)
         return cmd_query(&c);
+    if (strcmp(c.cmd, "rule") == 0)
+        return cmd_rule(&c);
     if (strcmp(c.cmd, "ports") == 0 && !c.name)
         return mt_ports_print(stdout) ? MT_EXIT_FAILURE : MT_EXIT_OK;
     if (c.name)
