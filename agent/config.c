@@ -1,4 +1,5 @@
 #include "config.h"
+#include "ruleconf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -166,6 +167,7 @@ void mt_config_free(struct mt_config *c)
         mt_inst_conf_free(c->outputs[i]);
     free(c->inputs);
     free(c->outputs);
+    mt_ruleconf_free(c->rules, c->nrules);
     mt_arena_free(&c->arena);
     free(c);
 }
@@ -809,10 +811,9 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
     profiles_free(pr);
     free(pr);
     const struct mt_pair *rp = mt_node_pair(root, "rules");
-    if (rp && rp->value->type != MT_NODE_NULL &&
-        !(rp->value->type == MT_NODE_MAP && rp->value->npairs == 0))
-        mt_diags_add(d, &rp->key_pos, "remove the rules section for now",
-                     "rules: this version of mittari has no rule engine yet");
+    if (rp)
+        mt_ruleconf_load(rp->value, c->agent.timezone ? c->agent.timezone : "UTC", &c->rules,
+                         &c->nrules, d);
     mt_cfgdoc_free(&doc);
     return d->n == before ? 0 : MITTARI_ECONFIG;
 }

@@ -995,7 +995,24 @@ int mt_rule_open(struct mt_rule **out, const struct mt_rule_conf *c, char *err, 
     if (rc)
         goto fail;
     r->loading = true;
-    rc = mt_luabox_load_file(r->box, c->script, err, errlen);
+    if (c->text) {
+        /* what the configuration checked, not what the file holds by now */
+        char *name = NULL, *t = malloc(c->textlen + 1);
+        if (!t || asprintf(&name, "@%s", c->script) < 0) {
+            free(t);
+            rc = -ENOMEM;
+            goto fail;
+        }
+        memcpy(t, c->text, c->textlen);
+        if (c->textlen && t[0] == '#') /* #! line: blanked, as Lua's own loader skips it */
+            for (size_t i = 0; i < c->textlen && t[i] != '\n'; i++)
+                t[i] = ' ';
+        rc = mt_luabox_load_buffer(r->box, name, t, c->textlen, err, errlen);
+        free(name);
+        free(t);
+    } else {
+        rc = mt_luabox_load_file(r->box, c->script, err, errlen);
+    }
     r->loading = false;
     if (!rc)
         rc = mt_luabox_pcall(r->box, read_globals, r, 0, err, errlen);
@@ -1037,6 +1054,11 @@ int64_t mt_rule_state_version(const struct mt_rule *r)
 int64_t mt_rule_now(const struct mt_rule *r)
 {
     return mt_aggs_now(r->aggs);
+}
+
+int64_t mt_rule_next_due(const struct mt_rule *r)
+{
+    return mt_aggs_next_due(r->aggs);
 }
 
 /* ---- feeding ---- */
@@ -1464,6 +1486,12 @@ int mt_rule_restore(struct mt_rule *r, const void *blob, size_t len, char *note,
 
 int mt_rule_check_file(const char *path, const char *tzname, char *err, size_t errlen)
 {
+    return mt_rule_check_text(path, NULL, 0, tzname, err, errlen);
+}
+
+int mt_rule_check_text(const char *path, const char *text, size_t len, const char *tzname,
+                       char *err, size_t errlen)
+{
     struct mt_series_reg reg;
     struct mt_tz *tz = NULL;
     struct mt_rule *r = NULL;
@@ -1474,8 +1502,8 @@ int mt_rule_check_file(const char *path, const char *tzname, char *err, size_t e
         mt_tz_free(tz);
         return -ENOMEM;
     }
-    struct mt_rule_conf c = {.name = "check", .script = path, .site = "check", .tz = tz,
-                             .reg = &reg};
+    struct mt_rule_conf c = {.name = "check", .script = path, .text = text, .textlen = len,
+                             .site = "check", .tz = tz, .reg = &reg};
     rc = mt_rule_open(&r, &c, err, errlen);
     mt_rule_free(r);
     mt_series_free(&reg);

@@ -43,6 +43,9 @@ struct mt_rule_tag {
 struct mt_rule_conf {
     const char *name;   /* the origin of what it derives */
     const char *script; /* path */
+    const char *text;   /* the script's text, already read (the configuration checked
+                           exactly this); NULL = read the file */
+    size_t textlen;
     const char *site;   /* site of figures that have none of their own */
     const struct mt_tz *tz;
     struct mt_series_reg *reg;
@@ -95,6 +98,8 @@ int mt_rule_tick(struct mt_rule *r, int64_t clock);
 /* Closes every window (the end of a replay). */
 int mt_rule_finish(struct mt_rule *r);
 int64_t mt_rule_now(const struct mt_rule *r);
+/* When the rule's windows next need a tick (INT64_MAX: nothing pending). */
+int64_t mt_rule_next_due(const struct mt_rule *r);
 
 /* The derived readings made since the last clear, in order. */
 const struct mt_rec *mt_rule_out(const struct mt_rule *r, size_t *n);
@@ -105,5 +110,8 @@ void mt_rule_get_stats(const struct mt_rule *r, struct mt_rule_stats *st);
 /* For `mittari check`: compiles path and runs its top level in a fresh
  * rule with a private registry. 0 or the code of mt_rule_open. */
 int mt_rule_check_file(const char *path, const char *tzname, char *err, size_t errlen);
+/* The same for a text already read from path. */
+int mt_rule_check_text(const char *path, const char *text, size_t len, const char *tzname,
+                       char *err, size_t errlen);
 
 #endif

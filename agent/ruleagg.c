@@ -521,6 +521,31 @@ int64_t mt_aggs_now(const struct mt_aggs *a)
     return a->now;
 }
 
+int64_t mt_aggs_next_due(const struct mt_aggs *a)
+{
+    int64_t due = INT64_MAX;
+    for (size_t k = 0; k < a->ndefs; k++) {
+        const struct def *d = a->defs[k];
+        for (size_t i = 0; i < d->nwins; i++) {
+            const struct window *w = d->wins[i];
+            if (!w->emitted && w->end < due)
+                due = w->end;
+            if (w->emitted && w->dirty && w->next_fix < due)
+                due = w->next_fix;
+        }
+        /* the next quiet period, if some group is still owed figures */
+        if (d->cursor != INT64_MIN && d->ngroups) {
+            int64_t s, e;
+            bool alive = false;
+            for (size_t i = 0; i < d->ngroups && !alive; i++)
+                alive = d->groups[i]->last_seen >= d->cursor - d->c.forget_us;
+            if (alive && mt_win_of(a->tz, d->c.every, d->cursor, &s, &e) == 0 && e < due)
+                due = e;
+        }
+    }
+    return due;
+}
+
 size_t mt_aggs_mem(const struct mt_aggs *a)
 {
     return a->mem;

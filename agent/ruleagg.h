@@ -110,6 +110,10 @@ int mt_aggs_advance(struct mt_aggs *a, int64_t now);
 /* Closes every window, emits corrections, and ends all (a replay's end). */
 int mt_aggs_finish(struct mt_aggs *a);
 int64_t mt_aggs_now(const struct mt_aggs *a);
+/* The earliest rule time at which an advance would emit something (a
+ * window ending, a correction falling due, a quiet period closing), or
+ * INT64_MAX: when a clock-driven caller next needs to tick. */
+int64_t mt_aggs_next_due(const struct mt_aggs *a);
 size_t mt_aggs_mem(const struct mt_aggs *a);
 const struct mt_aggs_stats *mt_aggs_stats(const struct mt_aggs *a);
 
