@@ -17,6 +17,7 @@
 #include "log.h"
 #include "plugin.h"
 #include "pseudo.h"
+#include "rules.h"
 #include "series.h"
 #include "util.h"
 
@@ -41,6 +42,8 @@ struct mt_agent {
     struct mt_series_reg series;
     struct mt_pseudo pseudo;
     struct mt_writer *writer;
+    struct mt_rules *rules;
+    bool rules_stopped;
     char db_path[PATH_MAX];
     char agent_id[64]; /* outlives reloads: outputs keep a pointer to it */
     int lock_fd;
@@ -117,6 +120,8 @@ static void on_commit(void *arg, int64_t seq)
     for (size_t i = 0; i < a->noutputs; i++)
         if (a->outputs[i].o)
             mt_output_notify(a->outputs[i].o, seq);
+    if (a->rules)
+        mt_rules_notify(a->rules, seq);
     if (a->commit_cb)
         a->commit_cb(a->commit_arg, seq);
 }
@@ -220,13 +225,16 @@ static void instantiate(struct mt_agent *a, struct mt_config *c, bool start)
  * the cursors of removed outputs stop holding readings back. */
 static void keep_configured_consumers(struct mt_agent *a, const struct mt_config *c)
 {
-    const char **names = calloc(c->noutputs + 1, sizeof(*names));
+    const char **names = calloc(c->noutputs + c->nrules + 1, sizeof(*names));
     size_t n = 0;
     if (!names)
         return;
     for (size_t i = 0; i < c->noutputs; i++)
         if (c->outputs[i])
             names[n++] = c->outputs[i]->name;
+    for (size_t i = 0; i < c->nrules; i++) /* rules read the log like outputs */
+        if (c->rules[i])
+            names[n++] = c->rules[i]->name;
     mt_writer_keep_consumers(a->writer, names, n);
     free(names);
 }
@@ -312,8 +320,14 @@ static int open_storage(struct mt_agent *a)
     }
     struct mt_writer_conf wc = writer_conf(c);
     rc = mt_writer_start(&a->writer, &a->loop, db, &a->series, &wc, on_commit, a);
-    if (rc)
+    if (rc) {
         mt_diag(MT_ERR, MOD, "cannot start the log writer: %s", strerror(-rc));
+        return rc;
+    }
+    struct mt_rules_env re = {&a->loop, a->writer, &a->series, a->db_path, NULL, NULL};
+    rc = mt_rules_create(&a->rules, &re);
+    if (rc)
+        mt_diag(MT_ERR, MOD, "cannot set up the rules: %s", strerror(-rc));
     return rc;
 }
 
@@ -388,6 +402,8 @@ static void log_stats(struct mt_agent *a, const char *when)
         mt_buf_adds(&b, "; ");
         mt_input_summary(a->inputs[i].ctx, &b);
     }
+    if (a->rules)
+        mt_rules_summary(a->rules, &b);
     for (size_t i = 0; i < a->noutputs; i++) {
         const struct mt_output_stats *os = mt_output_stats(a->outputs[i].o);
         mt_buf_printf(&b, "; output %s delivered %" PRIu64 " (cursor %" PRId64 ", retries %" PRIu64
@@ -414,6 +430,12 @@ static void lag_cb(uv_prepare_t *p)
     a->lag_last_ns = now;
     a->lag_idle_ns = idle;
     a->lag_skip = false;
+}
+
+static void rules_stopped(void *arg)
+{
+    struct mt_agent *a = arg;
+    a->rules_stopped = true;
 }
 
 static void input_stopped(void *arg)
@@ -471,7 +493,10 @@ static void tick_cb(uv_timer_t *t)
 
     switch (a->phase) {
     case PH_STOP_INPUTS:
-        if (a->inputs_stopping > 0 && !late)
+        /* rules are waited for even late: their threads hand the writer
+         * their last step, and the writer must outlive that (a rule's
+         * calls are bounded by its time limit, its last step by 5 s) */
+        if (!a->rules_stopped || (a->inputs_stopping > 0 && !late))
             return;
         if (a->inputs_stopping > 0)
             mt_diag(MT_WARNING, MOD, "%d inputs did not stop in time", a->inputs_stopping);
@@ -550,6 +575,9 @@ void mt_agent_stop(struct mt_agent *a)
     for (size_t i = 0; i < a->ninputs; i++)
         mt_input_stop(a->inputs[i].ctx, input_stopped, a);
     a->ninputs = 0;
+    /* each rule hands the writer its last step; then the writer commits */
+    a->rules_stopped = false;
+    mt_rules_stop(a->rules, rules_stopped, a);
     uv_timer_start(&a->tick, tick_cb, 0, 10);
     /* the writer gets its own share after the deadline; then give up */
     uv_timer_start(&a->hard_stop, hard_stop_cb,
@@ -603,6 +631,11 @@ static void reload_finish(struct mt_agent *a)
     new->secret = old->secret ? mt_arena_strdup(&c->arena, old->secret) : NULL;
     new->pseudonym_rotation = old->pseudonym_rotation;
     mt_diag_set_level(new->log_level);
+    /* changed rules restart with their state once the old thread handed over */
+    mt_rules_apply(a->rules, c->rules, c->nrules, new->site, new->timezone);
+    free(c->rules);
+    c->rules = NULL;
+    c->nrules = 0;
     struct mt_writer_conf wc = writer_conf(new);
     mt_writer_set_conf(a->writer, &wc);
     if (strcmp(old->timezone, new->timezone)) {
@@ -844,6 +877,11 @@ int mt_agent_run(struct mt_agent *a)
     uv_signal_start(&a->sighup, signal_cb, SIGHUP);
 
     a->phase = PH_RUNNING;
+    mt_rules_apply(a->rules, a->conf->rules, a->conf->nrules, a->conf->agent.site,
+                   a->conf->agent.timezone);
+    free(a->conf->rules); /* the specs belong to the rules now */
+    a->conf->rules = NULL;
+    a->conf->nrules = 0;
     for (size_t i = 0; i < a->noutputs; i++)
         mt_output_start(a->outputs[i].o);
     for (size_t i = 0; i < a->ninputs; i++)
@@ -865,6 +903,8 @@ void mt_agent_free(struct mt_agent *a)
 {
     if (!a)
         return;
+    mt_rules_free(a->rules); /* stopped by now (or never started) */
+    a->rules = NULL;
     if (a->writer) {
         /* init failed after the writer started, or run never happened */
         for (size_t i = 0; i < a->ninputs; i++)

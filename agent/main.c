@@ -18,6 +18,7 @@
 #include "plugin.h"
 #include "ports.h"
 #include "query.h"
+#include "ruleconf.h"
 #include "ruletest.h"
 #include "util.h"
 
@@ -33,7 +34,8 @@ static const char usage_text[] =
     "  run -c DIR                 run the agent on the configuration in DIR\n"
     "  check -c DIR               check the configuration, report every problem\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
-    "                             (NAME agent: the agent section; output: every output)\n"
+    "                             (NAME agent: the agent section; output: every output;\n"
+    "                             rules: every rule)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
     "                             print readings from the log\n"
     "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
@@ -83,8 +85,8 @@ static int cmd_check(const struct cli *c)
     if (rc)
         fprintf(stderr, "%s: %zu problem%s\n", c->conf, d.n, d.n == 1 ? "" : "s");
     else
-        printf("%s: ok (site %s, %zu inputs, %zu outputs)\n", c->conf, conf->agent.site,
-               conf->ninputs, conf->noutputs);
+        printf("%s: ok (site %s, %zu inputs, %zu outputs, %zu rules)\n", c->conf,
+               conf->agent.site, conf->ninputs, conf->noutputs, conf->nrules);
     mt_diags_free(&d);
     mt_config_free(conf);
     mt_registry_free(&reg);
@@ -123,6 +125,11 @@ static int cmd_plugins(const struct cli *c)
         if (!c->markdown)
             printf("the agent section:\n\noptions:\n");
         mt_options_print(stdout, mt_agent_options, c->markdown);
+    } else if (strcmp(c->name, "rules") == 0) {
+        if (!c->markdown)
+            printf("options of every rule (besides series, where, from, tags, enabled; "
+                   "docs/rules.md):\n\n");
+        mt_options_print(stdout, mt_rule_options, c->markdown);
     } else if (strcmp(c->name, "output") == 0) {
         if (!c->markdown)
             printf("options of every output:\n\n");

@@ -78,6 +78,9 @@ struct slot {
     struct handover ho;        /* what the last ended instance handed over */
     bool has_ho;
     char fail_msg[300];
+    struct mt_rule_stats last; /* of the instance that ended last */
+    int64_t last_cursor;
+    bool has_last;
 };
 
 struct mt_rules {
@@ -596,6 +599,9 @@ static void inst_ended(struct mt_rules *rs, struct inst *in)
         sl->stopping = NULL;
     if (in->failed)
         snprintf(sl->fail_msg, sizeof(sl->fail_msg), "%s", in->fail_msg);
+    sl->last = in->snap;
+    sl->last_cursor = in->snap_cursor;
+    sl->has_last = !in->failed;
     ho_free(&sl->ho);
     sl->ho = in->ho;
     sl->has_ho = true;
@@ -833,19 +839,25 @@ void mt_rules_summary(struct mt_rules *rs, struct mt_buf *b)
     for (size_t i = 0; i < rs->nslots; i++) {
         struct slot *sl = rs->slots[i];
         struct inst *in = sl->run;
-        if (!sl->configured)
+        if (!sl->configured && !sl->has_last)
             continue;
-        if (!in) {
+        struct mt_rule_stats st = sl->last;
+        int64_t cursor = sl->last_cursor;
+        uint64_t future = 0;
+        bool paused = false;
+        if (!in && (sl->fail_msg[0] || !sl->has_last)) {
             mt_buf_printf(b, "; rule %s: %s", sl->name,
                           sl->fail_msg[0] ? "off (failed to start)" : "off");
             continue;
         }
-        pthread_mutex_lock(&in->lock);
-        struct mt_rule_stats st = in->snap;
-        int64_t cursor = in->snap_cursor;
-        uint64_t future = in->snap_future;
-        bool paused = in->paused;
-        pthread_mutex_unlock(&in->lock);
+        if (in) {
+            pthread_mutex_lock(&in->lock);
+            st = in->snap;
+            cursor = in->snap_cursor;
+            future = in->snap_future;
+            paused = in->paused;
+            pthread_mutex_unlock(&in->lock);
+        }
         mt_buf_printf(b,
                       "; rule %s: read %" PRIu64 ", emitted %" PRIu64 " (%" PRIu64
                       " suppressed, %" PRIu64 " corrections), late %" PRIu64 ", errors %" PRIu64,
