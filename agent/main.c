@@ -17,7 +17,10 @@
 #include "output.h"
 #include "plugin.h"
 #include "ports.h"
+#include "aggquery.h"
 #include "query.h"
+#include "ruleagg.h"
+#include "rulewin.h"
 #include "ruleconf.h"
 #include "ruletest.h"
 #include "util.h"
@@ -36,8 +39,10 @@ static const char usage_text[] =
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
     "                             (NAME agent: the agent section; output: every output;\n"
     "                             rules: every rule)\n"
-    "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
-    "                             print readings from the log\n"
+    "  query -c DIR [--since T] [--until T] [--series GLOB] [--tag KEY=VALUE]...\n"
+    "        [--every 1h|1d|1w|1mo --agg sum|count|mean|max|distinct] [--format csv|jsonl]\n"
+    "        [--limit N]          print readings from the log, or their sums (counts, ...)\n"
+    "                             per series and local hour, day, ISO week or month\n"
     "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
     "  rule test SCRIPT --input FILE [--tz ZONE] [--format table|csv|jsonl] [--until T]\n"
     "            [--site NAME] [--series GLOB]\n"
@@ -52,7 +57,8 @@ static const char usage_text[] =
     "  -V, --version              version and plugin ABI\n"
     "\n"
     "Times (T) are local in agent.timezone unless they end in Z or +hh:mm:\n"
-    "  2026-11-25, 2026-11-25T08:00, 2026-11-25T06:00Z, now, -2h, -7d\n"
+    "  2026-11-25, 2026-11-25T08:00, 2026-11-25T06:00Z, now, -2h, -7d,\n"
+    "  today, yesterday, this-month, last-month (the start of that local day or month)\n"
     "GLOB matches site/device/metric, e.g. 'kuusamo-*/*/visitors_in'.\n"
     "\n"
     "exit status: 0 ok, 1 runtime failure, 2 usage, 3 configuration invalid,\n"
@@ -64,6 +70,9 @@ struct cli {
     const char *plugin_dir;
     const char *since, *until, *series, *format, *limit;
     const char *input, *tz, *site;
+    const char *every, *agg;
+    const char *tags[MT_QUERY_MAX_TAGS];
+    size_t ntags;
     const char *name, *arg;
     bool markdown;
 };
@@ -165,6 +174,7 @@ static int cmd_query(const struct cli *c)
     struct mt_query q = {.since = INT64_MIN, .until = INT64_MAX, .series_glob = c->series};
     char path[4096], err[600];
     int64_t now = mt_now_us();
+    struct mt_tz *tz = NULL;
     int rc;
 
     if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
@@ -174,11 +184,30 @@ static int cmd_query(const struct cli *c)
     }
     setenv("TZ", conf->agent.timezone, 1);
     tzset();
-    if ((c->since && mt_parse_time(c->since, now, &q.since)) ||
-        (c->until && mt_parse_time(c->until, now, &q.until))) {
-        rc = usage_error("bad time; use 2026-11-25, 2026-11-25T08:00, ...Z, now or -2h");
+    if (mt_tz_load(&tz, conf->agent.timezone, err, sizeof(err))) {
+        fprintf(stderr, "mittari: %s\n", err);
+        rc = MT_EXIT_CONFIG;
         goto out;
     }
+    /* today, yesterday, this-month, last-month: the site's local day or
+     * month (agent.timezone), not the machine's */
+    if ((c->since && mt_query_period_word(c->since, tz, now, &q.since) &&
+         mt_parse_time(c->since, now, &q.since)) ||
+        (c->until && mt_query_period_word(c->until, tz, now, &q.until) &&
+         mt_parse_time(c->until, now, &q.until))) {
+        rc = usage_error("bad time; use 2026-11-25, 2026-11-25T08:00, ...Z, now, -2h, today, "
+                         "yesterday, this-month or last-month");
+        goto out;
+    }
+    for (size_t i = 0; i < c->ntags; i++) {
+        const char *eq = strchr(c->tags[i], '=');
+        if (!eq || eq == c->tags[i]) {
+            rc = usage_error("--tag takes KEY=VALUE, e.g. --tag service=library");
+            goto out;
+        }
+    }
+    q.tags = c->tags;
+    q.ntags = c->ntags;
     if (c->format && strcmp(c->format, "csv") == 0)
         q.format = MT_FMT_CSV;
     else if (!c->format || strcmp(c->format, "jsonl") == 0)
@@ -197,12 +226,31 @@ static int cmd_query(const struct cli *c)
     }
     snprintf(path, sizeof(path), "%s/mittari.db", conf->agent.data_dir);
     q.db_path = path;
-    rc = mt_query_run(&q, stdout, err, sizeof(err));
+    if (c->every || c->agg) {
+        struct mt_aggquery aq = {.db_path = path, .since = q.since, .until = q.until,
+                                 .series_glob = q.series_glob, .tags = q.tags, .ntags = q.ntags,
+                                 .every = c->every ? mt_unit_parse(c->every) : 0,
+                                 .agg = c->agg ? mt_agg_parse(c->agg) : MT_AGG_SUM,
+                                 .format = q.format, .tz = tz};
+        if (!aq.every || strcmp(c->every, "minute") == 0 || strcmp(c->every, "1min") == 0) {
+            rc = usage_error("--every is 1h, 1d, 1w, 1mo (or hour, day, week, month, year)");
+            goto out;
+        }
+        if (aq.agg != MT_AGG_SUM && aq.agg != MT_AGG_COUNT && aq.agg != MT_AGG_MEAN &&
+            aq.agg != MT_AGG_MAX && aq.agg != MT_AGG_DISTINCT) {
+            rc = usage_error("--agg is sum, count, mean, max or distinct");
+            goto out;
+        }
+        rc = mt_aggquery_run(&aq, stdout, err, sizeof(err));
+    } else {
+        rc = mt_query_run(&q, stdout, err, sizeof(err));
+    }
     if (rc) {
         fprintf(stderr, "mittari: %s\n", err);
         rc = MT_EXIT_STORAGE;
     }
 out:
+    mt_tz_free(tz);
     mt_diags_free(&d);
     mt_config_free(conf);
     mt_registry_free(&reg);
@@ -252,6 +300,9 @@ int main(int argc, char **argv)
         {"input", required_argument, NULL, 'i'},
         {"tz", required_argument, NULL, 'z'},
         {"site", required_argument, NULL, 't'},
+        {"every", required_argument, NULL, 'e'},
+        {"agg", required_argument, NULL, 'a'},
+        {"tag", required_argument, NULL, 'g'},
         {"markdown", no_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -284,6 +335,13 @@ int main(int argc, char **argv)
         case 'i': c.input = optarg; break;
         case 'z': c.tz = optarg; break;
         case 't': c.site = optarg; break;
+        case 'e': c.every = optarg; break;
+        case 'a': c.agg = optarg; break;
+        case 'g':
+            if (c.ntags == MT_QUERY_MAX_TAGS)
+                return usage_error("at most 8 --tag filters");
+            c.tags[c.ntags++] = optarg;
+            break;
         case 'm': c.markdown = true; break;
         case 'h': fputs(usage_text, stdout); return MT_EXIT_OK;
         case 'V':
