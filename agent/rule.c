@@ -1127,11 +1127,14 @@ int mt_rule_feed(struct mt_rule *r, const struct mt_row *row, const struct mt_se
     int rc;
     if (errlen)
         err[0] = 0;
-    r->st.readings++;
-    /* windows that this reading's time closes leave before it counts */
+    /* windows that this reading's time closes leave before it counts; a
+     * long quiet stretch closes in pieces, each one handed over */
     int64_t now = mt_aggs_now(r->aggs);
-    if ((rc = mt_aggs_advance(r->aggs, row->ts > now ? row->ts : now)))
-        return rc;
+    if ((rc = mt_aggs_advance(r->aggs, row->ts > now ? row->ts : now))) {
+        sync_stats(r);
+        return rc; /* 1: call again with the same reading */
+    }
+    r->st.readings++;
     if (r->ref_on_reading == LUA_NOREF) {
         rc = add_everywhere(r, row, s, err, errlen);
         if (rc)
@@ -1153,10 +1156,10 @@ int mt_rule_feed(struct mt_rule *r, const struct mt_row *row, const struct mt_se
         }
         mt_arena_free(&r->arena);
     }
-    /* corrections the reading made due */
+    /* corrections the reading made due (more, if any, at the next call) */
     int rc2 = mt_aggs_advance(r->aggs, INT64_MIN);
     sync_stats(r);
-    return rc ? rc : rc2;
+    return rc ? rc : rc2 < 0 ? rc2 : 0;
 }
 
 int mt_rule_tick(struct mt_rule *r, int64_t clock)

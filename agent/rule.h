@@ -87,13 +87,15 @@ int mt_rule_restore(struct mt_rule *r, const void *blob, size_t len, char *note,
  * holds something that cannot be kept (err says what), -ENOMEM. */
 int mt_rule_save(struct mt_rule *r, struct mt_buf *b, char *err, size_t errlen);
 
-/* Feeds one reading (s: its series). Figures that are due leave first.
- * 0, or the code of a failed call with err set (counted; the reading is
- * done with, the rule goes on). -ENOMEM/-EAGAIN only when the output
- * could not be buffered. */
+/* Feeds one reading (s: its series). Figures that are due leave first, a
+ * bounded number per call: 1 means the reading was not taken yet (hand
+ * over what is in the output, then feed the same reading again). 0, or the
+ * code of a failed call with err set (counted; the reading is done with,
+ * the rule goes on). -ENOMEM only when the output could not be buffered. */
 int mt_rule_feed(struct mt_rule *r, const struct mt_row *row, const struct mt_series_info *s,
                  char *err, size_t errlen);
-/* Moves rule time to clock (µs; never back) and emits what is due. */
+/* Moves rule time to clock (µs; never back) and emits what is due; 1 when
+ * more is due (call again), 0 when done. */
 int mt_rule_tick(struct mt_rule *r, int64_t clock);
 /* Closes every window (the end of a replay). */
 int mt_rule_finish(struct mt_rule *r);

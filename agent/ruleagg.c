@@ -1243,8 +1243,14 @@ static int close_periods(struct mt_aggs *a, struct def *d, int64_t now)
             for (size_t i = 0; i < d->ngroups && !alive; i++)
                 alive = group_alive(d, d->groups[i], s, e);
             if (alive) {
-                if (!window_new(a, d, s, e))
+                struct window *w = window_new(a, d, s, e);
+                if (!w)
                     return -ENOMEM;
+                /* the groups it reports on, now: they may be forgotten before
+                 * it is emitted */
+                for (size_t i = 0; i < d->ngroups; i++)
+                    if (group_alive(d, d->groups[i], s, e) && !cell_get(a, d, w, d->groups[i]))
+                        return -ENOMEM;
                 made++;
             } else {
                 /* nobody to report on until the next window with readings,
@@ -1377,9 +1383,12 @@ static int run_due(struct mt_aggs *a, bool final, bool limit)
     if (n > 1)
         qsort(v, n, sizeof(*v), due_cmp);
     uint64_t before = a->st.figures;
+    bool more = false;
     for (size_t i = 0; !rc && i < n; i++) {
-        if (limit && a->st.figures - before >= MT_AGG_FIGURES_PER_CALL)
-            break; /* the rest at the next call: a step stays small */
+        if (limit && a->st.figures - before >= MT_AGG_FIGURES_PER_CALL) {
+            more = true; /* the rest at the next call: a step stays small */
+            break;
+        }
         rc = emit_window(a, a->defs[v[i].def], v[i].w);
     }
     free(v);
@@ -1389,14 +1398,17 @@ static int run_due(struct mt_aggs *a, bool final, bool limit)
         struct def *d = a->defs[k];
         for (size_t i = 0; i < d->nwins;) {
             struct window *w = d->wins[i];
-            if (w->emitted && !w->dirty && (final || w->end <= a->now - d->c.lateness_us))
+            /* only once the quiet-period cursor has passed it too: else a
+             * later pass would make the period's window again */
+            if (w->emitted && !w->dirty && (final || w->end <= a->now - d->c.lateness_us) &&
+                (final || (d->cursor != INT64_MIN && w->end <= d->cursor)))
                 window_remove(a, d, i);
             else
                 i++;
         }
         forget_groups(a, d);
     }
-    return 0;
+    return more ? 1 : 0;
 }
 
 /* Closes quiet periods up to rule time; returns how many windows that made. */
@@ -1416,8 +1428,14 @@ int mt_aggs_advance(struct mt_aggs *a, int64_t now)
 {
     if (now > a->now)
         a->now = now;
-    int rc = close_all(a);
-    return rc < 0 ? rc : run_due(a, false, true);
+    int made = close_all(a);
+    if (made < 0)
+        return made;
+    int rc = run_due(a, false, true);
+    if (rc < 0)
+        return rc;
+    /* more quiet periods, or figures, than one call makes: call again */
+    return rc == 1 || made >= MT_AGG_PERIODS_PER_CALL ? 1 : 0;
 }
 
 int mt_aggs_finish(struct mt_aggs *a)
@@ -1435,7 +1453,7 @@ int mt_aggs_finish(struct mt_aggs *a)
         if (made < 0)
             return made;
         int rc = run_due(a, false, false);
-        if (rc)
+        if (rc < 0)
             return rc;
         if (!made)
             break;

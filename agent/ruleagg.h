@@ -42,8 +42,8 @@ enum mt_agg_kind {
 #define MT_AGG_REV_MAX 127
 #define MT_AGG_MAX_GROUPS 10000      /* per window declaration */
 #define MT_AGG_FLOW_GROUPS 64        /* groups in a flow matrix (4032 cells) */
-#define MT_AGG_PERIODS_PER_CALL 64   /* quiet periods closed per advance */
-#define MT_AGG_FIGURES_PER_CALL 2048 /* figures per advance (more wait for the next) */
+#define MT_AGG_PERIODS_PER_CALL 64  /* quiet periods closed per advance */
+#define MT_AGG_FIGURES_PER_CALL 256 /* figures per advance (more wait for the next) */
 
 struct mt_aggdef_conf {
     const char *metric; /* the figure's metric */
@@ -103,9 +103,11 @@ int mt_aggs_add(struct mt_aggs *a, int id, int64_t ts, const char *const *group,
                 const char *subject, size_t slen, char *err, size_t errlen);
 
 /* Moves rule time to now (never back) and emits what is due: windows that
- * ended, corrections, and forgets finished windows. Returns 0 or what the
- * callback returned (< 0 stops; what was not emitted is emitted at the next
- * call). */
+ * ended, corrections, and forgets finished windows. A call makes a bounded
+ * amount (MT_AGG_*_PER_CALL), so a caller can hand over what it made:
+ * returns 1 when more is due (call again before adding at the new time),
+ * 0 when all is done, or what the callback returned (< 0 stops; what was
+ * not emitted is emitted at the next call). */
 int mt_aggs_advance(struct mt_aggs *a, int64_t now);
 /* Closes every window, emits corrections, and ends all (a replay's end). */
 int mt_aggs_finish(struct mt_aggs *a);

@@ -329,7 +329,14 @@ static void feed(struct inst *in, const struct mt_row *row, const struct mt_seri
                     s->site, s->device, s->metric);
         return;
     }
-    int rc = mt_rule_feed(in->rule, row, s, err, sizeof(err));
+    int rc;
+    /* a long quiet stretch closes in pieces: each handed to the writer with
+     * the cursor before this reading, so a step stays small and whole */
+    while ((rc = mt_rule_feed(in->rule, row, s, err, sizeof(err))) == 1)
+        if (step_retry(in, false, 0) == -EINVAL) {
+            pause_rule(in, "its state cannot be saved");
+            return;
+        }
     if (!rc) {
         in->consecutive = 0;
         return;
@@ -477,7 +484,9 @@ static void *inst_main(void *arg)
         int64_t clock = clock_now(in->rs);
         if (caught_up) {
             /* everything committed is read: the clock moves rule time */
-            mt_rule_tick(in->rule, clock - in->spec->close_delay_us);
+            while (mt_rule_tick(in->rule, clock - in->spec->close_delay_us) == 1 && !in->paused)
+                if (step_retry(in, false, 0) == -EINVAL)
+                    pause_rule(in, "its state cannot be saved");
         }
         pthread_mutex_lock(&in->lock);
         bool flush = in->flush;

@@ -600,7 +600,9 @@ static int replay_one(struct replay *x, struct mt_test_reading *r)
     if (r->subject)
         snprintf(row.subject, sizeof(row.subject), "%s", r->subject);
     x->readings++;
-    int rc = mt_rule_feed(x->rule, &row, mt_series_get(x->reg, id), err, sizeof(err));
+    int rc;
+    while ((rc = mt_rule_feed(x->rule, &row, mt_series_get(x->reg, id), err, sizeof(err))) == 1)
+        drain(x->rule, x->pr, x->out, &x->figures);
     if (rc == -ENOMEM && !err[0])
         return rc;
     if (rc)
@@ -756,7 +758,11 @@ int mt_ruletest_run(const struct mt_ruletest_opts *o, FILE *out, FILE *errf)
     status = replay_input(&x, in, strcmp(o->input, "-") == 0 ? "stdin" : o->input);
     if (!status) {
         /* the virtual clock's end: every window closes, or the clock stops at --until */
-        rc = o->until ? mt_rule_tick(rule, until) : mt_rule_finish(rule);
+        if (o->until)
+            while ((rc = mt_rule_tick(rule, until)) == 1)
+                drain(rule, &pr, out, &x.figures);
+        else
+            rc = mt_rule_finish(rule);
         if (rc)
             fprintf(errf, "mittari: %s\n", strerror(-rc));
         drain(rule, &pr, out, &x.figures);

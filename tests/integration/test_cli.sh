@@ -50,7 +50,19 @@ utc=$(TZ=Europe/Helsinki date -d "$today 00:00" -u +%FT%H:%MZ)
 a=$("$MITTARI" query -c "$T/conf" "${P[@]}" --since "$today" | wc -l)
 b=$("$MITTARI" query -c "$T/conf" "${P[@]}" --since "$utc" | wc -l)
 [ "$a" = "$b" ] && [ "$a" = "$rows" ] || fail "local date vs UTC: $a vs $b (rows $rows)"
-"$MITTARI" query -c "$T/conf" "${P[@]}" --since yesterday 2>/dev/null; [ $? = 2 ] || fail "bad time: exit 2"
+"$MITTARI" query -c "$T/conf" "${P[@]}" --since someday 2>/dev/null; [ $? = 2 ] || fail "bad time: exit 2"
+# today in agent.timezone: the readings of the last 1.5 s are today's (or, just
+# after local midnight, yesterday's: then since yesterday holds them all)
+a=$("$MITTARI" query -c "$T/conf" "${P[@]}" --since yesterday | wc -l)
+[ "$a" = "$rows" ] || fail "--since yesterday: $a of $rows"
+# --every: the hourly sums of visitors_in add up to the readings
+sum=$("$MITTARI" query -c "$T/conf" "${P[@]}" --series 'it-cli/*/visitors_in' --every 1h --agg count --format csv | tail -n +2 | awk -F, '{s += $(NF-1)} END {print s + 0}')
+[ "$sum" = "$ins" ] || fail "--every 1h --agg count: $sum vs $ins"
+"$MITTARI" query -c "$T/conf" "${P[@]}" --every 2h 2>/dev/null; [ $? = 2 ] || fail "--every 2h: exit 2"
+"$MITTARI" query -c "$T/conf" "${P[@]}" --tag service 2>/dev/null; [ $? = 2 ] || fail "--tag without =: exit 2"
+n=$("$MITTARI" query -c "$T/conf" "${P[@]}" --tag service=library | wc -l)
+m=$(sqlite3 "$T/data/mittari.db" "select count(*) from readings r join series s on s.id=r.series where s.tags like '%\"service\":\"library\"%'")
+[ "$n" = "$m" ] && [ "$n" -gt 0 ] || fail "--tag service=library: $n vs $m"
 "$MITTARI" query -c "$T/conf" "${P[@]}" --format xml 2>/dev/null; [ $? = 2 ] || fail "bad format: exit 2"
 
 # a second agent on the same data dir is refused, exit 4

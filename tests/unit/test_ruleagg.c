@@ -81,6 +81,16 @@ static int add(struct fx *x, int id, int64_t ts, const char *g0, const char *g1,
     return mt_aggs_add(x->a, id, ts, g, v, subj, subj ? strlen(subj) : 0, err, sizeof(err));
 }
 
+/* Advances until everything due is done (what a rule does before it
+ * adds at the new time). */
+static void adv(struct fx *x, int64_t now)
+{
+    int rc;
+    while ((rc = mt_aggs_advance(x->a, now)) == 1)
+        ;
+    assert_int_equal(rc, 0);
+}
+
 static const struct mt_aggdef_conf hourly = {
     .metric = "visitors_hourly", .every = MT_UNIT_HOUR, .agg = MT_AGG_SUM,
     .by = {"site", "device"}, .nby = 2};
@@ -93,16 +103,16 @@ static void quiet_hour_reports_zero(void **st)
     int id = define(&x, hourly);
     assert_int_equal(add(&x, id, HKI(2026, 11, 25, 9, 5), "lib", "door-1", 3, NULL), 0);
     assert_int_equal(add(&x, id, HKI(2026, 11, 25, 9, 40), "lib", "door-1", 2, NULL), 0);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 10, 15)), 0);
+    adv(&x, HKI(2026, 11, 25, 10, 15));
     assert_int_equal(add(&x, id, HKI(2026, 11, 25, 10, 15), "lib", "door-2", 1, NULL), 0);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 11, 0)), 0);
+    adv(&x, HKI(2026, 11, 25, 11, 0));
     assert_string_equal(mt_buf_cstr(&x.out),
                         "2026-11-25T07:00:00Z visitors_hourly lib door-1 {\"period\":\"hour\"} 5\n"
                         "2026-11-25T08:00:00Z visitors_hourly lib door-1 {\"period\":\"hour\"} 0\n"
                         "2026-11-25T08:00:00Z visitors_hourly lib door-2 {\"period\":\"hour\"} 1\n");
     /* with no reading at all, the clock alone closes the next hours */
     x.out.len = 0;
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 13, 0)), 0);
+    adv(&x, HKI(2026, 11, 25, 13, 0));
     assert_string_equal(mt_buf_cstr(&x.out),
                         "2026-11-25T09:00:00Z visitors_hourly lib door-1 {\"period\":\"hour\"} 0\n"
                         "2026-11-25T09:00:00Z visitors_hourly lib door-2 {\"period\":\"hour\"} 0\n"
@@ -121,7 +131,7 @@ static void forgotten_group_stops(void **st)
     c.forget_us = 2 * 3600 * US;
     int id = define(&x, c);
     add(&x, id, HKI(2026, 1, 5, 9, 30), "lib", "door-1", 1, NULL);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 1, 6, 9, 0)), 0);
+    adv(&x, HKI(2026, 1, 6, 9, 0));
     /* 09:00 with the reading, 10:00 and 11:00 within 2 h, then nothing */
     assert_int_equal(x.nfig, 3);
     assert_non_null(strstr(mt_buf_cstr(&x.out), "T09:00:00Z visitors_hourly lib door-1 {\"period\":\"hour\"} 0\n"));
@@ -135,32 +145,32 @@ static void late_readings_give_corrections(void **st)
     fx_init(&x, 1 << 20);
     int id = define(&x, hourly);
     add(&x, id, HKI(2026, 11, 25, 9, 50), "lib", "door-1", 4, NULL);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 10, 0)), 0);
+    adv(&x, HKI(2026, 11, 25, 10, 0));
     assert_int_equal(x.nfig, 1);
     /* two late readings within a minute: one correction */
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 10, 2)), 0);
+    adv(&x, HKI(2026, 11, 25, 10, 2));
     assert_int_equal(add(&x, id, HKI(2026, 11, 25, 9, 59), "lib", "door-1", 1, NULL), 0);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 10, 2)), 0);
+    adv(&x, HKI(2026, 11, 25, 10, 2));
     assert_int_equal(add(&x, id, HKI(2026, 11, 25, 9, 58), "lib", "door-1", 2, NULL), 0);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 10, 2) + 30 * US), 0);
+    adv(&x, HKI(2026, 11, 25, 10, 2) + 30 * US);
     assert_int_equal(x.nfig, 2);
     assert_non_null(strstr(mt_buf_cstr(&x.out), "lib door-1 {\"period\":\"hour\"} 5 r1\n"));
     /* the next correction waits a minute after the last */
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 10, 3) + 1 * US), 0);
+    adv(&x, HKI(2026, 11, 25, 10, 3) + 1 * US);
     assert_int_equal(x.nfig, 3);
     assert_non_null(strstr(mt_buf_cstr(&x.out), "lib door-1 {\"period\":\"hour\"} 7 r2\n"));
     /* an unchanged figure is not re-sent; a late one after lateness is counted */
     assert_int_equal(add(&x, id, HKI(2026, 11, 25, 9, 30), "lib", "door-1", 0, NULL), 0);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 10, 14)), 0);
+    adv(&x, HKI(2026, 11, 25, 10, 14));
     assert_int_equal(x.nfig, 3);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 10, 15)), 0);
+    adv(&x, HKI(2026, 11, 25, 10, 15));
     assert_int_equal(add(&x, id, HKI(2026, 11, 25, 9, 59), "lib", "door-1", 1, NULL), 1);
     assert_int_equal(mt_aggs_stats(x.a)->late, 1);
     assert_int_equal(mt_aggs_stats(x.a)->corrections, 2);
     /* out of order within the open window is no correction */
     add(&x, id, HKI(2026, 11, 25, 10, 40), "lib", "door-1", 1, NULL);
     add(&x, id, HKI(2026, 11, 25, 10, 20), "lib", "door-1", 1, NULL);
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 11, 25, 11, 0)), 0);
+    adv(&x, HKI(2026, 11, 25, 11, 0));
     assert_non_null(strstr(mt_buf_cstr(&x.out), "T08:00:00Z visitors_hourly lib door-1 {\"period\":\"hour\"} 2\n"));
     fx_free(&x);
 }
@@ -178,17 +188,17 @@ static void distinct_suppressed_until_five(void **st)
     for (int i = 0; i < 6; i++)
         add(&x, id, HKI(2026, 7, 10 + i, 12, 0), "library", NULL, 1, fam[i]);
     add(&x, id, HKI(2026, 7, 20, 12, 0), "library", NULL, 1, NULL); /* no subject: nothing */
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 8, 1, 0, 0) - 3600 * US), 0);
+    adv(&x, HKI(2026, 8, 1, 0, 0) - 3600 * US);
     /* July in Helsinki starts at 2026-06-30T21:00Z (summer time) */
     assert_string_equal(mt_buf_cstr(&x.out),
                         "2026-06-30T21:00:00Z families - - {\"period\":\"month\",\"service\":\"library\"} <5\n");
     /* two more families late: still under 5, no correction; a third: 6 */
     add(&x, id, HKI(2026, 7, 31, 20, 0), "library", NULL, 1, "F4");
     add(&x, id, HKI(2026, 7, 31, 20, 0), "library", NULL, 1, "F5");
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 8, 1, 3, 0)), 0);
+    adv(&x, HKI(2026, 8, 1, 3, 0));
     assert_non_null(strstr(mt_buf_cstr(&x.out), "} 5 r1\n"));
     add(&x, id, HKI(2026, 7, 31, 20, 0), "library", NULL, 1, "F6");
-    assert_int_equal(mt_aggs_advance(x.a, HKI(2026, 8, 1, 4, 0)), 0);
+    adv(&x, HKI(2026, 8, 1, 4, 0));
     assert_non_null(strstr(mt_buf_cstr(&x.out), "} 6 r2\n"));
     assert_int_equal(mt_aggs_stats(x.a)->suppressed, 1);
     fx_free(&x);
@@ -283,8 +293,70 @@ static void dst_autumn_hours(void **st)
     int id = define(&x, hourly);
     int64_t day = ((int64_t)mt_days_from_civil(2026, 10, 24) * 86400 + 21 * 3600) * US;
     add(&x, id, day, "lib", "door-1", 1, NULL);
-    assert_int_equal(mt_aggs_advance(x.a, day + 25 * 3600 * US), 0);
+    adv(&x, day + 25 * 3600 * US);
     assert_int_equal(x.nfig, 25);
+    fx_free(&x);
+}
+
+/* A long quiet gap is closed at most MT_AGG_PERIODS_PER_CALL periods a
+ * call; a window with readings after the gap, emitted and finished before
+ * the quiet periods caught up with it, must not come out twice. */
+static void long_gap_no_duplicates(void **st)
+{
+    (void)st;
+    struct fx x;
+    fx_init(&x, 4 << 20);
+    int id = define(&x, hourly);
+    int64_t t0 = HKI(2026, 1, 5, 9, 30);
+    add(&x, id, t0, "lib", "door-1", 1, NULL);
+    /* a jump of 200 hours (the agent was off): 64 quiet hours close per
+     * call; this caller adds without calling again until all is done */
+    assert_true(mt_aggs_advance(x.a, t0 + 200 * 3600 * US) >= 0); /* 1: more to do */
+    add(&x, id, t0 + 200 * 3600 * US, "lib", "door-1", 5, NULL);
+    assert_true(mt_aggs_advance(x.a, t0 + 200 * 3600 * US + 60 * US) >= 0);
+    /* its hour ends and is finished (lateness 15 min) before the quiet
+     * hours have caught up */
+    assert_true(mt_aggs_advance(x.a, t0 + 201 * 3600 * US) >= 0);
+    for (int h = 0; h < 10; h++)
+        assert_true(mt_aggs_advance(x.a, t0 + 201 * 3600 * US + h * US) >= 0);
+    assert_true(mt_aggs_advance(x.a, t0 + 300 * 3600 * US) >= 0);
+    assert_int_equal(mt_aggs_finish(x.a), 0);
+    /* every hour once, the reported one too */
+    int n = 0, fives = 0;
+    for (const char *p = mt_buf_cstr(&x.out); (p = strchr(p, '\n')); p++)
+        n++;
+    for (const char *p = mt_buf_cstr(&x.out); (p = strstr(p, "} 5\n")); p++)
+        fives++;
+    assert_int_equal(fives, 1);
+    assert_int_equal(n, 300); /* 09:00 .. the hour before the last advance */
+    fx_free(&x);
+}
+
+/* A quiet group still owed figures when the figures of a long gap come in
+ * pieces: it is not forgotten before its windows are out. */
+static void gap_in_pieces_keeps_owed_groups(void **st)
+{
+    (void)st;
+    struct fx x;
+    fx_init(&x, 8 << 20);
+    int ida = define(&x, hourly);
+    int idb = define(&x, (struct mt_aggdef_conf){.metric = "daily", .every = MT_UNIT_DAY,
+                                                .agg = MT_AGG_SUM, .by = {"site"}, .nby = 1,
+                                                .forget_us = 3 * 86400 * US});
+    int64_t t0 = HKI(2026, 1, 5, 9, 30);
+    char dev[16];
+    for (int i = 0; i < 10; i++) { /* ten doors: a gap's hours make many figures */
+        snprintf(dev, sizeof(dev), "door-%d", i);
+        add(&x, ida, t0, "lib", dev, 1, NULL);
+    }
+    add(&x, idb, t0, "lib", NULL, 7, NULL);
+    adv(&x, t0 + 40 * 86400 * US);
+    /* the day with the reading and three quiet days within forget_after */
+    int days = 0;
+    for (const char *p = mt_buf_cstr(&x.out); (p = strstr(p, " daily lib ")); p++)
+        days++;
+    assert_int_equal(days, 4);
+    assert_non_null(strstr(mt_buf_cstr(&x.out), "daily lib - {\"period\":\"day\"} 7\n"));
     fx_free(&x);
 }
 
@@ -359,14 +431,14 @@ static void run_ops(struct fx *x, const struct op *ops, size_t from, size_t to)
     for (size_t i = from; i < to; i++) {
         const struct op *o = &ops[i];
         if (o->advance) {
-            assert_int_equal(mt_aggs_advance(x->a, o->advance), 0);
+            adv(x, o->advance);
             continue;
         }
         if (o->def == 2) /* peak per site: the op's service stands for a site name */
             add(x, 2, o->ts, "lib", NULL, o->v, NULL);
         else
             add(x, o->def, o->ts, o->g0, o->g1, o->v, o->subj);
-        assert_int_equal(mt_aggs_advance(x->a, o->ts > mt_aggs_now(x->a) ? o->ts : 0), 0);
+        adv(x, o->ts > mt_aggs_now(x->a) ? o->ts : 0);
     }
 }
 
@@ -483,6 +555,8 @@ int main(void)
         cmocka_unit_test(flow_matrix),
         cmocka_unit_test(approx_distinct_is_close),
         cmocka_unit_test(dst_autumn_hours),
+        cmocka_unit_test(long_gap_no_duplicates),
+        cmocka_unit_test(gap_in_pieces_keeps_owed_groups),
         cmocka_unit_test(memory_cap),
         cmocka_unit_test(restore_anywhere_gives_same_figures),
         cmocka_unit_test(restore_matches_windows_by_signature),
