@@ -372,6 +372,9 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
 
 static void close_handles(struct mt_agent *a)
 {
+    /* the rules are stopped by now: their async handle goes with the rest */
+    mt_rules_free(a->rules);
+    a->rules = NULL;
     uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
                          (uv_handle_t *)&a->sighup,  (uv_handle_t *)&a->tick,
                          (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
