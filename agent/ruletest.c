@@ -17,7 +17,7 @@
 #include "tz.h"
 #include "util.h"
 
-#define MAX_ERRORS_SHOWN 10
+#define MAX_ERRORS_SHOWN 20
 #define MAX_INPUT_TAGS 16
 
 enum { F_TS, F_SITE, F_DEVICE, F_METRIC, F_VALUE, F_UNIT, F_KIND, F_SUBJECT, F_TAGS, F_ORIGIN,
@@ -769,6 +769,9 @@ int mt_ruletest_run(const struct mt_ruletest_opts *o, FILE *out, FILE *errf)
     }
     if (x.repeats)
         fprintf(errf, "  (the same error %llu more times)\n", (unsigned long long)x.repeats);
+    if (x.shown > MAX_ERRORS_SHOWN)
+        fprintf(errf, "  (%llu more errors not shown)\n",
+                (unsigned long long)(x.shown - MAX_ERRORS_SHOWN));
     if (pr.fmt == 0)
         table_print(&pr, out);
     fflush(out);
