@@ -378,6 +378,7 @@ static void suppressed_figures_stored_nowhere(void **state)
     push(f, f->checkin, DAY0 + 9 * 3600 * US, 1, "AAAAAAAAAAAAAAAAAAAAA3");
     push(f, f->checkin, DAY0 + 9 * 3600 * US + 1, 1, "AAAAAAAAAAAAAAAAAAAAA4");
     push(f, f->checkin, DAY0 + 9 * 3600 * US + 2, 1, "AAAAAAAAAAAAAAAAAAAAA5");
+    settle(f); /* read before the clock passes the day (and its lateness) */
     atomic_store(&f->clock, DAY0 + 25 * 3600 * US);
     mt_rules_notify(f->rs, 0);
     settle(f);
