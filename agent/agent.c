@@ -88,6 +88,11 @@ struct mt_writer *mt_agent_writer(struct mt_agent *a)
     return a->writer;
 }
 
+struct mt_rules *mt_agent_rules(struct mt_agent *a)
+{
+    return a->rules;
+}
+
 size_t mt_agent_noutputs(struct mt_agent *a)
 {
     return a->noutputs;

@@ -23,6 +23,7 @@
 
 #include "cfgtree.h"
 #include "output.h"
+#include "rules.h"
 #include "writer.h"
 
 /* Exit codes (documented in docs/cli.md) */
@@ -56,6 +57,7 @@ void mt_agent_stop(struct mt_agent *a);
 void mt_agent_reload(struct mt_agent *a);
 size_t mt_agent_noutputs(struct mt_agent *a);
 struct mt_output *mt_agent_output(struct mt_agent *a, size_t i);
+struct mt_rules *mt_agent_rules(struct mt_agent *a); /* NULL once stopped */
 /* Called on the loop thread every time the writer commits (after outputs
  * were notified). */
 void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg);

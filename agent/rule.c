@@ -46,11 +46,13 @@ struct mt_rule {
     struct mt_luabox *box;
     struct mt_aggs *aggs;
     int ref_on_reading; /* LUA_NOREF: every reading goes to every window */
-    int ref_series;     /* registry: series id -> the metatable of its readings */
     int ref_window_mt;
+    int ref_keys; /* registry: the K_* names */
     int64_t state_version;
     bool loading;
-    int fig_err;
+    /* per window, where each of its `by` comes from: BY_SITE, BY_DEVICE, or
+     * a tag (decided once, not per reading) */
+    uint8_t bykind[MT_AGG_MAX_DEFS][MT_AGG_MAX_BY];
 
     /* the call in progress */
     const struct mt_row *row;
@@ -61,6 +63,8 @@ struct mt_rule {
 
     struct sinfo *si;
     size_t nsi;
+    int *mtref; /* per series id: registry ref of its readings' metatable, 0 = none yet */
+    size_t nmtref;
 
     struct mt_rec *out;
     size_t nout, capout;
@@ -68,6 +72,14 @@ struct mt_rule {
 };
 
 static char tags_marker; /* its address marks the metatables of read-only tag tables */
+
+enum { BY_TAG, BY_SITE, BY_DEVICE };
+
+/* The field names a reading's table is built and read with, made Lua
+ * strings once (lua_setfield would look each up by its C text per call). */
+enum { K_TS = 1, K_VALUE, K_SUBJECT, K_SITE, K_DEVICE, K_TAGS, K_COUNT };
+static const char *const key_names[K_COUNT] = {NULL,   "ts",     "value", "subject",
+                                               "site", "device", "tags"};
 
 /* luaL_error with the C library's format (lua_pushfstring knows few
  * conversions): "file:line: message" of the calling script line. */
@@ -340,12 +352,21 @@ static void push_tags(lua_State *L, const struct sinfo *si)
  * so a reading table itself holds only ts, value and subject. */
 static void push_series_mt(lua_State *L, struct mt_rule *r, const struct mt_series_info *s)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_series);
-    if (lua_rawgeti(L, -1, s->id) == LUA_TTABLE) {
-        lua_remove(L, -2);
+    if (s->id < r->nmtref && r->mtref[s->id]) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->mtref[s->id]);
         return;
     }
-    lua_pop(L, 1);
+    if (s->id >= r->nmtref) {
+        size_t n = r->nmtref ? r->nmtref : 64;
+        while (n <= s->id)
+            n *= 2;
+        int *v = realloc(r->mtref, n * sizeof(*v));
+        if (!v)
+            lerr(L, "out of memory");
+        memset(v + r->nmtref, 0, (n - r->nmtref) * sizeof(*v));
+        r->mtref = v;
+        r->nmtref = n;
+    }
     struct sinfo *si = series_info(r, s);
     if (!si)
         lerr(L, "out of memory");
@@ -371,8 +392,7 @@ static void push_series_mt(lua_State *L, struct mt_rule *r, const struct mt_seri
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, s->id);
-    lua_remove(L, -2);
+    r->mtref[s->id] = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 static void push_value(lua_State *L, double v)
@@ -384,17 +404,21 @@ static void push_value(lua_State *L, double v)
         lua_pushnumber(L, v);
 }
 
-static void push_reading(lua_State *L, struct mt_rule *r, const struct mt_row *row,
+/* k: the stack index of the K_* names table */
+static void push_reading(lua_State *L, struct mt_rule *r, int k, const struct mt_row *row,
                          const struct mt_series_info *s)
 {
     lua_createtable(L, 0, 3);
+    lua_rawgeti(L, k, K_TS);
     lua_pushinteger(L, row->ts);
-    lua_setfield(L, -2, "ts");
+    lua_rawset(L, -3);
+    lua_rawgeti(L, k, K_VALUE);
     push_value(L, row->value);
-    lua_setfield(L, -2, "value");
+    lua_rawset(L, -3);
     if (row->subject[0]) {
+        lua_rawgeti(L, k, K_SUBJECT);
         lua_pushstring(L, row->subject);
-        lua_setfield(L, -2, "subject");
+        lua_rawset(L, -3);
     }
     push_series_mt(L, r, s);
     lua_setmetatable(L, -2);
@@ -618,7 +642,11 @@ static int flush_pending(struct mt_rule *r)
 
 /* ---- windows ---- */
 
+/* A window as Lua sees it. The sandbox makes no userdata of its own, so a
+ * userdata of this size with the magic is a window. */
+#define WUD_MAGIC 0x77696e64u
 struct wud {
+    uint32_t magic;
     int id;
 };
 
@@ -630,22 +658,26 @@ static int l_add(lua_State *L)
     int nargs = lua_gettop(L);
 
     struct wud *w = lua_touserdata(L, 1);
-    if (!w || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(2)))
+    if (!w || lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof(*w) ||
+        w->magic != WUD_MAGIC)
         return lerr(L, "add: call it as w:add(r), on a window");
-    lua_pop(L, 1);
     if (lua_type(L, 2) != LUA_TTABLE)
         return lerr(L, "add: a reading table expected, not a %s", luaL_typename(L, 2));
     const struct mt_aggdef_conf *d = mt_aggs_def(r->aggs, w->id);
-    lua_getfield(L, 2, "ts");
+    /* upvalue 3: the K_* names as Lua strings */
+    lua_rawgeti(L, lua_upvalueindex(3), K_TS);
+    lua_gettable(L, 2);
     int64_t ts = get_ts(L, -1, "add");
     int tags = 0;
     for (size_t i = 0; i < d->nby; i++) {
         const char *k = d->by[i];
-        if (strcmp(k, "site") == 0 || strcmp(k, "device") == 0) {
-            lua_getfield(L, 2, k);
+        if (r->bykind[w->id][i] != BY_TAG) {
+            lua_rawgeti(L, lua_upvalueindex(3), r->bykind[w->id][i] == BY_SITE ? K_SITE : K_DEVICE);
+            lua_gettable(L, 2);
         } else {
             if (!tags) {
-                lua_getfield(L, 2, "tags");
+                lua_rawgeti(L, lua_upvalueindex(3), K_TAGS);
+                lua_gettable(L, 2);
                 tags = lua_gettop(L);
             }
             if (lua_type(L, tags) == LUA_TTABLE)
@@ -662,10 +694,12 @@ static int l_add(lua_State *L)
     const char *subject = NULL;
     size_t slen = 0;
     bool distinct = d->agg == MT_AGG_DISTINCT || d->agg == MT_AGG_APPROX;
-    if (nargs >= 3)
+    if (nargs >= 3) {
         lua_pushvalue(L, 3);
-    else
-        lua_getfield(L, 2, distinct ? "subject" : "value");
+    } else {
+        lua_rawgeti(L, lua_upvalueindex(3), distinct ? K_SUBJECT : K_VALUE);
+        lua_gettable(L, 2);
+    }
     if (distinct) {
         if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
             return lerr(L, "add: a distinct count counts strings (subjects), not a %s",
@@ -829,7 +863,12 @@ static int l_window(lua_State *L)
         c.suppress = 5; /* counts of people: small cells are withheld unless said otherwise */
     if (mt_aggs_define(r->aggs, &c, &id, err, sizeof(err)))
         return lerr(L, "window %s: %s", c.metric, err);
+    for (size_t i = 0; i < c.nby; i++)
+        r->bykind[id][i] = strcmp(c.by[i], "site") == 0     ? BY_SITE
+                           : strcmp(c.by[i], "device") == 0 ? BY_DEVICE
+                                                            : BY_TAG;
     struct wud *w = lua_newuserdatauv(L, sizeof(*w), 0);
+    w->magic = WUD_MAGIC;
     w->id = id;
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_window_mt);
     lua_setmetatable(L, -2);
@@ -913,14 +952,21 @@ static void set_fn(lua_State *L, struct mt_rule *r, const char *name, lua_CFunct
 static int setup_api(lua_State *L)
 {
     struct mt_rule *r = lua_touserdata(L, 1);
-    lua_newtable(L);
-    r->ref_series = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, K_COUNT, 0);
+    for (int k = K_TS; k < K_COUNT; k++) {
+        lua_pushstring(L, key_names[k]);
+        lua_rawseti(L, -2, k);
+    }
+    lua_pushvalue(L, -1);
+    r->ref_keys = luaL_ref(L, LUA_REGISTRYINDEX);
+    int keys = lua_gettop(L);
     /* windows: a userdata whose metatable offers add */
     lua_createtable(L, 0, 2);
     lua_createtable(L, 0, 1);
     lua_pushlightuserdata(L, r);
     lua_pushvalue(L, -3);
-    lua_pushcclosure(L, l_add, 2);
+    lua_pushvalue(L, keys);
+    lua_pushcclosure(L, l_add, 3);
     lua_setfield(L, -2, "add");
     lua_setfield(L, -2, "__index");
     lua_pushboolean(L, 0);
@@ -1037,6 +1083,7 @@ void mt_rule_free(struct mt_rule *r)
     for (size_t i = 0; i < r->nsi; i++)
         sinfo_free(&r->si[i]);
     free(r->si);
+    free(r->mtref);
     free(r->pend);
     free(r->out);
     mt_arena_free(&r->arena);
@@ -1073,8 +1120,9 @@ static void count_error(struct mt_rule *r, int rc)
 static int call_reading(lua_State *L)
 {
     struct mt_rule *r = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_keys);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_on_reading);
-    push_reading(L, r, r->row, r->series);
+    push_reading(L, r, 2, r->row, r->series);
     lua_call(L, 1, 1);
     if (!lua_isnil(L, -1))
         read_emit(L, r, -1, "on_reading returned a reading, but");
@@ -1094,9 +1142,9 @@ static int add_everywhere(struct mt_rule *r, const struct mt_row *row,
         const struct mt_aggdef_conf *d = mt_aggs_def(r->aggs, (int)k);
         const char *vals[MT_AGG_MAX_BY] = {0};
         for (size_t i = 0; i < d->nby; i++)
-            vals[i] = strcmp(d->by[i], "site") == 0     ? s->site
-                      : strcmp(d->by[i], "device") == 0 ? s->device
-                                                        : si_get(si, d->by[i]);
+            vals[i] = r->bykind[k][i] == BY_SITE     ? s->site
+                      : r->bykind[k][i] == BY_DEVICE ? s->device
+                                                     : si_get(si, d->by[i]);
         int rc = mt_aggs_add(r->aggs, (int)k, row->ts, vals, row->value,
                              row->subject[0] ? row->subject : NULL, strlen(row->subject), why,
                              sizeof(why));

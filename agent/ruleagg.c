@@ -100,6 +100,7 @@ struct def {
     struct window **wins; /* sorted by start */
     size_t nwins, capwins;
     struct window *last; /* the window of the last add */
+    struct group *last_g; /* the group of the last add */
     struct pairinfo *pinfo;
     size_t npinfo, cappinfo;
     struct u64map pimap;
@@ -111,6 +112,10 @@ struct mt_aggs {
     mt_figure_cb cb;
     void *arg;
     int64_t now;
+    /* nothing can fall due before due_at unless something changed since it
+     * was computed (stale): an advance before then does nothing */
+    int64_t due_at;
+    bool stale;
     struct def *defs[MT_AGG_MAX_DEFS];
     size_t ndefs;
     struct mt_aggs_stats st;
@@ -446,6 +451,7 @@ int mt_aggs_new(struct mt_aggs **out, const struct mt_tz *tz, size_t mem_cap, mt
     a->cb = cb;
     a->arg = arg;
     a->now = INT64_MIN;
+    a->stale = true;
     return 0;
 }
 
@@ -681,6 +687,7 @@ int mt_aggs_define(struct mt_aggs *a, const struct mt_aggdef_conf *c, int *id, c
     d->next_gid = 1;
     *id = (int)a->ndefs;
     a->defs[a->ndefs++] = d;
+    a->stale = true;
     return 0;
 }
 
@@ -976,16 +983,29 @@ int mt_aggs_add(struct mt_aggs *a, int id, int64_t ts, const char *const *group,
             return 1;
         }
         w = window_find(d, s);
-        if (!w && !(w = window_new(a, d, s, e)))
-            return -ENOMEM;
+        if (!w) {
+            if (!(w = window_new(a, d, s, e)))
+                return -ENOMEM;
+            a->stale = true; /* a window that may fall due */
+        }
         d->last = w;
     } else if (a->now != INT64_MIN && w->end <= a->now - d->c.lateness_us) {
         a->st.late++;
         return 1;
     }
-    if ((rc = check_group(d, group, err, errlen)))
-        return rc;
-    struct group *g = group_get(a, d, group, &rc);
+    struct group *g = d->last_g;
+    for (size_t i = 0; g && i < d->c.nby; i++) /* most readings are in the last one's group */
+        if ((group[i] == NULL) != (g->vals[i] == NULL) || (group[i] && strcmp(group[i], g->vals[i])))
+            g = NULL;
+    if (!g) {
+        if ((rc = check_group(d, group, err, errlen)))
+            return rc;
+        g = group_get(a, d, group, &rc);
+        if (g) {
+            d->last_g = g;
+            a->stale = true; /* maybe a new group, owed figures */
+        }
+    }
     if (!g && rc == -E2BIG)
         return set_err(err, errlen, "window %s: more than %d groups; group by fewer values",
                        d->c.metric, MT_AGG_MAX_GROUPS),
@@ -1030,8 +1050,10 @@ int mt_aggs_add(struct mt_aggs *a, int id, int64_t ts, const char *const *group,
         g->first_seen = ts;
     if (ts > g->last_seen)
         g->last_seen = ts;
-    if (changed && w->emitted)
+    if (changed && w->emitted) {
         w->dirty = true;
+        a->stale = true;
+    }
     return 0;
 }
 
@@ -1312,6 +1334,8 @@ static void forget_groups(struct mt_aggs *a, struct def *d)
             continue;
         }
         uint32_t id = g->id;
+        if (d->last_g == g)
+            d->last_g = NULL;
         group_free(a, g);
         d->groups[i] = d->groups[--d->ngroups];
         removed = true;
@@ -1428,6 +1452,8 @@ int mt_aggs_advance(struct mt_aggs *a, int64_t now)
 {
     if (now > a->now)
         a->now = now;
+    if (!a->stale && a->now < a->due_at)
+        return 0; /* nothing has ended, nothing changed: most readings */
     int made = close_all(a);
     if (made < 0)
         return made;
@@ -1435,7 +1461,11 @@ int mt_aggs_advance(struct mt_aggs *a, int64_t now)
     if (rc < 0)
         return rc;
     /* more quiet periods, or figures, than one call makes: call again */
-    return rc == 1 || made >= MT_AGG_PERIODS_PER_CALL ? 1 : 0;
+    if (rc == 1 || made >= MT_AGG_PERIODS_PER_CALL)
+        return 1;
+    a->due_at = mt_aggs_next_due(a);
+    a->stale = false;
+    return 0;
 }
 
 int mt_aggs_finish(struct mt_aggs *a)
@@ -1626,6 +1656,7 @@ static void def_clear(struct mt_aggs *a, struct def *d)
     for (size_t i = 0; i < d->ngroups; i++)
         group_free(a, d->groups[i]);
     d->ngroups = 0;
+    d->last_g = NULL;
     map_free(a, &d->gidx);
     for (size_t i = 0; i < d->npinfo; i++)
         xstrfree(a, d->pinfo[i].tags_json);
@@ -1781,5 +1812,6 @@ int mt_aggs_restore(struct mt_aggs *a, const void *p, size_t len, char *note, si
         return rc == -ENOMEM ? -ENOMEM : -EINVAL;
     }
     a->now = now;
+    a->stale = true;
     return 0;
 }

@@ -431,7 +431,7 @@ static void reload_race(void **state)
 int main(void)
 {
     mt_diag_init();
-    mt_diag_set_level(MT_INFO);
+    mt_diag_set_level(MT_NOTICE);
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(figures_go_back_into_the_log),
