@@ -89,6 +89,7 @@ fed_last = max(r["t"] for r in R)
 # local windows, independently: Helsinki hours are UTC hours (whole-hour
 # offsets); days and months start at local midnight, 23 or 25 hours apart
 hour = (lambda t: t.replace(minute=0, second=0, microsecond=0), lambda s: s + timedelta(hours=1))
+minute = (lambda t: t.replace(second=0, microsecond=0), lambda s: s + timedelta(minutes=1))
 def _day(t):
     d = t.astimezone(HKI).date()
     return datetime(d.year, d.month, d.day, tzinfo=HKI).astimezone(UTC)
@@ -108,7 +109,7 @@ def key(start, site, device, metric, tags, value):
     return (start.strftime("%Y-%m-%dT%H:%M:%S"), site, device, metric,
             json.dumps(tags, sort_keys=True, separators=(",", ":")), fmt(value))
 
-def cells(adds, unit, end):
+def cells(adds, unit, end, forget=FORGET):
     """adds: {group: [(t, x)]} -> {(group, start): [x...]}: the windows with
     readings, and quiet ones (empty) while the group is alive: seen before
     the window ends and no longer than forget_after before it starts"""
@@ -120,7 +121,7 @@ def cells(adds, unit, end):
         while s < end:
             e = next_of(s)
             i = bisect.bisect_left(ts, e)
-            if i and ts[i - 1] >= s - FORGET:
+            if i and ts[i - 1] >= s - forget:
                 out[(g, s)] = []
             s = e
         for t, x in v:
@@ -144,6 +145,13 @@ if script in ("door-visitors", "visitors"):
     if script == "visitors":
         for (site, s), v in cells(d, day, end).items():
             want.add(key(s, site, "visitors", "visitors_daily", {"period": "day"}, sum(v)))
+elif script == "visitors-minute":
+    m = defaultdict(list)
+    for r in R:
+        m[(r["site"], r["device"])].append((r["t"], r["value"]))
+    for ((site, dev), s), v in cells(m, minute, max(fed_last, last_end(minute, m)),
+                                     forget=timedelta(hours=1)).items():
+        want.add(key(s, site, dev, "visitors_minute", {"period": "minute"}, sum(v)))
 elif script == "occupancy":
     inside, today, peak = {}, {}, defaultdict(list)
     for r in R:
@@ -221,6 +229,7 @@ PY
 }
 
 check door-visitors '*/door-*/visitors_in'
+check visitors-minute '*/door-*/visitors_in'
 check visitors '*/door-*/*'
 check occupancy '*/door-*/*'
 check families-monthly '*/*/checkin'
