@@ -729,7 +729,7 @@ static const char *const window_fields[] = {"every",    "metric",   "agg",      
 
 static int64_t duration_field(lua_State *L, int idx, const char *name)
 {
-    int64_t ms;
+    int64_t ms = 0;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         double s = lua_tonumber(L, idx);
         if (!(s >= 0 && s < 1e10))
