@@ -63,6 +63,7 @@ struct inst {
     int64_t last_step_us;
     uint64_t stepped_readings, stepped_emitted; /* counters at the last full step */
     uint64_t future, consecutive;
+    bool pausing; /* the thread's own view of paused */
     uint8_t *sees; /* per series id: 0 unknown, 1 yes, 2 no */
     size_t nsees;
     struct mt_complain c_err, c_future;
@@ -203,6 +204,7 @@ static void publish(struct inst *in, bool idle, int64_t clock)
     in->snap_cursor = in->cursor;
     in->snap_future = in->future;
     in->idle = idle;
+    in->paused = in->pausing;
     if (clock)
         in->snap_clock = clock;
     pthread_mutex_unlock(&in->lock);
@@ -308,10 +310,12 @@ static int step_retry(struct inst *in, bool force, int64_t deadline)
     }
 }
 
+/* The thread stops reading; the loop sees it paused at the next publish,
+ * together with the counters and cursor it paused at. */
 static void pause_rule(struct inst *in, const char *why)
 {
+    in->pausing = true;
     pthread_mutex_lock(&in->lock);
-    in->paused = true;
     snprintf(in->fail_msg, sizeof(in->fail_msg), "%s", why);
     pthread_mutex_unlock(&in->lock);
 }
@@ -367,7 +371,7 @@ static bool read_log(struct inst *in, struct mt_row *rows, int64_t *committed)
             return false;
         }
         int64_t clock = clock_now(in->rs);
-        for (size_t i = 0; i < n && !in->paused; i++) {
+        for (size_t i = 0; i < n && !in->pausing; i++) {
             const struct mt_series_info *s = mt_series_get(reg, rows[i].series);
             if (s && sees(in, s))
                 feed(in, &rows[i], s, clock);
@@ -376,12 +380,12 @@ static bool read_log(struct inst *in, struct mt_row *rows, int64_t *committed)
         if (n == 0)
             in->cursor = *committed; /* rows gone (the size cap dropped them) */
         /* a rule that just paused hands over what it did up to there */
-        if (step_retry(in, in->paused, 0) == -EINVAL) {
+        if (step_retry(in, in->pausing, 0) == -EINVAL) {
             pause_rule(in, "its state cannot be saved");
             return false;
         }
         publish(in, false, 0);
-        if (in->paused || stop_asked(in))
+        if (in->pausing || stop_asked(in))
             return false;
     }
     return true;
@@ -480,11 +484,11 @@ static void *inst_main(void *arg)
         int64_t committed = 0;
         if (stop_asked(in))
             break;
-        bool caught_up = !in->paused && read_log(in, rows, &committed);
+        bool caught_up = !in->pausing && read_log(in, rows, &committed);
         int64_t clock = clock_now(in->rs);
         if (caught_up) {
             /* everything committed is read: the clock moves rule time */
-            while (mt_rule_tick(in->rule, clock - in->spec->close_delay_us) == 1 && !in->paused)
+            while (mt_rule_tick(in->rule, clock - in->spec->close_delay_us) == 1 && !in->pausing)
                 if (step_retry(in, false, 0) == -EINVAL)
                     pause_rule(in, "its state cannot be saved");
         }
@@ -492,7 +496,7 @@ static void *inst_main(void *arg)
         bool flush = in->flush;
         in->flush = false;
         pthread_mutex_unlock(&in->lock);
-        if (!in->paused && step_retry(in, flush, 0) == -EINVAL)
+        if (!in->pausing && step_retry(in, flush, 0) == -EINVAL)
             pause_rule(in, "its state cannot be saved");
         size_t nrecs;
         mt_rule_out(in->rule, &nrecs);

@@ -268,6 +268,40 @@ static void figures_go_back_into_the_log(void **state)
     assert_int_equal(sql_int(f, "SELECT count(*) FROM series WHERE origin = 'hourly'"), 2);
 }
 
+/* A late reading within the lateness gives a correction in the log (the
+ * same ts and series, revision 1); one after it is counted as late and its
+ * window's figure stays. */
+static void late_readings_in_the_log(void **state)
+{
+    struct fx *f = *state;
+    script(f, "hourly.lua", "window { every = 'hour', metric = 'visitors_hourly', agg = 'sum', "
+                            "lateness = '30m' }\n");
+    atomic_store(&f->clock, DAY0 + 9 * 3600 * US + 50 * 60 * US);
+    apply(f, "rules:\n  hourly:\n    script: hourly.lua\n    close_delay: 0s\n");
+    push(f, f->door[0], DAY0 + 9 * 3600 * US + 45 * 60 * US, 2, NULL);
+    settle(f);
+    atomic_store(&f->clock, DAY0 + 10 * 3600 * US + 5 * 60 * US); /* the hour closes: 2 */
+    mt_rules_notify(f->rs, 0);
+    settle(f);
+    push(f, f->door[0], DAY0 + 9 * 3600 * US + 59 * 60 * US, 3, NULL); /* late, in time */
+    settle(f);
+    atomic_store(&f->clock, DAY0 + 10 * 3600 * US + 40 * 60 * US); /* lateness over */
+    mt_rules_notify(f->rs, 0);
+    settle(f);
+    push(f, f->door[0], DAY0 + 9 * 3600 * US + 58 * 60 * US, 7, NULL); /* too late */
+    settle(f);
+    char *got = figures(f, "hourly");
+    assert_string_equal(got, "visitors_hourly door-1 32400 2\n"
+                             "visitors_hourly door-1 32400 5 r1\n");
+    free(got);
+    struct mt_rule_stats st;
+    int64_t cursor;
+    bool paused;
+    assert_int_equal(mt_rules_stats(f->rs, "hourly", &st, &cursor, &paused), 0);
+    assert_int_equal(st.late, 1);
+    assert_int_equal(st.corrections, 1);
+}
+
 /* Stopped and started again (a restart): it resumes from its cursor and
  * state, counts nothing twice, loses nothing. */
 static void restart_resumes(void **state)
@@ -435,6 +469,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(figures_go_back_into_the_log),
+        T(late_readings_in_the_log),
         T(restart_resumes),
         T(reload_keeps_state_of_same_version),
         T(errors_are_contained_and_pause),
