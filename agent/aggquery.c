@@ -343,7 +343,8 @@ int mt_aggquery_run(const struct mt_aggquery *q, FILE *out, char *err, size_t er
     rc = scan(q, db, &reg, match, nmatch, &t, &skipped, err, errlen);
     if (rc)
         goto out;
-    qsort(t.v, t.n, sizeof(*t.v), cell_cmp);
+    if (t.n > 1)
+        qsort(t.v, t.n, sizeof(*t.v), cell_cmp);
     if (q->format == MT_FMT_CSV)
         mt_buf_adds(&b, "period,start,site,device,metric,unit,tags,origin,agg,value,readings\n");
     for (size_t i = 0; i < t.n; i++) {

@@ -923,20 +923,22 @@ static int l_print(lua_State *L)
 {
     struct mt_rule *r = rule_of(L);
     int n = lua_gettop(L);
+    luaL_Buffer b;
     if (!r->c.print)
         return 0; /* in the agent: figures never go to the system log this way */
-    struct mt_buf b = {0};
+    /* a Lua buffer: a __tostring that fails leaves nothing allocated behind */
+    luaL_buffinit(L, &b);
     for (int i = 1; i <= n; i++) {
-        size_t len;
-        const char *s = luaL_tolstring(L, i, &len);
         if (i > 1)
-            mt_buf_addc(&b, '\t');
-        mt_buf_add(&b, s, len);
-        lua_pop(L, 1);
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
     }
-    mt_buf_addc(&b, '\n');
-    fwrite(b.p, 1, b.len, stderr);
-    mt_buf_free(&b);
+    luaL_addchar(&b, '\n');
+    luaL_pushresult(&b);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    fwrite(text, 1, len, stderr);
     return 0;
 }
 
@@ -1311,26 +1313,26 @@ static void ser_scalar(lua_State *L, struct ser *s, int idx, const char *path, b
 
 static void ser_table(lua_State *L, struct ser *s, int idx, int depth, const char *path)
 {
-    struct keyref *keys = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0, i = 0;
     char sub[200];
 
     if (depth > STATE_DEPTH)
         lerr(L, "%s: state is nested deeper than %d tables (or holds a cycle)", path,
-                   STATE_DEPTH);
+             STATE_DEPTH);
+    luaL_checkstack(L, 8, "state too deep");
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            struct keyref *k = realloc(keys, cap * sizeof(*k));
-            if (!k) {
-                free(keys);
-                lerr(L, "out of memory");
-            }
-            keys = k;
-        }
-        struct keyref *k = &keys[n++];
+        n++;
+    }
+    /* the keys in a userdata, not malloc: an error below unwinds through
+     * here, and the collector frees it then */
+    struct keyref *keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof(*keys), 0);
+    int ud = lua_gettop(L);
+    lua_pushnil(L);
+    while (i < n && lua_next(L, idx)) {
+        lua_pop(L, 1);
+        struct keyref *k = &keys[i++];
         memset(k, 0, sizeof(*k));
         int t = lua_type(L, -1);
         if (t == LUA_TNUMBER && lua_isinteger(L, -1)) {
@@ -1343,17 +1345,18 @@ static void ser_table(lua_State *L, struct ser *s, int idx, int depth, const cha
             k->type = 's';
             k->s = lua_tolstring(L, -1, &k->len); /* the key stays in the table */
         } else {
-            free(keys);
             lerr(L, "%s has a %s as a key: state keeps keys that are strings, numbers or "
-                          "booleans", path, luaL_typename(L, -1));
+                    "booleans", path, luaL_typename(L, -1));
         }
     }
+    lua_settop(L, ud);
     /* sorted: the same state gives the same bytes whatever pairs() order */
-    qsort(keys, n, sizeof(*keys), key_cmp);
+    if (n > 1)
+        qsort(keys, n, sizeof(*keys), key_cmp);
     s->rc |= mt_buf_addc(s->b, 't');
     put_u32(s->b, (uint32_t)n, &s->rc);
-    for (size_t i = 0; i < n; i++) {
-        struct keyref *k = &keys[i];
+    for (size_t j = 0; j < n; j++) {
+        struct keyref *k = &keys[j];
         if (k->type == 'i')
             lua_pushinteger(L, k->i);
         else if (k->type == 'f')
@@ -1373,7 +1376,7 @@ static void ser_table(lua_State *L, struct ser *s, int idx, int depth, const cha
         ser_value(L, s, lua_gettop(L), depth + 1, sub);
         lua_pop(L, 1);
     }
-    free(keys);
+    lua_settop(L, ud - 1);
 }
 
 static void ser_value(lua_State *L, struct ser *s, int idx, int depth, const char *path)

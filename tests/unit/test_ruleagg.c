@@ -468,7 +468,8 @@ static void restore_anywhere_gives_same_figures(void **st)
         declare_all(&y);
         assert_int_equal(mt_aggs_restore(y.a, state.p, state.len, note, sizeof(note)), 0);
         assert_string_equal(note, "");
-        mt_buf_add(&y.out, x.out.p, x.out.len);
+        if (x.out.len)
+            mt_buf_add(&y.out, x.out.p, x.out.len);
         run_ops(&y, ops, cut, n);
         assert_int_equal(mt_aggs_finish(y.a), 0);
         if (strcmp(mt_buf_cstr(&y.out), mt_buf_cstr(&whole.out)) != 0)
