@@ -37,6 +37,11 @@ const struct mittari_option mt_agent_options[] = {
      .type = MITTARI_OPT_STRING,
      .offset = A(plugin_dir),
      .help = "Directory of input plugins (NAME.so); default: the installed one."},
+    {.name = "plugin_path",
+     .type = MITTARI_OPT_STRING,
+     .offset = A(plugin_path),
+     .help = "More plugin directories, ':'-separated, searched in order before plugin_dir "
+             "(an integrator's plugins)."},
     {.name = "timezone",
      .type = MITTARI_OPT_STRING,
      .def = "Europe/Helsinki",
@@ -78,8 +83,11 @@ const struct mittari_option mt_agent_options[] = {
     {.name = "retention",
      .type = MITTARI_OPT_DURATION,
      .def = "30d",
+     .min = 0,
+     .max = 3153600000000.0, /* 36500d: beyond, "keep" is meant (issue 15) */
      .offset = A(retention_ms),
-     .help = "Delivered readings older than this are deleted; 0 = keep until the size cap."},
+     .help = "Delivered readings older than this are deleted (at most 36500d); 0 = keep until "
+             "the size cap."},
     {.name = "max_size",
      .type = MITTARI_OPT_SIZE,
      .def = "1GiB",
@@ -517,6 +525,24 @@ static void plugin_check(const struct mittari_plugin *desc, const void *conf,
         mt_diags_add(d, owner, NULL, "%s: refused by the plugin's check", what);
 }
 
+/* "did you mean 'sim'?" for a plugin name that has no file: among the
+ * plugin files of the dir, and the output types (an output put under
+ * inputs). */
+static void plugin_hint(const struct mt_registry *reg, const char *name, char *hint, size_t len)
+{
+    char *names[256];
+    size_t n = mt_registry_names(reg, names, MT_ARRAY_SIZE(names));
+    const char *best = mt_did_you_mean(name, (const char *const *)names, n);
+
+    if (best)
+        snprintf(hint, len, "did you mean '%s'? ('mittari plugins' lists them)", best);
+    else if (mt_output_type_find(name))
+        snprintf(hint, len, "'%s' is an output type: put it under 'outputs:' as 'type: %s'", name,
+                 name);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+}
+
 static struct mt_inst_conf *load_input(const struct mt_config *c, const struct mt_pair *p,
                                        struct mt_registry *reg, struct mt_diags *d)
 {
@@ -547,9 +573,12 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     if (!pname)
         return NULL;
     const struct mt_plugin *pl;
-    if (mt_registry_get(reg, pname, &pl, err, sizeof(err))) {
-        mt_diags_add(d, &pn->pos, "'mittari plugins' lists the installed plugins", "%s: %s", what,
-                     err);
+    int r = mt_registry_get(reg, pname, &pl, err, sizeof(err));
+    if (r) {
+        char hint[200] = "'mittari plugins' lists the installed plugins";
+        if (r == -ENOENT || r == -EINVAL)
+            plugin_hint(reg, pname, hint, sizeof(hint));
+        mt_diags_add(d, &pn->pos, hint, "%s: %s", what, err);
         return NULL;
     }
     ic = new_inst(p);
@@ -571,7 +600,8 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     ic->tags_json = tags_json(ic, mt_node_get(map, "tags"), what, d);
     parse_enabled(map, &ic->enabled, what, d);
     ic->conf = mt_arena_alloc(&ic->arena, pl->desc->config_size ? pl->desc->config_size : 1);
-    struct mt_optset os = {pl->desc->options, pl->desc->config_size, what, input_reserved, false};
+    struct mt_optset os = {
+        pl->desc->options, pl->desc->config_size, what, input_reserved, false, pname};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->conf)
         plugin_check(pl->desc, ic->conf, map, what, &ic->pos, d);
@@ -646,10 +676,11 @@ static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags
         reserved[nr++] = o->name;
     reserved[nr] = NULL;
     ic->conf = mt_arena_alloc(&ic->arena, t->config_size ? t->config_size : 1);
-    struct mt_optset os = {t->options, t->config_size, what, reserved, false};
+    struct mt_optset os = {t->options, t->config_size, what, reserved, false, tname};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     /* the common options: unknown keys were reported above */
-    struct mt_optset cs = {mt_output_common_options, sizeof(ic->common), what, NULL, true};
+    struct mt_optset cs = {
+        mt_output_common_options, sizeof(ic->common), what, NULL, true, "output"};
     mt_options_apply(&cs, &ic->common, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->common.retry_min_ms > ic->common.retry_max_ms)
         mt_diags_add(d, &ic->pos, NULL, "%s: retry_min is longer than retry_max", what);
@@ -734,6 +765,50 @@ static void check_agent(struct mt_config *c, const struct mt_node *an, struct mt
     }
 }
 
+/* plugin_path: absolute directories that exist (a typo would otherwise
+ * only show as "no plugin" of some input) */
+static void check_plugin_path(const char *path, const struct mt_node *an,
+                              const struct mt_pos *where, struct mt_diags *d)
+{
+    const struct mt_node *n = an ? mt_node_get(an, "plugin_path") : NULL;
+    const struct mt_pos *pos = n ? &n->pos : where;
+    char dir[512];
+    struct stat st;
+
+    for (const char *p = path; p && *p;) {
+        size_t l = strcspn(p, ":");
+        snprintf(dir, sizeof(dir), "%.*s", (int)l, p);
+        if (l > 0 && dir[0] != '/')
+            mt_diags_add(d, pos, "give absolute directories separated by ':'",
+                         "plugin_path: '%s' is not an absolute path", dir);
+        else if (l > 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+            mt_diags_add(d, pos, "create it, or remove it from plugin_path",
+                         "plugin_path: no directory %s", dir);
+        p += l + (p[l] == ':');
+    }
+}
+
+static void check_path_unchanged(const struct mt_registry *reg, const char *path,
+                                 const struct mt_node *an, const struct mt_pos *where,
+                                 struct mt_diags *d)
+{
+    struct mt_registry now = {0};
+    char *was = mt_registry_path_text(reg), *will = NULL;
+
+    now.dir = reg->dir;
+    if (mt_registry_set_path(&now, path) == 0)
+        will = mt_registry_path_text(&now);
+    if (was && will && strcmp(was, will) != 0) {
+        const struct mt_node *n = an ? mt_node_get(an, "plugin_path") : NULL;
+        mt_diags_add(d, n ? &n->pos : where, "restart the agent to search other directories",
+                     "plugin_path changed: plugins are searched in %s until a restart", was);
+    }
+    now.dir = NULL;
+    mt_registry_free(&now);
+    free(was);
+    free(will);
+}
+
 int mt_config_load(struct mt_config **out, const char *path, const char *plugin_dir_override,
                    struct mt_registry *reg, struct mt_diags *d)
 {
@@ -773,8 +848,8 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
         mt_diags_add(d, &ap->value->pos, NULL, "'agent' must be a mapping, found %s",
                      mt_node_type_name(ap->value->type));
     } else {
-        struct mt_optset os = {mt_agent_options, sizeof(c->agent), "the agent section", NULL,
-                               false};
+        struct mt_optset os = {mt_agent_options, sizeof(c->agent), "the agent section", NULL, false,
+                               "agent"};
         if (ap)
             where = ap->key_pos;
         mt_options_apply(&os, &c->agent, ap ? ap->value : NULL, &where, &c->arena, d);
@@ -787,11 +862,16 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
                        : c->agent.plugin_dir ? c->agent.plugin_dir
                                              : mt_default_plugin_dir();
     c->agent.plugin_dir = mt_arena_strdup(&c->arena, pdir);
-    if (!reg->dir)
+    check_plugin_path(c->agent.plugin_path, ap ? ap->value : NULL, &where, d);
+    if (!reg->dir) {
         mt_registry_init(reg, pdir);
-    else if (strcmp(reg->dir, pdir) != 0)
+        mt_registry_set_path(reg, c->agent.plugin_path);
+    } else if (strcmp(reg->dir, pdir) != 0) {
         mt_diags_add(d, &where, "restart the agent to load plugins from another directory",
                      "plugin_dir changed from %s to %s", reg->dir, pdir);
+    } else {
+        check_path_unchanged(reg, c->agent.plugin_path, ap ? ap->value : NULL, &where, d);
+    }
 
     struct profiles *pr = calloc(1, sizeof(*pr));
     if (!pr) {

@@ -23,6 +23,7 @@ struct mt_agent_conf {
     const char *site;
     const char *data_dir;
     const char *plugin_dir;
+    const char *plugin_path; /* more plugin dirs, ':'-separated, searched first; NULL = none */
     const char *timezone;
     const char *secret;
     int log_level;
@@ -73,7 +74,9 @@ struct mt_config {
 extern const struct mittari_option mt_agent_options[];
 
 /* reg: if reg->dir is NULL it is initialised with the effective plugin
- * dir (plugin_dir_override, else agent.plugin_dir, else the default).
+ * dir (plugin_dir_override, else agent.plugin_dir, else the default) and
+ * agent.plugin_path; either differing from reg's is a problem (a restart
+ * changes them).
  * Returns 0 when there was no problem; *out is set either way (NULL only on
  * allocation failure) and must be freed. */
 int mt_config_load(struct mt_config **out, const char *path, const char *plugin_dir_override,

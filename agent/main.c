@@ -1,15 +1,19 @@
 /*
- * main: the mittari command line: run, check, plugins, query. Exit codes:
+ * main: the mittari command line: run, check, plugins, query, rule test, ports, salvage.
+ * Exit codes:
  * docs/cli.md and enum in agent.h.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <mittari/mittari.h>
 
 #include "agent.h"
+#include "aggquery.h"
 #include "config.h"
 #include "diag.h"
 #include "encode.h"
@@ -17,12 +21,12 @@
 #include "output.h"
 #include "plugin.h"
 #include "ports.h"
-#include "aggquery.h"
 #include "query.h"
 #include "ruleagg.h"
-#include "rulewin.h"
 #include "ruleconf.h"
 #include "ruletest.h"
+#include "rulewin.h"
+#include "salvage.h"
 #include "util.h"
 
 #ifndef MITTARI_VERSION
@@ -35,7 +39,7 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run -c DIR                 run the agent on the configuration in DIR\n"
-    "  check -c DIR               check the configuration, report every problem\n"
+    "  check -c DIR               check the configuration, report its problems\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
     "                             (NAME agent: the agent section; output: every output;\n"
     "                             rules: every rule)\n"
@@ -43,11 +47,15 @@ static const char usage_text[] =
     "        [--every 1h|1d|1w|1mo --agg sum|count|mean|max|distinct] [--format csv|jsonl]\n"
     "        [--limit N]          print readings from the log, or their sums (counts, ...)\n"
     "                             per series and local hour, day, ISO week or month\n"
-    "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
+    "  query --data-dir DIR [...] the same from DIR/mittari.db, without a configuration\n"
+    "                             (a copied log; local times in Europe/Helsinki)\n"
     "  rule test SCRIPT --input FILE [--tz ZONE] [--format table|csv|jsonl] [--until T]\n"
     "            [--site NAME] [--series GLOB]\n"
     "                             replay readings (CSV or JSON Lines, as query writes them)\n"
     "                             through a rule and print what it derives (docs/rules.md)\n"
+    "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
+    "  salvage -c DIR             the agent stopped: copy what can be read of a damaged log\n"
+    "                             into a new one (same numbering), move the damaged files aside\n"
     "\n"
     "options:\n"
     "  -c, --config DIR           configuration directory or file (default " DEFAULT_CONF ")\n"
@@ -67,7 +75,9 @@ static const char usage_text[] =
 struct cli {
     const char *cmd;
     const char *conf;
+    bool conf_given; /* -c on the command line, not the default */
     const char *plugin_dir;
+    const char *data_dir;
     const char *since, *until, *series, *format, *limit;
     const char *input, *tz, *site;
     const char *every, *agg;
@@ -107,19 +117,38 @@ static void scan_err(const char *path, const char *msg)
     fprintf(stderr, "mittari: %s: %s\n", path, msg);
 }
 
+static int plugin_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct mt_plugin *const *)a)->name, (*(struct mt_plugin *const *)b)->name);
+}
+
 static int cmd_plugins(const struct cli *c)
 {
-    struct mt_registry reg;
-    const char *dir = c->plugin_dir ? c->plugin_dir : mt_default_plugin_dir();
+    struct mt_registry reg = {0};
+    struct mt_diags d = {0};
+    struct mt_config *conf = NULL;
     int rc = MT_EXIT_OK;
 
-    mt_registry_init(&reg, dir);
+    /* the configuration's plugin_path and plugin_dir, when it can be read:
+     * its problems are check's to report */
+    mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d);
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    if (!reg.dir)
+        mt_registry_init(&reg, c->plugin_dir ? c->plugin_dir : mt_default_plugin_dir());
     if (!c->name) {
-        mt_registry_scan(&reg, scan_err);
-        printf("input plugins (%s):\n", dir);
+        char *where = mt_registry_path_text(&reg);
+        /* a plugin dir that cannot be read, or a plugin in it that is
+         * refused, is an error (exit 1) after the listing (issue 9) */
+        if (mt_registry_scan(&reg, scan_err))
+            rc = MT_EXIT_FAILURE;
+        qsort(reg.v, reg.n, sizeof(*reg.v), plugin_cmp);
+        printf("input plugins (%s):\n", where ? where : reg.dir);
+        free(where);
         for (size_t i = 0; i < reg.n; i++)
-            printf("  %-14s %-8s %s\n", reg.v[i]->desc->name, reg.v[i]->desc->version,
-                   reg.v[i]->desc->description);
+            printf("  %-14s %-8s %s%s%s\n", reg.v[i]->desc->name, reg.v[i]->desc->version,
+                   reg.v[i]->desc->description, reg.npath ? "  " : "",
+                   reg.npath ? reg.v[i]->path : "");
         printf("output types:\n");
         for (size_t i = 0; mt_output_types[i]; i++)
             printf("  %-14s %-8s %s\n", mt_output_types[i]->name, "builtin",
@@ -166,6 +195,15 @@ out:
     return rc;
 }
 
+/* The agent section's default time zone, from its option table. */
+static const char *default_timezone(void)
+{
+    for (const struct mittari_option *o = mt_agent_options; o->name; o++)
+        if (strcmp(o->name, "timezone") == 0)
+            return o->def;
+    return "UTC";
+}
+
 static int cmd_query(const struct cli *c)
 {
     struct mt_diags d = {0};
@@ -174,26 +212,34 @@ static int cmd_query(const struct cli *c)
     struct mt_query q = {.since = INT64_MIN, .until = INT64_MAX, .series_glob = c->series};
     char path[4096], err[600];
     int64_t now = mt_now_us();
-    struct mt_tz *tz = NULL;
+    const char *tz = default_timezone(), *data_dir = c->data_dir;
+    struct mt_tz *tzobj = NULL;
     int rc;
 
-    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
-        mt_diags_print(&d, stderr);
-        rc = MT_EXIT_CONFIG;
-        goto out;
+    /* --data-dir alone reads a log without a configuration (an analyst's
+     * copy); with -c it only replaces agent.data_dir */
+    if (!data_dir || c->conf_given) {
+        if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+            mt_diags_print(&d, stderr);
+            rc = MT_EXIT_CONFIG;
+            goto out;
+        }
+        tz = conf->agent.timezone;
+        if (!data_dir)
+            data_dir = conf->agent.data_dir;
     }
-    setenv("TZ", conf->agent.timezone, 1);
+    setenv("TZ", tz, 1);
     tzset();
-    if (mt_tz_load(&tz, conf->agent.timezone, err, sizeof(err))) {
+    if (mt_tz_load(&tzobj, tz, err, sizeof(err))) {
         fprintf(stderr, "mittari: %s\n", err);
         rc = MT_EXIT_CONFIG;
         goto out;
     }
     /* today, yesterday, this-month, last-month: the site's local day or
      * month (agent.timezone), not the machine's */
-    if ((c->since && mt_query_period_word(c->since, tz, now, &q.since) &&
+    if ((c->since && mt_query_period_word(c->since, tzobj, now, &q.since) &&
          mt_parse_time(c->since, now, &q.since)) ||
-        (c->until && mt_query_period_word(c->until, tz, now, &q.until) &&
+        (c->until && mt_query_period_word(c->until, tzobj, now, &q.until) &&
          mt_parse_time(c->until, now, &q.until))) {
         rc = usage_error("bad time; use 2026-11-25, 2026-11-25T08:00, ...Z, now, -2h, today, "
                          "yesterday, this-month or last-month");
@@ -224,14 +270,14 @@ static int cmd_query(const struct cli *c)
         }
         q.limit = (uint64_t)l;
     }
-    snprintf(path, sizeof(path), "%s/mittari.db", conf->agent.data_dir);
+    snprintf(path, sizeof(path), "%s/mittari.db", data_dir);
     q.db_path = path;
     if (c->every || c->agg) {
         struct mt_aggquery aq = {.db_path = path, .since = q.since, .until = q.until,
                                  .series_glob = q.series_glob, .tags = q.tags, .ntags = q.ntags,
                                  .every = c->every ? mt_unit_parse(c->every) : 0,
                                  .agg = c->agg ? mt_agg_parse(c->agg) : MT_AGG_SUM,
-                                 .format = q.format, .tz = tz};
+                                 .format = q.format, .tz = tzobj};
         if (!aq.every || strcmp(c->every, "minute") == 0 || strcmp(c->every, "1min") == 0) {
             rc = usage_error("--every is 1h, 1d, 1w, 1mo (or hour, day, week, month, year)");
             goto out;
@@ -250,7 +296,7 @@ static int cmd_query(const struct cli *c)
         rc = MT_EXIT_STORAGE;
     }
 out:
-    mt_tz_free(tz);
+    mt_tz_free(tzobj);
     mt_diags_free(&d);
     mt_config_free(conf);
     mt_registry_free(&reg);
@@ -267,6 +313,35 @@ static int cmd_rule(const struct cli *c)
                                  .format = c->format, .until = c->until, .site = c->site,
                                  .series = c->series};
     return mt_ruletest_run(&o, stdout, stderr);
+}
+
+static int cmd_salvage(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_registry reg = {0};
+    struct mt_config *conf = NULL;
+    struct mt_salvage_report r;
+    char err[1200];
+    int rc;
+
+    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+        mt_diags_print(&d, stderr);
+        rc = MT_EXIT_CONFIG;
+        goto out;
+    }
+    rc = mt_salvage(conf->agent.data_dir, &r, stderr, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "mittari: salvage: %s\n", err);
+        rc = rc == -EBUSY || rc == -ENOENT || rc == -EINVAL ? MT_EXIT_STORAGE : MT_EXIT_FAILURE;
+        goto out;
+    }
+    mt_salvage_print(&r, stdout);
+    printf("the new log is %s/mittari.db; start mittari again\n", conf->agent.data_dir);
+out:
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    mt_registry_free(&reg);
+    return rc;
 }
 
 static int cmd_run(const struct cli *c)
@@ -297,6 +372,7 @@ int main(int argc, char **argv)
         {"series", required_argument, NULL, 'S'},
         {"format", required_argument, NULL, 'f'},
         {"limit", required_argument, NULL, 'n'},
+        {"data-dir", required_argument, NULL, 'D'},
         {"input", required_argument, NULL, 'i'},
         {"tz", required_argument, NULL, 'z'},
         {"site", required_argument, NULL, 't'},
@@ -311,6 +387,13 @@ int main(int argc, char **argv)
     struct cli c = {.conf = DEFAULT_CONF};
     int opt;
 
+    /* Every file the agent creates (log, -wal, -shm, lock, outputs, data
+     * dir) gets at most rw-r----- (rwxr-x--- for directories), whatever
+     * umask it was started with: SQLite alone would make the log 0644
+     * while the lock and outputs are 0640 (issue 9). A stricter umask is
+     * kept. The pseudonym key is 0600 anyway. */
+    mode_t mask = umask(0);
+    umask(mask | 027);
     mt_diag_init();
     /* "-": words come back in order as option 1: the command, then a name */
     while ((opt = getopt_long(argc, argv, "-c:P:mhV", longopts, NULL)) != -1) {
@@ -325,13 +408,17 @@ int main(int argc, char **argv)
             else
                 return usage_error("too many arguments");
             break;
-        case 'c': c.conf = optarg; break;
+        case 'c':
+            c.conf = optarg;
+            c.conf_given = true;
+            break;
         case 'P': c.plugin_dir = optarg; break;
         case 's': c.since = optarg; break;
         case 'u': c.until = optarg; break;
         case 'S': c.series = optarg; break;
         case 'f': c.format = optarg; break;
         case 'n': c.limit = optarg; break;
+        case 'D': c.data_dir = optarg; break;
         case 'i': c.input = optarg; break;
         case 'z': c.tz = optarg; break;
         case 't': c.site = optarg; break;
@@ -353,6 +440,8 @@ int main(int argc, char **argv)
     }
     if (!c.cmd)
         return usage_error("no command");
+    if (c.data_dir && strcmp(c.cmd, "query") != 0)
+        return usage_error("--data-dir is an option of query");
     if (strcmp(c.cmd, "run") == 0 && !c.name)
         return cmd_run(&c);
     if (strcmp(c.cmd, "check") == 0 && !c.name)
@@ -363,6 +452,8 @@ int main(int argc, char **argv)
         return cmd_query(&c);
     if (strcmp(c.cmd, "rule") == 0)
         return cmd_rule(&c);
+    if (strcmp(c.cmd, "salvage") == 0 && !c.name)
+        return cmd_salvage(&c);
     if (strcmp(c.cmd, "ports") == 0 && !c.name)
         return mt_ports_print(stdout) ? MT_EXIT_FAILURE : MT_EXIT_OK;
     if (c.name)

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "diag.h"
 #include "options.h"
+#include "util.h"
 
 #ifndef MITTARI_PLUGIN_DIR
 #define MITTARI_PLUGIN_DIR "/usr/lib/mittari/plugins"
@@ -39,8 +41,46 @@ int mt_registry_init(struct mt_registry *r, const char *dir)
     return r->dir ? 0 : -ENOMEM;
 }
 
+int mt_registry_set_path(struct mt_registry *r, const char *path)
+{
+    for (const char *p = path; p && *p;) {
+        size_t l = strcspn(p, ":");
+        if (l > 0) {
+            char **v = realloc(r->path, (r->npath + 1) * sizeof(*v));
+            if (!v)
+                return -ENOMEM;
+            r->path = v;
+            if (!(v[r->npath] = strndup(p, l)))
+                return -ENOMEM;
+            r->npath++;
+        }
+        p += l + (p[l] == ':');
+    }
+    return 0;
+}
+
+char *mt_registry_path_text(const struct mt_registry *r)
+{
+    size_t len = strlen(r->dir ? r->dir : "") + 1;
+    for (size_t i = 0; i < r->npath; i++)
+        len += strlen(r->path[i]) + 1;
+    char *s = malloc(len);
+    if (!s)
+        return NULL;
+    *s = 0;
+    for (size_t i = 0; i < r->npath; i++) {
+        strcat(s, r->path[i]);
+        strcat(s, ":");
+    }
+    strcat(s, r->dir ? r->dir : "");
+    return s;
+}
+
 void mt_registry_free(struct mt_registry *r)
 {
+    for (size_t i = 0; i < r->npath; i++)
+        free(r->path[i]);
+    free(r->path);
     for (size_t i = 0; i < r->n; i++) {
         if (r->v[i]->dl)
             dlclose(r->v[i]->dl);
@@ -117,9 +157,12 @@ static int load(struct mt_registry *r, const char *name, const char *path,
     const struct mittari_plugin *(*entry)(void);
     const struct mittari_plugin *d;
     char msg[512];
+    struct stat st;
     void *dl;
     int rc;
 
+    if (stat(path, &st) != 0)
+        memset(&st, 0, sizeof(st));
     dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         snprintf(err, errlen, "cannot load plugin %s: %s", path, dlerror());
@@ -161,10 +204,31 @@ static int load(struct mt_registry *r, const char *name, const char *path,
     }
     p->dl = dl;
     p->desc = d;
+    p->st = st;
     r->v[r->n] = p;
     *out = p;
     r->n++;
     return 0;
+}
+
+/* dlopen gives the handle it has for a path it loaded, whatever the file
+ * holds now, and instances run the loaded code: a new file needs a restart.
+ * Said once per plugin, so a reload that does not pick it up explains why. */
+static void warn_if_changed(struct mt_plugin *p)
+{
+    struct stat st;
+    bool gone = stat(p->path, &st) != 0;
+
+    if (p->warned || (!gone && st.st_dev == p->st.st_dev && st.st_ino == p->st.st_ino &&
+                      st.st_size == p->st.st_size &&
+                      st.st_mtim.tv_sec == p->st.st_mtim.tv_sec &&
+                      st.st_mtim.tv_nsec == p->st.st_mtim.tv_nsec))
+        return;
+    p->warned = true;
+    mt_diag(MT_WARNING, "plugin",
+            "%s %s since it was loaded; the agent keeps running the loaded code: restart the "
+            "agent (systemctl restart mittari) to load the file",
+            p->path, gone ? "was removed" : "changed on disk");
 }
 
 int mt_registry_get(struct mt_registry *r, const char *name, const struct mt_plugin **out,
@@ -174,6 +238,7 @@ int mt_registry_get(struct mt_registry *r, const char *name, const struct mt_plu
 
     for (size_t i = 0; i < r->n; i++) {
         if (strcmp(r->v[i]->name, name) == 0) {
+            warn_if_changed(r->v[i]);
             *out = r->v[i];
             return 0;
         }
@@ -182,12 +247,15 @@ int mt_registry_get(struct mt_registry *r, const char *name, const struct mt_plu
         snprintf(err, errlen, "'%s' is not a plugin name (lower-case letters, digits, _)", name);
         return -EINVAL;
     }
-    snprintf(path, sizeof(path), "%s/%s.so", r->dir, name);
-    if (access(path, F_OK) != 0) {
-        snprintf(err, errlen, "no plugin '%s' in %s", name, r->dir);
-        return -ENOENT;
+    for (size_t i = 0; i <= r->npath; i++) {
+        snprintf(path, sizeof(path), "%s/%s.so", i < r->npath ? r->path[i] : r->dir, name);
+        if (access(path, F_OK) == 0)
+            return load(r, name, path, out, err, errlen);
     }
-    return load(r, name, path, out, err, errlen);
+    char *where = mt_registry_path_text(r);
+    snprintf(err, errlen, "no plugin '%s' in %s", name, where ? where : r->dir);
+    free(where);
+    return -ENOENT;
 }
 
 static int str_cmp(const void *a, const void *b)
@@ -195,33 +263,75 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Adds the NAME of every NAME.so in dir to names (at most max). -errno when
+ * dir cannot be read. */
+static int list_dir(const char *dir, char **names, size_t *n, size_t max)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    if (!d)
+        return -errno;
+    while ((de = readdir(d)) && *n < max) {
+        size_t l = strlen(de->d_name);
+        if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0 &&
+            (names[*n] = strndup(de->d_name, l - 3)))
+            (*n)++;
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Every name once, sorted; the duplicates freed. */
+static size_t sort_unique(char **names, size_t n)
+{
+    size_t k = 0;
+    if (n)
+        qsort(names, n, sizeof(*names), str_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (k > 0 && strcmp(names[i], names[k - 1]) == 0) {
+            free(names[i]); /* a name in two directories: the first of the path has it */
+            continue;
+        }
+        names[k++] = names[i];
+    }
+    return k;
+}
+
+size_t mt_registry_names(const struct mt_registry *r, char **names, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->npath; i++)
+        list_dir(r->path[i], names, &n, max);
+    if (r->dir)
+        list_dir(r->dir, names, &n, max);
+    return sort_unique(names, n);
+}
+
 size_t mt_registry_scan(struct mt_registry *r, void (*err_cb)(const char *path, const char *msg))
 {
-    DIR *dir = opendir(r->dir);
-    struct dirent *de;
-    char *names[256];
-    size_t n = 0, ok = 0;
+    char *names[512];
+    size_t n = 0, problems = 0;
 
-    if (!dir) {
-        if (err_cb)
-            err_cb(r->dir, strerror(errno));
-        return 0;
+    for (size_t i = 0; i <= r->npath; i++) {
+        const char *dir = i < r->npath ? r->path[i] : r->dir;
+        int rc = list_dir(dir, names, &n, MT_ARRAY_SIZE(names));
+        if (rc) {
+            problems++;
+            if (err_cb)
+                err_cb(dir, strerror(-rc));
+        }
     }
-    while ((de = readdir(dir)) && n < sizeof(names) / sizeof(names[0])) {
-        size_t l = strlen(de->d_name);
-        if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0)
-            names[n++] = strndup(de->d_name, l - 3);
-    }
-    closedir(dir);
-    qsort(names, n, sizeof(*names), str_cmp);
+    n = sort_unique(names, n);
     for (size_t i = 0; i < n; i++) {
         const struct mt_plugin *p;
         char err[600];
-        if (names[i] && mt_registry_get(r, names[i], &p, err, sizeof(err)) == 0)
-            ok++;
-        else if (err_cb && names[i])
-            err_cb(names[i], err);
+        if (mt_registry_get(r, names[i], &p, err, sizeof(err)) != 0) {
+            problems++;
+            if (err_cb)
+                err_cb(names[i], err);
+        }
         free(names[i]);
     }
-    return ok;
+    return problems;
 }

@@ -310,7 +310,7 @@ static struct mt_rule_spec *load_rule(const struct mt_pair *p, const char *tz,
     struct rule_opts o = {0};
     if (!s)
         return NULL;
-    struct mt_optset os = {mt_rule_options, sizeof(o), what, reserved, false};
+    struct mt_optset os = {mt_rule_options, sizeof(o), what, reserved, false, "rules"};
     mt_options_apply(&os, &o, map, &p->key_pos, &s->arena, d);
     s->name = mt_arena_strdup(&s->arena, p->key);
     s->enabled = true;

@@ -1,12 +1,15 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +26,22 @@ int64_t mt_mono_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t mt_add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+int64_t mt_mul_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return (a < 0) == (b < 0) ? INT64_MAX : INT64_MIN;
+    return r;
 }
 
 size_t mt_fmt_utc(int64_t us, char *buf, size_t len, int frac_digits)
@@ -298,42 +317,60 @@ void mt_arena_free(struct mt_arena *a)
 
 /* ---- did you mean ---- */
 
+/* Optimal string alignment: insertions, deletions, substitutions and swaps
+ * of two neighbours ("cuont" -> "count" is one edit). */
 unsigned mt_edit_distance(const char *a, const char *b, unsigned max)
 {
     size_t la = strlen(a), lb = strlen(b);
-    unsigned row[64];
+    unsigned rows[3][64], *prev2 = rows[0], *prev = rows[1], *row = rows[2];
 
-    if (lb >= MT_ARRAY_SIZE(row) || la >= 64)
+    if (lb >= 64 || la >= 64)
         return max + 1;
     for (size_t j = 0; j <= lb; j++)
-        row[j] = (unsigned)j;
+        prev[j] = (unsigned)j;
     for (size_t i = 1; i <= la; i++) {
-        unsigned diag = row[0], best;
-        row[0] = (unsigned)i;
-        best = row[0];
+        unsigned best = row[0] = (unsigned)i;
         for (size_t j = 1; j <= lb; j++) {
-            unsigned up = row[j];
-            unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            unsigned v = diag + cost;
-            if (up + 1 < v)
-                v = up + 1;
+            unsigned v = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+            if (prev[j] + 1 < v)
+                v = prev[j] + 1;
             if (row[j - 1] + 1 < v)
                 v = row[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < v)
+                v = prev2[j - 2] + 1;
             row[j] = v;
-            diag = up;
             if (v < best)
                 best = v;
         }
         if (best > max)
             return max + 1;
+        unsigned *t = prev2;
+        prev2 = prev;
+        prev = row;
+        row = t;
     }
-    return row[lb] > max ? max + 1 : row[lb];
+    return prev[lb] > max ? max + 1 : prev[lb];
 }
 
+/* "word_order" ends in the part "order", "order_bytes" starts with it */
+static bool is_part(const char *word, const char *cand)
+{
+    size_t lw = strlen(word), lc = strlen(cand);
+    if (lc < 3 || lc >= lw)
+        return false;
+    return (strncmp(word, cand, lc) == 0 && word[lc] == '_') ||
+           (strcmp(word + lw - lc, cand) == 0 && word[lw - lc - 1] == '_');
+}
+
+/* A suggestion must keep most of the candidate: two edits turn CBDA into BA
+ * too, which is no help (issue 9), so at most half of the candidate may
+ * change. When nothing is that close, a candidate that is a whole
+ * _-separated part of the word (word_order -> order) is offered. */
 const char *mt_did_you_mean(const char *word, const char *const *cands, size_t n)
 {
     unsigned max = strlen(word) < 4 ? 1 : strlen(word) < 8 ? 2 : 3;
-    const char *best = NULL;
+    const char *best = NULL, *part = NULL;
     unsigned best_d = max + 1;
 
     for (size_t i = 0; i < n; i++) {
@@ -342,12 +379,14 @@ const char *mt_did_you_mean(const char *word, const char *const *cands, size_t n
         unsigned d = mt_edit_distance(word, cands[i], max);
         if (strcasecmp(word, cands[i]) == 0)
             d = 0;
-        if (d < best_d) {
+        if (d < best_d && 2 * d <= strlen(cands[i])) {
             best_d = d;
             best = cands[i];
         }
+        if (!part && is_part(word, cands[i]))
+            part = cands[i];
     }
-    return best;
+    return best ? best : part;
 }
 
 /* ---- parsers ---- */
@@ -503,5 +542,29 @@ int mt_mkdirs(const char *path, unsigned mode)
     }
     if (mkdir(tmp, mode) && errno != EEXIST)
         return -errno;
+    return 0;
+}
+
+int mt_lock_dir(const char *dir, int *fd, char *holder, size_t len)
+{
+    char path[4096], pid[32];
+
+    snprintf(path, sizeof(path), "%s/mittari.lock", dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (*fd < 0)
+        return -errno;
+    if (flock(*fd, LOCK_EX | LOCK_NB)) {
+        ssize_t n = pread(*fd, pid, sizeof(pid) - 1, 0);
+        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' '))
+            n--;
+        pid[n > 0 ? n : 0] = 0;
+        snprintf(holder, len, "%s", pid[0] ? pid : "?");
+        close(*fd);
+        *fd = -1;
+        return -EBUSY;
+    }
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(*fd, 0) == 0)
+        mt_write_all(*fd, pid, (size_t)n);
     return 0;
 }
