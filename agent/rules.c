@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <mittari/mittari.h>
+
 #include "diag.h"
 #include "jsonin.h"
 #include "log.h"
@@ -320,6 +322,32 @@ static void pause_rule(struct inst *in, const char *why)
     pthread_mutex_unlock(&in->lock);
 }
 
+/* A step (step_retry) that cannot go on: a state the agent cannot save
+ * pauses the rule, and so does a writer that takes no more steps (the log
+ * is damaged, or the agent stops): the rule would only pile up figures.
+ * Returns true when the rule paused. */
+static bool step_or_pause(struct inst *in, bool force)
+{
+    int rc = step_retry(in, force, 0);
+    if (rc == -EINVAL)
+        pause_rule(in, "its state cannot be saved");
+    else if (rc == MITTARI_ESTORAGE || rc == MITTARI_ESTOPPED)
+        pause_rule(in, rc == MITTARI_ESTORAGE ? "the log is damaged" : "the agent is stopping");
+    return in->pausing;
+}
+
+/* A reading connection that met a damaged log (SQLITE_CORRUPT/NOTADB) tells
+ * the writer, which stops writing into it; the agent stops with exit 4. */
+static void report_damage(struct inst *in, int rc, const char *what)
+{
+    char msg[600];
+    if (rc != MITTARI_ESTORAGE)
+        return;
+    snprintf(msg, sizeof(msg), "%s: %s", in->module, what);
+    mt_writer_fault(in->rs->env.writer, rc, msg);
+    pause_rule(in, "the log is damaged");
+}
+
 static void feed(struct inst *in, const struct mt_row *row, const struct mt_series_info *s,
                  int64_t clock)
 {
@@ -337,10 +365,8 @@ static void feed(struct inst *in, const struct mt_row *row, const struct mt_seri
     /* a long quiet stretch closes in pieces: each handed to the writer with
      * the cursor before this reading, so a step stays small and whole */
     while ((rc = mt_rule_feed(in->rule, row, s, err, sizeof(err))) == 1)
-        if (step_retry(in, false, 0) == -EINVAL) {
-            pause_rule(in, "its state cannot be saved");
+        if (step_or_pause(in, false))
             return;
-        }
     if (!rc) {
         in->consecutive = 0;
         return;
@@ -366,8 +392,10 @@ static bool read_log(struct inst *in, struct mt_row *rows, int64_t *committed)
         size_t n = 0;
         int rc = mt_log_read(in->db, in->cursor, *committed, BATCH, rows, &n);
         if (rc) {
-            mt_complain(&in->c_err, MT_ERR, in->module, COMPLAIN_US, "cannot read the log: %s",
-                        mt_log_errmsg(in->db));
+            char what[400];
+            snprintf(what, sizeof(what), "cannot read the log: %s", mt_log_errmsg(in->db));
+            mt_complain(&in->c_err, MT_ERR, in->module, COMPLAIN_US, "%s", what);
+            report_damage(in, rc, what);
             return false;
         }
         int64_t clock = clock_now(in->rs);
@@ -380,10 +408,10 @@ static bool read_log(struct inst *in, struct mt_row *rows, int64_t *committed)
         if (n == 0)
             in->cursor = *committed; /* rows gone (the size cap dropped them) */
         /* a rule that just paused hands over what it did up to there */
-        if (step_retry(in, in->pausing, 0) == -EINVAL) {
-            pause_rule(in, "its state cannot be saved");
+        if (!in->pausing && step_or_pause(in, false))
             return false;
-        }
+        if (in->pausing) /* it just paused: hand over what it did up to there */
+            step_retry(in, true, 0);
         publish(in, false, 0);
         if (in->pausing || stop_asked(in))
             return false;
@@ -461,7 +489,7 @@ static void *inst_main(void *arg)
 {
     struct inst *in = arg;
     struct mt_row *rows = calloc(BATCH, sizeof(*rows));
-    char err[600];
+    char err[600] = "";
     int rc = rows ? load_start(in, err, sizeof(err)) : -ENOMEM;
 
     if (!rc)
@@ -470,6 +498,7 @@ static void *inst_main(void *arg)
         if (rc == -ENOMEM && !err[0])
             snprintf(err, sizeof(err), "out of memory");
         mt_diag(MT_ERR, in->module, "%s; it stays off until the next reload", err);
+        report_damage(in, rc, err);
         pthread_mutex_lock(&in->lock);
         in->failed = true;
         snprintf(in->fail_msg, sizeof(in->fail_msg), "%s", err);
@@ -488,16 +517,15 @@ static void *inst_main(void *arg)
         int64_t clock = clock_now(in->rs);
         if (caught_up) {
             /* everything committed is read: the clock moves rule time */
-            while (mt_rule_tick(in->rule, clock - in->spec->close_delay_us) == 1 && !in->pausing)
-                if (step_retry(in, false, 0) == -EINVAL)
-                    pause_rule(in, "its state cannot be saved");
+            while (!in->pausing && mt_rule_tick(in->rule, clock - in->spec->close_delay_us) == 1)
+                step_or_pause(in, false);
         }
         pthread_mutex_lock(&in->lock);
         bool flush = in->flush;
         in->flush = false;
         pthread_mutex_unlock(&in->lock);
-        if (!in->pausing && step_retry(in, flush, 0) == -EINVAL)
-            pause_rule(in, "its state cannot be saved");
+        if (!in->pausing)
+            step_or_pause(in, flush);
         size_t nrecs;
         mt_rule_out(in->rule, &nrecs);
         bool pending = nrecs || in->cursor != in->ho.cursor;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mittari/mittari.h>
 
@@ -462,6 +463,73 @@ static void reload_race(void **state)
     free(got);
 }
 
+static bool writer_failed(void *arg)
+{
+    struct fx *f = arg;
+    return mt_writer_error(f->w) == MITTARI_ESTORAGE;
+}
+
+/* A rule that meets a damaged page of the log (SQLITE_CORRUPT on its own
+ * reading connection) tells the writer, which stops writing into the file
+ * (the agent then stops with exit 4), and the rule pauses instead of
+ * retrying forever. The damage is a page of old readings, in the middle:
+ * the writer itself never reads it. */
+static void a_damaged_log_is_reported(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < 6000; i++) {
+        struct mt_rec r = {.ts = DAY0 + 8 * 3600 * US + i * 1000, .series = f->door[i % 3],
+                           .kind = MITTARI_KIND_DELTA, .value = 1};
+        assert_int_equal(mt_writer_push(f->w, &r), 0);
+    }
+    mt_writer_flush(f->w);
+    settle(f);
+    /* into the main file (another connection's change drops the writer's
+     * page cache), then garbage over a leaf in the middle of the readings */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "INSERT OR REPLACE INTO meta VALUES('poke', 1)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    int64_t n = sql_int(f, "SELECT count(*) FROM dbstat WHERE name = 'readings' AND pagetype = "
+                           "'leaf'");
+    assert_true(n >= 4);
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT pageno FROM dbstat WHERE name = 'readings' AND pagetype = "
+                               "'leaf' ORDER BY path LIMIT 1 OFFSET %d", (int)(n / 2));
+    int64_t page = sql_int(f, sql), psize = sql_int(f, "PRAGMA page_size");
+    FILE *fp = fopen(f->path, "r+b");
+    assert_non_null(fp);
+    unsigned char junk[65536];
+    for (int64_t i = 0; i < psize; i++)
+        junk[i] = (unsigned char)(0x5a ^ (i * 131));
+    assert_int_equal(fseek(fp, (long)((page - 1) * psize), SEEK_SET), 0);
+    assert_int_equal(fwrite(junk, 1, (size_t)psize, fp), (size_t)psize);
+    fclose(fp);
+
+    script(f, "count.lua", "window { every = 'hour', metric = 'n', agg = 'count' }\n");
+    apply(f, "rules:\n  count:\n    script: count.lua\n");
+    assert_true(tu_run_until(&f->loop, writer_failed, f, 15000));
+    char what[600];
+    mt_writer_fault_text(f->w, what, sizeof(what));
+    assert_non_null(strstr(what, "rule count: cannot read the log"));
+    struct mt_rule_stats st;
+    int64_t cursor;
+    bool paused = false;
+    for (int i = 0; i < 500 && !paused; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        assert_int_equal(mt_rules_stats(f->rs, "count", &st, &cursor, &paused), 0);
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(paused);
+    assert_true(cursor < 6000); /* it stopped at the damage */
+}
+
 int main(void)
 {
     mt_diag_init();
@@ -475,6 +543,7 @@ int main(void)
         T(errors_are_contained_and_pause),
         T(suppressed_figures_stored_nowhere),
         T(reload_race),
+        T(a_damaged_log_is_reported),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
