@@ -596,6 +596,8 @@ static void describe_wait(struct mt_agent *a, struct mt_buf *b)
             mt_buf_printf(b, ", %d polls of its plugin still running", mt_input_polls_busy(i->in));
         mt_buf_adds(b, ")");
     }
+    if (a->phase == PH_STOP_INPUTS && !a->rules_stopped)
+        mt_buf_adds(b, "; rules handing over their last step");
     if (a->writer && a->phase < PH_WAIT)
         mt_buf_printf(b, "; %" PRIu64 " readings not yet stored", mt_writer_held(a->writer));
 }
