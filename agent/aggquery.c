@@ -9,6 +9,7 @@
 #include "hll.h"
 #include "jsonin.h"
 #include "log.h"
+#include "query.h"
 #include "ruleagg.h"
 #include "rulewin.h"
 #include "series.h"
@@ -38,6 +39,17 @@ int mt_query_period_word(const char *s, const struct mt_tz *tz, int64_t now_us, 
         return -EINVAL;
     *us = start;
     return 0;
+}
+
+int mt_query_time(const char *s, const char *tzname, int64_t now_us, int64_t *us)
+{
+    struct mt_tz *tz = NULL;
+    char err[200];
+    int rc = -EINVAL;
+    if (mt_tz_load(&tz, tzname, err, sizeof(err)) == 0)
+        rc = mt_query_period_word(s, tz, now_us, us);
+    mt_tz_free(tz);
+    return rc == 0 ? 0 : mt_parse_time(s, now_us, us) ? -EINVAL : 0;
 }
 
 /* ---- tags ---- */

@@ -39,6 +39,10 @@ int mt_aggquery_run(const struct mt_aggquery *q, FILE *out, char *err, size_t er
  * day or month. 0, or -EINVAL for another word. */
 int mt_query_period_word(const char *s, const struct mt_tz *tz, int64_t now_us, int64_t *us);
 
+/* A command line's time T: a period word in the zone named tzname, else
+ * mt_parse_time (local times in the process's TZ). 0 or -EINVAL. */
+int mt_query_time(const char *s, const char *tzname, int64_t now_us, int64_t *us);
+
 /* Does the canonical tags JSON hold every key=value of want? */
 bool mt_query_tags_match(const char *tags_json, const char *const *want, size_t n);
 

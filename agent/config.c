@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agentid.h"
 #include "diag.h"
 #include "options.h"
 
@@ -22,7 +23,8 @@ const struct mittari_option mt_agent_options[] = {
     {.name = "id",
      .type = MITTARI_OPT_STRING,
      .offset = A(id),
-     .help = "This agent's name in idempotency keys and logs (default: the host name)."},
+     .help = "This agent's name in idempotency keys and logs (default: from /etc/machine-id, "
+             "see docs/outputs/http.md)."},
     {.name = "site",
      .type = MITTARI_OPT_STRING,
      .flags = MITTARI_OPT_REQUIRED,
@@ -68,11 +70,12 @@ const struct mittari_option mt_agent_options[] = {
      .help = "Most readings committed in one transaction."},
     {.name = "batch_interval",
      .type = MITTARI_OPT_DURATION,
-     .def = "100ms",
+     .def = "1s",
      .min = 1,
      .max = 10000,
      .offset = A(batch_interval_ms),
-     .help = "Longest a reading waits in memory before it is committed."},
+     .help = "Longest a reading waits in memory before it is committed (what a crash or a "
+             "power cut can lose of readings not yet committed)."},
     {.name = "queue_max",
      .type = MITTARI_OPT_INT,
      .def = "65536",
@@ -684,6 +687,10 @@ static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags
     mt_options_apply(&cs, &ic->common, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->common.retry_min_ms > ic->common.retry_max_ms)
         mt_diags_add(d, &ic->pos, NULL, "%s: retry_min is longer than retry_max", what);
+    char cerr[300];
+    if (d->n == before && (mt_output_common_check(&ic->common, cerr, sizeof(cerr)) ||
+                           (t->check && t->check(ic->conf, cerr, sizeof(cerr)))))
+        mt_diags_add(d, &ic->pos, NULL, "%s: %s", what, cerr);
     if (d->n != before || !ic->conf) {
         mt_inst_conf_free(ic);
         return NULL;
@@ -738,10 +745,9 @@ static void check_agent(struct mt_config *c, const struct mt_node *an, struct mt
                      "bad site name '%s'", a->site);
     }
     if (!a->id) {
-        char host[256] = "mittari";
-        gethostname(host, sizeof(host) - 1);
-        host[sizeof(host) - 1] = 0;
-        a->id = mt_arena_strdup(&c->arena, host);
+        char id[64];
+        mt_agent_default_id(id, sizeof(id));
+        a->id = mt_arena_strdup(&c->arena, id);
     } else if (!valid_ident(a->id, true)) {
         const struct mt_node *n = mt_node_get(an, "id");
         mt_diags_add(d, n ? &n->pos : NULL, "letters, digits, _, - and ., at most 63",
@@ -894,6 +900,16 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
     if (rp)
         mt_ruleconf_load(rp->value, c->agent.timezone ? c->agent.timezone : "UTC", &c->rules,
                          &c->nrules, d);
+    /* a rule and an output keep their cursors (and states) in the log under
+     * their names: one name for both would mix them up */
+    for (size_t i = 0; rp && i < c->nrules; i++) {
+        const struct mt_pair *kp = c->rules[i] ? mt_node_pair(rp->value, c->rules[i]->name) : NULL;
+        for (size_t k = 0; kp && k < c->noutputs; k++)
+            if (c->outputs[k] && strcmp(c->outputs[k]->name, c->rules[i]->name) == 0)
+                mt_diags_add(d, &kp->key_pos, "rename the rule or the output",
+                             "rule '%s' has the name of an output: each keeps its cursor in the "
+                             "log under its name", c->rules[i]->name);
+    }
     mt_cfgdoc_free(&doc);
     return d->n == before ? 0 : MITTARI_ECONFIG;
 }

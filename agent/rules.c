@@ -866,6 +866,14 @@ void mt_rules_free(struct mt_rules *rs)
     uv_close((uv_handle_t *)&rs->async, close_cb);
 }
 
+bool mt_rules_active(struct mt_rules *rs)
+{
+    for (size_t i = 0; rs && !rs->stopping && i < rs->nslots; i++)
+        if (rs->slots[i]->run || rs->slots[i]->want)
+            return true;
+    return false;
+}
+
 size_t mt_rules_names(struct mt_rules *rs, const char **names, size_t max)
 {
     size_t n = 0;

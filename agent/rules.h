@@ -91,6 +91,9 @@ void mt_rules_stop(struct mt_rules *rs, void (*done)(void *arg), void *arg);
  * handle's close callback (run the loop afterwards). NULL is ok. */
 void mt_rules_free(struct mt_rules *rs);
 
+/* Loop thread: does a rule run, or wait to start (so the loop must hear
+ * of commits: mt_writer_listen)? */
+bool mt_rules_active(struct mt_rules *rs);
 /* Names of the configured rules (for the writer's consumers); valid until
  * the next apply. */
 size_t mt_rules_names(struct mt_rules *rs, const char **names, size_t max);

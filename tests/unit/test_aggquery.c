@@ -173,6 +173,17 @@ static void period_words(void **state)
     assert_int_equal(mt_query_period_word("yesterday", f->tz, UTC(2026, 10, 26, 12, 0), &t), 0);
     assert_int_equal(t, UTC(2026, 10, 24, 21, 0));
     assert_int_equal(mt_query_period_word("tomorrow", f->tz, now, &t), -EINVAL);
+    /* mt_query_time (replay's --since): the words in the named zone, other
+     * times as mt_parse_time reads them */
+    assert_int_equal(mt_query_time("yesterday", "Europe/Helsinki", now, &t), 0);
+    assert_int_equal(t, UTC(2026, 11, 24, 22, 0));
+    assert_int_equal(mt_query_time("today", "UTC", now, &t), 0);
+    assert_int_equal(t, UTC(2026, 11, 25, 0, 0));
+    assert_int_equal(mt_query_time("2026-11-25T06:00Z", "Europe/Helsinki", now, &t), 0);
+    assert_int_equal(t, UTC(2026, 11, 25, 6, 0));
+    assert_int_equal(mt_query_time("-2h", "Europe/Helsinki", now, &t), 0);
+    assert_int_equal(t, now - 2 * 3600 * 1000000LL);
+    assert_int_equal(mt_query_time("someday", "Europe/Helsinki", now, &t), -EINVAL);
     assert_true(mt_query_tags_match("{\"a\":\"1\",\"b\":\"2\"}", (const char *[]){"b=2"}, 1));
     assert_false(mt_query_tags_match("{\"a\":\"1\"}", (const char *[]){"a=2"}, 1));
     assert_false(mt_query_tags_match("", (const char *[]){"a=1"}, 1));

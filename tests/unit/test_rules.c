@@ -204,7 +204,7 @@ static char *figures(struct fx *f, const char *origin)
         mt_buf_printf(&b, "%s %s %" PRId64 " ", sqlite3_column_text(st, 0),
                       sqlite3_column_text(st, 1), (int64_t)((sqlite3_column_int64(st, 2) - DAY0) / US));
         if (flags & MT_RF_SUPPRESSED)
-            mt_buf_printf(&b, "<%d", (int)(flags >> 8));
+            mt_buf_printf(&b, "<%d", (int)((flags >> 8) & 0xff));
         else
             mt_buf_double(&b, sqlite3_column_double(st, 3));
         if (MT_RF_REVISION(flags))

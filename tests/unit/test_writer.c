@@ -638,6 +638,74 @@ static void cursor_alone_waits_up_to_a_second(void **state)
     assert_true(mt_mono_us() - t0 < 800000);
 }
 
+/* Issue 14: a batch costs the writer one wake-up, at its end. The first
+ * reading only moves the thread's timer (it used to wake the thread to
+ * start the clock, then the clock woke it again). */
+static void one_wake_per_batch(void **state)
+{
+    struct fixture *f = *state;
+    f->conf.batch_interval_ms = 300;
+    f->conf.housekeeping_ms = 600000; /* nothing else wakes it */
+    start(f);
+    settle(f, 50); /* the thread has gone to sleep */
+    uint64_t wakes = STAT(f, wakes), commits = STAT(f, commits);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(push(f, f->gauge, TS0 + i, i), 0);
+        settle(f, 10);
+    }
+    wait_committed(f, 5);
+    settle(f, 50);
+    uint64_t nc = STAT(f, commits) - commits, nw = STAT(f, wakes) - wakes;
+    assert_true(nc >= 1); /* one, unless the machine stalled the pushes */
+    assert_int_equal(nw, nc);
+    /* cursor advances alone: also one wake, at the end of their second */
+    wakes = STAT(f, wakes);
+    commits = STAT(f, commits);
+    mt_writer_cursor(f->w, "http", 5);
+    wait_cursor(f, "http", 5);
+    settle(f, 50);
+    assert_int_equal(STAT(f, commits) - commits, 1);
+    assert_int_equal(STAT(f, wakes) - wakes, 1);
+    /* batch_size readings still wake it at once */
+    f->conf.batch_size = 3;
+    f->conf.batch_interval_ms = 60000;
+    mt_writer_set_conf(f->w, &f->conf);
+    settle(f, 50);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(push(f, f->gauge, TS0 + 10 + i, i), 0);
+    wait_committed(f, 8);
+}
+
+static bool calls_reached(void *arg)
+{
+    struct wait *w = arg;
+    return w->f->cb_calls >= w->seq;
+}
+
+/* Issue 14: with nobody listening on the loop a commit does not wake it;
+ * a listener that comes later hears where the log is. */
+static void commits_wake_the_loop_only_for_listeners(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    mt_writer_listen(f->w, false);
+    int calls = f->cb_calls;
+    assert_int_equal(push(f, f->gauge, TS0, 1), 0);
+    assert_int_equal(push(f, f->gauge, TS0 + 1, 2), 0);
+    mt_writer_flush(f->w);
+    for (int i = 0; i < 500 && mt_writer_committed(f->w) < 2; i++)
+        settle(f, 10);
+    assert_int_equal(mt_writer_committed(f->w), 2);
+    settle(f, 50);
+    assert_int_equal(f->cb_calls, calls);
+    mt_writer_listen(f->w, true);
+    struct wait w = {.f = f, .seq = calls + 1};
+    assert_true(tu_run_until(&f->loop, calls_reached, &w, 5000));
+    assert_int_equal(f->cb_seq, 2);
+    assert_int_equal(push(f, f->gauge, TS0 + 2, 3), 0);
+    wait_committed(f, 3);
+}
+
 static void parked_batches_are_committed(void **state)
 {
     struct fixture *f = *state;
@@ -1490,6 +1558,24 @@ static void resets_logged_and_counted_per_input(void **state)
     assert_int_equal(st.wraps, 1);
 }
 
+/* At stop the intake closes: no more readings, also no derived ones; but an
+ * output draining the log still moves its cursor and plan (a step without
+ * readings), or its last batches could never be sent. */
+static void closed_intake_takes_steps_without_readings(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t = 0;
+    start(f);
+    mt_writer_close_intake(f->w);
+    assert_int_equal(push(f, f->gauge, TS0, 1), MITTARI_ESTOPPED);
+    struct mt_rec d = {.ts = TS0, .series = f->gauge, .kind = MITTARI_KIND_GAUGE, .value = 9};
+    assert_int_equal(step(f, "rule", 0, "s", &d, 1, NULL), MITTARI_ESTOPPED);
+    assert_int_equal(step(f, "out", 0, "plan", NULL, 0, &t), 0);
+    mt_writer_flush(f->w);
+    wait_ticket(f, t);
+    assert_state(f, "out", "plan");
+}
+
 int main(void)
 {
     if (install_full_vfs()) {
@@ -1505,6 +1591,8 @@ int main(void)
         T(counter_state_survives_restart),
         T(cursors_are_committed),
         T(cursor_alone_waits_up_to_a_second),
+        T(one_wake_per_batch),
+        T(commits_wake_the_loop_only_for_listeners),
         T(parked_batches_are_committed),
         T(queue_max_refuses),
         T(retention_waits_for_every_consumer),
@@ -1517,6 +1605,7 @@ int main(void)
         T(step_commits_readings_state_and_cursor),
         T(step_refuses_counters_and_bounds_the_queue),
         T(step_is_atomic_across_a_full_disk),
+        T(closed_intake_takes_steps_without_readings),
         T(block_inputs_unblocks_between_90_and_100),
         T(block_inputs_lifted_by_reload),
         T(block_inputs_without_consumers),
