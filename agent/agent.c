@@ -16,6 +16,7 @@
 #include "logcheck.h"
 #include "plugin.h"
 #include "pseudo.h"
+#include "rules.h"
 #include "sdnotify.h"
 #include "series.h"
 #include "stopwatch.h"
@@ -67,6 +68,8 @@ struct mt_agent {
     struct mt_series_reg series;
     struct mt_pseudo pseudo;
     struct mt_writer *writer;
+    struct mt_rules *rules; /* rules.c: the rule threads */
+    bool rules_stopped;
     char db_path[PATH_MAX];
     char agent_id[64]; /* outlives reloads: outputs keep a pointer to it */
     int lock_fd;
@@ -134,13 +137,14 @@ static struct inst *inst_new(struct mt_agent *a, enum mt_inst_kind kind, const c
 }
 
 /* The loop hears of each commit only while something here reads the log
- * as it grows: a running output, or the commit callback of a test or a
- * benchmark. Otherwise a commit costs the loop no wake-up (issue 14). */
+ * as it grows: a running output or rule, or the commit callback of a test
+ * or a benchmark. Otherwise a commit costs the loop no wake-up (issue 14). */
 static void update_listening(struct mt_agent *a)
 {
     bool on = a->commit_cb != NULL;
     FOR_INST(a, i)
     on = on || (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING);
+    on = on || mt_rules_active(a->rules); /* rules read the log as it grows */
     if (a->writer)
         mt_writer_listen(a->writer, on);
 }
@@ -353,6 +357,8 @@ static void on_commit(void *arg, int64_t seq)
     FOR_INST(a, i)
     if (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING)
         mt_output_notify(i->out, seq);
+    if (a->rules)
+        mt_rules_notify(a->rules, seq);
     if (a->commit_cb)
         a->commit_cb(a->commit_arg, seq);
 }
@@ -376,13 +382,16 @@ static struct mt_writer_conf writer_conf(const struct mt_agent_conf *c)
  * the cursors of removed outputs stop holding readings back. */
 static void keep_configured_consumers(struct mt_agent *a, const struct mt_config *c)
 {
-    const char **names = calloc(c->noutputs + 1, sizeof(*names));
+    const char **names = calloc(c->noutputs + c->nrules + 1, sizeof(*names));
     size_t n = 0;
     if (!names)
         return;
     for (size_t i = 0; i < c->noutputs; i++)
         if (c->outputs[i])
             names[n++] = c->outputs[i]->name;
+    for (size_t i = 0; i < c->nrules; i++) /* rules read the log like outputs */
+        if (c->rules[i])
+            names[n++] = c->rules[i]->name;
     mt_writer_keep_consumers(a->writer, names, n);
     free(names);
 }
@@ -462,6 +471,12 @@ static int open_storage(struct mt_agent *a)
     else if (rc)
         mt_diag(MT_ERR, MOD, "cannot start the log writer: %s",
                 mittari_strerror_own(rc) ? mittari_strerror_own(rc) : strerror(-rc));
+    if (rc)
+        return rc;
+    struct mt_rules_env re = {&a->loop, a->writer, &a->series, a->db_path, NULL, NULL};
+    rc = mt_rules_create(&a->rules, &re);
+    if (rc)
+        mt_diag(MT_ERR, MOD, "cannot set up the rules: %s", strerror(-rc));
     return rc;
 }
 
@@ -533,6 +548,8 @@ static void log_stats(struct mt_agent *a, const char *when)
         mt_buf_adds(&b, "; ");
         mt_input_summary(i->in, &b);
     }
+    if (a->rules)
+        mt_rules_summary(a->rules, &b);
     FOR_INST(a, i)
     if (i->kind == MT_INST_OUTPUT) {
         const struct mt_output_stats *os = mt_output_stats(i->out);
@@ -571,6 +588,10 @@ static void lag_cb(uv_prepare_t *p)
 
 static void close_handles(struct mt_agent *a)
 {
+    /* the rules are stopped by now (or never started): their async handle
+     * goes with the rest */
+    mt_rules_free(a->rules);
+    a->rules = NULL;
     uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
                          (uv_handle_t *)&a->sighup,  (uv_handle_t *)&a->tick,
                          (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
@@ -594,6 +615,8 @@ static void describe_wait(struct mt_agent *a, struct mt_buf *b)
             mt_buf_printf(b, ", %d polls of its plugin still running", mt_input_polls_busy(i->in));
         mt_buf_adds(b, ")");
     }
+    if (a->phase == PH_STOP_INPUTS && !a->rules_stopped)
+        mt_buf_adds(b, "; rules handing over their last step");
     if (a->writer && a->phase < PH_WAIT)
         mt_buf_printf(b, "; %" PRIu64 " readings not yet stored", mt_writer_held(a->writer));
 }
@@ -664,7 +687,10 @@ static void stop_step(struct mt_agent *a)
     }
     switch (a->phase) {
     case PH_STOP_INPUTS:
-        if (alive(a, MT_INST_INPUT) && !late)
+        /* rules are waited for even late: each hands the writer its last
+         * step, which must reach it before the intake closes (a rule's
+         * calls are bounded by its time limit, its last step by 5 s) */
+        if (!a->rules_stopped || (alive(a, MT_INST_INPUT) && !late))
             return;
         warn_stuck(a, MT_INST_INPUT);
         mt_writer_close_intake(a->writer);
@@ -718,6 +744,12 @@ static void tick_cb(uv_timer_t *t)
     stop_step(t->data);
 }
 
+static void rules_stopped(void *arg)
+{
+    struct mt_agent *a = arg;
+    a->rules_stopped = true;
+}
+
 void mt_agent_stop(struct mt_agent *a)
 {
     if (a->phase != PH_RUNNING) {
@@ -751,6 +783,10 @@ void mt_agent_stop(struct mt_agent *a)
     if (i->kind != MT_INST_OUTPUT &&
         (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
         stop_inst(i, MT_INST_STOPPING);
+    a->rules_stopped = !a->rules;
+    if (a->rules)
+        mt_rules_stop(a->rules, rules_stopped, a);
+    update_listening(a);
     uv_timer_start(&a->tick, tick_cb, 0, 10);
 }
 
@@ -836,6 +872,12 @@ static void reload_check_done(struct mt_agent *a)
         return;
     }
     instantiate(a, c); /* the new ones; replacements were made as their predecessors went */
+    /* changed rules restart with their state once the old thread handed over */
+    mt_rules_apply(a->rules, c->rules, c->nrules, c->agent.site, c->agent.timezone);
+    update_listening(a);
+    free(c->rules);
+    c->rules = NULL;
+    c->nrules = 0;
     apply_agent_conf(a, c);
     start_created(a);
     size_t nin = alive(a, MT_INST_INPUT), nout = alive(a, MT_INST_OUTPUT);
@@ -995,6 +1037,12 @@ int mt_agent_run(struct mt_agent *a)
     a->phase = PH_RUNNING;
     start_created(a);
     start_check(a);
+    mt_rules_apply(a->rules, a->conf->rules, a->conf->nrules, a->conf->agent.site,
+                   a->conf->agent.timezone);
+    update_listening(a);
+    free(a->conf->rules); /* the specs belong to the rules now */
+    a->conf->rules = NULL;
+    a->conf->nrules = 0;
     if (a->conf->agent.stats_interval_ms > 0)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)a->conf->agent.stats_interval_ms,
                        (uint64_t)a->conf->agent.stats_interval_ms);
@@ -1029,6 +1077,8 @@ void mt_agent_free(struct mt_agent *a)
     if (a->writer)
         teardown(a);
     mt_stopwatch_free(a->stopwatch);
+    mt_rules_free(a->rules); /* stopped by now, or never started */
+    a->rules = NULL;
     if (a->loop.data == a) {
         if (a->handles_inited)
             close_handles(a);
@@ -1057,6 +1107,11 @@ uv_loop_t *mt_agent_loop(struct mt_agent *a)
 struct mt_writer *mt_agent_writer(struct mt_agent *a)
 {
     return a->writer;
+}
+
+struct mt_rules *mt_agent_rules(struct mt_agent *a)
+{
+    return a->rules;
 }
 
 size_t mt_agent_noutputs(struct mt_agent *a)

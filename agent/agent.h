@@ -78,6 +78,7 @@
 
 #include "cfgtree.h"
 #include "output.h"
+#include "rules.h"
 #include "writer.h"
 
 /* Exit codes (documented in docs/cli.md) */
@@ -115,6 +116,7 @@ void mt_agent_reload(struct mt_agent *a);
 /* Outputs created or running (not those closing). */
 size_t mt_agent_noutputs(struct mt_agent *a);
 struct mt_output *mt_agent_output(struct mt_agent *a, size_t i);
+struct mt_rules *mt_agent_rules(struct mt_agent *a); /* NULL once stopped */
 /* Called on the loop thread every time the writer commits (after outputs
  * were notified). */
 void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg);
