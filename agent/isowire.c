@@ -171,7 +171,7 @@ int mt_iso_get_reading(struct mt_iso_rd *rd, struct mt_iso_reading *out)
     r->subject_space = mt_iso_get_str(rd);
     uint64_t slen = mt_iso_get_u64(rd);
     bool spresent = mt_iso_get_u8(rd);
-    r->subject_id_len = (size_t)slen;
+    r->subject_id_len = spresent ? (size_t)slen : 0; /* without a subject its length means nothing */
     if (spresent && slen >= 1 && slen <= MAX_SUBJECT)
         r->subject_id = mt_iso_get_bytes(rd, (size_t)slen);
     else if (spresent)
