@@ -10,6 +10,7 @@
 
 #include "crash.h"
 #include "diag.h"
+#include "isowire.h"
 #include "options.h"
 
 static const char *const log_levels[] = {"err", "warning", "notice", "info", "debug", NULL};
@@ -541,6 +542,25 @@ static void plugin_check(const struct mt_plugin *pl, const char *name, const voi
         mt_diags_add(d, owner, NULL, "%s: refused by the plugin's check", what);
 }
 
+/* What an isolated input's process is given must fit in one message
+ * (isowire.h): said here, not when its process cannot be started. */
+static void isolate_check(const struct mt_plugin *pl, const struct mt_inst_conf *ic,
+                          const struct mt_node *map, const char *what, struct mt_diags *d)
+{
+    struct mt_buf b = {0};
+    int rc = mt_iso_put_init(&b, pl->path, &pl->st, pl->name, ic->name, "", 0, pl->desc->options,
+                             ic->conf);
+    const struct mt_node *n = mt_node_get(map, "isolate");
+    if (!rc && b.len > MT_ISO_INIT_MAX)
+        mt_diags_add(d, n ? &n->pos : &ic->pos, "run it in the agent (isolate: false)",
+                     "%s: its options take %zu bytes, more than an isolated process is given "
+                     "(%d)",
+                     what, b.len, MT_ISO_INIT_MAX);
+    if (b.p)
+        explicit_bzero(b.p, b.len); /* secrets */
+    mt_buf_free(&b);
+}
+
 /* "did you mean 'sim'?" for a plugin name that has no file: among the
  * plugin files of the dir, and the output types (an output put under
  * inputs). */
@@ -622,6 +642,8 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->conf)
         plugin_check(pl, ic->name, ic->conf, map, what, &ic->pos, d);
+    if (d->n == before && ic->conf && ic->isolate)
+        isolate_check(pl, ic, map, what, d);
     if (d->n != before || !ic->conf || !ic->tags_json) {
         mt_inst_conf_free(ic);
         return NULL;

@@ -370,7 +370,7 @@ static int send_init(struct mt_isolate *iso, struct child *c)
     const struct mt_plugin *pl = iso->ic->plugin_ref;
     int rc = mt_iso_put_init(&b, pl->path, &pl->st, pl->name, iso->ic->name, module(iso),
                              mt_diag_level(), pl->desc->options, iso->ic->conf);
-    if (!rc && b.len > MT_ISO_MSG_MAX)
+    if (!rc && b.len > MT_ISO_INIT_MAX) /* mittari check refused it already */
         rc = -EMSGSIZE;
     if (!rc && send(c->ctl_fd, b.p, b.len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)b.len)
         rc = -errno;
@@ -394,6 +394,9 @@ static int socketpairs(int dfd[2], int cfd[2])
      * caller, as an emit waits for its answer */
     fcntl(dfd[0], F_SETFL, fcntl(dfd[0], F_GETFL) | O_NONBLOCK);
     fcntl(cfd[0], F_SETFL, fcntl(cfd[0], F_GETFL) | O_NONBLOCK);
+    /* room for INIT in one packet, whatever the system's default */
+    int sz = 2 * MT_ISO_INIT_MAX;
+    setsockopt(cfd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
     return 0;
 }
 

@@ -293,7 +293,7 @@ static int begin(struct child *ch)
     ssize_t n;
 
     do
-        n = recv(MT_ISOLATE_CTL_FD, ch->msg, MT_ISO_MSG_MAX, 0);
+        n = recv(MT_ISOLATE_CTL_FD, ch->msg, MT_ISO_INIT_MAX, 0);
     while (n < 0 && errno == EINTR);
     mt_iso_rd_init(&rd, ch->msg, n > 0 ? (size_t)n : 0);
     if (n <= 0 || mt_iso_get_init(&rd, &in))
@@ -338,7 +338,7 @@ int mt_isolate_child_main(int argc, char **argv)
     memset(&ch, 0, sizeof(ch));
     ch.link.data_fd = MT_ISOLATE_DATA_FD;
     pthread_mutex_init(&ch.link.lock, NULL);
-    ch.msg = malloc(MT_ISO_MSG_MAX);
+    ch.msg = malloc(MT_ISO_INIT_MAX);
     if (!ch.msg || uv_loop_init(&ch.loop))
         return MT_EXIT_FAILURE;
     rc = begin(&ch);

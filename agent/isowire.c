@@ -207,7 +207,7 @@ static int put_conf(struct mt_buf *b, const struct mittari_option *table, const 
         case MITTARI_OPT_STRING: {
             const char *s;
             memcpy(&s, src, sizeof(s));
-            rc = mt_iso_put_str(b, s, SIZE_MAX);
+            rc = mt_iso_put_str(b, s, MT_ISO_INIT_MAX);
             break;
         }
         case MITTARI_OPT_INT:
@@ -314,15 +314,15 @@ int mt_iso_put_init(struct mt_buf *b, const char *path, const struct stat *st, c
                     const struct mittari_option *table, const void *conf)
 {
     int rc = mt_iso_put_u8(b, MT_ISO_INIT);
-    rc = rc ? rc : mt_iso_put_str(b, path, SIZE_MAX);
+    rc = rc ? rc : mt_iso_put_str(b, path, MT_ISO_INIT_MAX);
     rc = rc ? rc : mt_iso_put_u64(b, (uint64_t)st->st_dev);
     rc = rc ? rc : mt_iso_put_u64(b, (uint64_t)st->st_ino);
     rc = rc ? rc : mt_iso_put_i64(b, (int64_t)st->st_size);
     rc = rc ? rc : mt_iso_put_i64(b, (int64_t)st->st_mtim.tv_sec);
     rc = rc ? rc : mt_iso_put_i64(b, (int64_t)st->st_mtim.tv_nsec);
-    rc = rc ? rc : mt_iso_put_str(b, plugin, SIZE_MAX);
-    rc = rc ? rc : mt_iso_put_str(b, name, SIZE_MAX);
-    rc = rc ? rc : mt_iso_put_str(b, module, SIZE_MAX);
+    rc = rc ? rc : mt_iso_put_str(b, plugin, MT_ISO_MSG_MAX);
+    rc = rc ? rc : mt_iso_put_str(b, name, MT_ISO_MSG_MAX);
+    rc = rc ? rc : mt_iso_put_str(b, module, MT_ISO_MSG_MAX);
     rc = rc ? rc : mt_iso_put_i32(b, log_level);
     rc = rc ? rc : mt_iso_put_i32(b, (int32_t)getpid());
     return rc ? rc : mt_iso_put_conf(b, table, conf);

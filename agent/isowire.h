@@ -48,8 +48,11 @@ enum mt_iso_type {
     MT_ISO_CRASH = 18,    /* text (the rest of the packet): crash.c's report */
 };
 
-/* The largest packet either side sends. */
+/* The largest packet either side sends but INIT, and INIT's limit: an
+ * instance whose options take more is refused by mittari check (a packet
+ * must fit a socket's default send buffer). */
 #define MT_ISO_MSG_MAX 65536
+#define MT_ISO_INIT_MAX 131072
 /* Strings of a reading are cut at this length: every field the agent
  * accepts is far shorter, so the cut never turns a refused reading into
  * an accepted one. */

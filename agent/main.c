@@ -164,7 +164,8 @@ static int cmd_plugins(const struct cli *c)
                    MITTARI_ABI_MINOR_OF(p->desc->abi_version), p->desc->description);
         mt_options_print(stdout, p->desc->options, c->markdown);
         if (!c->markdown)
-            printf("\noptions of every input: plugin, site, tags (key: value), enabled\n");
+            printf("\noptions of every input: plugin, site, tags (key: value), enabled, "
+                   "isolate\n");
     } else {
         fprintf(stderr, "mittari: %s\n", err);
         rc = MT_EXIT_FAILURE;

@@ -528,10 +528,12 @@ static void conf_text(struct fx *f, char *out, size_t len, const char *agent_ext
 
 static void write_conf(struct fx *f, const char *agent_extra, const char *inputs)
 {
-    char text[4096];
-    conf_text(f, text, sizeof(text), agent_extra, inputs);
+    size_t len = strlen(inputs) + 4096;
+    char *text = malloc(len);
+    conf_text(f, text, len, agent_extra, inputs);
     free(f->conf);
     f->conf = tu_write(f->dir, "mittari.yaml", text);
+    free(text);
 }
 
 static int init(struct fx *f)
@@ -711,6 +713,36 @@ static void failed_create_is_not_restarted(void **state)
     assert_no_children_left();
 }
 
+/* What the process is given must fit in one message: mittari check says
+ * so, not the process that could not be started (whatever run refuses,
+ * check refuses first). In-process the same options are fine. */
+static void options_too_large_for_a_process_are_refused_by_check(void **state)
+{
+    struct fx *f = *state;
+    size_t n = MT_ISO_INIT_MAX + 100;
+    char *big = malloc(n + 1), *in = malloc(n + 256);
+    memset(big, 'a', n);
+    big[n] = 0;
+    for (int iso = 0; iso < 2; iso++) {
+        snprintf(in, n + 256, "  p:\n    plugin: probe\n    metric: %s\n    isolate: %s\n", big,
+                 iso ? "true" : "false");
+        write_conf(f, "", in);
+        struct mt_diags d = {0};
+        struct mt_agent_opts o = {f->conf, TEST_PLUGIN_DIR, BUILD_DIR "/mittari"};
+        int rc = mt_agent_init(&f->a, &o, &d);
+        bool said = false;
+        for (size_t i = 0; i < d.n; i++)
+            said |= strstr(d.v[i].msg, "more than an isolated process is given (131072)") != NULL &&
+                    d.v[i].pos.line == 10; /* at isolate: */
+        assert_int_equal(rc, iso ? MT_EXIT_CONFIG : MT_EXIT_OK);
+        assert_true(said == (iso == 1));
+        mt_diags_free(&d);
+        mt_agent_free(f->a);
+    }
+    free(big);
+    free(in);
+}
+
 /* A stop while the plugin's poll blocks for 40 s: the clean stop message
  * cannot be heard in time, so the process is killed at the deadline, well
  * within shutdown_timeout, and the agent stops cleanly. */
@@ -814,6 +846,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(isolated_plugin_stores_what_it_would_in_process, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(failed_create_is_not_restarted, setup, teardown),
+        cmocka_unit_test_setup_teardown(options_too_large_for_a_process_are_refused_by_check,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(stop_kills_a_busy_child_at_the_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_racing_a_dying_child, setup, teardown),
         cmocka_unit_test_setup_teardown(reload_replaces_busy_and_dying_children, setup,
