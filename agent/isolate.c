@@ -26,7 +26,8 @@ struct child {
     uv_poll_t poll;
     int data_fd, ctl_fd;
     int pid;
-    int open; /* handles not yet closed: proc, poll */
+    int level; /* the log level it was last given */
+    int open;  /* handles not yet closed: proc, poll */
     bool polling, exited, killed, stopped_msg, failed_msg;
     char crash[160]; /* what its crash report said, short */
 };
@@ -273,10 +274,27 @@ static int read_packets(struct mt_isolate *iso, struct child *c, int max)
     return got;
 }
 
+/* A reload may have changed the agent's log level: the child filters its
+ * lines by the level it was given (the agent filters again). Told when it
+ * next says something, which is when it matters. */
+static void tell_level(struct child *c)
+{
+    int level = mt_diag_level();
+    uint8_t msg[1 + sizeof(int32_t)];
+    int32_t v = level;
+    if (level == c->level || c->exited)
+        return;
+    msg[0] = MT_ISO_LEVEL;
+    memcpy(msg + 1, &v, sizeof(v));
+    if (send(c->ctl_fd, msg, sizeof(msg), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(msg))
+        c->level = level;
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
     struct child *c = h->data;
     (void)events;
+    tell_level(c);
     if (status < 0 || read_packets(c->iso, c, PACKETS_PER_TURN) < 0) {
         /* its end is closed: it is ending, the exit callback follows */
         uv_poll_stop(&c->poll);
@@ -453,6 +471,7 @@ static void spawn(struct mt_isolate *iso)
     }
     c->iso = iso;
     c->data_fd = c->ctl_fd = -1;
+    c->level = mt_diag_level(); /* what INIT says */
     iso->children++;
     iso->state = ST_STARTING;
     rc = spawn_child(iso, c);
@@ -595,9 +614,4 @@ void mt_isolate_summary(struct mt_isolate *iso, struct mt_buf *b)
     if (iso->restarts)
         mt_buf_printf(b, ", %llu restarts", (unsigned long long)iso->restarts);
     mt_buf_adds(b, ")");
-}
-
-int mt_isolate_pid(const struct mt_isolate *iso)
-{
-    return iso->child ? iso->child->pid : 0;
 }

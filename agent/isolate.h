@@ -79,9 +79,7 @@ int mt_isolate_start(struct mt_isolate *iso);
 void mt_isolate_stop(struct mt_isolate *iso, void (*done)(void *arg), void *arg);
 /* After done: frees the memory. */
 void mt_isolate_free(struct mt_isolate *iso);
-/* ", isolated (pid N)" or the like, for the statistics line. */
+/* "; isolated (pid N)" or the like, for the statistics line. */
 void mt_isolate_summary(struct mt_isolate *iso, struct mt_buf *b);
-/* The child's pid, 0 when none runs (tests). */
-int mt_isolate_pid(const struct mt_isolate *iso);
 
 #endif

@@ -188,7 +188,11 @@ static void on_ctl(uv_poll_t *h, int status, int events)
         type = ch->msg[0];
     if (n <= 0) /* the agent is gone: nobody takes what the plugin says */
         _exit(MT_EXIT_FAILURE);
-    if (type == MT_ISO_STOP && ch->ctx) {
+    if (type == MT_ISO_LEVEL && n == 1 + (ssize_t)sizeof(int32_t)) {
+        int32_t level;
+        memcpy(&level, ch->msg + 1, sizeof(level));
+        mt_diag_set_level(level);
+    } else if (type == MT_ISO_STOP && ch->ctx) {
         uv_poll_stop(&ch->ctl);
         mt_input_stop(ch->ctx, stopped, ch);
     }
@@ -200,8 +204,9 @@ static void lockdown(void)
 {
     /* only our two sockets: a serial port another plugin of the agent
      * opened stays the agent's */
-    for (int fd = MT_ISOLATE_CTL_FD + 1; fd < 1024; fd++)
-        close(fd);
+    if (close_range(MT_ISOLATE_CTL_FD + 1, ~0U, 0) != 0)
+        for (int fd = MT_ISOLATE_CTL_FD + 1; fd < 1024; fd++)
+            close(fd);
     fcntl(MT_ISOLATE_DATA_FD, F_SETFD, FD_CLOEXEC);
     fcntl(MT_ISOLATE_CTL_FD, F_SETFD, FD_CLOEXEC);
     prctl(PR_SET_PDEATHSIG, SIGKILL);

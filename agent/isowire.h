@@ -34,6 +34,7 @@ enum mt_iso_type {
     /* agent -> child, control socket */
     MT_ISO_INIT = 1, /* the instance: plugin file, names, log level, its options */
     MT_ISO_STOP = 2, /* stop the plugin, destroy it and end */
+    MT_ISO_LEVEL = 4, /* int32: the agent's log level changed (a reload) */
     /* agent -> child, data socket */
     MT_ISO_REPLY = 3, /* int32: what emit returned */
     /* child -> agent, data socket */

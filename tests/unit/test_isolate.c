@@ -713,6 +713,30 @@ static void failed_create_is_not_restarted(void **state)
     assert_no_children_left();
 }
 
+/* A reload that changes only agent.log_level keeps the process and tells
+ * it: its info lines, filtered at warning before, come through after. */
+static void reload_tells_the_process_a_new_log_level(void **state)
+{
+    struct fx *f = *state;
+    static const char *in = "  quiet:\n    plugin: crashy\n    crash_after: 0\n"
+                            "    interval: 10ms\n    isolate: true\n";
+    write_conf(f, "  log_level: warning\n", in);
+    conf_text(f, f->yaml2, sizeof(f->yaml2), "  log_level: info\n", in);
+    tu_capture_start(); /* before init, which sets the level to warning */
+    assert_int_equal(init(f), MT_EXIT_OK);
+    after(f, &f->t1, 600, reload_now);
+    after(f, &f->t2, 1500, stop_now);
+    assert_int_equal(mt_agent_run(f->a), MT_EXIT_OK);
+    mt_agent_free(f->a);
+    const char *all = tu_captured_all();
+    const char *reloaded = strstr(all, "configuration reloaded");
+    assert_non_null(reloaded);
+    /* not before the reload ... */
+    assert_true(strstr(all, "input crashy[quiet]: emitted") > reloaded);
+    assert_non_null(strstr(reloaded, "input crashy[quiet]: emitted")); /* ... but after */
+    assert_int_equal(seq_exact(f), 1); /* one process throughout */
+}
+
 /* What the process is given must fit in one message: mittari check says
  * so, not the process that could not be started (whatever run refuses,
  * check refuses first). In-process the same options are fine. */
@@ -846,6 +870,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(isolated_plugin_stores_what_it_would_in_process, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(failed_create_is_not_restarted, setup, teardown),
+        cmocka_unit_test_setup_teardown(reload_tells_the_process_a_new_log_level, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(options_too_large_for_a_process_are_refused_by_check,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(stop_kills_a_busy_child_at_the_deadline, setup, teardown),
