@@ -28,7 +28,7 @@ struct child {
     int pid;
     int level; /* the log level it was last given */
     int open;  /* handles not yet closed: proc, poll */
-    bool polling, exited, killed, stopped_msg, failed_msg;
+    bool polling, exited, killed, stopped_msg;
     char crash[160]; /* what its crash report said, short */
 };
 
@@ -150,7 +150,6 @@ static void on_started(struct mt_isolate *iso, struct child *c, int rc)
 
 static void on_failed(struct mt_isolate *iso, struct child *c, int rc, const char *text)
 {
-    c->failed_msg = true;
     mt_diag(MT_ERR, module(iso), "%s; it stays off until the next reload",
             text ? text : "the plugin could not be created");
     mt_host_api.set_health(iso->ctx, NULL, MITTARI_HEALTH_DOWN,
@@ -339,9 +338,11 @@ static void died(struct mt_isolate *iso, struct child *c, const char *why)
     iso->restarts++;
     iso->state = ST_BACKOFF;
     mt_host_api.count(iso->ctx, NULL, "crashes", 1);
-    mt_diag(MT_WARNING, module(iso),
-            "its process (pid %d) %s; a new process in %.0f s (restart %llu)",
-            c->pid, why, (double)delay / 1000, (unsigned long long)iso->restarts);
+    char which[32] = "";
+    if (c->pid)
+        snprintf(which, sizeof(which), " (pid %d)", c->pid);
+    mt_diag(MT_WARNING, module(iso), "its process%s %s; a new process in %.0f s (restart %llu)",
+            which, why, (double)delay / 1000, (unsigned long long)iso->restarts);
     char reason[160];
     snprintf(reason, sizeof(reason), "process %s; restart %llu in %.0f s", why,
              (unsigned long long)iso->restarts, (double)delay / 1000);
