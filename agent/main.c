@@ -83,11 +83,23 @@ static int usage_error(const char *msg)
     return MT_EXIT_USAGE;
 }
 
+/* A fatal signal in a plugin's code names it, and the status says so
+ * (issue 13; docs/operations.md, "A plugin crashed"). then: what the line
+ * says happens next. */
+static void install_crash_report(const char *then)
+{
+    struct mt_crash_conf cc = {.exit_status = MT_EXIT_PLUGIN, .then = then, .packet_fd = -1};
+    int rc = mt_crash_install(&cc);
+    if (rc)
+        mt_diag(MT_WARNING, "agent", "cannot install the crash report: %s", strerror(-rc));
+}
+
 static int cmd_check(const struct cli *c)
 {
     struct mt_diags d = {0};
     struct mt_registry reg = {0};
     struct mt_config *conf = NULL;
+    install_crash_report("mittari check exits with status 5");
     int rc = mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d);
 
     mt_diags_print(&d, stderr);
@@ -284,19 +296,10 @@ static int cmd_run(const struct cli *c)
     struct mt_diags d = {0};
     struct mt_agent *a = NULL;
     struct mt_agent_opts o = {c->conf, c->plugin_dir, NULL};
-    /* a fatal signal in a plugin names it, and the status says so
-     * (issue 13; docs/operations.md, "A plugin crashed") */
-    struct mt_crash_conf cc = {
-        .exit_status = MT_EXIT_PLUGIN,
-        .then = "mittari exits with status 5; systemd starts it again and holds this input back "
-                "for a while, the other inputs go on; `isolate: true` on this input keeps the "
-                "agent up (docs/operations.md)",
-        .packet_fd = -1,
-    };
-    int rc = mt_crash_install(&cc);
-    if (rc)
-        mt_diag(MT_WARNING, "agent", "cannot install the crash report: %s", strerror(-rc));
-    rc = mt_agent_init(&a, &o, &d);
+    install_crash_report("mittari exits with status 5; systemd starts it again and holds this "
+                         "input back for a while, the other inputs go on; `isolate: true` on this "
+                         "input keeps the agent up (docs/operations.md)");
+    int rc = mt_agent_init(&a, &o, &d);
 
     if (d.n) {
         mt_diags_print(&d, stderr);

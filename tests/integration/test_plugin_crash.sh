@@ -3,7 +3,8 @@
 # test plugin dereferences NULL in its poll work (a worker thread) and in a
 # timer callback (the loop), and aborts: each time the journal gets one
 # line in the agent's log format naming the instance, the plugin, its file,
-# the signal and the callback, and the agent exits with status 5. The next
+# the signal and the callback, and the agent exits with status 5 (mittari
+# check as well, for a crash in the plugin's check()). The next
 # start holds that input back while the others run; a crash marker older
 # than an hour holds nothing back. A fatal signal outside plugin code is
 # reported as the agent's own and takes its default course.
@@ -67,6 +68,17 @@ run_until_exit "$T/c3.yaml" "$T/agent3.log"
 grep -q "input crashy\[ab\]: crashed: SIGABRT (abort() called) in the plugin's timer callback" \
   "$T/agent3.log" || fail "abort line: $(grep crashed "$T/agent3.log")"
 ok "abort() in plugin code: named, exit 5"
+
+# 3b. the plugin's check(), which runs wherever the configuration is
+#     checked: mittari check names it too
+rm -rf "$T/data"
+conf c3b "  chk:" "    plugin: crashy" "    crash_in: check"
+"$MITTARI" check -c "$T/c3b.yaml" --plugin-dir "$BUILD_DIR/plugins" 2>"$T/check.log"
+st=$?
+[ "$st" = 5 ] || fail "check with a crashing check(): status $st, want 5"
+grep -q "crit input crashy\[chk\]: crashed: SIGSEGV (address not mapped, at 0x0) in the plugin's check (plugin crashy, .*); mittari check exits with status 5" \
+  "$T/check.log" || fail "check's crash line: $(cat "$T/check.log")"
+ok "a crash in the plugin's check(): mittari check names it, exit 5"
 
 # 4. the next start after a crash: the crashed input waits, the others run;
 #    after its hold-back it starts and the marker goes

@@ -22,7 +22,7 @@
 
 #include <mittari/mittari.h>
 
-enum { IN_NONE, IN_POLL, IN_TIMER, IN_ABORT, IN_START };
+enum { IN_NONE, IN_POLL, IN_TIMER, IN_ABORT, IN_START, IN_CHECK };
 
 struct conf {
     int crash_in;
@@ -33,13 +33,13 @@ struct conf {
     bool report;
 };
 
-static const char *const places[] = {"none", "poll", "timer", "abort", "start", NULL};
+static const char *const places[] = {"none", "poll", "timer", "abort", "start", "check", NULL};
 
 static const struct mittari_option opts[] = {
     {.name = "crash_in", .type = MITTARI_OPT_ENUM, .def = "poll", .values = places,
      .offset = offsetof(struct conf, crash_in),
      .help = "Where it crashes: poll work (NULL), a timer callback (NULL), abort() in a timer, "
-             "start (NULL), or none."},
+             "start (NULL), check (NULL: when the configuration is checked), or none."},
     {.name = "crash_after", .type = MITTARI_OPT_INT, .def = "5", .min = 0, .max = 1e9,
      .offset = offsetof(struct conf, crash_after),
      .help = "Readings emitted before it crashes; 0 = it never does."},
@@ -120,6 +120,17 @@ static void tick(void *arg)
     step(arg, IN_TIMER);
 }
 
+static int check(const void *cf, const struct mittari_checker *chk)
+{
+    const struct conf *c = cf;
+    (void)chk;
+    if (c->crash_in == IN_CHECK) {
+        volatile int *volatile p = NULL;
+        *p = 1;
+    }
+    return 0;
+}
+
 static int create(const struct mittari_host *h, struct mittari_ctx *ctx, const void *cf, void **st)
 {
     struct crashy *s = calloc(1, sizeof(*s));
@@ -169,5 +180,6 @@ static const struct mittari_plugin desc = {
     .start = start,
     .stop = stop,
     .destroy = destroy,
+    .check = check,
 };
 MITTARI_PLUGIN_DEFINE(desc)
