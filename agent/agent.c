@@ -204,8 +204,12 @@ static int64_t isolate_stop_ms(const struct mt_agent *a)
 /* CREATED from ic (taken, even on error). */
 static void add_input(struct mt_agent *a, struct mt_inst_conf *ic)
 {
-    struct mt_input_env env = {&a->loop, a->writer, &a->series, &a->pseudo, NULL,
-                               a->opts.isolate_exe, isolate_stop_ms(a)};
+    struct mt_input_env env = {.loop = &a->loop,
+                               .writer = a->writer,
+                               .series = &a->series,
+                               .pseudo = &a->pseudo,
+                               .isolate_exe = a->opts.isolate_exe,
+                               .isolate_stop_ms = isolate_stop_ms(a)};
     struct inst *i = inst_new(a, MT_INST_INPUT, ic->name);
     char err[512];
 

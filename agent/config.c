@@ -550,14 +550,14 @@ static void isolate_check(const struct mt_plugin *pl, const struct mt_inst_conf 
                           const struct mt_node *map, const char *what, struct mt_diags *d)
 {
     struct mt_buf b = {0};
-    int rc = mt_iso_put_init(&b, pl->path, &pl->st, pl->name, ic->name, "", 0, pl->desc->options,
+    int rc = mt_isowire_put_init(&b, pl->path, &pl->st, pl->name, ic->name, "", 0, pl->desc->options,
                              ic->conf);
     const struct mt_node *n = mt_node_get(map, "isolate");
-    if (!rc && b.len > MT_ISO_INIT_MAX)
+    if (!rc && b.len > MT_ISOWIRE_INIT_MAX)
         mt_diags_add(d, n ? &n->pos : &ic->pos, "run it in the agent (isolate: false)",
                      "%s: its options take %zu bytes, more than an isolated process is given "
                      "(%d)",
-                     what, b.len, MT_ISO_INIT_MAX);
+                     what, b.len, MT_ISOWIRE_INIT_MAX);
     if (b.p)
         explicit_bzero(b.p, b.len); /* secrets */
     mt_buf_free(&b);

@@ -115,12 +115,18 @@ static void put_utc(struct sbuf *b, int64_t sec)
 static const char *sig_name(int sig)
 {
     switch (sig) {
-    case SIGSEGV: return "SIGSEGV";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGILL: return "SIGILL";
-    case SIGABRT: return "SIGABRT";
-    default: return "a fatal signal";
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGFPE:
+        return "SIGFPE";
+    case SIGILL:
+        return "SIGILL";
+    case SIGABRT:
+        return "SIGABRT";
+    default:
+        return "a fatal signal";
     }
 }
 
@@ -141,9 +147,12 @@ static const char *code_text(int sig, int code)
         return code == FPE_INTDIV   ? "integer divide by zero"
                : code == FPE_INTOVF ? "integer overflow"
                                     : "arithmetic exception";
-    case SIGILL: return code == ILL_ILLOPC ? "illegal opcode" : "illegal instruction";
-    case SIGABRT: return "abort() called";
-    default: return NULL;
+    case SIGILL:
+        return code == ILL_ILLOPC ? "illegal opcode" : "illegal instruction";
+    case SIGABRT:
+        return "abort() called";
+    default:
+        return NULL;
     }
 }
 
@@ -282,8 +291,8 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
     bool plugin = m.who && !sent_by_other(si->si_code, si->si_pid);
 
     (void)uc;
-    size_t n = mt_crash_format(body, sizeof(body), sig, si->si_code, si->si_addr, si->si_pid,
-                               &m, host);
+    size_t n =
+        mt_crash_format(body, sizeof(body), sig, si->si_code, si->si_addr, si->si_pid, &m, host);
     report(body, n);
     if (plugin) {
         write_marker(&m, sig);

@@ -49,7 +49,7 @@ struct mt_isolate {
     bool we_set_down; /* the instance's health is down because the child died */
     void (*done)(void *arg);
     void *done_arg;
-    uint8_t buf[MT_ISO_MSG_MAX];
+    uint8_t buf[MT_ISOWIRE_MSG_MAX];
 };
 
 static void check_done(struct mt_isolate *iso);
@@ -92,7 +92,7 @@ static void reply(struct child *c, int rc)
 {
     uint8_t msg[1 + sizeof(int32_t)];
     int32_t v = rc;
-    msg[0] = MT_ISO_REPLY;
+    msg[0] = MT_ISOWIRE_REPLY;
     memcpy(msg + 1, &v, sizeof(v));
     if (c->exited)
         return; /* nobody waits for it any more */
@@ -154,7 +154,7 @@ static void on_failed(struct mt_isolate *iso, struct child *c, int rc, const cha
             text ? text : "the plugin could not be created");
     mt_host_api.set_health(iso->ctx, NULL, MITTARI_HEALTH_DOWN,
                            rc == MITTARI_EABI || rc == MITTARI_EPLUGIN ? "plugin refused"
-                                                                        : "create failed");
+                                                                       : "create failed");
     if (c == iso->child && iso->state == ST_STARTING)
         iso->state = ST_FAILED;
 }
@@ -162,46 +162,46 @@ static void on_failed(struct mt_isolate *iso, struct child *c, int rc, const cha
 /* One packet from the child. -EBADMSG: it broke the protocol. */
 static int handle(struct mt_isolate *iso, struct child *c, const uint8_t *p, size_t n)
 {
-    struct mt_iso_rd rd;
+    struct mt_isowire_rd rd;
     uint8_t type;
 
-    mt_iso_rd_init(&rd, p, n);
-    type = mt_iso_get_u8(&rd);
+    mt_isowire_rd_init(&rd, p, n);
+    type = mt_isowire_get_u8(&rd);
     switch (type) {
-    case MT_ISO_EMIT: {
-        struct mt_iso_reading r;
-        if (mt_iso_get_reading(&rd, &r))
+    case MT_ISOWIRE_EMIT: {
+        struct mt_isowire_reading r;
+        if (mt_isowire_get_reading(&rd, &r))
             return -EBADMSG;
         reply(c, mt_host_api.emit(iso->ctx, &r.r));
         return 0;
     }
-    case MT_ISO_LOG: {
-        int level = mt_iso_get_i32(&rd);
-        const char *line = mt_iso_get_str(&rd);
+    case MT_ISOWIRE_LOG: {
+        int level = mt_isowire_get_i32(&rd);
+        const char *line = mt_isowire_get_str(&rd);
         if (rd.bad || !line)
             return -EBADMSG;
         child_log(iso, level, line);
         return 0;
     }
-    case MT_ISO_HEALTH: {
-        const char *dev = mt_iso_get_str(&rd);
-        int health = mt_iso_get_i32(&rd);
-        const char *reason = mt_iso_get_str(&rd);
+    case MT_ISOWIRE_HEALTH: {
+        const char *dev = mt_isowire_get_str(&rd);
+        int health = mt_isowire_get_i32(&rd);
+        const char *reason = mt_isowire_get_str(&rd);
         if (rd.bad)
             return -EBADMSG;
         mt_host_api.set_health(iso->ctx, dev, health, reason);
         return 0;
     }
-    case MT_ISO_COUNT: {
-        const char *dev = mt_iso_get_str(&rd);
-        const char *counter = mt_iso_get_str(&rd);
-        uint64_t v = mt_iso_get_u64(&rd);
+    case MT_ISOWIRE_COUNT: {
+        const char *dev = mt_isowire_get_str(&rd);
+        const char *counter = mt_isowire_get_str(&rd);
+        uint64_t v = mt_isowire_get_u64(&rd);
         if (rd.bad || !counter)
             return -EBADMSG;
         mt_host_api.count(iso->ctx, dev, counter, v);
         return 0;
     }
-    case MT_ISO_STARTING:
+    case MT_ISOWIRE_STARTING:
         /* the plugin's own health reports follow in order: clear what the
          * agent said of the last child first */
         if (iso->we_set_down) {
@@ -209,23 +209,25 @@ static int handle(struct mt_isolate *iso, struct child *c, const uint8_t *p, siz
             mt_host_api.set_health(iso->ctx, NULL, MITTARI_HEALTH_UP, "");
         }
         return 0;
-    case MT_ISO_STARTED: {
-        int rc = mt_iso_get_i32(&rd);
+    case MT_ISOWIRE_STARTED: {
+        int rc = mt_isowire_get_i32(&rd);
         if (rd.bad)
             return -EBADMSG;
         on_started(iso, c, rc);
         return 0;
     }
-    case MT_ISO_FAILED: {
-        int rc = mt_iso_get_i32(&rd);
-        const char *text = mt_iso_get_str(&rd);
+    case MT_ISOWIRE_FAILED: {
+        int rc = mt_isowire_get_i32(&rd);
+        const char *text = mt_isowire_get_str(&rd);
         if (rd.bad)
             return -EBADMSG;
         on_failed(iso, c, rc, text);
         return 0;
     }
-    case MT_ISO_STOPPED: c->stopped_msg = true; return 0;
-    case MT_ISO_CRASH: {
+    case MT_ISOWIRE_STOPPED:
+        c->stopped_msg = true;
+        return 0;
+    case MT_ISOWIRE_CRASH: {
         char line[1100];
         size_t k = n - 1 < sizeof(line) - 1 ? n - 1 : sizeof(line) - 1;
         memcpy(line, p + 1, k);
@@ -237,7 +239,8 @@ static int handle(struct mt_isolate *iso, struct child *c, const uint8_t *p, siz
         child_log(iso, MT_ERR, line);
         return 0;
     }
-    default: return -EBADMSG;
+    default:
+        return -EBADMSG;
     }
 }
 
@@ -283,7 +286,7 @@ static void tell_level(struct child *c)
     int32_t v = level;
     if (level == c->level || c->exited)
         return;
-    msg[0] = MT_ISO_LEVEL;
+    msg[0] = MT_ISOWIRE_LEVEL;
     memcpy(msg + 1, &v, sizeof(v));
     if (send(c->ctl_fd, msg, sizeof(msg), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(msg))
         c->level = level;
@@ -369,8 +372,8 @@ static void child_exited(uv_process_t *p, int64_t status, int sig)
                         "its process (pid %d) did not stop within %.1f s: killed", c->pid,
                         (double)iso->env.stop_ms / 1000);
             else if (status || sig || !c->stopped_msg)
-                mt_diag(MT_WARNING, module(iso), "its process (pid %d) %s while stopping",
-                        c->pid, why);
+                mt_diag(MT_WARNING, module(iso), "its process (pid %d) %s while stopping", c->pid,
+                        why);
             uv_timer_stop(&iso->kill);
         } else if (iso->state == ST_STARTING || iso->state == ST_RUNNING) {
             died(iso, c, why);
@@ -387,9 +390,9 @@ static int send_init(struct mt_isolate *iso, struct child *c)
 {
     struct mt_buf b = {0};
     const struct mt_plugin *pl = iso->ic->plugin_ref;
-    int rc = mt_iso_put_init(&b, pl->path, &pl->st, pl->name, iso->ic->name, module(iso),
-                             mt_diag_level(), pl->desc->options, iso->ic->conf);
-    if (!rc && b.len > MT_ISO_INIT_MAX) /* mittari check refused it already */
+    int rc = mt_isowire_put_init(&b, pl->path, &pl->st, pl->name, iso->ic->name, module(iso),
+                                 mt_diag_level(), pl->desc->options, iso->ic->conf);
+    if (!rc && b.len > MT_ISOWIRE_INIT_MAX) /* mittari check refused it already */
         rc = -EMSGSIZE;
     if (!rc && send(c->ctl_fd, b.p, b.len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)b.len)
         rc = -errno;
@@ -414,7 +417,7 @@ static int socketpairs(int dfd[2], int cfd[2])
     fcntl(dfd[0], F_SETFL, fcntl(dfd[0], F_GETFL) | O_NONBLOCK);
     fcntl(cfd[0], F_SETFL, fcntl(cfd[0], F_GETFL) | O_NONBLOCK);
     /* room for INIT in one packet, whatever the system's default */
-    int sz = 2 * MT_ISO_INIT_MAX;
+    int sz = 2 * MT_ISOWIRE_INIT_MAX;
     setsockopt(cfd[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
     return 0;
 }
@@ -586,7 +589,7 @@ void mt_isolate_stop(struct mt_isolate *iso, void (*done)(void *arg), void *arg)
     uv_timer_stop(&iso->restart);
     iso->state = ST_STOPPING;
     if (c && !c->exited) {
-        uint8_t stop = MT_ISO_STOP;
+        uint8_t stop = MT_ISOWIRE_STOP;
         if (send(c->ctl_fd, &stop, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1)
             kill_cb(&iso->kill); /* it cannot hear it: dying already, or stuck */
         else
@@ -608,9 +611,15 @@ void mt_isolate_summary(struct mt_isolate *iso, struct mt_buf *b)
     case ST_RUNNING:
         mt_buf_printf(b, "; isolated (pid %d", iso->child ? iso->child->pid : 0);
         break;
-    case ST_BACKOFF: mt_buf_adds(b, "; isolated (waiting to restart"); break;
-    case ST_FAILED: mt_buf_adds(b, "; isolated (failed"); break;
-    default: mt_buf_adds(b, "; isolated (stopping"); break;
+    case ST_BACKOFF:
+        mt_buf_adds(b, "; isolated (waiting to restart");
+        break;
+    case ST_FAILED:
+        mt_buf_adds(b, "; isolated (failed");
+        break;
+    default:
+        mt_buf_adds(b, "; isolated (stopping");
+        break;
     }
     if (iso->restarts)
         mt_buf_printf(b, ", %llu restarts", (unsigned long long)iso->restarts);

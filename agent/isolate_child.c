@@ -63,7 +63,7 @@ static int recv_reply(struct link *l, int *result)
         ssize_t n = recv(l->data_fd, msg, sizeof(msg), 0);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n == 1 + (ssize_t)sizeof(int32_t) && msg[0] == MT_ISO_REPLY) {
+        if (n == 1 + (ssize_t)sizeof(int32_t) && msg[0] == MT_ISOWIRE_REPLY) {
             int32_t v;
             memcpy(&v, msg + 1, sizeof(v));
             *result = v;
@@ -89,8 +89,8 @@ static int link_emit(void *arg, const struct mittari_reading *r)
     }
     pthread_mutex_lock(&l->lock);
     l->buf.len = 0;
-    int rc = mt_iso_put_u8(&l->buf, MT_ISO_EMIT);
-    rc = rc ? rc : mt_iso_put_reading(&l->buf, src);
+    int rc = mt_isowire_put_u8(&l->buf, MT_ISOWIRE_EMIT);
+    rc = rc ? rc : mt_isowire_put_reading(&l->buf, src);
     rc = rc ? rc : send_buf(l);
     rc = rc ? rc : recv_reply(l, &result);
     if (l->buf.p)
@@ -108,10 +108,10 @@ static void link_health(void *arg, const char *device, int health, const char *r
     struct link *l = arg;
     pthread_mutex_lock(&l->lock);
     l->buf.len = 0;
-    int rc = mt_iso_put_u8(&l->buf, MT_ISO_HEALTH);
-    rc = rc ? rc : mt_iso_put_str(&l->buf, device, MT_ISO_TEXT_MAX);
-    rc = rc ? rc : mt_iso_put_i32(&l->buf, health);
-    rc = rc ? rc : mt_iso_put_str(&l->buf, reason, MT_ISO_TEXT_MAX);
+    int rc = mt_isowire_put_u8(&l->buf, MT_ISOWIRE_HEALTH);
+    rc = rc ? rc : mt_isowire_put_str(&l->buf, device, MT_ISOWIRE_TEXT_MAX);
+    rc = rc ? rc : mt_isowire_put_i32(&l->buf, health);
+    rc = rc ? rc : mt_isowire_put_str(&l->buf, reason, MT_ISOWIRE_TEXT_MAX);
     if (!rc)
         send_buf(l);
     pthread_mutex_unlock(&l->lock);
@@ -124,10 +124,10 @@ static void link_count(void *arg, const char *device, const char *counter, uint6
         return;
     pthread_mutex_lock(&l->lock);
     l->buf.len = 0;
-    int rc = mt_iso_put_u8(&l->buf, MT_ISO_COUNT);
-    rc = rc ? rc : mt_iso_put_str(&l->buf, device, MT_ISO_TEXT_MAX);
-    rc = rc ? rc : mt_iso_put_str(&l->buf, counter, MT_ISO_TEXT_MAX);
-    rc = rc ? rc : mt_iso_put_u64(&l->buf, n);
+    int rc = mt_isowire_put_u8(&l->buf, MT_ISOWIRE_COUNT);
+    rc = rc ? rc : mt_isowire_put_str(&l->buf, device, MT_ISOWIRE_TEXT_MAX);
+    rc = rc ? rc : mt_isowire_put_str(&l->buf, counter, MT_ISOWIRE_TEXT_MAX);
+    rc = rc ? rc : mt_isowire_put_u64(&l->buf, n);
     if (!rc)
         send_buf(l);
     pthread_mutex_unlock(&l->lock);
@@ -139,9 +139,9 @@ static void link_log(int level, const char *line, void *arg)
     struct link *l = arg;
     pthread_mutex_lock(&l->lock);
     l->buf.len = 0;
-    int rc = mt_iso_put_u8(&l->buf, MT_ISO_LOG);
-    rc = rc ? rc : mt_iso_put_i32(&l->buf, level);
-    rc = rc ? rc : mt_iso_put_str(&l->buf, line, MT_ISO_MSG_MAX - 64);
+    int rc = mt_isowire_put_u8(&l->buf, MT_ISOWIRE_LOG);
+    rc = rc ? rc : mt_isowire_put_i32(&l->buf, level);
+    rc = rc ? rc : mt_isowire_put_str(&l->buf, line, MT_ISOWIRE_MSG_MAX - 64);
     rc = rc ? rc : send_buf(l);
     pthread_mutex_unlock(&l->lock);
     if (rc) /* the agent is gone: stderr still reaches the journal */
@@ -153,11 +153,11 @@ static void link_say(struct link *l, int type, int rc, const char *text)
 {
     pthread_mutex_lock(&l->lock);
     l->buf.len = 0;
-    int r = mt_iso_put_u8(&l->buf, (uint8_t)type);
-    if (type == MT_ISO_STARTED || type == MT_ISO_FAILED)
-        r = r ? r : mt_iso_put_i32(&l->buf, rc);
-    if (type == MT_ISO_FAILED)
-        r = r ? r : mt_iso_put_str(&l->buf, text, MT_ISO_TEXT_MAX);
+    int r = mt_isowire_put_u8(&l->buf, (uint8_t)type);
+    if (type == MT_ISOWIRE_STARTED || type == MT_ISOWIRE_FAILED)
+        r = r ? r : mt_isowire_put_i32(&l->buf, rc);
+    if (type == MT_ISOWIRE_FAILED)
+        r = r ? r : mt_isowire_put_str(&l->buf, text, MT_ISOWIRE_TEXT_MAX);
     if (!r)
         send_buf(l);
     pthread_mutex_unlock(&l->lock);
@@ -169,7 +169,7 @@ static void stopped(void *arg)
 {
     struct child *ch = arg;
     ch->ctx = NULL;
-    link_say(&ch->link, MT_ISO_STOPPED, 0, NULL);
+    link_say(&ch->link, MT_ISOWIRE_STOPPED, 0, NULL);
     if (ch->ctl_open) {
         ch->ctl_open = false;
         uv_close((uv_handle_t *)&ch->ctl, NULL);
@@ -181,18 +181,18 @@ static void on_ctl(uv_poll_t *h, int status, int events)
     struct child *ch = h->data;
     uint8_t type = 0;
     (void)events;
-    ssize_t n = status < 0 ? 0 : recv(MT_ISOLATE_CTL_FD, ch->msg, MT_ISO_MSG_MAX, MSG_DONTWAIT);
+    ssize_t n = status < 0 ? 0 : recv(MT_ISOLATE_CTL_FD, ch->msg, MT_ISOWIRE_MSG_MAX, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n > 0)
         type = ch->msg[0];
     if (n <= 0) /* the agent is gone: nobody takes what the plugin says */
         _exit(MT_EXIT_FAILURE);
-    if (type == MT_ISO_LEVEL && n == 1 + (ssize_t)sizeof(int32_t)) {
+    if (type == MT_ISOWIRE_LEVEL && n == 1 + (ssize_t)sizeof(int32_t)) {
         int32_t level;
         memcpy(&level, ch->msg + 1, sizeof(level));
         mt_diag_set_level(level);
-    } else if (type == MT_ISO_STOP && ch->ctx) {
+    } else if (type == MT_ISOWIRE_STOP && ch->ctx) {
         uv_poll_stop(&ch->ctl);
         mt_input_stop(ch->ctx, stopped, ch);
     }
@@ -218,7 +218,7 @@ static void lockdown(void)
 }
 
 /* Loads the plugin file the agent loaded. 0, or a code with err. */
-static int load_plugin(struct child *ch, const struct mt_iso_init *in, char *err, size_t errlen)
+static int load_plugin(struct child *ch, const struct mt_isowire_init *in, char *err, size_t errlen)
 {
     const struct mittari_plugin *(*entry)(void);
     struct stat st;
@@ -261,7 +261,7 @@ static int load_plugin(struct child *ch, const struct mt_iso_init *in, char *err
 }
 
 /* The instance's settings from INIT, as config.c would have made them. */
-static int make_conf(struct child *ch, struct mt_iso_init *in, struct mt_inst_conf **out)
+static int make_conf(struct child *ch, struct mt_isowire_init *in, struct mt_inst_conf **out)
 {
     const struct mittari_plugin *d = ch->plugin.desc;
     struct mt_inst_conf *ic = calloc(1, sizeof(*ic));
@@ -278,7 +278,7 @@ static int make_conf(struct child *ch, struct mt_iso_init *in, struct mt_inst_co
     ic->plugin_ref = &ch->plugin;
     ic->conf = mt_arena_alloc(&ic->arena, d->config_size ? d->config_size : 1);
     if (ic->name && ic->plugin && ic->conf)
-        rc = mt_iso_get_conf(&in->conf, d->options, ic->conf, &ic->arena);
+        rc = mt_isowire_get_conf(&in->conf, d->options, ic->conf, &ic->arena);
     if (rc) {
         mt_inst_conf_free(ic);
         return rc;
@@ -291,17 +291,17 @@ static int make_conf(struct child *ch, struct mt_iso_init *in, struct mt_inst_co
  * the loop is to run. */
 static int begin(struct child *ch)
 {
-    struct mt_iso_init in;
-    struct mt_iso_rd rd;
+    struct mt_isowire_init in;
+    struct mt_isowire_rd rd;
     struct mt_inst_conf *ic;
     char err[700];
     ssize_t n;
 
     do
-        n = recv(MT_ISOLATE_CTL_FD, ch->msg, MT_ISO_INIT_MAX, 0);
+        n = recv(MT_ISOLATE_CTL_FD, ch->msg, MT_ISOWIRE_INIT_MAX, 0);
     while (n < 0 && errno == EINTR);
-    mt_iso_rd_init(&rd, ch->msg, n > 0 ? (size_t)n : 0);
-    if (n <= 0 || mt_iso_get_init(&rd, &in))
+    mt_isowire_rd_init(&rd, ch->msg, n > 0 ? (size_t)n : 0);
+    if (n <= 0 || mt_isowire_get_init(&rd, &in))
         return -EBADMSG; /* not started by an agent */
     if (getppid() != in.agent_pid)
         return -ESRCH; /* the agent died before PR_SET_PDEATHSIG was in place */
@@ -312,10 +312,10 @@ static int begin(struct child *ch)
         .then = "its process ends; the agent starts a new one after a pause, the other inputs "
                 "go on",
         .packet_fd = MT_ISOLATE_DATA_FD,
-        .packet_type = MT_ISO_CRASH,
+        .packet_type = MT_ISOWIRE_CRASH,
     };
     mt_crash_install(&cc);
-    link_say(&ch->link, MT_ISO_STARTING, 0, NULL);
+    link_say(&ch->link, MT_ISOWIRE_STARTING, 0, NULL);
     int rc = load_plugin(ch, &in, err, sizeof(err));
     if (!rc && (rc = make_conf(ch, &in, &ic)) != 0)
         snprintf(err, sizeof(err), "cannot read its settings: %s", strerror(-rc));
@@ -325,10 +325,10 @@ static int begin(struct child *ch)
         rc = mt_input_create(&ch->ctx, &env, ic, err, sizeof(err));
     }
     if (rc) {
-        link_say(&ch->link, MT_ISO_FAILED, rc, err);
+        link_say(&ch->link, MT_ISOWIRE_FAILED, rc, err);
         return rc;
     }
-    link_say(&ch->link, MT_ISO_STARTED, mt_input_start(ch->ctx), NULL);
+    link_say(&ch->link, MT_ISOWIRE_STARTED, mt_input_start(ch->ctx), NULL);
     return 0;
 }
 
@@ -343,7 +343,7 @@ int mt_isolate_child_main(int argc, char **argv)
     memset(&ch, 0, sizeof(ch));
     ch.link.data_fd = MT_ISOLATE_DATA_FD;
     pthread_mutex_init(&ch.link.lock, NULL);
-    ch.msg = malloc(MT_ISO_INIT_MAX);
+    ch.msg = malloc(MT_ISOWIRE_INIT_MAX);
     if (!ch.msg || uv_loop_init(&ch.loop))
         return MT_EXIT_FAILURE;
     rc = begin(&ch);

@@ -162,8 +162,8 @@ static int run_agent(const char *dir, struct run *r, struct bench_result *res)
         goto out;
     }
     if (r->stored < r->n - r->n / 100) {
-        snprintf(res->note, sizeof(res->note), "only %" PRId64 " of %ld readings stored",
-                 r->stored, r->n);
+        snprintf(res->note, sizeof(res->note), "only %" PRId64 " of %ld readings stored", r->stored,
+                 r->n);
         goto out;
     }
     res->seconds = r->t_done - r->t0;
@@ -241,9 +241,15 @@ int main(int argc, char **argv)
 
     while ((opt = getopt(argc, argv, "n:r:")) != -1) {
         switch (opt) {
-        case 'n': n = atol(optarg); break;
-        case 'r': rounds = atoi(optarg); break;
-        default: fprintf(stderr, "usage: bench_isolate [-n READINGS] [-r ROUNDS]\n"); return 2;
+        case 'n':
+            n = atol(optarg);
+            break;
+        case 'r':
+            rounds = atoi(optarg);
+            break;
+        default:
+            fprintf(stderr, "usage: bench_isolate [-n READINGS] [-r ROUNDS]\n");
+            return 2;
         }
     }
     if (n < 1000 || rounds < 1 || rounds > MAX_ROUNDS) {
@@ -273,8 +279,8 @@ int main(int argc, char **argv)
            "(agent loop, writer, isolated process)");
     for (int iso = 0; iso < 2; iso++)
         printf("%-11s %14s %14.2f   (%.2f, %.2f, %.2f)\n", iso ? "isolated" : "in-process",
-               bench_group(rate[iso], g[iso], sizeof(g[iso])), cpu[iso], part[iso][0],
-               part[iso][1], part[iso][2]);
+               bench_group(rate[iso], g[iso], sizeof(g[iso])), cpu[iso], part[iso][0], part[iso][1],
+               part[iso][2]);
     printf("\nisolated / in-process: readings/s x%.3f, CPU per reading x%.2f (+%.2f µs)\n",
            rate[1] / rate[0], cpu[1] / cpu[0], cpu[1] - cpu[0]);
     bench_print_load("at end");

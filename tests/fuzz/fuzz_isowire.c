@@ -36,7 +36,10 @@ static const struct mittari_option opts[] = {
     {.name = "b", .type = MITTARI_OPT_BOOL, .offset = offsetof(struct conf, b)},
     {.name = "e", .type = MITTARI_OPT_ENUM, .values = vals, .offset = offsetof(struct conf, e)},
     {.name = "size", .type = MITTARI_OPT_SIZE, .offset = offsetof(struct conf, size)},
-    {.name = "items", .type = MITTARI_OPT_LIST, .sub = item_opts, .sub_size = sizeof(struct item),
+    {.name = "items",
+     .type = MITTARI_OPT_LIST,
+     .sub = item_opts,
+     .sub_size = sizeof(struct item),
      .offset = offsetof(struct conf, items)},
     {0},
 };
@@ -53,12 +56,12 @@ static bool same_str(const char *a, const char *b)
 
 static void check_reading(const uint8_t *data, size_t size)
 {
-    struct mt_iso_rd rd;
-    struct mt_iso_reading r, again;
+    struct mt_isowire_rd rd;
+    struct mt_isowire_reading r, again;
     struct mt_buf b = {0};
 
-    mt_iso_rd_init(&rd, data, size);
-    if (mt_iso_get_reading(&rd, &r))
+    mt_isowire_rd_init(&rd, data, size);
+    if (mt_isowire_get_reading(&rd, &r))
         return;
     const char *strs[] = {r.r.device, r.r.metric, r.r.unit, r.r.source, r.r.subject_space};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
@@ -68,10 +71,10 @@ static void check_reading(const uint8_t *data, size_t size)
         !inside(r.r.subject_id, r.r.subject_id_len, data, size))
         abort();
     /* what decoded encodes to what decodes the same */
-    if (mt_iso_put_reading(&b, &r.r))
+    if (mt_isowire_put_reading(&b, &r.r))
         abort();
-    mt_iso_rd_init(&rd, b.p, b.len);
-    if (mt_iso_get_reading(&rd, &again))
+    mt_isowire_rd_init(&rd, b.p, b.len);
+    if (mt_isowire_get_reading(&rd, &again))
         abort();
     if (again.r.size != r.r.size || !same_str(again.r.metric, r.r.metric) ||
         !same_str(again.r.device, r.r.device) || again.r.ntags != r.r.ntags ||
@@ -82,18 +85,18 @@ static void check_reading(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct mt_iso_rd rd;
-    struct mt_iso_init in;
+    struct mt_isowire_rd rd;
+    struct mt_isowire_init in;
     struct mt_arena arena = {0};
     struct conf c;
 
     check_reading(data, size);
-    mt_iso_rd_init(&rd, data, size);
-    if (mt_iso_get_init(&rd, &in) == 0 && !inside(in.path, strlen(in.path) + 1, data, size))
+    mt_isowire_rd_init(&rd, data, size);
+    if (mt_isowire_get_init(&rd, &in) == 0 && !inside(in.path, strlen(in.path) + 1, data, size))
         abort();
     memset(&c, 0, sizeof(c));
-    mt_iso_rd_init(&rd, data, size);
-    int rc = mt_iso_get_conf(&rd, opts, &c, &arena);
+    mt_isowire_rd_init(&rd, data, size);
+    int rc = mt_isowire_get_conf(&rd, opts, &c, &arena);
     if (rc && rc != -74 && rc != -12) /* EBADMSG, ENOMEM */
         abort();
     mt_arena_free(&arena);

@@ -32,17 +32,17 @@
 static void put_emit(struct mt_buf *b, const struct mittari_reading *r)
 {
     b->len = 0;
-    assert_int_equal(mt_iso_put_u8(b, MT_ISO_EMIT), 0);
-    assert_int_equal(mt_iso_put_reading(b, r), 0);
+    assert_int_equal(mt_isowire_put_u8(b, MT_ISOWIRE_EMIT), 0);
+    assert_int_equal(mt_isowire_put_reading(b, r), 0);
 }
 
-static int get_emit(const struct mt_buf *b, size_t len, struct mt_iso_reading *out)
+static int get_emit(const struct mt_buf *b, size_t len, struct mt_isowire_reading *out)
 {
-    struct mt_iso_rd rd;
-    mt_iso_rd_init(&rd, b->p, len);
-    if (mt_iso_get_u8(&rd) != MT_ISO_EMIT)
+    struct mt_isowire_rd rd;
+    mt_isowire_rd_init(&rd, b->p, len);
+    if (mt_isowire_get_u8(&rd) != MT_ISOWIRE_EMIT)
         return -EBADMSG;
-    return mt_iso_get_reading(&rd, out);
+    return mt_isowire_get_reading(&rd, out);
 }
 
 static void reading_round_trip(void **state)
@@ -52,7 +52,7 @@ static void reading_round_trip(void **state)
     struct mittari_tag tags[] = {{"service", "library"}, {"door", "north"}};
     struct mittari_reading r = MITTARI_READING_INIT;
     struct mt_buf b = {0};
-    struct mt_iso_reading got;
+    struct mt_isowire_reading got;
 
     r.ts_us = 1767225600123456LL;
     r.device = "door-1";
@@ -109,7 +109,7 @@ static void refused_readings_keep_their_reason(void **state)
     struct mittari_tag tags[9] = {{"a", "1"}};
     char subject[80];
     struct mt_buf b = {0};
-    struct mt_iso_reading got;
+    struct mt_isowire_reading got;
 
     /* a reading of ABI 1.0: no source, even if the bytes after it say one */
     struct {
@@ -155,7 +155,7 @@ static void refused_readings_keep_their_reason(void **state)
     r.metric = longname;
     put_emit(&b, &r);
     assert_int_equal(get_emit(&b, b.len, &got), 0);
-    assert_int_equal(strlen(got.r.metric), MT_ISO_TEXT_MAX);
+    assert_int_equal(strlen(got.r.metric), MT_ISOWIRE_TEXT_MAX);
     mt_buf_free(&b);
 }
 
@@ -168,7 +168,7 @@ static void malformed_packets_are_refused(void **state)
     struct mittari_tag tags[] = {{"k", "v"}};
     struct mittari_reading r = MITTARI_READING_INIT;
     struct mt_buf b = {0};
-    struct mt_iso_reading got;
+    struct mt_isowire_reading got;
 
     r.metric = "m";
     r.device = "d";
@@ -182,9 +182,10 @@ static void malformed_packets_are_refused(void **state)
         /* a copy of exactly len bytes, so ASan sees a read past it */
         uint8_t *cut = malloc(len ? len : 1);
         memcpy(cut, b.p, len);
-        struct mt_iso_rd rd;
-        mt_iso_rd_init(&rd, cut, len);
-        int rc = mt_iso_get_u8(&rd) == MT_ISO_EMIT ? mt_iso_get_reading(&rd, &got) : -EBADMSG;
+        struct mt_isowire_rd rd;
+        mt_isowire_rd_init(&rd, cut, len);
+        int rc = mt_isowire_get_u8(&rd) == MT_ISOWIRE_EMIT ? mt_isowire_get_reading(&rd, &got)
+                                                           : -EBADMSG;
         assert_int_equal(rc, -EBADMSG);
         free(cut);
     }
@@ -217,12 +218,17 @@ static const char *const orders[] = {"ABCD", "DCBA", NULL};
 static const struct mittari_option item_opts[] = {
     {.name = "name", .type = MITTARI_OPT_STRING, .offset = offsetof(struct item, name)},
     {.name = "unit", .type = MITTARI_OPT_INT, .def = "1", .offset = offsetof(struct item, unit)},
-    {.name = "order", .type = MITTARI_OPT_ENUM, .def = "ABCD", .values = orders,
+    {.name = "order",
+     .type = MITTARI_OPT_ENUM,
+     .def = "ABCD",
+     .values = orders,
      .offset = offsetof(struct item, order)},
     {0},
 };
 static const struct mittari_option conf_opts[] = {
-    {.name = "s", .type = MITTARI_OPT_STRING, .flags = MITTARI_OPT_SECRET,
+    {.name = "s",
+     .type = MITTARI_OPT_STRING,
+     .flags = MITTARI_OPT_SECRET,
      .offset = offsetof(struct conf, s)},
     {.name = "unset", .type = MITTARI_OPT_STRING, .offset = offsetof(struct conf, unset)},
     {.name = "i", .type = MITTARI_OPT_INT, .offset = offsetof(struct conf, i)},
@@ -231,7 +237,10 @@ static const struct mittari_option conf_opts[] = {
     {.name = "b", .type = MITTARI_OPT_BOOL, .offset = offsetof(struct conf, b)},
     {.name = "e", .type = MITTARI_OPT_ENUM, .values = orders, .offset = offsetof(struct conf, e)},
     {.name = "size", .type = MITTARI_OPT_SIZE, .offset = offsetof(struct conf, size)},
-    {.name = "items", .type = MITTARI_OPT_LIST, .sub = item_opts, .sub_size = sizeof(struct item),
+    {.name = "items",
+     .type = MITTARI_OPT_LIST,
+     .sub = item_opts,
+     .sub_size = sizeof(struct item),
      .offset = offsetof(struct conf, items)},
     {0},
 };
@@ -241,18 +250,19 @@ static const struct mittari_option conf_opts[] = {
 static void option_values_cross_unchanged(void **state)
 {
     (void)state;
-    struct conf *c = tu_options(conf_opts, sizeof(struct conf),
-                                "{s: hunter2, i: -42, dur: 2m, d: 0.1, b: true, e: DCBA, "
-                                "size: 64KiB, items: [{name: a, unit: 7, order: DCBA}, {name: b}]}");
+    struct conf *c =
+        tu_options(conf_opts, sizeof(struct conf),
+                   "{s: hunter2, i: -42, dur: 2m, d: 0.1, b: true, e: DCBA, "
+                   "size: 64KiB, items: [{name: a, unit: 7, order: DCBA}, {name: b}]}");
     struct mt_buf b = {0}, before = {0}, after = {0};
     struct mt_arena arena = {0};
     struct conf got;
-    struct mt_iso_rd rd;
+    struct mt_isowire_rd rd;
 
-    assert_int_equal(mt_iso_put_conf(&b, conf_opts, c), 0);
+    assert_int_equal(mt_isowire_put_conf(&b, conf_opts, c), 0);
     memset(&got, 0, sizeof(got));
-    mt_iso_rd_init(&rd, b.p, b.len);
-    assert_int_equal(mt_iso_get_conf(&rd, conf_opts, &got, &arena), 0);
+    mt_isowire_rd_init(&rd, b.p, b.len);
+    assert_int_equal(mt_isowire_get_conf(&rd, conf_opts, &got, &arena), 0);
     assert_int_equal(rd.off, b.len);
     assert_string_equal(got.s, "hunter2");
     assert_null(got.unset);
@@ -267,8 +277,8 @@ static void option_values_cross_unchanged(void **state)
         struct mt_arena a2 = {0};
         struct conf g2;
         memset(&g2, 0, sizeof(g2));
-        mt_iso_rd_init(&rd, b.p, len);
-        assert_int_equal(mt_iso_get_conf(&rd, conf_opts, &g2, &a2), -EBADMSG);
+        mt_isowire_rd_init(&rd, b.p, len);
+        assert_int_equal(mt_isowire_get_conf(&rd, conf_opts, &g2, &a2), -EBADMSG);
         mt_arena_free(&a2);
     }
     mt_arena_free(&arena);
@@ -292,7 +302,8 @@ static void report_says_who_and_where(void **state)
     assert_non_null(strstr(line, "input crashy[boom]: crashed: SIGSEGV (address not mapped, at "
                                  "0x0) in the plugin's poll work (plugin crashy, /x/crashy.so); "));
     mt_crash_format(line, sizeof(line), SIGSEGV, SEGV_MAPERR, (void *)0x10, 0, &m, "emit");
-    assert_non_null(strstr(line, "at 0x10) in the agent's emit, called from the plugin's poll work"));
+    assert_non_null(
+        strstr(line, "at 0x10) in the agent's emit, called from the plugin's poll work"));
     /* abort() in plugin code: raised by the process itself */
     mt_crash_format(line, sizeof(line), SIGABRT, SI_TKILL, NULL, getpid(), &m, NULL);
     assert_non_null(strstr(line, "SIGABRT (abort() called) in the plugin's poll work"));
@@ -348,8 +359,8 @@ static int fault_in_child(bool marked, const char *marker, const char *prev, uns
         /* whatever the sanitizers installed: the default comes after ours */
         signal(SIGSEGV, SIG_DFL);
         mt_crash_who_init(&f.who, "input crashy[boom]", "boom", "crashy", "/x/crashy.so");
-        struct mt_crash_conf c = {.exit_status = 5, .then = "then", .packet_fd = sp[1],
-                                  .packet_type = 18};
+        struct mt_crash_conf c = {
+            .exit_status = 5, .then = "then", .packet_fd = sp[1], .packet_type = 18};
         if (mt_crash_install(&c))
             _exit(99);
         mt_crash_set_marker(marker, prev, prev_count);
@@ -387,8 +398,8 @@ static void crash_in_plugin_code_ends_with_its_status(void **state)
     /* the packet: its type byte, then the line without a prefix */
     assert_int_equal((unsigned char)pkt[0], 18);
     assert_non_null(strstr(pkt + 1, "input crashy[boom]: crashed: SIGSEGV (address not mapped, at "
-                                     "0x0) in the plugin's poll work (plugin crashy, "
-                                     "/x/crashy.so); then"));
+                                    "0x0) in the plugin's poll work (plugin crashy, "
+                                    "/x/crashy.so); then"));
     assert_string_equal(err, ""); /* sent, so not written to stderr too */
     assert_int_equal(mt_crash_read_marker(marker, &rec), 0);
     assert_string_equal(rec.name, "boom");
@@ -424,7 +435,7 @@ static void crash_outside_plugin_code_is_the_agents_own(void **state)
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), SIGSEGV);
     assert_non_null(strstr(pkt + 1, "agent: crashed: SIGSEGV (address not mapped, at 0x0) in the "
-                                     "agent's own code, not in a plugin"));
+                                    "agent's own code, not in a plugin"));
     assert_int_equal(mt_crash_read_marker(marker, &rec), -ENOENT);
     /* no packet socket: stderr, in diag's format, with the time of now
      * (the handler's own date arithmetic against gmtime_r) */
@@ -470,7 +481,8 @@ static void crash_marker_files(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     struct mt_crash_record rec;
-    char *p = tu_write(dir, "m", "instance=a\nplugin=b\nsignal=SIGBUS\nwhat=start\ncount=3\ntime=5\n");
+    char *p =
+        tu_write(dir, "m", "instance=a\nplugin=b\nsignal=SIGBUS\nwhat=start\ncount=3\ntime=5\n");
     assert_int_equal(mt_crash_read_marker(p, &rec), 0);
     assert_int_equal(rec.count, 3);
     assert_int_equal(rec.time_s, 5);
@@ -734,7 +746,7 @@ static void reload_tells_the_process_a_new_log_level(void **state)
     /* not before the reload ... */
     assert_true(strstr(all, "input crashy[quiet]: emitted") > reloaded);
     assert_non_null(strstr(reloaded, "input crashy[quiet]: emitted")); /* ... but after */
-    assert_int_equal(seq_exact(f), 1); /* one process throughout */
+    assert_int_equal(seq_exact(f), 1);                                 /* one process throughout */
 }
 
 /* What the process is given must fit in one message: mittari check says
@@ -743,7 +755,7 @@ static void reload_tells_the_process_a_new_log_level(void **state)
 static void options_too_large_for_a_process_are_refused_by_check(void **state)
 {
     struct fx *f = *state;
-    size_t n = MT_ISO_INIT_MAX + 100;
+    size_t n = MT_ISOWIRE_INIT_MAX + 100;
     char *big = malloc(n + 1), *in = malloc(n + 256);
     memset(big, 'a', n);
     big[n] = 0;
@@ -870,14 +882,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(isolated_plugin_stores_what_it_would_in_process, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(failed_create_is_not_restarted, setup, teardown),
-        cmocka_unit_test_setup_teardown(reload_tells_the_process_a_new_log_level, setup,
+        cmocka_unit_test_setup_teardown(reload_tells_the_process_a_new_log_level, setup, teardown),
+        cmocka_unit_test_setup_teardown(options_too_large_for_a_process_are_refused_by_check, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(options_too_large_for_a_process_are_refused_by_check,
-                                        setup, teardown),
         cmocka_unit_test_setup_teardown(stop_kills_a_busy_child_at_the_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_racing_a_dying_child, setup, teardown),
-        cmocka_unit_test_setup_teardown(reload_replaces_busy_and_dying_children, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(reload_replaces_busy_and_dying_children, setup, teardown),
     };
     mt_diag_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
