@@ -320,10 +320,13 @@ static bool hold_back(struct mt_agent *a, struct inst *i)
     if (ms > MT_AGENT_HOLD_MAX_MS)
         ms = MT_AGENT_HOLD_MAX_MS;
     char reason[160];
-    snprintf(reason, sizeof(reason), "held back for %llu s after %u crashes in a row (%s in its %s)",
+    snprintf(reason, sizeof(reason),
+             "held back for %llu s after %u crashes in a row (%s in its %s)",
              (unsigned long long)ms / 1000, a->crashed.count, a->crashed.signal, a->crashed.what);
-    mt_diag(MT_WARNING, MOD, "input %s: %s; the other inputs start now; `isolate: true` keeps its "
-            "crashes away from them", i->name, reason);
+    mt_diag(MT_WARNING, MOD,
+            "input %s: %s; the other inputs start now; `isolate: true` keeps its "
+            "crashes away from them",
+            i->name, reason);
     if (mt_input_start_after(i->in, ms, reason))
         return false;
     uv_timer_start(&a->calm, calm_cb, ms, 0);
@@ -642,10 +645,10 @@ static void lag_cb(uv_prepare_t *p)
 
 static void close_handles(struct mt_agent *a)
 {
-    uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
-                         (uv_handle_t *)&a->sighup,  (uv_handle_t *)&a->tick,
+    uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm,  (uv_handle_t *)&a->sigint,
+                         (uv_handle_t *)&a->sighup,   (uv_handle_t *)&a->tick,
                          (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
-                         (uv_handle_t *)&a->lag,     (uv_handle_t *)&a->calm};
+                         (uv_handle_t *)&a->lag,      (uv_handle_t *)&a->calm};
     for (size_t i = 0; i < MT_ARRAY_SIZE(hs); i++)
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], NULL);

@@ -147,8 +147,7 @@ const struct mittari_option mt_agent_options[] = {
 #undef A
 
 static const char *const sections[] = {"agent", "inputs", "outputs", "rules"};
-static const char *const input_reserved[] = {"plugin", "site", "tags", "enabled", "isolate",
-                                             NULL};
+static const char *const input_reserved[] = {"plugin", "site", "tags", "enabled", "isolate", NULL};
 
 static bool valid_ident(const char *s, bool dots)
 {
@@ -550,8 +549,8 @@ static void isolate_check(const struct mt_plugin *pl, const struct mt_inst_conf 
                           const struct mt_node *map, const char *what, struct mt_diags *d)
 {
     struct mt_buf b = {0};
-    int rc = mt_isowire_put_init(&b, pl->path, &pl->st, pl->name, ic->name, "", 0, pl->desc->options,
-                             ic->conf);
+    int rc = mt_isowire_put_init(&b, pl->path, &pl->st, pl->name, ic->name, "", 0,
+                                 pl->desc->options, ic->conf);
     const struct mt_node *n = mt_node_get(map, "isolate");
     if (!rc && b.len > MT_ISOWIRE_INIT_MAX)
         mt_diags_add(d, n ? &n->pos : &ic->pos, "run it in the agent (isolate: false)",

@@ -675,8 +675,7 @@ static void host_poll_stop(struct mittari_poll *p)
         stop_poll(p);
 }
 
-static int host_decoder_run(struct mittari_decoder *d, const void *frame, size_t len,
-                            int64_t ts_us)
+static int host_decoder_run(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us)
 {
     const char *h = mt_crash_host_enter("decoder_run");
     int rc = mt_decoder_run(d, frame, len, ts_us);
@@ -750,7 +749,8 @@ int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
         if (rc)
             snprintf(err, errlen, "cannot prepare its process: %s", strerror(-rc));
     } else {
-        PLUGIN_CALL(ctx, "create", rc = ctx->desc->create(&mt_host_api, ctx, ic->conf, &ctx->state));
+        PLUGIN_CALL(ctx, "create",
+                    rc = ctx->desc->create(&mt_host_api, ctx, ic->conf, &ctx->state));
         if (rc)
             snprintf(err, errlen, "create failed: %s", err_text(rc));
     }

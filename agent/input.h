@@ -52,9 +52,9 @@ struct mt_input_sink {
 
 struct mt_input_env {
     uv_loop_t *loop;
-    struct mt_writer *writer;     /* NULL with a sink */
-    struct mt_series_reg *series; /* NULL with a sink */
-    struct mt_pseudo *pseudo;     /* NULL with a sink */
+    struct mt_writer *writer;         /* NULL with a sink */
+    struct mt_series_reg *series;     /* NULL with a sink */
+    struct mt_pseudo *pseudo;         /* NULL with a sink */
     const struct mt_input_sink *sink; /* the child's; NULL in the agent */
     /* isolated instances: the binary run as the child (NULL =
      * /proc/self/exe) and how long a stop waits before SIGKILL */
