@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -18,6 +17,7 @@
 #include "logcheck.h"
 #include "plugin.h"
 #include "pseudo.h"
+#include "sdnotify.h"
 #include "series.h"
 #include "stopwatch.h"
 #include "util.h"
@@ -142,19 +142,34 @@ static struct inst *inst_new(struct mt_agent *a, enum mt_inst_kind kind, const c
     return i;
 }
 
+/* The loop hears of each commit only while something here reads the log
+ * as it grows: a running output, or the commit callback of a test or a
+ * benchmark. Otherwise a commit costs the loop no wake-up (issue 14). */
+static void update_listening(struct mt_agent *a)
+{
+    bool on = a->commit_cb != NULL;
+    FOR_INST(a, i)
+    on = on || (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING);
+    if (a->writer)
+        mt_writer_listen(a->writer, on);
+}
+
 static void inst_set(struct inst *i, enum mt_inst_state state)
 {
     i->state = state;
     i->since_us = mt_mono_us();
+    update_listening(i->a);
 }
 
 static void inst_free(struct inst *i)
 {
+    struct mt_agent *a = i->a;
     i->prev->next = i->next;
     i->next->prev = i->prev;
     mt_inst_conf_free(i->ic);
     mt_inst_conf_free(i->next_ic);
     free(i);
+    update_listening(a);
 }
 
 /* Instances alive of a kind (-1: of any kind). */
@@ -530,6 +545,8 @@ static int open_storage(struct mt_agent *a)
     /* reads the series, counter states, cursors and the newest seq: damage
      * there is met before anything is written */
     rc = mt_writer_start(&a->writer, &a->loop, db, &a->series, &wc, on_commit, a);
+    if (!rc)
+        update_listening(a);
     if (rc == MITTARI_ESTORAGE)
         advise_damaged(a, "its state cannot be read");
     else if (rc)
@@ -801,7 +818,7 @@ void mt_agent_stop(struct mt_agent *a)
         }
         return;
     }
-    sd_notify(0, "STOPPING=1");
+    mt_sdnotify("STOPPING=1");
     mt_diag(MT_INFO, MOD, "stopping");
     a->phase = PH_STOP_INPUTS;
     a->deadline = mt_add_sat(mt_mono_us(), mt_ms_to_us(a->conf->agent.shutdown_timeout_ms));
@@ -887,7 +904,7 @@ static void apply_agent_conf(struct mt_agent *a, struct mt_config *c)
 static void reload_done(struct mt_agent *a)
 {
     a->reload = RL_NONE;
-    sd_notify(0, "READY=1");
+    mt_sdnotify("READY=1");
     if (a->reload_again) {
         a->reload_again = false;
         mt_agent_reload(a);
@@ -1012,7 +1029,7 @@ void mt_agent_reload(struct mt_agent *a)
     r->a = a;
     r->work.data = r;
     a->reload = RL_LOADING;
-    sd_notify(0, "RELOADING=1");
+    mt_sdnotify("RELOADING=1");
     mt_diag(MT_INFO, MOD, "reloading %s", a->opts.conf_path);
     int rc = uv_queue_work(&a->loop, &r->work, reload_load_work, reload_load_done);
     if (rc) {
@@ -1041,7 +1058,7 @@ static void watchdog_cb(uv_timer_t *t)
     /* a writer stuck in a commit for longer than the watchdog period is a
      * hang systemd should see; an idle writer waits on purpose */
     if (mt_writer_idle(a->writer) || stale < (int64_t)uv_timer_get_repeat(t) * 2000)
-        sd_notify(0, "WATCHDOG=1");
+        mt_sdnotify("WATCHDOG=1");
 }
 
 int mt_agent_run(struct mt_agent *a)
@@ -1073,12 +1090,12 @@ int mt_agent_run(struct mt_agent *a)
     if (a->conf->agent.stats_interval_ms > 0)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)a->conf->agent.stats_interval_ms,
                        (uint64_t)a->conf->agent.stats_interval_ms);
-    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)
+    if (mt_sdnotify_watchdog(&wd_usec) > 0 && wd_usec >= 2000)
         uv_timer_start(&a->watchdog, watchdog_cb, 0, wd_usec / 2000);
     mt_diag(MT_INFO, MOD, "running: site %s, %zu inputs, %zu outputs, log %s (last seq %" PRId64 ")",
             a->conf->agent.site, alive(a, MT_INST_INPUT), alive(a, MT_INST_OUTPUT), a->db_path,
             mt_writer_committed(a->writer));
-    sd_notify(0, "READY=1");
+    mt_sdnotify("READY=1");
     uv_run(&a->loop, UV_RUN_DEFAULT);
     return a->exit_code;
 }
@@ -1157,6 +1174,7 @@ void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), 
 {
     a->commit_cb = cb;
     a->commit_arg = arg;
+    update_listening(a);
 }
 
 size_t mt_agent_instances(struct mt_agent *a, struct mt_inst_info *v, size_t max)

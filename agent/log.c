@@ -247,10 +247,14 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
         char sql[160];
         /* WAL: readers never block the writer, and a commit is one append.
          * FULL: a commit survives power loss, so an output can never hold a
-         * reading the log forgot and whose number it would give again. */
+         * reading the log forgot and whose number it would give again.
+         * 512 KiB of page cache, as the readers: the writer appends, so its
+         * cache filled with pages it never reads again, up to 2 MiB of RSS
+         * after a few minutes at any rate; the smaller one costs no
+         * measurable throughput (issue 14, docs/performance.md). */
         snprintf(sql, sizeof(sql),
                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA journal_size_limit=%d;"
-                 " PRAGMA cache_size=-2048",
+                 " PRAGMA cache_size=-512",
                  (flags & MT_LOG_SYNC_FULL) ? "FULL" : "NORMAL", 16 << 20);
         rc = exec(db, sql);
         if (!rc)

@@ -169,7 +169,7 @@ static void valid_config_loads_with_defaults(void **s)
     assert_null(a->secret);
     assert_int_equal(a->log_level, MT_INFO);
     assert_int_equal(a->batch_size, 10000);
-    assert_int_equal(a->batch_interval_ms, 100);
+    assert_int_equal(a->batch_interval_ms, 1000);
     assert_int_equal(a->queue_max, 65536);
     assert_int_equal(a->retention_ms, 30LL * 86400 * 1000);
     assert_int_equal(a->max_size, 1ULL << 30);
