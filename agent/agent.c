@@ -18,6 +18,7 @@
 #include "plugin.h"
 #include "pseudo.h"
 #include "series.h"
+#include "status.h"
 #include "util.h"
 
 #define MOD "agent"
@@ -73,6 +74,7 @@ struct mt_agent {
 
     void (*commit_cb)(void *arg, int64_t seq);
     void *commit_arg;
+    struct mt_status *status; /* the local HTTP endpoint (status.h) */
 };
 
 uv_loop_t *mt_agent_loop(struct mt_agent *a)
@@ -93,6 +95,35 @@ size_t mt_agent_noutputs(struct mt_agent *a)
 struct mt_output *mt_agent_output(struct mt_agent *a, size_t i)
 {
     return i < a->noutputs ? a->outputs[i].o : NULL;
+}
+
+size_t mt_agent_ninputs(struct mt_agent *a)
+{
+    return a->ninputs;
+}
+
+struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t i)
+{
+    return i < a->ninputs ? a->inputs[i].ctx : NULL;
+}
+
+const char *mt_agent_output_type(struct mt_agent *a, size_t i)
+{
+    return i < a->noutputs ? a->outputs[i].ic->plugin : NULL;
+}
+
+const struct mt_config *mt_agent_config(struct mt_agent *a)
+{
+    return a->conf;
+}
+
+const char *mt_agent_phase_name(struct mt_agent *a)
+{
+    if (a->phase == PH_INIT)
+        return "starting";
+    if (a->phase == PH_RUNNING)
+        return a->reloading ? "reloading" : "running";
+    return "stopping";
 }
 
 void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg)
@@ -358,6 +389,8 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
 
 static void close_handles(struct mt_agent *a)
 {
+    mt_status_stop(a->status);
+    a->status = NULL;
     uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
                          (uv_handle_t *)&a->sighup,  (uv_handle_t *)&a->tick,
                          (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
@@ -410,6 +443,7 @@ static void lag_cb(uv_prepare_t *p)
         if (busy > a->lag_max_ns)
             a->lag_max_ns = busy;
         a->lag_busy_ns += busy;
+        mt_status_lag(a->status, busy);
     }
     a->lag_last_ns = now;
     a->lag_idle_ns = idle;
@@ -616,6 +650,7 @@ static void reload_finish(struct mt_agent *a)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)c->agent.stats_interval_ms,
                        (uint64_t)c->agent.stats_interval_ms);
     a->reloading = false;
+    mt_status_reconfigure(a->status);
     mt_diag(MT_NOTICE, MOD, "configuration reloaded: %zu inputs, %zu outputs", a->ninputs,
             a->noutputs);
     sd_notify(0, "READY=1");
@@ -853,6 +888,7 @@ int mt_agent_run(struct mt_agent *a)
                        (uint64_t)a->conf->agent.stats_interval_ms);
     if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)
         uv_timer_start(&a->watchdog, watchdog_cb, 0, wd_usec / 2000);
+    mt_status_start(&a->status, &a->loop, a, a->db_path, &a->series);
     mt_diag(MT_INFO, MOD, "running: site %s, %zu inputs, %zu outputs, log %s (last seq %" PRId64 ")",
             a->conf->agent.site, a->ninputs, a->noutputs, a->db_path,
             mt_writer_committed(a->writer));

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "cfgtree.h"
+#include "config.h"
 #include "output.h"
 #include "writer.h"
 
@@ -56,6 +57,13 @@ void mt_agent_stop(struct mt_agent *a);
 void mt_agent_reload(struct mt_agent *a);
 size_t mt_agent_noutputs(struct mt_agent *a);
 struct mt_output *mt_agent_output(struct mt_agent *a, size_t i);
+/* For the status endpoint (snapshot.h), loop thread. */
+size_t mt_agent_ninputs(struct mt_agent *a);
+struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t i);
+const char *mt_agent_output_type(struct mt_agent *a, size_t i);
+const struct mt_config *mt_agent_config(struct mt_agent *a);
+/* "starting", "running", "reloading", "stopping" */
+const char *mt_agent_phase_name(struct mt_agent *a);
 /* Called on the loop thread every time the writer commits (after outputs
  * were notified). */
 void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg);

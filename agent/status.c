@@ -1,0 +1,534 @@
+#include "status.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "diag.h"
+#include "listen.h"
+#include "metrics.h"
+#include "report.h"
+#include "snapshot.h"
+#include "statusd.h"
+#include "util.h"
+
+#define MOD "status"
+#define SNAP_MS 1000
+#define HISTORY 60               /* snapshots: a minute of "recent" figures */
+#define STALL_US (5 * 1000000LL) /* a snapshot older than this: the loop is stalled */
+#define NOTIFY_US (10 * 1000000LL)
+#define HEADER_LIMIT (16 * 1024)
+
+extern const char mt_page_html[];
+extern const size_t mt_page_html_len;
+
+struct sample {
+    uint64_t refused, dropped, lag_max_ns;
+};
+
+/* What the server thread reads: fixed while the server runs (a change
+ * restarts the server). */
+struct server_conf {
+    char *token;
+    size_t token_len;
+    struct mt_health_conf health;
+    int64_t refresh_ms;
+};
+
+struct mt_status {
+    uv_loop_t *loop;
+    struct mt_agent *agent;
+    const char *db_path;
+    const struct mt_series_reg *series;
+    uv_timer_t timer;
+    int64_t started_us;
+
+    struct MHD_Daemon *mhd;
+    struct mt_statusd *board;
+    struct server_conf sc;
+    /* the settings the server and the board run with, to see what a reload changed */
+    char *canon_server, *canon_board;
+
+    struct mt_lag_hist lag;
+    struct sample hist[HISTORY];
+    size_t nhist, ihist;
+    char line[256];
+    int line_level;
+    int64_t line_at;
+};
+
+void mt_status_lag(struct mt_status *st, uint64_t busy_ns)
+{
+    if (st)
+        mt_lag_observe(&st->lag, busy_ns);
+}
+
+/* ---- HTTP (the server's thread) ---- */
+
+static enum MHD_Result reply(const struct mt_status *st, struct MHD_Connection *c, unsigned code, const char *type,
+                             struct mt_buf *body, const char *const *headers)
+{
+    size_t len = body->len;
+    char *p = body->p;
+    body->p = NULL;
+    body->len = body->cap = 0;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, p ? p : (char *)"", p ? MHD_RESPMEM_MUST_FREE
+                                                                   : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(p);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    /* the page is static: its refresh period comes in a header its script
+     * reads back (no templating of the HTML) */
+    char refresh[24];
+    snprintf(refresh, sizeof(refresh), "%lld", (long long)st->sc.refresh_ms);
+    MHD_add_response_header(r, "X-Mittari-Refresh-Ms", refresh);
+    for (size_t i = 0; headers && headers[i]; i += 2)
+        MHD_add_response_header(r, headers[i], headers[i + 1]);
+    enum MHD_Result rc = MHD_queue_response(c, code, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result reply_text(const struct mt_status *st, struct MHD_Connection *c, unsigned code, const char *text,
+                                  const char *const *headers)
+{
+    struct mt_buf b = {0};
+    mt_buf_adds(&b, text);
+    return reply(st, c, code, "text/plain; charset=utf-8", &b, headers);
+}
+
+/* "Bearer TOKEN", or "Basic base64(user:TOKEN)" (any user) */
+static bool authorized(const struct mt_status *st, struct MHD_Connection *c)
+{
+    if (!st->sc.token)
+        return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    unsigned char buf[512];
+    const unsigned char *given = NULL;
+    size_t len = 0;
+    if (!h)
+        return false;
+    if (strncasecmp(h, "Bearer ", 7) == 0) {
+        given = (const unsigned char *)h + 7;
+        len = strlen(h + 7);
+    } else if (strncasecmp(h, "Basic ", 6) == 0) {
+        size_t n;
+        if (sodium_base642bin(buf, sizeof(buf) - 1, h + 6, strlen(h + 6), NULL, &n, NULL,
+                              sodium_base64_VARIANT_ORIGINAL))
+            return false;
+        unsigned char *colon = memchr(buf, ':', n);
+        if (!colon)
+            return false;
+        given = colon + 1;
+        len = n - (size_t)(given - buf);
+    }
+    /* the length is no secret worth hiding; the bytes are compared in
+     * constant time */
+    return given && len == st->sc.token_len && sodium_memcmp(given, st->sc.token, len) == 0;
+}
+
+static void health_now(struct mt_status *st, const struct mt_snap *s, const struct mt_facts *f,
+                       struct mt_health *h)
+{
+    mt_health_eval(s, f, &st->sc.health, mt_now_us(), mt_mono_us(), h);
+}
+
+static enum MHD_Result route_health(struct mt_status *st, struct MHD_Connection *c,
+                                    const struct mt_snap *s, const struct mt_facts *f)
+{
+    struct mt_health h;
+    struct mt_buf b = {0};
+    const char *strict = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "strict");
+    bool st_strict = strict && strcmp(strict, "0") != 0;
+
+    health_now(st, s, f, &h);
+    mt_buf_printf(&b, "%s\n", mt_health_name(h.level));
+    for (size_t i = 0; i < h.n; i++)
+        mt_buf_printf(&b, "%s\n", h.reasons[i]);
+    unsigned code = h.level == MT_HEALTH_FAILING || (st_strict && h.level != MT_HEALTH_OK)
+                        ? MHD_HTTP_SERVICE_UNAVAILABLE
+                        : MHD_HTTP_OK;
+    const char *hdr[] = {"X-Mittari-Health", mt_health_name(h.level), NULL};
+    return reply(st, c, code, "text/plain; charset=utf-8", &b, hdr);
+}
+
+static enum MHD_Result route_status(struct mt_status *st, struct MHD_Connection *c,
+                                    const struct mt_snap *s, const struct mt_facts *f)
+{
+    struct mt_health h;
+    struct mt_buf b = {0};
+    const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+
+    health_now(st, s, f, &h);
+    if (fmt && strcmp(fmt, "text") == 0) {
+        mt_report_text(s, f, &h, mt_now_us(), &b);
+        return reply(st, c, MHD_HTTP_OK, "text/plain; charset=utf-8", &b, NULL);
+    }
+    if (fmt && strcmp(fmt, "json") != 0)
+        return reply_text(st, c, MHD_HTTP_BAD_REQUEST, "format is json or text\n", NULL);
+    mt_report_json(s, f, &h, mt_now_us(), &b);
+    return reply(st, c, MHD_HTTP_OK, "application/json", &b, NULL);
+}
+
+static enum MHD_Result route_metrics(struct mt_status *st, struct MHD_Connection *c,
+                                     const struct mt_snap *s, const struct mt_facts *f)
+{
+    struct mt_health h;
+    struct mt_buf b = {0};
+
+    if (!s)
+        return reply_text(st, c, MHD_HTTP_SERVICE_UNAVAILABLE, "starting\n", NULL);
+    health_now(st, s, f, &h);
+    mt_metrics_write(s, f, &h, mt_now_us(), &b);
+    return reply(st, c, MHD_HTTP_OK, MT_METRICS_CONTENT_TYPE, &b, NULL);
+}
+
+static enum MHD_Result route_visitors(struct mt_status *st, struct MHD_Connection *c)
+{
+    const char *day = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "day");
+    const struct mt_tz *tz = mt_statusd_tz(st->board);
+    struct mt_buf b = {0};
+    char err[200];
+
+    if (!tz)
+        return reply_text(st, c, MHD_HTTP_SERVICE_UNAVAILABLE, "the time zone is not loaded yet\n",
+                          NULL);
+    if (day && !*day)
+        day = NULL;
+    int rc = mt_visitors_day_json(mt_statusd_visitors(st->board), tz, day, mt_now_us(), &b,
+                                  err, sizeof(err));
+    if (rc) {
+        mt_buf_free(&b);
+        mt_buf_printf(&b, "%s\n", rc == -ENOMEM ? "out of memory" : err);
+        return reply(st, c, rc == -ERANGE ? MHD_HTTP_NOT_FOUND : rc == -EINVAL ? MHD_HTTP_BAD_REQUEST
+                                                                          : 500,
+                     "text/plain; charset=utf-8", &b, NULL);
+    }
+    return reply(st, c, MHD_HTTP_OK, "application/json", &b, NULL);
+}
+
+static enum MHD_Result route_page(struct mt_status *st, struct MHD_Connection *c)
+{
+    struct mt_buf b = {0};
+    (void)st;
+    mt_buf_add(&b, mt_page_html, mt_page_html_len);
+    const char *hdr[] = {
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'",
+        "X-Frame-Options", "DENY", "Referrer-Policy", "no-referrer", NULL};
+    return reply(st, c, MHD_HTTP_OK, "text/html; charset=utf-8", &b, hdr);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    struct mt_status *st = cls;
+    enum MHD_Result rc;
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)con_cls;
+
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        const char *hdr[] = {"Allow", "GET, HEAD", NULL};
+        return reply_text(st, c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n", hdr);
+    }
+    if (!authorized(st, c)) {
+        const char *hdr[] = {"WWW-Authenticate", "Basic realm=\"mittari\", charset=\"UTF-8\"",
+                             NULL};
+        return reply_text(st, c, MHD_HTTP_UNAUTHORIZED,
+                          "a token is required: Authorization: Bearer TOKEN\n", hdr);
+    }
+    if (!st->board)
+        return reply_text(st, c, MHD_HTTP_SERVICE_UNAVAILABLE, "the status worker is not running\n",
+                          NULL);
+    if (strcmp(url, "/") == 0)
+        return route_page(st, c);
+    if (strcmp(url, "/visitors") == 0)
+        return route_visitors(st, c);
+    bool known = strcmp(url, "/health") == 0 || strcmp(url, "/status") == 0 ||
+                 strcmp(url, "/metrics") == 0;
+    if (!known)
+        return reply_text(st, c, MHD_HTTP_NOT_FOUND,
+                          "not found; routes: / /health /status /metrics /visitors\n", NULL);
+    struct mt_snap *s = mt_statusd_snap(st->board);
+    struct mt_facts *f = mt_statusd_facts(st->board);
+    if (strcmp(url, "/health") == 0)
+        rc = route_health(st, c, s, f);
+    else if (strcmp(url, "/status") == 0)
+        rc = route_status(st, c, s, f);
+    else
+        rc = route_metrics(st, c, s, f);
+    mt_facts_unref(f);
+    mt_snap_unref(s);
+    return rc;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    mt_diagv(MT_DEBUG, MOD, fmt, ap);
+}
+
+/* ---- the loop's side ---- */
+
+static int open_socket(const struct mt_listen *l, struct mt_listen *bound)
+{
+    int one = 1;
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) || listen(fd, 32)) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    /* the port the kernel chose for port 0 */
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    *bound = *l;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        unsigned port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                       : ((struct sockaddr_in *)&ss)->sin_port);
+        char text[80];
+        char *colon = strrchr(bound->text, ':');
+        if (colon) {
+            snprintf(text, sizeof(text), "%.*s:%u", (int)(colon - bound->text), bound->text,
+                     port);
+            snprintf(bound->text, sizeof(bound->text), "%s", text);
+        }
+        bound->port = port;
+    }
+    return fd;
+}
+
+static char *server_canon(const struct mt_status_conf *c)
+{
+    struct mt_buf b = {0};
+    mt_buf_printf(&b, "%s|%s|%lld|%lld|%lld|%lld", c->listen, c->token ? c->token : "",
+                  (long long)c->connections, (long long)c->timeout_ms, (long long)c->refresh_ms,
+                  (long long)c->backlog_warn_ms);
+    return b.p;
+}
+
+static char *board_canon(const struct mt_config *c)
+{
+    struct mt_buf b = {0};
+    mt_buf_printf(&b, "%s|%s|%lld", c->agent.timezone, c->status.visitors,
+                  (long long)c->status.refresh_ms);
+    return b.p;
+}
+
+static void server_stop(struct mt_status *st)
+{
+    if (st->mhd)
+        MHD_stop_daemon(st->mhd);
+    st->mhd = NULL;
+    if (st->sc.token)
+        sodium_memzero(st->sc.token, st->sc.token_len);
+    free(st->sc.token);
+    st->sc.token = NULL;
+    free(st->canon_server);
+    st->canon_server = NULL;
+}
+
+static void server_start(struct mt_status *st, const struct mt_status_conf *c)
+{
+    struct mt_listen l, bound;
+    char err[200];
+
+    st->canon_server = server_canon(c);
+    st->sc.health.stall_us = STALL_US;
+    st->sc.health.backlog_warn_us = c->backlog_warn_ms * 1000;
+    st->sc.refresh_ms = c->refresh_ms;
+    if (mt_listen_parse(c->listen, &l, err, sizeof(err)) || l.off)
+        return; /* check refused a bad one; off is off */
+    if (c->token) {
+        st->sc.token = strdup(c->token);
+        st->sc.token_len = strlen(c->token);
+    }
+    int fd = open_socket(&l, &bound);
+    if (fd < 0) {
+        mt_diag(MT_WARNING, MOD,
+                "cannot listen on %s: %s; the status endpoint is off until the next reload",
+                l.text, strerror(-fd));
+        return;
+    }
+    unsigned timeout_s = (unsigned)((c->timeout_ms + 999) / 1000);
+    unsigned limit = (unsigned)c->connections;
+    st->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        handle, st, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, limit,
+        /* on loopback every client is 127.0.0.1: a per-address limit only
+         * matters for an endpoint others reach */
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, l.loopback ? 0u : (limit > 4 ? limit / 2 : limit),
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HEADER_LIMIT, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    if (!st->mhd) {
+        close(fd);
+        mt_diag(MT_WARNING, MOD, "cannot start the status endpoint on %s", bound.text);
+        return;
+    }
+    mt_diag(MT_INFO, MOD, "status endpoint on http://%s/%s", bound.text,
+            c->token ? " (token required)" : "");
+}
+
+static void board_start(struct mt_status *st, const struct mt_config *c)
+{
+    struct mt_statusd_conf bc = {
+        .db_path = st->db_path,
+        .timezone = c->agent.timezone,
+        .visitors = c->status.visitors,
+        .refresh_ms = c->status.refresh_ms,
+        .series = st->series,
+    };
+    st->canon_board = board_canon(c);
+    int rc = mt_statusd_start(&st->board, &bc);
+    if (rc)
+        mt_diag(MT_ERR, MOD, "cannot start the status worker: %s", strerror(-rc));
+}
+
+static void board_stop(struct mt_status *st)
+{
+    mt_statusd_stop(st->board);
+    st->board = NULL;
+    free(st->canon_board);
+    st->canon_board = NULL;
+}
+
+/* figures over the last minute, from the history of snapshots */
+static void fill_recent(struct mt_status *st, struct mt_snap *s)
+{
+    struct sample now = {s->w.refused_queue + s->w.refused_full, s->w.dropped_cap,
+                         s->lag.max_ns};
+    st->lag.max_ns = 0; /* the maximum is per snapshot */
+    size_t oldest = st->nhist < HISTORY ? 0 : st->ihist;
+    struct sample base = st->nhist ? st->hist[oldest] : now;
+    s->recent_refused = now.refused - base.refused;
+    s->recent_dropped = now.dropped - base.dropped;
+    s->recent_lag_max_ns = now.lag_max_ns;
+    for (size_t i = 0; i < st->nhist; i++)
+        if (st->hist[i].lag_max_ns > s->recent_lag_max_ns)
+            s->recent_lag_max_ns = st->hist[i].lag_max_ns;
+    st->hist[st->ihist] = now;
+    st->ihist = (st->ihist + 1) % HISTORY;
+    if (st->nhist < HISTORY)
+        st->nhist++;
+}
+
+/* systemd's STATUS=: when the health changes, else at most every 10 s */
+static void notify(struct mt_status *st, const struct mt_snap *s)
+{
+    struct mt_facts *f = st->board ? mt_statusd_facts(st->board) : NULL;
+    struct mt_health h;
+    char line[sizeof(st->line)];
+    int64_t now = mt_mono_us();
+
+    mt_health_eval(s, f, &st->sc.health, s->taken_us, s->taken_mono_us, &h);
+    mt_report_status_line(s, f, &h, s->taken_us, line, sizeof(line));
+    mt_facts_unref(f);
+    if (h.level == st->line_level && (now - st->line_at < NOTIFY_US || !strcmp(line, st->line)))
+        return;
+    if (h.level != st->line_level && st->line_at)
+        mt_diag(h.level == MT_HEALTH_OK ? MT_NOTICE : MT_WARNING, MOD, "health %s", line);
+    st->line_level = h.level;
+    st->line_at = now;
+    snprintf(st->line, sizeof(st->line), "%s", line);
+    sd_notifyf(0, "STATUS=%s", line);
+}
+
+static void snapshot(struct mt_status *st)
+{
+    struct mt_snap *s;
+    if (mt_snap_take(st->agent, &st->lag, st->started_us, &s))
+        return;
+    fill_recent(st, s);
+    if (st->board)
+        mt_statusd_publish(st->board, mt_snap_ref(s));
+    notify(st, s);
+    mt_snap_unref(s);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    snapshot(t->data);
+}
+
+int mt_status_start(struct mt_status **out, uv_loop_t *loop, struct mt_agent *agent,
+                    const char *db_path, const struct mt_series_reg *series)
+{
+    const struct mt_config *c = mt_agent_config(agent);
+    struct mt_status *st = calloc(1, sizeof(*st));
+
+    *out = NULL;
+    if (!st)
+        return -ENOMEM;
+    st->loop = loop;
+    st->agent = agent;
+    st->db_path = db_path;
+    st->series = series;
+    st->started_us = mt_now_us();
+    st->line_level = -1;
+    board_start(st, c);
+    snapshot(st); /* /health answers from the first request on */
+    server_start(st, &c->status);
+    uv_timer_init(loop, &st->timer);
+    st->timer.data = st;
+    uv_timer_start(&st->timer, timer_cb, SNAP_MS, SNAP_MS);
+    uv_unref((uv_handle_t *)&st->timer);
+    *out = st;
+    return 0;
+}
+
+void mt_status_reconfigure(struct mt_status *st)
+{
+    const struct mt_config *c = mt_agent_config(st->agent);
+    char *sc = server_canon(&c->status), *bc = board_canon(c);
+    bool server = !sc || !st->canon_server || strcmp(sc, st->canon_server) != 0;
+    bool board = !bc || !st->canon_board || strcmp(bc, st->canon_board) != 0;
+
+    free(sc);
+    free(bc);
+    if (!server && !board)
+        return;
+    /* the server's thread reads the board: stop it first, start it last */
+    server_stop(st);
+    if (board) {
+        board_stop(st);
+        board_start(st, c);
+        snapshot(st);
+    }
+    server_start(st, &c->status);
+}
+
+static void closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void mt_status_stop(struct mt_status *st)
+{
+    if (!st)
+        return;
+    server_stop(st);
+    board_stop(st);
+    uv_close((uv_handle_t *)&st->timer, closed);
+}

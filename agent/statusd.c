@@ -1,0 +1,288 @@
+#include "statusd.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "diag.h"
+#include "log.h"
+#include "util.h"
+
+#define MOD "status"
+#define CHUNK 4096
+/* rows read per turn before the figures are published again: the first
+ * turn of a big log shows progress instead of nothing */
+#define ROWS_PER_TURN (256 * 1024)
+
+struct mt_statusd {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop, kick, started;
+
+    char *db_path, *timezone;
+    int64_t refresh_ms;
+    const struct mt_series_reg *series;
+
+    /* under lock */
+    struct mt_snap *snap;
+    struct mt_facts *facts;
+    const struct mt_tz *tz_pub;
+
+    /* the thread's */
+    struct mt_tz *tz;
+    struct mt_visitors *visitors;
+    struct mt_logdb *db;
+    int64_t mark; /* rows through this seq are in the aggregate */
+    bool initial; /* the first read of the kept days is not done */
+    struct mt_row *rows;
+    struct mt_complain c_open, c_read;
+};
+
+struct mt_snap *mt_statusd_snap(struct mt_statusd *d)
+{
+    pthread_mutex_lock(&d->lock);
+    struct mt_snap *s = mt_snap_ref(d->snap);
+    pthread_mutex_unlock(&d->lock);
+    return s;
+}
+
+struct mt_facts *mt_statusd_facts(struct mt_statusd *d)
+{
+    pthread_mutex_lock(&d->lock);
+    struct mt_facts *f = mt_facts_ref(d->facts);
+    pthread_mutex_unlock(&d->lock);
+    return f;
+}
+
+struct mt_visitors *mt_statusd_visitors(struct mt_statusd *d)
+{
+    return d->visitors;
+}
+
+const struct mt_tz *mt_statusd_tz(struct mt_statusd *d)
+{
+    pthread_mutex_lock(&d->lock);
+    const struct mt_tz *tz = d->tz_pub;
+    pthread_mutex_unlock(&d->lock);
+    return tz;
+}
+
+void mt_statusd_publish(struct mt_statusd *d, struct mt_snap *s)
+{
+    pthread_mutex_lock(&d->lock);
+    struct mt_snap *old = d->snap;
+    d->snap = s;
+    pthread_mutex_unlock(&d->lock);
+    mt_snap_unref(old);
+}
+
+void mt_statusd_kick(struct mt_statusd *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->kick = true;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static bool stopping(struct mt_statusd *d)
+{
+    pthread_mutex_lock(&d->lock);
+    bool s = d->stop;
+    pthread_mutex_unlock(&d->lock);
+    return s;
+}
+
+/* The thread: opens the log and loads the zone, 0 once both are there. */
+static int prepare(struct mt_statusd *d)
+{
+    char err[512];
+    int rc;
+
+    if (!d->tz) {
+        rc = mt_tz_load(&d->tz, d->timezone, err, sizeof(err));
+        if (rc) {
+            mt_complain(&d->c_open, MT_WARNING, MOD, 3600 * 1000000LL,
+                        "time zone %s: %s; the page shows no visitors", d->timezone, err);
+            return rc;
+        }
+        pthread_mutex_lock(&d->lock);
+        d->tz_pub = d->tz;
+        pthread_mutex_unlock(&d->lock);
+    }
+    if (d->db)
+        return 0;
+    rc = mt_log_open(&d->db, d->db_path, MT_LOG_READER, err, sizeof(err));
+    if (rc) {
+        mt_complain(&d->c_open, MT_WARNING, MOD, 3600 * 1000000LL, "%s", err);
+        return rc;
+    }
+    mt_complain_clear(&d->c_open, MOD, "the log can be read again");
+    return 0;
+}
+
+/* Where the first read starts: the first row of the kept days in seq order
+ * (rows before it are all older; one scan of the log, on this thread). */
+static int initial_mark(struct mt_statusd *d, int64_t keep_from)
+{
+    int64_t seq;
+    int rc = mt_log_first_young(d->db, keep_from, &seq);
+    if (rc)
+        return rc;
+    if (seq == INT64_MAX)
+        return mt_log_last_seq(d->db, &d->mark);
+    d->mark = seq - 1;
+    return 0;
+}
+
+/* Reads committed rows after the mark into the aggregate; true when it
+ * caught up. */
+static bool read_rows(struct mt_statusd *d, int *rc)
+{
+    size_t n, total = 0;
+    *rc = 0;
+    while (total < ROWS_PER_TURN && !stopping(d)) {
+        *rc = mt_log_read(d->db, d->mark, INT64_MAX, CHUNK, d->rows, &n);
+        if (*rc || n == 0)
+            return *rc == 0;
+        mt_visitors_add(d->visitors, d->rows, n);
+        d->mark = d->rows[n - 1].seq;
+        total += n;
+    }
+    return false;
+}
+
+static void publish_facts(struct mt_statusd *d, struct mt_facts *f)
+{
+    pthread_mutex_lock(&d->lock);
+    struct mt_facts *old = d->facts;
+    d->facts = f;
+    pthread_mutex_unlock(&d->lock);
+    mt_facts_unref(old);
+}
+
+static void turn(struct mt_statusd *d, bool *caught_up)
+{
+    int64_t now = mt_now_us();
+    int rc;
+
+    *caught_up = true;
+    if (prepare(d))
+        return;
+    int64_t keep_from = mt_visitors_keep_from(d->tz, now);
+    mt_visitors_prune(d->visitors, keep_from);
+    if (d->initial) {
+        rc = initial_mark(d, keep_from);
+        if (!rc)
+            d->initial = false;
+    } else {
+        rc = 0;
+    }
+    if (!rc) {
+        *caught_up = read_rows(d, &rc);
+        mt_visitors_set_loaded(d->visitors, *caught_up && !rc);
+    }
+    if (rc)
+        mt_complain(&d->c_read, MT_WARNING, MOD, 3600 * 1000000LL,
+                    "cannot read the log for the page: %s", mt_log_errmsg(d->db));
+    struct mt_snap *s = mt_statusd_snap(d);
+    struct mt_facts *f = NULL;
+    mt_facts_read(d->db, s, mt_now_us(), &f);
+    mt_snap_unref(s);
+    if (f)
+        publish_facts(d, f);
+}
+
+static void *thread_main(void *arg)
+{
+    struct mt_statusd *d = arg;
+    bool caught_up = true;
+
+    for (;;) {
+        pthread_mutex_lock(&d->lock);
+        if (caught_up && !d->stop && !d->kick) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += d->refresh_ms / 1000;
+            ts.tv_nsec += (d->refresh_ms % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            while (!d->stop && !d->kick &&
+                   pthread_cond_timedwait(&d->cond, &d->lock, &ts) != ETIMEDOUT)
+                ;
+        }
+        bool stop = d->stop;
+        d->kick = false;
+        pthread_mutex_unlock(&d->lock);
+        if (stop)
+            break;
+        turn(d, &caught_up);
+    }
+    return NULL;
+}
+
+static void free_board(struct mt_statusd *d)
+{
+    mt_log_close(d->db);
+    mt_tz_free(d->tz);
+    mt_visitors_free(d->visitors);
+    mt_snap_unref(d->snap);
+    mt_facts_unref(d->facts);
+    free(d->rows);
+    free(d->db_path);
+    free(d->timezone);
+    pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+int mt_statusd_start(struct mt_statusd **out, const struct mt_statusd_conf *c)
+{
+    struct mt_statusd *d = calloc(1, sizeof(*d));
+    pthread_condattr_t ca;
+    int rc;
+
+    *out = NULL;
+    if (!d)
+        return -ENOMEM;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    d->db_path = strdup(c->db_path);
+    d->timezone = strdup(c->timezone);
+    d->rows = calloc(CHUNK, sizeof(*d->rows));
+    d->refresh_ms = c->refresh_ms;
+    d->series = c->series;
+    d->initial = true;
+    rc = !d->db_path || !d->timezone || !d->rows ? -ENOMEM : 0;
+    if (!rc)
+        rc = mt_visitors_new(&d->visitors, c->visitors, c->series);
+    if (!rc)
+        rc = -pthread_create(&d->thread, NULL, thread_main, d);
+    if (rc) {
+        free_board(d);
+        return rc;
+    }
+    d->started = true;
+    *out = d;
+    return 0;
+}
+
+void mt_statusd_stop(struct mt_statusd *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->stop = true;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    pthread_join(d->thread, NULL);
+    free_board(d);
+}

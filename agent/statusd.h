@@ -1,0 +1,54 @@
+/*
+ * statusd: the status endpoint's board and its worker thread.
+ *
+ * The board holds the newest snapshot (published by the loop thread), the
+ * newest figures of the log (struct mt_facts) and the visitors aggregate;
+ * the HTTP thread takes references to them and formats pages without ever
+ * waiting for the loop or the log.
+ *
+ * The worker thread owns a reading connection to the log (opened, and the
+ * time zone loaded, on the thread: the loop does no file I/O for it). Every
+ * `refresh` it reads the rows committed since its last turn into the
+ * visitors aggregate (in chunks; the first turn reads the days the page
+ * keeps) and the log's figures for the newest snapshot's cursors.
+ *
+ * start, publish and stop run on the loop thread; the getters on any
+ * thread. stop joins the worker: it ends within one chunk's read.
+ */
+#ifndef MT_STATUSD_H
+#define MT_STATUSD_H
+
+#include <stdint.h>
+
+#include "logfacts.h"
+#include "series.h"
+#include "snapshot.h"
+#include "tz.h"
+#include "visitors.h"
+
+struct mt_statusd_conf {
+    const char *db_path;
+    const char *timezone;
+    const char *visitors; /* status.visitors */
+    int64_t refresh_ms;
+    const struct mt_series_reg *series; /* borrowed: outlives the board */
+};
+
+struct mt_statusd;
+
+/* Copies what it keeps. 0, -EINVAL (visitors has no pattern), -ENOMEM, or a
+ * pthread error. */
+int mt_statusd_start(struct mt_statusd **out, const struct mt_statusd_conf *conf);
+/* Takes the caller's reference. */
+void mt_statusd_publish(struct mt_statusd *d, struct mt_snap *s);
+/* Wakes the worker for a turn now (tests; a page asking for figures). */
+void mt_statusd_kick(struct mt_statusd *d);
+/* New references (NULL when none yet); the caller unrefs. */
+struct mt_snap *mt_statusd_snap(struct mt_statusd *d);
+struct mt_facts *mt_statusd_facts(struct mt_statusd *d);
+/* The aggregate (valid until stop) and the zone (NULL until loaded). */
+struct mt_visitors *mt_statusd_visitors(struct mt_statusd *d);
+const struct mt_tz *mt_statusd_tz(struct mt_statusd *d);
+void mt_statusd_stop(struct mt_statusd *d);
+
+#endif
