@@ -18,6 +18,7 @@
 #include "plugin.h"
 #include "ports.h"
 #include "query.h"
+#include "statuscli.h"
 #include "util.h"
 
 #ifndef MITTARI_VERSION
@@ -32,10 +33,12 @@ static const char usage_text[] =
     "  run -c DIR                 run the agent on the configuration in DIR\n"
     "  check -c DIR               check the configuration, report every problem\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
-    "                             (NAME agent: the agent section; output: every output)\n"
+    "                             (NAME agent, status: those sections; output: every output)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
     "                             print readings from the log\n"
     "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
+    "  status -c DIR              the running agent's health, inputs, outputs and backlog\n"
+    "                             (from the log when the agent is down)\n"
     "\n"
     "options:\n"
     "  -c, --config DIR           configuration directory or file (default " DEFAULT_CONF ")\n"
@@ -133,6 +136,10 @@ static int cmd_plugins(const struct cli *c)
         if (!c->markdown)
             printf("the agent section:\n\noptions:\n");
         mt_options_print(stdout, mt_agent_options, c->markdown);
+    } else if (strcmp(c->name, "status") == 0) {
+        if (!c->markdown)
+            printf("the status section (the local HTTP endpoint):\n\noptions:\n");
+        mt_options_print(stdout, mt_status_options, c->markdown);
     } else if (strcmp(c->name, "output") == 0) {
         if (!c->markdown)
             printf("options of every output:\n\n");
@@ -206,6 +213,25 @@ static int cmd_query(const struct cli *c)
         rc = MT_EXIT_STORAGE;
     }
 out:
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    mt_registry_free(&reg);
+    return rc;
+}
+
+static int cmd_status(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_registry reg = {0};
+    struct mt_config *conf = NULL;
+    int rc;
+
+    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+        mt_diags_print(&d, stderr);
+        rc = MT_EXIT_CONFIG;
+    } else {
+        rc = mt_statuscli_run(conf, stdout, stderr);
+    }
     mt_diags_free(&d);
     mt_config_free(conf);
     mt_registry_free(&reg);
@@ -286,6 +312,8 @@ int main(int argc, char **argv)
         return cmd_plugins(&c);
     if (strcmp(c.cmd, "query") == 0 && !c.name)
         return cmd_query(&c);
+    if (strcmp(c.cmd, "status") == 0 && !c.name)
+        return cmd_status(&c);
     if (strcmp(c.cmd, "ports") == 0 && !c.name)
         return mt_ports_print(stdout) ? MT_EXIT_FAILURE : MT_EXIT_OK;
     if (c.name)

@@ -496,7 +496,7 @@ int mt_report_text(const struct mt_snap *s, const struct mt_facts *f, const stru
         mt_buf_printf(b, "mittari %s: agent %s, site %s, %s (pid %ld, up %s)\n", s->version,
                       s->agent_id, s->site, s->phase, s->pid, age);
     } else {
-        mt_buf_adds(b, "mittari: the agent is not running; figures from the log\n");
+        mt_buf_adds(b, "mittari: figures from the log\n");
     }
     mt_buf_printf(b, "health: %s\n", mt_health_name(h->level));
     for (size_t i = 0; i < h->n; i++)
