@@ -200,23 +200,20 @@ static enum MHD_Result route_metrics(struct mt_status *st, struct MHD_Connection
 static enum MHD_Result route_visitors(struct mt_status *st, struct MHD_Connection *c)
 {
     const char *day = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "day");
-    const struct mt_tz *tz = mt_statusd_tz(st->board);
     struct mt_buf b = {0};
     char err[200];
 
-    if (!tz)
-        return reply_text(st, c, MHD_HTTP_SERVICE_UNAVAILABLE, "the time zone is not loaded yet\n",
-                          NULL);
     if (day && !*day)
         day = NULL;
-    int rc = mt_visitors_day_json(mt_statusd_visitors(st->board), tz, day, mt_now_us(), &b,
-                                  err, sizeof(err));
+    int rc = mt_statusd_day_json(st->board, day, mt_now_us(), &b, err, sizeof(err));
     if (rc) {
         mt_buf_free(&b);
         mt_buf_printf(&b, "%s\n", rc == -ENOMEM ? "out of memory" : err);
-        return reply(st, c, rc == -ERANGE ? MHD_HTTP_NOT_FOUND : rc == -EINVAL ? MHD_HTTP_BAD_REQUEST
-                                                                          : 500,
-                     "text/plain; charset=utf-8", &b, NULL);
+        unsigned code = rc == -ERANGE   ? MHD_HTTP_NOT_FOUND
+                        : rc == -EINVAL ? MHD_HTTP_BAD_REQUEST
+                        : rc == -EBUSY || rc == -ECANCELED ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                           : MHD_HTTP_INTERNAL_SERVER_ERROR;
+        return reply(st, c, code, "text/plain; charset=utf-8", &b, NULL);
     }
     return reply(st, c, MHD_HTTP_OK, "application/json", &b, NULL);
 }
@@ -375,7 +372,12 @@ static void server_start(struct mt_status *st, const struct mt_status_conf *c)
     unsigned timeout_s = (unsigned)((c->timeout_ms + 999) / 1000);
     unsigned limit = (unsigned)c->connections;
     st->mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        /* a thread per connection: an old day's figures are read from the
+         * log on the thread of the request that asks, /health never waits
+         * for it; status.connections bounds the threads */
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL,
         handle, st, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, limit,
         /* on loopback every client is 127.0.0.1: a per-address limit only
          * matters for an endpoint others reach */

@@ -9,10 +9,11 @@
  *   /metrics   Prometheus text format
  *   /visitors  JSON of visitors per local hour (?day=YYYY-MM-DD)
  *
- * Threads: the server runs on libmicrohttpd's own thread (epoll), the log
- * is read on the board's worker (statusd.h); the loop thread only copies a
- * snapshot once a second (a few locks, no I/O) and feeds the loop-lag
- * histogram. A slow or hostile client therefore never stalls the loop:
+ * Threads: the server runs on libmicrohttpd's threads (one per connection,
+ * at most status.connections), the log is read on the board's worker
+ * (statusd.h) or, for an old day's visitors, on the asking connection's
+ * thread; the loop thread only copies a snapshot once a second (a few
+ * locks, no I/O) and feeds the loop-lag histogram. A slow or hostile client therefore never stalls the loop:
  * connections are bounded (status.connections), idle ones closed
  * (status.timeout), request headers limited to 16 KiB, bodies refused. A
  * snapshot that stops being renewed shows as "failing: the loop has not

@@ -16,6 +16,14 @@
 /* rows read per turn before the figures are published again: the first
  * turn of a big log shows progress instead of nothing */
 #define ROWS_PER_TURN (256 * 1024)
+#define OLD_DAYS 4                        /* results of old days kept */
+#define OLD_DAY_TTL (300 * 1000000LL)      /* for so long */
+
+struct old_day {
+    char day[16]; /* "" = empty slot */
+    int64_t at;   /* monotonic µs */
+    char *json;
+};
 
 struct mt_statusd {
     pthread_t thread;
@@ -40,6 +48,12 @@ struct mt_statusd {
     bool initial; /* the first read of the kept days is not done */
     struct mt_row *rows;
     struct mt_complain c_open, c_read;
+    char *visitors_patterns;
+
+    /* old days: one scan at a time (scan_lock), results under lock */
+    pthread_mutex_t scan_lock;
+    struct old_day old[OLD_DAYS];
+    _Atomic bool stopping;
 };
 
 struct mt_snap *mt_statusd_snap(struct mt_statusd *d)
@@ -236,6 +250,10 @@ static void free_board(struct mt_statusd *d)
     free(d->rows);
     free(d->db_path);
     free(d->timezone);
+    free(d->visitors_patterns);
+    for (size_t i = 0; i < OLD_DAYS; i++)
+        free(d->old[i].json);
+    pthread_mutex_destroy(&d->scan_lock);
     pthread_cond_destroy(&d->cond);
     pthread_mutex_destroy(&d->lock);
     free(d);
@@ -251,17 +269,19 @@ int mt_statusd_start(struct mt_statusd **out, const struct mt_statusd_conf *c)
     if (!d)
         return -ENOMEM;
     pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->scan_lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->cond, &ca);
     pthread_condattr_destroy(&ca);
     d->db_path = strdup(c->db_path);
     d->timezone = strdup(c->timezone);
+    d->visitors_patterns = strdup(c->visitors);
     d->rows = calloc(CHUNK, sizeof(*d->rows));
     d->refresh_ms = c->refresh_ms;
     d->series = c->series;
     d->initial = true;
-    rc = !d->db_path || !d->timezone || !d->rows ? -ENOMEM : 0;
+    rc = !d->db_path || !d->timezone || !d->rows || !d->visitors_patterns ? -ENOMEM : 0;
     if (!rc)
         rc = mt_visitors_new(&d->visitors, c->visitors, c->series);
     if (!rc)
@@ -275,12 +295,131 @@ int mt_statusd_start(struct mt_statusd **out, const struct mt_statusd_conf *c)
     return 0;
 }
 
+/* ---- old days ---- */
+
+static bool old_get(struct mt_statusd *d, const char *day, struct mt_buf *out)
+{
+    bool hit = false;
+    int64_t now = mt_mono_us();
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = 0; i < OLD_DAYS && !hit; i++)
+        if (d->old[i].json && strcmp(d->old[i].day, day) == 0 &&
+            now - d->old[i].at < OLD_DAY_TTL)
+            hit = mt_buf_adds(out, d->old[i].json) == 0;
+    pthread_mutex_unlock(&d->lock);
+    return hit;
+}
+
+static void old_put(struct mt_statusd *d, const char *day, const char *json)
+{
+    char *copy = strdup(json);
+    if (!copy)
+        return;
+    pthread_mutex_lock(&d->lock);
+    size_t k = 0; /* the oldest slot */
+    for (size_t i = 1; i < OLD_DAYS; i++)
+        if (d->old[i].at < d->old[k].at)
+            k = i;
+    free(d->old[k].json);
+    snprintf(d->old[k].day, sizeof(d->old[k].day), "%s", day);
+    d->old[k].json = copy;
+    d->old[k].at = mt_mono_us();
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Counts the log's rows of [from, to) into v, on a connection of its own. */
+static int scan_span(struct mt_statusd *d, struct mt_visitors *v, int64_t from, int64_t to,
+                     char *err, size_t errlen)
+{
+    struct mt_logdb *db;
+    struct mt_row *rows = calloc(CHUNK, sizeof(*rows));
+    int64_t after = 0;
+    size_t n;
+    int rc;
+
+    if (!rows)
+        return -ENOMEM;
+    rc = mt_log_open(&db, d->db_path, MT_LOG_READER, err, errlen);
+    if (rc) {
+        free(rows);
+        return rc;
+    }
+    do {
+        rc = mt_log_scan(db, from, to, after, CHUNK, rows, &n);
+        if (rc) {
+            snprintf(err, errlen, "cannot read the log: %s", mt_log_errmsg(db));
+            break;
+        }
+        mt_visitors_add(v, rows, n);
+        if (n)
+            after = rows[n - 1].seq;
+        if (atomic_load(&d->stopping)) {
+            snprintf(err, errlen, "the agent is stopping");
+            rc = -ECANCELED;
+        }
+    } while (!rc && n == CHUNK);
+    mt_log_close(db);
+    free(rows);
+    return rc;
+}
+
+static int old_day_json(struct mt_statusd *d, const struct mt_tz *tz, const char *day,
+                        int64_t now_us, struct mt_buf *out, char *err, size_t errlen)
+{
+    struct mt_visitors *v;
+    int64_t from, to;
+    int rc = mt_visitors_span(tz, day, now_us, &from, &to);
+
+    if (rc) {
+        snprintf(err, errlen, "day '%s' is not a date YYYY-MM-DD", day);
+        return rc;
+    }
+    rc = mt_visitors_new(&v, d->visitors_patterns, d->series);
+    if (rc)
+        return rc;
+    mt_visitors_prune(v, from);
+    rc = scan_span(d, v, from, to, err, errlen);
+    if (!rc) {
+        mt_visitors_set_loaded(v, true);
+        rc = mt_visitors_day_json(v, tz, day, now_us, out, err, errlen);
+    }
+    mt_visitors_free(v);
+    return rc;
+}
+
+int mt_statusd_day_json(struct mt_statusd *d, const char *day, int64_t now_us, struct mt_buf *out,
+                        char *err, size_t errlen)
+{
+    const struct mt_tz *tz = mt_statusd_tz(d);
+    if (!tz) {
+        snprintf(err, errlen, "the time zone is not loaded yet");
+        return -EBUSY;
+    }
+    int rc = mt_visitors_day_json(d->visitors, tz, day, now_us, out, err, errlen);
+    if (rc != -EAGAIN || !day)
+        return rc;
+    mt_buf_free(out);
+    if (old_get(d, day, out))
+        return 0;
+    pthread_mutex_lock(&d->scan_lock);
+    if (old_get(d, day, out)) { /* another request scanned it meanwhile */
+        pthread_mutex_unlock(&d->scan_lock);
+        return 0;
+    }
+    rc = old_day_json(d, tz, day, now_us, out, err, errlen);
+    if (!rc)
+        old_put(d, day, mt_buf_cstr(out));
+    pthread_mutex_unlock(&d->scan_lock);
+    return rc;
+}
+
 void mt_statusd_stop(struct mt_statusd *d)
 {
     if (!d)
         return;
     pthread_mutex_lock(&d->lock);
     d->stop = true;
+    atomic_store(&d->stopping, true);
     pthread_cond_signal(&d->cond);
     pthread_mutex_unlock(&d->lock);
     pthread_join(d->thread, NULL);

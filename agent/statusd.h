@@ -13,7 +13,10 @@
  * keeps) and the log's figures for the newest snapshot's cursors.
  *
  * start, publish and stop run on the loop thread; the getters on any
- * thread. stop joins the worker: it ends within one chunk's read.
+ * thread. stop joins the worker: it ends within one chunk's read; a scan
+ * of an old day (mt_statusd_day_json) ends at its next chunk once stop is
+ * asked, and the caller must not call in after stop returned (the server
+ * is stopped first).
  */
 #ifndef MT_STATUSD_H
 #define MT_STATUSD_H
@@ -49,6 +52,14 @@ struct mt_facts *mt_statusd_facts(struct mt_statusd *d);
 /* The aggregate (valid until stop) and the zone (NULL until loaded). */
 struct mt_visitors *mt_statusd_visitors(struct mt_statusd *d);
 const struct mt_tz *mt_statusd_tz(struct mt_statusd *d);
+/* Any thread but the loop (it may read the log): the JSON of a local day
+ * beside its week-ago day (visitors.h). Days the aggregate keeps come from
+ * it; older ones from a scan of the log on the caller's thread and its own
+ * connection (one scan at a time; the last few results are kept for
+ * OLD_DAY_TTL). 0, or the codes of mt_visitors_day_json but -EAGAIN, or a
+ * storage error, with a reason in err. */
+int mt_statusd_day_json(struct mt_statusd *d, const char *day, int64_t now_us, struct mt_buf *out,
+                        char *err, size_t errlen);
 void mt_statusd_stop(struct mt_statusd *d);
 
 #endif

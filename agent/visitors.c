@@ -453,11 +453,9 @@ static int day_json(struct mt_visitors *v, const struct mt_tz *tz, const char *d
         snprintf(err, errlen, "day %s has not begun", day ? day : "today");
         return -ERANGE;
     }
-    if (!da.kept) {
-        snprintf(err, errlen,
-                 "the page keeps the last %d days; mittari query reads older ones",
-                 MT_VISITORS_DAYS);
-        return -ERANGE;
+    if (!da.kept || !db.kept) {
+        snprintf(err, errlen, "day %s is not in the aggregate", day ? day : "today");
+        return -EAGAIN;
     }
     size_t ncol = merge_columns(da.h, da.nh, db.h, db.nh, col);
     struct group *g = calloc(2 * v->nseen + 1, sizeof(*g));
@@ -508,6 +506,23 @@ static int day_json(struct mt_visitors *v, const struct mt_tz *tz, const char *d
     }
     mt_buf_adds(out, ng ? "]}]}" : "]}");
     free(g);
+    return 0;
+}
+
+int mt_visitors_span(const struct mt_tz *tz, const char *day, int64_t now_us, int64_t *from,
+                     int64_t *to)
+{
+    struct day da, db;
+    int64_t days;
+
+    if (!day)
+        days = local_day(tz, now_us);
+    else if (parse_day(day, &days))
+        return -EINVAL;
+    if (make_day(tz, days, 0, &da) || make_day(tz, days - 7, 0, &db))
+        return -EINVAL;
+    *from = db.start;
+    *to = da.end;
     return 0;
 }
 

@@ -52,9 +52,16 @@ void mt_visitors_set_loaded(struct mt_visitors *v, bool loaded);
 int64_t mt_visitors_keep_from(const struct mt_tz *tz, int64_t now_us);
 
 /* JSON of a day in tz beside the same weekday a week before. day: "YYYY-MM-DD"
- * or NULL for today (at now_us). 0; -EINVAL (day is not a date) or -ERANGE
- * (not kept) with a reason in err; -ENOMEM. Documented in docs/operations.md. */
+ * or NULL for today (at now_us). 0; -EINVAL (day is not a date), -ERANGE (it
+ * has not begun) or -EAGAIN (it or its week-ago day is not kept: count the
+ * log's rows of mt_visitors_span into an aggregate of their own), with a
+ * reason in err; -ENOMEM. Documented in docs/operations.md. */
 int mt_visitors_day_json(struct mt_visitors *v, const struct mt_tz *tz, const char *day,
                          int64_t now_us, struct mt_buf *out, char *err, size_t errlen);
+
+/* The stretch of time [*from, *to) a day's figures need: from the start of
+ * the week-ago day to the end of the day. 0 or -EINVAL. */
+int mt_visitors_span(const struct mt_tz *tz, const char *day, int64_t now_us, int64_t *from,
+                     int64_t *to);
 
 #endif
