@@ -281,6 +281,7 @@ int mt_statusd_start(struct mt_statusd **out, const struct mt_statusd_conf *c)
     d->refresh_ms = c->refresh_ms;
     d->series = c->series;
     d->initial = true;
+    d->kick = true; /* the first turn at once */
     rc = !d->db_path || !d->timezone || !d->rows || !d->visitors_patterns ? -ENOMEM : 0;
     if (!rc)
         rc = mt_visitors_new(&d->visitors, c->visitors, c->series);
