@@ -818,7 +818,7 @@ static void load_status(struct mt_config *c, const struct mt_node *root, struct 
     if (!tn)
         tn = mt_node_get(sn, "token_file");
     if (s->token && strlen(s->token) < 16)
-        mt_diags_add(d, tn ? &tn->pos : &where, "e.g. openssl rand -hex 32 > FILE (mode 0640)",
+        mt_diags_add(d, tn ? &tn->pos : &where, "e.g. openssl rand -hex 32 > FILE; chmod 600 FILE",
                      "the status token is shorter than 16 bytes");
     if (!l.off && !l.loopback && !s->token)
         mt_diags_add(d, ln ? &ln->pos : &where,

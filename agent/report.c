@@ -521,7 +521,7 @@ int mt_report_text(const struct mt_snap *s, const struct mt_facts *f, const stru
     if (f && !f->error) {
         fmt_bytes(f->log_bytes, size, sizeof(size));
         mt_buf_printf(b, "log: %s, %" PRId64 " readings (seq %" PRId64 "..%" PRId64 ")\n", size,
-                      f->rows, f->min_seq, s ? s->committed : f->max_seq);
+                      f->rows, f->min_seq, f->max_seq);
     } else if (f) {
         mt_buf_printf(b, "log: cannot be read: %s\n", f->error_text);
     }

@@ -174,14 +174,15 @@ static enum MHD_Result route_status(struct mt_status *st, struct MHD_Connection 
     const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
 
     health_now(st, s, f, &h);
+    const char *hdr[] = {"X-Mittari-Health", mt_health_name(h.level), NULL};
     if (fmt && strcmp(fmt, "text") == 0) {
         mt_report_text(s, f, &h, mt_now_us(), &b);
-        return reply(st, c, MHD_HTTP_OK, "text/plain; charset=utf-8", &b, NULL);
+        return reply(st, c, MHD_HTTP_OK, "text/plain; charset=utf-8", &b, hdr);
     }
     if (fmt && strcmp(fmt, "json") != 0)
         return reply_text(st, c, MHD_HTTP_BAD_REQUEST, "format is json or text\n", NULL);
     mt_report_json(s, f, &h, mt_now_us(), &b);
-    return reply(st, c, MHD_HTTP_OK, "application/json", &b, NULL);
+    return reply(st, c, MHD_HTTP_OK, "application/json", &b, hdr);
 }
 
 static enum MHD_Result route_metrics(struct mt_status *st, struct MHD_Connection *c,
