@@ -26,4 +26,5 @@ if [ "${1:-}" = "--devices" ]; then
   sleep 0.5
 fi
 echo "demo: log and archive in $MITTARI_DATA_DIR; readings below as CSV; Ctrl-C stops" >&2
+echo "demo: status page on http://127.0.0.1:9465/ (mittari status -c conf.d at the console)" >&2
 build/mittari run -c "$conf"
