@@ -12,6 +12,31 @@
 
 /* ---- diagnostics ---- */
 
+/* Control characters of a value quoted in a message are written as \n,
+ * \t, \r or \xNN: a message stays one line and a newline in a value
+ * cannot forge a second "FILE:LINE:COL: error:" line (issue 9). */
+static char *escaped_dup(struct mt_arena *a, const char *s)
+{
+    struct mt_buf b = {0};
+    char *out;
+
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '\n')
+            mt_buf_adds(&b, "\\n");
+        else if (*c == '\t')
+            mt_buf_adds(&b, "\\t");
+        else if (*c == '\r')
+            mt_buf_adds(&b, "\\r");
+        else if (*c < 0x20 || *c == 0x7f)
+            mt_buf_printf(&b, "\\x%02x", *c);
+        else
+            mt_buf_addc(&b, (char)*c);
+    }
+    out = mt_arena_strdup(a, mt_buf_cstr(&b));
+    mt_buf_free(&b);
+    return out;
+}
+
 void mt_diags_addv(struct mt_diags *d, const struct mt_pos *pos, const char *hint,
                    const char *fmt, va_list ap)
 {
@@ -32,8 +57,8 @@ void mt_diags_addv(struct mt_diags *d, const struct mt_pos *pos, const char *hin
         e->pos = *pos;
     if (e->pos.file)
         e->pos.file = mt_arena_strdup(&d->arena, e->pos.file);
-    e->msg = mt_arena_strdup(&d->arena, msg);
-    e->hint = hint ? mt_arena_strdup(&d->arena, hint) : NULL;
+    e->msg = escaped_dup(&d->arena, msg);
+    e->hint = hint ? escaped_dup(&d->arena, hint) : NULL;
     if (e->msg)
         d->n++;
 }
@@ -161,12 +186,38 @@ static bool next_event(struct parser *p, yaml_event_t *ev)
     return false;
 }
 
-/* ${NAME}, ${NAME:-default}, $${ -> ${ */
-static char *expand_env(struct parser *p, const char *s, struct mt_pos pos)
+/* The '}' that closes the reference starting at s ("${"); references in its
+ * default nest, $${ is literal text. NULL when it is not closed. */
+static const char *ref_end(const char *s)
+{
+    int depth = 0;
+
+    for (const char *c = s; *c; c++) {
+        if (c[0] == '$' && c[1] == '$' && c[2] == '{') {
+            c += 2;
+        } else if (c[0] == '$' && c[1] == '{') {
+            depth++;
+            c++;
+        } else if (*c == '}' && --depth == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+#define MAX_ENV_NESTING 8
+
+/* ${NAME}, ${NAME:-default}, $${ -> ${; a default may hold references
+ * itself: ${A:-${B:-x}} (issue 9: the inner '}' used to end the outer one). */
+static char *expand_env(struct parser *p, const char *s, struct mt_pos pos, int depth)
 {
     struct mt_buf b = {0};
     char *out = NULL;
 
+    if (depth > MAX_ENV_NESTING) {
+        perr(p, pos, NULL, "environment references nested deeper than %d levels", MAX_ENV_NESTING);
+        return NULL;
+    }
     for (const char *c = s; *c;) {
         if (c[0] == '$' && c[1] == '$' && c[2] == '{') {
             mt_buf_adds(&b, "${");
@@ -177,7 +228,7 @@ static char *expand_env(struct parser *p, const char *s, struct mt_pos pos)
             mt_buf_addc(&b, *c++);
             continue;
         }
-        const char *end = strchr(c + 2, '}');
+        const char *end = ref_end(c);
         if (!end) {
             perr(p, pos, "write ${NAME}, or $${ for a literal ${", "unterminated ${ in '%s'", s);
             goto out;
@@ -200,13 +251,17 @@ static char *expand_env(struct parser *p, const char *s, struct mt_pos pos)
                   (*q >= '0' && *q <= '9') || *q == '_'))
                 ok = false;
         if (!ok) {
-            perr(p, pos, "names are letters, digits and _", "bad environment reference '${%s}'",
-                 name);
+            perr(p, pos, "names are letters, digits and _; a default follows ':-'",
+                 "bad environment reference '${%s}'", name);
             goto out;
         }
         const char *v = getenv(name);
-        if (!v || (!*v && dflt))
-            v = dflt;
+        if (!v || (!*v && dflt)) {
+            /* the default is expanded only when it is used */
+            v = dflt ? expand_env(p, dflt, pos, depth + 1) : NULL;
+            if (dflt && !v)
+                goto out;
+        }
         if (!v) {
             perr(p, pos, "export it, or give a default: ${NAME:-value}",
                  "environment variable %s is not set", name);
@@ -238,6 +293,24 @@ static bool is_null_scalar(const yaml_event_t *ev)
         return false;
     return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
            !strcmp(v, "NULL");
+}
+
+/* An explicit tag (!!python/object:..., !!str, !custom) would make another
+ * YAML reader build something else from the same text: refused, never
+ * silently dropped (issue 9). */
+static void refuse_tag(struct parser *p, struct mt_pos pos, const yaml_char_t *tag)
+{
+    static const char core[] = "tag:yaml.org,2002:";
+    const char *t = (const char *)tag;
+
+    if (!t)
+        return;
+    if (strncmp(t, core, sizeof(core) - 1) == 0)
+        perr(p, pos, "write the value without it; quote a value to keep it text",
+             "YAML tags (!!%s) are not supported", t + sizeof(core) - 1);
+    else
+        perr(p, pos, "write the value without it; quote a value to keep it text",
+             "YAML tags (%s) are not supported", t);
 }
 
 static struct mt_node *parse_node(struct parser *p, yaml_event_t *ev, int depth);
@@ -283,6 +356,7 @@ static struct mt_node *parse_map(struct parser *p, struct mt_pos pos, int depth)
                 return NULL;
             continue;
         }
+        refuse_tag(p, kpos, ev.data.scalar.tag);
         char *key = mt_arena_strdup(&p->doc->arena, (const char *)ev.data.scalar.value);
         yaml_event_delete(&ev);
         if (!next_event(p, &ev))
@@ -339,6 +413,13 @@ static struct mt_node *parse_node(struct parser *p, yaml_event_t *ev, int depth)
     struct mt_pos pos = mark_pos(p, ev->start_mark);
     struct mt_node *n = NULL;
 
+    if (ev->type == YAML_SCALAR_EVENT)
+        refuse_tag(p, pos, ev->data.scalar.tag);
+    else if (ev->type == YAML_MAPPING_START_EVENT)
+        refuse_tag(p, pos, ev->data.mapping_start.tag);
+    else if (ev->type == YAML_SEQUENCE_START_EVENT)
+        refuse_tag(p, pos, ev->data.sequence_start.tag);
+
     if (depth > MAX_DEPTH) {
         perr(p, pos, NULL, "configuration nested deeper than %d levels", MAX_DEPTH);
         yaml_event_delete(ev);
@@ -355,7 +436,7 @@ static struct mt_node *parse_node(struct parser *p, yaml_event_t *ev, int depth)
             n = new_node(p, MT_NODE_SCALAR, pos);
             if (n) {
                 n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-                n->str = expand_env(p, (const char *)ev->data.scalar.value, pos);
+                n->str = expand_env(p, (const char *)ev->data.scalar.value, pos, 0);
                 if (!n->str)
                     n->type = MT_NODE_NULL, n->str = "";
             }

@@ -574,6 +574,24 @@ static void plugin_check(const struct mittari_plugin *desc, const void *conf,
         mt_diags_add(d, owner, NULL, "%s: refused by the plugin's check", what);
 }
 
+/* "did you mean 'sim'?" for a plugin name that has no file: among the
+ * plugin files of the dir, and the output types (an output put under
+ * inputs). */
+static void plugin_hint(const struct mt_registry *reg, const char *name, char *hint, size_t len)
+{
+    char *names[256];
+    size_t n = mt_registry_names(reg, names, MT_ARRAY_SIZE(names));
+    const char *best = mt_did_you_mean(name, (const char *const *)names, n);
+
+    if (best)
+        snprintf(hint, len, "did you mean '%s'? ('mittari plugins' lists them)", best);
+    else if (mt_output_type_find(name))
+        snprintf(hint, len, "'%s' is an output type: put it under 'outputs:' as 'type: %s'", name,
+                 name);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+}
+
 static struct mt_inst_conf *load_input(const struct mt_config *c, const struct mt_pair *p,
                                        struct mt_registry *reg, struct mt_diags *d)
 {
@@ -604,9 +622,12 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     if (!pname)
         return NULL;
     const struct mt_plugin *pl;
-    if (mt_registry_get(reg, pname, &pl, err, sizeof(err))) {
-        mt_diags_add(d, &pn->pos, "'mittari plugins' lists the installed plugins", "%s: %s", what,
-                     err);
+    int r = mt_registry_get(reg, pname, &pl, err, sizeof(err));
+    if (r) {
+        char hint[200] = "'mittari plugins' lists the installed plugins";
+        if (r == -ENOENT || r == -EINVAL)
+            plugin_hint(reg, pname, hint, sizeof(hint));
+        mt_diags_add(d, &pn->pos, hint, "%s: %s", what, err);
         return NULL;
     }
     ic = new_inst(p);
@@ -628,7 +649,8 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     ic->tags_json = tags_json(ic, mt_node_get(map, "tags"), what, d);
     parse_enabled(map, &ic->enabled, what, d);
     ic->conf = mt_arena_alloc(&ic->arena, pl->desc->config_size ? pl->desc->config_size : 1);
-    struct mt_optset os = {pl->desc->options, pl->desc->config_size, what, input_reserved, false};
+    struct mt_optset os = {
+        pl->desc->options, pl->desc->config_size, what, input_reserved, false, pname};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->conf)
         plugin_check(pl->desc, ic->conf, map, what, &ic->pos, d);
@@ -703,10 +725,11 @@ static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags
         reserved[nr++] = o->name;
     reserved[nr] = NULL;
     ic->conf = mt_arena_alloc(&ic->arena, t->config_size ? t->config_size : 1);
-    struct mt_optset os = {t->options, t->config_size, what, reserved, false};
+    struct mt_optset os = {t->options, t->config_size, what, reserved, false, tname};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     /* the common options: unknown keys were reported above */
-    struct mt_optset cs = {mt_output_common_options, sizeof(ic->common), what, NULL, true};
+    struct mt_optset cs = {
+        mt_output_common_options, sizeof(ic->common), what, NULL, true, "output"};
     mt_options_apply(&cs, &ic->common, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->common.retry_min_ms > ic->common.retry_max_ms)
         mt_diags_add(d, &ic->pos, NULL, "%s: retry_min is longer than retry_max", what);
@@ -911,8 +934,8 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
         mt_diags_add(d, &ap->value->pos, NULL, "'agent' must be a mapping, found %s",
                      mt_node_type_name(ap->value->type));
     } else {
-        struct mt_optset os = {mt_agent_options, sizeof(c->agent), "the agent section", NULL,
-                               false};
+        struct mt_optset os = {mt_agent_options, sizeof(c->agent), "the agent section", NULL, false,
+                               "agent"};
         if (ap)
             where = ap->key_pos;
         mt_options_apply(&os, &c->agent, ap ? ap->value : NULL, &where, &c->arena, d);

@@ -2,7 +2,10 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,15 +19,39 @@
 
 #define MAX_TAGS 8
 
+/* A frame waiting for the decoder's thread: a copy, wiped when freed (it
+ * may hold a card number). */
+struct qframe {
+    struct qframe *next;
+    int64_t ts;
+    mittari_decoded_cb done;
+    void *arg;
+    size_t len;
+    uint8_t data[];
+};
+
+/* The circuit breaker (under lock). Closed: frames run. Open (until > 0):
+ * frames are skipped until `until`; then the first frame is a trial, whose
+ * result closes it or opens it again for twice as long. */
+struct breaker {
+    int64_t hits[MT_DECODER_TRIPS]; /* times of the last limit hits, a ring */
+    size_t nhits;
+    int64_t until;    /* open: skip frames before this (monotonic µs) */
+    int64_t pause_us; /* the next pause */
+    bool trial;       /* the frame running now decides */
+    uint64_t skipped; /* frames skipped since it first opened */
+};
+
 struct mittari_decoder {
     const struct mittari_host *host;
     struct mittari_ctx *ctx;
     struct mt_luabox *box;
+    struct mt_decoder_conf conf;
     int ref;                     /* registry reference to decode */
     char where[LUA_IDSIZE + 16]; /* "file:line" where decode is defined */
     char module[96];             /* log prefix */
-    struct mt_complain complain;
-    struct mt_decoder_stats st;
+    struct mt_complain complain; /* script failures: the thread that runs it */
+    struct mt_complain qcomplain; /* full queue: the thread that submits */
 
     /* the frame of the run in progress */
     const void *frame;
@@ -33,12 +60,36 @@ struct mittari_decoder {
     size_t n;
     struct mittari_reading out[MT_DECODER_MAX_READINGS];
     struct mittari_tag tags[MT_DECODER_MAX_READINGS][MAX_TAGS];
+
+    /* lock: the queue, the breaker, the statistics, closing */
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a frame was queued, or closing */
+    struct qframe *head, *tail;
+    size_t qn, qbytes;
+    struct breaker br;
+    struct mt_decoder_stats st;
+    bool started; /* the thread exists (written by the submitting thread only) */
+    bool in_hand; /* the thread took a frame and has not reported it yet
+                     (set under lock; cleared under host_lock and lock) */
+    bool closing; /* mt_decoder_free was called: written under both locks */
+
+    /* host_lock: held by the decoder's thread whenever it calls the host
+     * (emit, count, done) for a frame; mt_decoder_free takes it to set
+     * closing, so no host call can follow its return */
+    pthread_mutex_t host_lock;
+    atomic_int refs; /* the owner's, and the thread's while it runs */
 };
 
-static const struct mt_luabox_limits default_limits = {
-    .mem_bytes = MT_DECODER_MEM,
-    .instructions = MT_DECODER_INSNS,
-    .time_ms = MT_DECODER_TIME_MS,
+static const struct mt_decoder_conf default_conf = {
+    .limits = {.mem_bytes = MT_DECODER_MEM,
+               .instructions = MT_DECODER_INSNS,
+               .time_ms = MT_DECODER_TIME_MS},
+    .trips = MT_DECODER_TRIPS,
+    .trip_window_us = MT_DECODER_TRIP_WINDOW_US,
+    .pause_us = MT_DECODER_PAUSE_US,
+    .pause_max_us = MT_DECODER_PAUSE_MAX_US,
+    .queue_frames = MT_DECODER_QUEUE_FRAMES,
+    .queue_bytes = MT_DECODER_QUEUE_BYTES,
 };
 
 /* ---- checking what decode returned (inside the protected call) ---- */
@@ -287,8 +338,6 @@ static int run_decode(lua_State *L)
     return 1;
 }
 
-/* ---- loading ---- */
-
 static int find_decode(lua_State *L)
 {
     struct mittari_decoder *d = lua_touserdata(L, 1);
@@ -306,7 +355,7 @@ static int find_decode(lua_State *L)
 static int open_box(struct mittari_decoder *d, const char *path, const struct mt_luabox_limits *lim,
                     char *err, size_t errlen)
 {
-    int rc = mt_luabox_new(&d->box, lim ? lim : &default_limits);
+    int rc = mt_luabox_new(&d->box, lim ? lim : &default_conf.limits);
     if (rc) {
         snprintf(err, errlen, "%s: cannot create a Lua state: %s", path, strerror(-rc));
         return rc;
@@ -332,8 +381,81 @@ static void free_box(struct mittari_decoder *d)
     d->box = NULL;
 }
 
-int mt_decoder_open(const struct mittari_host *host, struct mittari_ctx *ctx, const char *path,
-                    const struct mt_luabox_limits *lim, struct mittari_decoder **out)
+/* The conf with every 0 replaced by its default. */
+static struct mt_decoder_conf conf_or_default(const struct mt_decoder_conf *c)
+{
+    struct mt_decoder_conf r = c ? *c : default_conf;
+    const struct mt_luabox_limits *dl = &default_conf.limits;
+
+    if (!r.limits.mem_bytes)
+        r.limits.mem_bytes = dl->mem_bytes;
+    if (!r.limits.instructions)
+        r.limits.instructions = dl->instructions;
+    if (!r.limits.time_ms)
+        r.limits.time_ms = dl->time_ms;
+    if (!r.trips || r.trips > MT_DECODER_TRIPS)
+        r.trips = MT_DECODER_TRIPS;
+    if (r.trip_window_us <= 0)
+        r.trip_window_us = default_conf.trip_window_us;
+    if (r.pause_us <= 0)
+        r.pause_us = default_conf.pause_us;
+    if (r.pause_max_us < r.pause_us)
+        r.pause_max_us =
+            r.pause_us > default_conf.pause_max_us ? r.pause_us : default_conf.pause_max_us;
+    if (!r.queue_frames)
+        r.queue_frames = default_conf.queue_frames;
+    if (!r.queue_bytes)
+        r.queue_bytes = default_conf.queue_bytes;
+    return r;
+}
+
+static void wipe_frame(struct qframe *f)
+{
+    explicit_bzero(f->data, f->len);
+    free(f);
+}
+
+/* Frees a list of frames; how many there were. */
+static size_t free_frames(struct qframe *f)
+{
+    size_t n = 0;
+    while (f) {
+        struct qframe *next = f->next;
+        wipe_frame(f);
+        f = next;
+        n++;
+    }
+    return n;
+}
+
+/* Under lock: takes the queue out (the caller frees it outside). */
+static struct qframe *take_queue(struct mittari_decoder *d)
+{
+    struct qframe *q = d->head;
+    d->head = d->tail = NULL;
+    d->qn = d->qbytes = 0;
+    return q;
+}
+
+static void destroy(struct mittari_decoder *d)
+{
+    free_frames(take_queue(d));
+    if (d->box)
+        mt_luabox_free(d->box);
+    pthread_mutex_destroy(&d->lock);
+    pthread_mutex_destroy(&d->host_lock);
+    pthread_cond_destroy(&d->cond);
+    free(d);
+}
+
+static void unref(struct mittari_decoder *d)
+{
+    if (atomic_fetch_sub(&d->refs, 1) == 1)
+        destroy(d);
+}
+
+int mt_decoder_open_conf(const struct mittari_host *host, struct mittari_ctx *ctx, const char *path,
+                         const struct mt_decoder_conf *conf, struct mittari_decoder **out)
 {
     struct mittari_decoder *d;
     char err[512];
@@ -347,18 +469,32 @@ int mt_decoder_open(const struct mittari_host *host, struct mittari_ctx *ctx, co
         return -ENOMEM;
     d->host = host;
     d->ctx = ctx;
+    d->conf = conf_or_default(conf);
+    d->br.pause_us = d->conf.pause_us;
+    atomic_init(&d->refs, 1);
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->host_lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
     const char *name = host->instance_name ? host->instance_name(ctx) : NULL;
     snprintf(d->module, sizeof(d->module), "decoder %s", name ? name : "?");
-    rc = open_box(d, path, lim, err, sizeof(err));
+    rc = open_box(d, path, &d->conf.limits, err, sizeof(err));
     if (rc) {
         if (host->log)
             host->log(ctx, MITTARI_LOG_ERR, "cannot load decoder: %s", err);
-        free_box(d);
-        free(d);
+        destroy(d);
         return rc;
     }
     *out = d;
     return 0;
+}
+
+int mt_decoder_open(const struct mittari_host *host, struct mittari_ctx *ctx, const char *path,
+                    const struct mt_luabox_limits *lim, struct mittari_decoder **out)
+{
+    struct mt_decoder_conf c = default_conf;
+    if (lim)
+        c.limits = *lim;
+    return mt_decoder_open_conf(host, ctx, path, &c, out);
 }
 
 int mt_decoder_load(struct mittari_ctx *ctx, const char *path, struct mittari_decoder **out)
@@ -381,12 +517,67 @@ int mt_decoder_check_file(const char *path, char *err, size_t errlen)
     return rc;
 }
 
-void mt_decoder_free(struct mittari_decoder *d)
+/* ---- the circuit breaker ---- */
+
+static int64_t now_us(const struct mittari_decoder *d)
 {
-    if (!d)
-        return;
-    free_box(d);
-    free(d);
+    return d->conf.clock ? d->conf.clock(d->conf.clock_arg) : mt_mono_us();
+}
+
+enum br_event { BR_NONE, BR_PAUSED, BR_RESUMED };
+
+/* Under lock, before a frame runs: true if it is to be skipped (paused).
+ * The first frame after a pause is the trial. */
+static bool paused(struct mittari_decoder *d, int64_t now)
+{
+    struct breaker *b = &d->br;
+
+    if (!b->until)
+        return false;
+    if (now < b->until) {
+        b->skipped++;
+        d->st.skipped++;
+        return true;
+    }
+    b->until = 0;
+    b->trial = true;
+    return false;
+}
+
+/* Under lock, after a frame ran with the script's result rc. A limit hit
+ * (-ETIMEDOUT: the instruction budget or the time limit) that makes
+ * `trips` within the window, or any during a trial, opens the breaker:
+ * the frames queued are dropped into *flushed (freed by the caller). */
+static int after_run(struct mittari_decoder *d, int rc, int64_t now, struct qframe **flushed)
+{
+    struct breaker *b = &d->br;
+    size_t trips = d->conf.trips;
+
+    if (rc != -ETIMEDOUT) {
+        if (!b->trial)
+            return BR_NONE;
+        b->trial = false;
+        b->pause_us = d->conf.pause_us;
+        b->nhits = 0;
+        return BR_RESUMED;
+    }
+    if (!b->trial) {
+        b->hits[b->nhits % trips] = now;
+        b->nhits++;
+        /* hits[nhits % trips] is now the oldest of the last `trips` */
+        if (b->nhits < trips || now - b->hits[b->nhits % trips] > d->conf.trip_window_us)
+            return BR_NONE;
+        b->skipped = 0; /* a new series of pauses */
+    }
+    b->trial = false;
+    b->nhits = 0;
+    b->until = now + b->pause_us;
+    b->pause_us = b->pause_us > d->conf.pause_max_us / 2 ? d->conf.pause_max_us : 2 * b->pause_us;
+    b->skipped += d->qn;
+    d->st.skipped += d->qn;
+    d->st.pauses++;
+    *flushed = take_queue(d);
+    return BR_PAUSED;
 }
 
 /* ---- running ---- */
@@ -396,67 +587,267 @@ static void complain(struct mittari_decoder *d, const char *msg)
     mt_complain(&d->complain, MT_WARNING, d->module, MT_DECODER_COMPLAIN_US, "%s", msg);
 }
 
-static void failed(struct mittari_decoder *d, int rc, const char *err)
+static void count(struct mittari_decoder *d, const char *counter, uint64_t n)
 {
-    d->st.errors++;
-    d->st.budget += rc == -ETIMEDOUT;
-    d->st.memory += rc == -ENOMEM;
-    if (d->host->count)
-        d->host->count(d->ctx, NULL, "decoder_errors", 1);
-    complain(d, err);
+    if (n && d->host->count)
+        d->host->count(d->ctx, NULL, counter, n);
 }
 
 /* Emits d->out[0..n); the result table is still on the stack. */
-static int emit_all(struct mittari_decoder *d)
+static int emit_all(struct mittari_decoder *d, uint64_t *emitted, uint64_t *refused)
 {
-    int emitted = 0, refused = 0;
-
     for (size_t i = 0; i < d->n; i++) {
         int rc = d->host->emit(d->ctx, &d->out[i]);
         if (rc == MITTARI_EREADING) {
-            refused++;
+            (*refused)++;
             continue;
         }
         if (rc)
             return rc; /* queue full or stopped: the rest would fail alike */
-        emitted++;
+        (*emitted)++;
     }
-    d->st.readings += (uint64_t)emitted;
-    if (!refused)
-        return emitted;
-    d->st.refused += (uint64_t)refused;
+    if (!*refused)
+        return (int)*emitted;
     char msg[LUA_IDSIZE + 160];
     snprintf(msg, sizeof(msg),
-             "%s: the agent refused %d of the %zu readings decode returned "
+             "%s: the agent refused %llu of the %zu readings decode returned "
              "(the reason is logged as 'reading refused')",
-             d->where, refused, d->n);
+             d->where, (unsigned long long)*refused, d->n);
     complain(d, msg); /* emit counted them as invalid */
     return MITTARI_EREADING;
 }
 
-int mt_decoder_run(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us)
+static void log_breaker(struct mittari_decoder *d, int ev, int64_t pause_us, uint64_t skipped,
+                        const char *err)
+{
+    if (ev == BR_PAUSED)
+        mt_diag(MT_WARNING, d->module,
+                "paused for %lld s: its calls keep hitting a limit (the last: %s); frames are "
+                "skipped and counted as decoder_skipped until then",
+                (long long)(pause_us / 1000000), err);
+    else if (ev == BR_RESUMED)
+        mt_diag(MT_NOTICE, d->module, "resumed after a pause: %llu frames were skipped",
+                (unsigned long long)skipped);
+}
+
+/* Runs decode on one frame, emits what it returned and accounts for it
+ * (statistics, breaker, counters, done). The caller's thread runs the
+ * script: the decoder's own thread, or decoder_run's caller. */
+static int process(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts,
+                   mittari_decoded_cb done, void *arg)
 {
     char err[512];
-    int rc;
+    uint64_t emitted = 0, refused = 0;
+    struct qframe *flushed = NULL;
+    int result = -ECANCELED;
 
-    if (!d || (!frame && len))
-        return -EINVAL;
     d->frame = frame ? frame : "";
     d->len = len;
-    d->ts = ts_us;
+    d->ts = ts;
     d->n = 0;
+    int rc = mt_luabox_pcall(d->box, run_decode, d, 1, err, sizeof(err));
+
+    /* From here to the end of the report nothing can slip in between:
+     * mt_decoder_free either marked the decoder closing before (and
+     * counted this frame) or waits until the report is done. */
+    pthread_mutex_lock(&d->host_lock);
+    pthread_mutex_lock(&d->lock);
+    bool closing = d->closing;
+    d->in_hand = false;
     d->st.runs++;
-    rc = mt_luabox_pcall(d->box, run_decode, d, 1, err, sizeof(err));
-    if (rc) {
-        failed(d, rc, err);
+    d->st.errors += rc != 0;
+    d->st.budget += rc == -ETIMEDOUT;
+    d->st.memory += rc == -ENOMEM;
+    int64_t now = now_us(d);
+    int ev = closing ? BR_NONE : after_run(d, rc, now, &flushed);
+    int64_t pause_us = d->br.until ? d->br.until - now : 0;
+    uint64_t skipped = d->br.skipped;
+    size_t nflushed = 0;
+    for (struct qframe *f = flushed; f; f = f->next)
+        nflushed++;
+    pthread_mutex_unlock(&d->lock);
+    if (!closing) {
+        if (rc) {
+            count(d, "decoder_errors", 1);
+            complain(d, err);
+            result = MITTARI_EREADING;
+        } else {
+            result = emit_all(d, &emitted, &refused);
+        }
+        if (done)
+            done(arg, result);
+        count(d, "decoder_pauses", ev == BR_PAUSED);
+        count(d, "decoder_skipped", nflushed);
+        if (ev != BR_NONE)
+            log_breaker(d, ev, pause_us + 999999, skipped, err);
+    }
+    pthread_mutex_unlock(&d->host_lock);
+    lua_settop(mt_luabox_state(d->box), 0); /* the readings' strings were on it */
+
+    pthread_mutex_lock(&d->lock);
+    d->st.readings += emitted;
+    d->st.refused += refused;
+    pthread_mutex_unlock(&d->lock);
+    free_frames(flushed);
+    return result;
+}
+
+int mt_decoder_run(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us)
+{
+    if (!d || (!frame && len))
+        return -EINVAL;
+    pthread_mutex_lock(&d->lock);
+    bool skip = paused(d, now_us(d));
+    pthread_mutex_unlock(&d->lock);
+    if (skip) {
+        count(d, "decoder_skipped", 1);
         return MITTARI_EREADING;
     }
-    rc = emit_all(d);
-    lua_settop(mt_luabox_state(d->box), 0);
+    return process(d, frame, len, ts_us, NULL, NULL);
+}
+
+/* ---- the decoder's own thread (decoder_submit) ---- */
+
+static void *thread_main(void *arg)
+{
+    struct mittari_decoder *d = arg;
+
+    pthread_setname_np(pthread_self(), "mt-decoder");
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        while (!d->closing && !d->head)
+            pthread_cond_wait(&d->cond, &d->lock);
+        if (d->closing)
+            break;
+        struct qframe *f = d->head;
+        d->head = f->next;
+        if (!d->head)
+            d->tail = NULL;
+        d->qn--;
+        d->qbytes -= f->len;
+        d->in_hand = true;
+        pthread_mutex_unlock(&d->lock);
+        process(d, f->data, f->len, f->ts, f->done, f->arg);
+        wipe_frame(f);
+        pthread_mutex_lock(&d->lock);
+    }
+    pthread_mutex_unlock(&d->lock);
+    unref(d);
+    return NULL;
+}
+
+/* Signals stay with the loop thread (libuv's handlers): the thread blocks
+ * them all. */
+static int start_thread(struct mittari_decoder *d)
+{
+    sigset_t all, old;
+    pthread_t t;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    atomic_fetch_add(&d->refs, 1);
+    int rc = pthread_create(&t, NULL, thread_main, d);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        atomic_fetch_sub(&d->refs, 1);
+        return -rc;
+    }
+    pthread_detach(t);
+    d->started = true;
+    return 0;
+}
+
+static int refuse(struct mittari_decoder *d, int rc, const char *why)
+{
+    count(d, "decoder_skipped", 1);
+    if (why)
+        mt_complain(&d->qcomplain, MT_WARNING, d->module, MT_DECODER_COMPLAIN_US,
+                    "frame skipped: %s (counted as decoder_skipped)", why);
     return rc;
 }
 
-void mt_decoder_get_stats(const struct mittari_decoder *d, struct mt_decoder_stats *st)
+int mt_decoder_submit(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us,
+                      mittari_decoded_cb done, void *arg)
 {
+    struct qframe *f;
+    int rc = 0;
+
+    if (!d || (!frame && len) || d->closing)
+        return -EINVAL;
+    f = malloc(sizeof(*f) + len);
+    if (!f)
+        return refuse(d, -ENOMEM, "out of memory");
+    *f = (struct qframe){.ts = ts_us, .done = done, .arg = arg, .len = len};
+    if (len)
+        memcpy(f->data, frame, len);
+    if (!d->started && (rc = start_thread(d)) != 0) {
+        wipe_frame(f);
+        return refuse(d, rc, "cannot start the decoder's thread");
+    }
+    pthread_mutex_lock(&d->lock);
+    if (paused(d, now_us(d)))
+        rc = -EBUSY;
+    else if (d->qn >= d->conf.queue_frames || len > d->conf.queue_bytes - d->qbytes)
+        rc = -ENOBUFS;
+    if (rc == -ENOBUFS)
+        d->st.skipped++;
+    if (!rc) {
+        if (d->tail)
+            d->tail->next = f;
+        else
+            d->head = f;
+        d->tail = f;
+        d->qn++;
+        d->qbytes += len;
+        pthread_cond_signal(&d->cond);
+    }
+    size_t qn = d->qn;
+    pthread_mutex_unlock(&d->lock);
+    if (!rc)
+        return 0;
+    wipe_frame(f);
+    if (rc == -EBUSY) /* the pause was logged when it began */
+        return refuse(d, rc, NULL);
+    char why[96];
+    snprintf(why, sizeof(why),
+             "the decoder's queue is full (%zu frames): it is slower than the "
+             "device",
+             qn);
+    return refuse(d, rc, why);
+}
+
+void mt_decoder_free(struct mittari_decoder *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->host_lock);
+    pthread_mutex_lock(&d->lock);
+    d->closing = true;
+    /* a frame the thread holds will not be reported now: skipped too */
+    size_t n = d->in_hand + d->qn;
+    d->st.skipped += n;
+    struct qframe *q = take_queue(d);
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    pthread_mutex_unlock(&d->host_lock);
+    free_frames(q);
+    if (n) {
+        count(d, "decoder_skipped", n);
+        mt_diag(MT_WARNING, d->module,
+                "%zu frames were still waiting for the decoder at stop: not decoded "
+                "(counted as decoder_skipped)",
+                n);
+    }
+    /* the thread (if any) lets go at its script's next budget check and
+     * frees the decoder itself; nothing here waits for it */
+    if (d->started)
+        mt_luabox_interrupt(d->box);
+    unref(d);
+}
+
+void mt_decoder_get_stats(struct mittari_decoder *d, struct mt_decoder_stats *st)
+{
+    pthread_mutex_lock(&d->lock);
     *st = d->st;
+    pthread_mutex_unlock(&d->lock);
 }

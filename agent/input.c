@@ -613,6 +613,7 @@ const struct mittari_host mt_host_api = {
     .decoder_load = mt_decoder_load,
     .decoder_run = mt_decoder_run,
     .decoder_free = mt_decoder_free,
+    .decoder_submit = mt_decoder_submit,
 };
 
 /* ---- lifecycle (loop thread) ---- */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 
 #include "util.h"
 
-enum trip { TRIP_NONE, TRIP_BUDGET, TRIP_TIME };
+enum trip { TRIP_NONE, TRIP_BUDGET, TRIP_TIME, TRIP_INTERRUPT };
 
 struct mt_luabox {
     lua_State *L;
@@ -32,6 +33,7 @@ struct mt_luabox {
     int64_t deadline_us; /* 0 until the first hook of the call */
     char trip_where[LUA_IDSIZE + 16];
     char oom_where[LUA_IDSIZE + 16];
+    atomic_bool interrupted; /* mt_luabox_interrupt: from any thread */
 };
 
 static struct mt_luabox *box_of(lua_State *L)
@@ -106,7 +108,9 @@ static bool over_limits(struct mt_luabox *b, uint64_t n)
     int64_t now = mt_mono_us();
 
     b->executed += n;
-    if (!b->in_call || b->executed >= b->budget)
+    if (atomic_load_explicit(&b->interrupted, memory_order_relaxed))
+        b->tripped = TRIP_INTERRUPT;
+    else if (!b->in_call || b->executed >= b->budget)
         b->tripped = TRIP_BUDGET;
     else if (!b->deadline_us)
         b->deadline_us = now + (int64_t)b->time_ms * 1000;
@@ -235,6 +239,10 @@ static int classify(struct mt_luabox *b, int status, char *err, size_t errlen)
                 (unsigned)b->time_ms);
         return -ETIMEDOUT;
     }
+    if (b->tripped == TRIP_INTERRUPT) {
+        set_err(err, errlen, "%s%sinterrupted", b->trip_where, sep);
+        return -ECANCELED;
+    }
     if (status == LUA_ERRMEM ||
         (b->oom && (status == LUA_ERRERR || ends_with(m, len, "not enough memory")))) {
         if (status == LUA_ERRRUN)
@@ -256,6 +264,10 @@ int mt_luabox_pcall(struct mt_luabox *b, lua_CFunction fn, void *ud, int nres, c
 
     if (errlen)
         err[0] = 0;
+    if (atomic_load_explicit(&b->interrupted, memory_order_relaxed)) {
+        set_err(err, errlen, "interrupted");
+        return -ECANCELED;
+    }
     /* None of these allocate: outside a protected call nothing may. */
     lua_settop(L, 0);
     lua_pushcfunction(L, box_msgh);
@@ -752,6 +764,7 @@ int mt_luabox_new(struct mt_luabox **out, const struct mt_luabox_limits *lim)
     b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
+    atomic_init(&b->interrupted, false);
     b->cap = lim && lim->mem_bytes ? lim->mem_bytes : MT_LUABOX_MEM_DEFAULT;
     b->budget = lim && lim->instructions ? lim->instructions : MT_LUABOX_INSN_DEFAULT;
     b->time_ms = lim && lim->time_ms ? lim->time_ms : MT_LUABOX_TIME_MS_DEFAULT;
@@ -795,6 +808,11 @@ size_t mt_luabox_mem(const struct mt_luabox *b)
 size_t mt_luabox_mem_peak(const struct mt_luabox *b)
 {
     return b->peak;
+}
+
+void mt_luabox_interrupt(struct mt_luabox *b)
+{
+    atomic_store_explicit(&b->interrupted, true, memory_order_relaxed);
 }
 
 uint64_t mt_luabox_last_insns(const struct mt_luabox *b)

@@ -72,6 +72,7 @@ struct mt_luaval {
  *   -ENOEXEC    the chunk does not compile, or is bytecode
  *   -EINVAL     the script raised an error, or the function to call is not one
  *   -EFBIG      a script file larger than MT_LUABOX_FILE_MAX
+ *   -ECANCELED  the box was interrupted (mt_luabox_interrupt)
  *   -errno      a script file cannot be read
  * err (when errlen > 0) receives one line, control bytes escaped:
  * "file:line: message" whenever a Lua line is known. */
@@ -109,6 +110,15 @@ int mt_luabox_pcall(struct mt_luabox *b, lua_CFunction fn, void *ud, int nres, c
 /* The state, for reading results and for the functions passed to
  * mt_luabox_pcall. Never change its hook, allocator or globals' metatables. */
 lua_State *mt_luabox_state(struct mt_luabox *b);
+
+/* Added (compatible): any thread, while another may be inside a call on
+ * the box. The call in progress stops at its next budget check (every
+ * MT_LUABOX_HOOK_STEP instructions, and before each costly guarded C
+ * function) with -ECANCELED, and so does every later call, at once: for
+ * the owner of a box that runs on its own thread and must be told to let
+ * go (a decoder being freed). The box itself stays the caller's to free,
+ * on the thread that uses it. */
+void mt_luabox_interrupt(struct mt_luabox *b);
 
 /* Live bytes and the highest value seen. */
 size_t mt_luabox_mem(const struct mt_luabox *b);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <mittari/mittari.h>
 
@@ -31,11 +32,13 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run -c DIR                 run the agent on the configuration in DIR\n"
-    "  check -c DIR               check the configuration, report every problem\n"
+    "  check -c DIR               check the configuration, report its problems\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
     "                             (NAME agent, status: those sections; output: every output)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
     "                             print readings from the log\n"
+    "  query --data-dir DIR [...] the same from DIR/mittari.db, without a configuration\n"
+    "                             (a copied log; local times in Europe/Helsinki)\n"
     "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
     "  status -c DIR              the running agent's health, inputs, outputs and backlog\n"
     "                             (from the log when the agent is down)\n"
@@ -57,7 +60,9 @@ static const char usage_text[] =
 struct cli {
     const char *cmd;
     const char *conf;
+    bool conf_given; /* -c on the command line, not the default */
     const char *plugin_dir;
+    const char *data_dir;
     const char *since, *until, *series, *format, *limit;
     const char *name;
     bool markdown;
@@ -114,7 +119,10 @@ static int cmd_plugins(const struct cli *c)
         mt_registry_init(&reg, c->plugin_dir ? c->plugin_dir : mt_default_plugin_dir());
     if (!c->name) {
         char *where = mt_registry_path_text(&reg);
-        mt_registry_scan(&reg, scan_err);
+        /* a plugin dir that cannot be read, or a plugin in it that is
+         * refused, is an error (exit 1) after the listing (issue 9) */
+        if (mt_registry_scan(&reg, scan_err))
+            rc = MT_EXIT_FAILURE;
         qsort(reg.v, reg.n, sizeof(*reg.v), plugin_cmp);
         printf("input plugins (%s):\n", where ? where : reg.dir);
         free(where);
@@ -167,6 +175,15 @@ out:
     return rc;
 }
 
+/* The agent section's default time zone, from its option table. */
+static const char *default_timezone(void)
+{
+    for (const struct mittari_option *o = mt_agent_options; o->name; o++)
+        if (strcmp(o->name, "timezone") == 0)
+            return o->def;
+    return "UTC";
+}
+
 static int cmd_query(const struct cli *c)
 {
     struct mt_diags d = {0};
@@ -175,14 +192,22 @@ static int cmd_query(const struct cli *c)
     struct mt_query q = {.since = INT64_MIN, .until = INT64_MAX, .series_glob = c->series};
     char path[4096], err[600];
     int64_t now = mt_now_us();
+    const char *tz = default_timezone(), *data_dir = c->data_dir;
     int rc;
 
-    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
-        mt_diags_print(&d, stderr);
-        rc = MT_EXIT_CONFIG;
-        goto out;
+    /* --data-dir alone reads a log without a configuration (an analyst's
+     * copy); with -c it only replaces agent.data_dir */
+    if (!data_dir || c->conf_given) {
+        if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+            mt_diags_print(&d, stderr);
+            rc = MT_EXIT_CONFIG;
+            goto out;
+        }
+        tz = conf->agent.timezone;
+        if (!data_dir)
+            data_dir = conf->agent.data_dir;
     }
-    setenv("TZ", conf->agent.timezone, 1);
+    setenv("TZ", tz, 1);
     tzset();
     if ((c->since && mt_parse_time(c->since, now, &q.since)) ||
         (c->until && mt_parse_time(c->until, now, &q.until))) {
@@ -205,7 +230,7 @@ static int cmd_query(const struct cli *c)
         }
         q.limit = (uint64_t)l;
     }
-    snprintf(path, sizeof(path), "%s/mittari.db", conf->agent.data_dir);
+    snprintf(path, sizeof(path), "%s/mittari.db", data_dir);
     q.db_path = path;
     rc = mt_query_run(&q, stdout, err, sizeof(err));
     if (rc) {
@@ -266,6 +291,7 @@ int main(int argc, char **argv)
         {"series", required_argument, NULL, 'S'},
         {"format", required_argument, NULL, 'f'},
         {"limit", required_argument, NULL, 'n'},
+        {"data-dir", required_argument, NULL, 'D'},
         {"markdown", no_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -274,6 +300,13 @@ int main(int argc, char **argv)
     struct cli c = {.conf = DEFAULT_CONF};
     int opt;
 
+    /* Every file the agent creates (log, -wal, -shm, lock, outputs, data
+     * dir) gets at most rw-r----- (rwxr-x--- for directories), whatever
+     * umask it was started with: SQLite alone would make the log 0644
+     * while the lock and outputs are 0640 (issue 9). A stricter umask is
+     * kept. The pseudonym key is 0600 anyway. */
+    mode_t mask = umask(0);
+    umask(mask | 027);
     mt_diag_init();
     /* "-": words come back in order as option 1: the command, then a name */
     while ((opt = getopt_long(argc, argv, "-c:P:mhV", longopts, NULL)) != -1) {
@@ -286,13 +319,17 @@ int main(int argc, char **argv)
             else
                 return usage_error("too many arguments");
             break;
-        case 'c': c.conf = optarg; break;
+        case 'c':
+            c.conf = optarg;
+            c.conf_given = true;
+            break;
         case 'P': c.plugin_dir = optarg; break;
         case 's': c.since = optarg; break;
         case 'u': c.until = optarg; break;
         case 'S': c.series = optarg; break;
         case 'f': c.format = optarg; break;
         case 'n': c.limit = optarg; break;
+        case 'D': c.data_dir = optarg; break;
         case 'm': c.markdown = true; break;
         case 'h': fputs(usage_text, stdout); return MT_EXIT_OK;
         case 'V':
@@ -304,6 +341,8 @@ int main(int argc, char **argv)
     }
     if (!c.cmd)
         return usage_error("no command");
+    if (c.data_dir && strcmp(c.cmd, "query") != 0)
+        return usage_error("--data-dir is an option of query");
     if (strcmp(c.cmd, "run") == 0 && !c.name)
         return cmd_run(&c);
     if (strcmp(c.cmd, "check") == 0 && !c.name)

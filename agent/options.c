@@ -67,6 +67,22 @@ static void fmt_range_value(const struct mittari_option *o, double v, char *buf,
     }
 }
 
+/* A number too large for its type (2^64 for an integer) is out of range,
+ * not "not a number" (issue 9). */
+static int out_of_range(const struct mittari_option *o, const char *text, char *err, size_t errlen)
+{
+    char lo[32], hi[32];
+
+    if (has_range(o)) {
+        fmt_range_value(o, o->min, lo, sizeof(lo));
+        fmt_range_value(o, o->max, hi, sizeof(hi));
+        snprintf(err, errlen, "%s is out of range (%s to %s)", text, lo, hi);
+    } else {
+        snprintf(err, errlen, "%s is out of range (too large)", text);
+    }
+    return -ERANGE;
+}
+
 /* Parses text for option o and stores it. 0, or -EINVAL/-ERANGE with a
  * message (without the option name) in err. */
 static int parse_value(const struct mittari_option *o, const char *text, void *conf,
@@ -87,6 +103,8 @@ static int parse_value(const struct mittari_option *o, const char *text, void *c
     case MITTARI_OPT_INT: {
         int64_t v;
         r = mt_parse_i64(text, &v);
+        if (r == -ERANGE)
+            return out_of_range(o, text, err, errlen);
         if (r) {
             snprintf(err, errlen, "'%s' is not %s", text, type_example(o->type));
             return r;
@@ -130,7 +148,10 @@ static int parse_value(const struct mittari_option *o, const char *text, void *c
     }
     case MITTARI_OPT_DURATION: {
         int64_t v;
-        if (mt_parse_duration_ms(text, &v)) {
+        r = mt_parse_duration_ms(text, &v);
+        if (r == -ERANGE)
+            return out_of_range(o, text, err, errlen);
+        if (r) {
             snprintf(err, errlen, "'%s' is not %s", text, type_example(o->type));
             return -EINVAL;
         }
@@ -140,7 +161,10 @@ static int parse_value(const struct mittari_option *o, const char *text, void *c
     }
     case MITTARI_OPT_SIZE: {
         uint64_t v;
-        if (mt_parse_size(text, &v)) {
+        r = mt_parse_size(text, &v);
+        if (r == -ERANGE)
+            return out_of_range(o, text, err, errlen);
+        if (r) {
             snprintf(err, errlen, "'%s' is not %s", text, type_example(o->type));
             return -EINVAL;
         }
@@ -152,13 +176,8 @@ static int parse_value(const struct mittari_option *o, const char *text, void *c
         snprintf(err, errlen, "unknown option type %d", o->type);
         return -EINVAL;
     }
-    if (has_range(o) && (num < o->min || num > o->max)) {
-        char lo[32], hi[32];
-        fmt_range_value(o, o->min, lo, sizeof(lo));
-        fmt_range_value(o, o->max, hi, sizeof(hi));
-        snprintf(err, errlen, "%s is out of range (%s to %s)", text, lo, hi);
-        return -ERANGE;
-    }
+    if (has_range(o) && (num < o->min || num > o->max))
+        return out_of_range(o, text, err, errlen);
     return 0;
 }
 
@@ -282,9 +301,37 @@ static void unknown_key(const struct mt_optset *os, const struct mt_pair *p, str
     best = mt_did_you_mean(p->key, cands, n);
     if (best)
         snprintf(hint, sizeof(hint), "did you mean '%s'?", best);
+    else if (os->table_name)
+        snprintf(hint, sizeof(hint), "'mittari plugins %s' lists its options", os->table_name);
     else
         snprintf(hint, sizeof(hint), "'mittari plugins' lists the options of every plugin");
     mt_diags_add(d, &p->key_pos, hint, "unknown option '%s' for %s", p->key, os->what);
+}
+
+/* A hint for a value option o refused: the closest choice, or, for a device
+ * path given to a number (modbus 'port' is the TCP port), the option of
+ * the same table that takes device paths (its help names /dev/). */
+static void value_hint(const struct mt_optset *os, const struct mittari_option *o, const char *text,
+                       char *hint, size_t len)
+{
+    if (o->type == MITTARI_OPT_ENUM && o->values) {
+        size_t nv = 0;
+        while (o->values[nv])
+            nv++;
+        const char *best = mt_did_you_mean(text, (const char *const *)o->values, nv);
+        if (best)
+            snprintf(hint, len, "did you mean '%s'?", best);
+        return;
+    }
+    if (text[0] != '/' || o->type == MITTARI_OPT_STRING)
+        return;
+    for (const struct mittari_option *t = os->table; t->name; t++) {
+        if (t->type == MITTARI_OPT_STRING && t->help && strstr(t->help, "/dev/")) {
+            snprintf(hint, len, "a device path goes in '%s' ('%s' takes %s)", t->name, o->name,
+                     type_example(o->type));
+            return;
+        }
+    }
 }
 
 static bool is_reserved(const struct mt_optset *os, const char *key)
@@ -329,7 +376,7 @@ static void apply_list(const struct mt_optset *os, const struct mittari_option *
                          "%s: expected a mapping, found %s", what, mt_node_type_name(item->type));
             continue;
         }
-        struct mt_optset sub = {o->sub, o->sub_size, what, NULL, false};
+        struct mt_optset sub = {o->sub, o->sub_size, what, NULL, false, os->table_name};
         mt_options_apply(&sub, items + i * o->sub_size, item, &item->pos, arena, d);
     }
     list.n = v->nitems;
@@ -399,16 +446,8 @@ int mt_options_apply(const struct mt_optset *os, void *conf, const struct mt_nod
         if (r == -ENOMEM) {
             mt_diags_add(d, &v->pos, NULL, "out of memory");
         } else if (r) {
-            const char *best = NULL;
             char hint[160] = "";
-            if (o->type == MITTARI_OPT_ENUM && o->values) {
-                size_t nv = 0;
-                while (o->values[nv])
-                    nv++;
-                best = mt_did_you_mean(text, (const char *const *)o->values, nv);
-                if (best)
-                    snprintf(hint, sizeof(hint), "did you mean '%s'?", best);
-            }
+            value_hint(os, o, text, hint, sizeof(hint));
             mt_diags_add(d, &v->pos, hint[0] ? hint : NULL, "option '%s' of %s: %s", o->name,
                          os->what, (o->flags & MITTARI_OPT_SECRET) ? "value is invalid" : err);
         } else if (o->flags & MITTARI_OPT_LUA_FILE) {

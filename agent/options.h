@@ -21,6 +21,7 @@ struct mt_optset {
     const char *what;             /* "input 'lobby' (plugin sim)", for messages */
     const char *const *reserved;  /* keys handled by the caller, NULL-terminated, or NULL */
     bool quiet_unknown;           /* another table reports unknown keys of this map */
+    const char *table_name;       /* NAME in 'mittari plugins NAME' (hints), or NULL */
 };
 
 /* Fills conf (conf_size bytes, zeroed by the caller) from map; map may be

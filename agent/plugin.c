@@ -263,18 +263,15 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Adds the NAME of every NAME.so in dir to names (at most max). */
-static void list_dir(const char *dir, char **names, size_t *n, size_t max,
-                     void (*err_cb)(const char *path, const char *msg))
+/* Adds the NAME of every NAME.so in dir to names (at most max). -errno when
+ * dir cannot be read. */
+static int list_dir(const char *dir, char **names, size_t *n, size_t max)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
 
-    if (!d) {
-        if (err_cb)
-            err_cb(dir, strerror(errno));
-        return;
-    }
+    if (!d)
+        return -errno;
     while ((de = readdir(d)) && *n < max) {
         size_t l = strlen(de->d_name);
         if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0 &&
@@ -282,28 +279,59 @@ static void list_dir(const char *dir, char **names, size_t *n, size_t max,
             (*n)++;
     }
     closedir(d);
+    return 0;
+}
+
+/* Every name once, sorted; the duplicates freed. */
+static size_t sort_unique(char **names, size_t n)
+{
+    size_t k = 0;
+    if (n)
+        qsort(names, n, sizeof(*names), str_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (k > 0 && strcmp(names[i], names[k - 1]) == 0) {
+            free(names[i]); /* a name in two directories: the first of the path has it */
+            continue;
+        }
+        names[k++] = names[i];
+    }
+    return k;
+}
+
+size_t mt_registry_names(const struct mt_registry *r, char **names, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->npath; i++)
+        list_dir(r->path[i], names, &n, max);
+    if (r->dir)
+        list_dir(r->dir, names, &n, max);
+    return sort_unique(names, n);
 }
 
 size_t mt_registry_scan(struct mt_registry *r, void (*err_cb)(const char *path, const char *msg))
 {
     char *names[512];
-    size_t n = 0, ok = 0;
+    size_t n = 0, problems = 0;
 
-    for (size_t i = 0; i <= r->npath; i++)
-        list_dir(i < r->npath ? r->path[i] : r->dir, names, &n, MT_ARRAY_SIZE(names), err_cb);
-    qsort(names, n, sizeof(*names), str_cmp);
+    for (size_t i = 0; i <= r->npath; i++) {
+        const char *dir = i < r->npath ? r->path[i] : r->dir;
+        int rc = list_dir(dir, names, &n, MT_ARRAY_SIZE(names));
+        if (rc) {
+            problems++;
+            if (err_cb)
+                err_cb(dir, strerror(-rc));
+        }
+    }
+    n = sort_unique(names, n);
     for (size_t i = 0; i < n; i++) {
         const struct mt_plugin *p;
         char err[600];
-        /* a name in two directories: the first of the path has it */
-        if (i > 0 && strcmp(names[i], names[i - 1]) == 0)
-            continue;
-        if (mt_registry_get(r, names[i], &p, err, sizeof(err)) == 0)
-            ok++;
-        else if (err_cb)
-            err_cb(names[i], err);
-    }
-    for (size_t i = 0; i < n; i++)
+        if (mt_registry_get(r, names[i], &p, err, sizeof(err)) != 0) {
+            problems++;
+            if (err_cb)
+                err_cb(names[i], err);
+        }
         free(names[i]);
-    return ok;
+    }
+    return problems;
 }

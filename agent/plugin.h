@@ -53,9 +53,16 @@ char *mt_registry_path_text(const struct mt_registry *r);
  * (once) and kept. 0, or a negative code with a message in err. */
 int mt_registry_get(struct mt_registry *r, const char *name, const struct mt_plugin **out,
                     char *err, size_t errlen);
-/* Loads every .so of the search path; problems go to err_cb, loading goes on. Returns how
- * many loaded. */
+/* Loads every .so of the search path; problems (a dir that cannot be read,
+ * a plugin refused) go to err_cb, loading goes on. Returns the number of
+ * problems; the loaded plugins are in r->v. */
 size_t mt_registry_scan(struct mt_registry *r, void (*err_cb)(const char *path, const char *msg));
+
+/* The names of the plugin files in the registry's search path and dir (NAME
+ * of NAME.so), sorted, each once, without loading them: for did-you-mean
+ * hints. Up to max names
+ * into names (caller frees each); returns how many. */
+size_t mt_registry_names(const struct mt_registry *r, char **names, size_t max);
 
 /* The checks, on a descriptor already in memory (tests use it directly). */
 int mt_plugin_check_desc(const struct mittari_plugin *d, const char *expect_name, char *err,

@@ -298,42 +298,60 @@ void mt_arena_free(struct mt_arena *a)
 
 /* ---- did you mean ---- */
 
+/* Optimal string alignment: insertions, deletions, substitutions and swaps
+ * of two neighbours ("cuont" -> "count" is one edit). */
 unsigned mt_edit_distance(const char *a, const char *b, unsigned max)
 {
     size_t la = strlen(a), lb = strlen(b);
-    unsigned row[64];
+    unsigned rows[3][64], *prev2 = rows[0], *prev = rows[1], *row = rows[2];
 
-    if (lb >= MT_ARRAY_SIZE(row) || la >= 64)
+    if (lb >= 64 || la >= 64)
         return max + 1;
     for (size_t j = 0; j <= lb; j++)
-        row[j] = (unsigned)j;
+        prev[j] = (unsigned)j;
     for (size_t i = 1; i <= la; i++) {
-        unsigned diag = row[0], best;
-        row[0] = (unsigned)i;
-        best = row[0];
+        unsigned best = row[0] = (unsigned)i;
         for (size_t j = 1; j <= lb; j++) {
-            unsigned up = row[j];
-            unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            unsigned v = diag + cost;
-            if (up + 1 < v)
-                v = up + 1;
+            unsigned v = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+            if (prev[j] + 1 < v)
+                v = prev[j] + 1;
             if (row[j - 1] + 1 < v)
                 v = row[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < v)
+                v = prev2[j - 2] + 1;
             row[j] = v;
-            diag = up;
             if (v < best)
                 best = v;
         }
         if (best > max)
             return max + 1;
+        unsigned *t = prev2;
+        prev2 = prev;
+        prev = row;
+        row = t;
     }
-    return row[lb] > max ? max + 1 : row[lb];
+    return prev[lb] > max ? max + 1 : prev[lb];
 }
 
+/* "word_order" ends in the part "order", "order_bytes" starts with it */
+static bool is_part(const char *word, const char *cand)
+{
+    size_t lw = strlen(word), lc = strlen(cand);
+    if (lc < 3 || lc >= lw)
+        return false;
+    return (strncmp(word, cand, lc) == 0 && word[lc] == '_') ||
+           (strcmp(word + lw - lc, cand) == 0 && word[lw - lc - 1] == '_');
+}
+
+/* A suggestion must keep most of the candidate: two edits turn CBDA into BA
+ * too, which is no help (issue 9), so at most half of the candidate may
+ * change. When nothing is that close, a candidate that is a whole
+ * _-separated part of the word (word_order -> order) is offered. */
 const char *mt_did_you_mean(const char *word, const char *const *cands, size_t n)
 {
     unsigned max = strlen(word) < 4 ? 1 : strlen(word) < 8 ? 2 : 3;
-    const char *best = NULL;
+    const char *best = NULL, *part = NULL;
     unsigned best_d = max + 1;
 
     for (size_t i = 0; i < n; i++) {
@@ -342,12 +360,14 @@ const char *mt_did_you_mean(const char *word, const char *const *cands, size_t n
         unsigned d = mt_edit_distance(word, cands[i], max);
         if (strcasecmp(word, cands[i]) == 0)
             d = 0;
-        if (d < best_d) {
+        if (d < best_d && 2 * d <= strlen(cands[i])) {
             best_d = d;
             best = cands[i];
         }
+        if (!part && is_part(word, cands[i]))
+            part = cands[i];
     }
-    return best;
+    return best ? best : part;
 }
 
 /* ---- parsers ---- */

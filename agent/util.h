@@ -59,9 +59,11 @@ char *mt_arena_strdup(struct mt_arena *a, const char *s);
 char *mt_arena_strndup(struct mt_arena *a, const char *s, size_t n);
 void mt_arena_free(struct mt_arena *a);
 
-/* Edit distance (bounded: returns max+1 when larger). */
+/* Edit distance with neighbour swaps (bounded: returns max+1 when larger). */
 unsigned mt_edit_distance(const char *a, const char *b, unsigned max);
-/* Closest candidate within a distance that scales with the word, or NULL. */
+/* Closest candidate within a distance that scales with the word and keeps
+ * at least half of the candidate, else one that is a _-separated part of
+ * the word (word_order -> order), or NULL. */
 const char *mt_did_you_mean(const char *word, const char *const *cands, size_t n);
 
 /* "250ms", "5s", "2m", "1h", "7d", "1w"; a plain number is seconds. */

@@ -2,33 +2,59 @@
 # Installs what is missing, builds, and runs every test: unit tests (cmocka)
 # and integration tests (the real agent binary against real files).
 #   tests/run.sh              RelWithDebInfo build in build/, all tests
+#   tests/run.sh --release    Release build with GCC in build-release/ (what
+#                             packagers build: -O3 finds other warnings), unit tests
 #   tests/run.sh --sanitize   ASan+UBSan build in build-asan/: unit tests, and the
 #                             integration tests but the long crash loop
 #   tests/run.sh --fuzz       clang libFuzzer build in build-fuzz/: every fuzz target
 #                             for FUZZ_SECONDS (default 20) from its corpus
+# Ends with "run.sh: ..." saying what passed, or the step that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. packaging/dev/status.sh
+status_init "run.sh${1:+ $1}"
+step "install dependencies (packaging/dev/deps.sh)"
 packaging/dev/deps.sh
 
 jobs=$(nproc)
 if [ "${1:-}" = "--sanitize" ]; then
+  step "configure build-asan"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMITTARI_SANITIZE=ON -DMITTARI_BENCH=OFF >/dev/null
+  step "build build-asan"
   cmake --build build-asan -j"$jobs"
   cd build-asan
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  step "unit tests (ASan+UBSan)"
   ctest -L unit --output-on-failure -j"$jobs"
+  step "integration tests (ASan+UBSan)"
   ctest -L integration -E crash_durability --output-on-failure
+  status_ok "unit and integration tests passed under ASan+UBSan"
+  exit 0
+fi
+
+if [ "${1:-}" = "--release" ]; then
+  step "configure build-release (Release, gcc)"
+  CC=gcc cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+  step "build build-release"
+  cmake --build build-release -j"$jobs"
+  cd build-release
+  step "unit tests (Release)"
+  ctest -L unit --output-on-failure -j"$jobs"
+  status_ok "Release build compiles; unit tests passed"
   exit 0
 fi
 
 if [ "${1:-}" = "--fuzz" ]; then
+  step "configure build-fuzz (clang-14)"
   CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMITTARI_FUZZ=ON \
     -DMITTARI_TESTS=OFF -DMITTARI_BENCH=OFF >/dev/null
+  step "build the fuzz targets"
   cmake --build build-fuzz -j"$jobs" --target fuzzers
   secs=${FUZZ_SECONDS:-20}
   n=0
   for f in build-fuzz/fuzz/fuzz_*; do
     name=$(basename "$f")
+    step "fuzz $name"
     new=$(mktemp -d)
     echo "fuzzing $name for ${secs}s"
     # new inputs go to a scratch dir; the checked-in corpus is only read
@@ -39,12 +65,21 @@ if [ "${1:-}" = "--fuzz" ]; then
     rm -rf "$new" "$new.log"
     n=$((n + 1))
   done
+  step "count the fuzz targets"
   [ "$n" -gt 0 ] || { echo "no fuzz targets built"; exit 1; }
+  status_ok "$n fuzz targets ran ${secs}s each without a finding"
   exit 0
 fi
 
+[ -z "${1:-}" ] || { step "read the arguments"; echo "usage: tests/run.sh [--release|--sanitize|--fuzz]" >&2; exit 2; }
+step "configure build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+step "build"
 cmake --build build -j"$jobs"
 cd build
+step "unit tests"
 ctest -L unit --output-on-failure -j"$jobs"
+step "integration tests"
 ctest -L integration --output-on-failure
+status_ok "unit and integration tests passed"
+exit 0

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define MITTARI_ABI_MAJOR 1
-#define MITTARI_ABI_MINOR 0
+#define MITTARI_ABI_MINOR 1
 #define MITTARI_ABI_VERSION ((uint32_t)((MITTARI_ABI_MAJOR << 16) | MITTARI_ABI_MINOR))
 #define MITTARI_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 #define MITTARI_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
@@ -171,6 +171,9 @@ typedef void (*mittari_timer_cb)(void *arg);
 typedef void (*mittari_fd_cb)(void *arg, int fd, int events);
 typedef int (*mittari_work_cb)(void *arg);             /* worker thread; may block */
 typedef void (*mittari_done_cb)(void *arg, int status); /* loop thread; status = work's result */
+/* ABI 1.1: the result of one frame given to decoder_submit, on the
+ * decoder's own thread (see decoder_submit). */
+typedef void (*mittari_decoded_cb)(void *arg, int result);
 
 struct mittari_host {
     uint32_t abi_version; /* the agent's MITTARI_ABI_VERSION */
@@ -240,17 +243,42 @@ struct mittari_host {
     /* 0, MITTARI_ECONFIG (the script does not compile or defines no
      * decode; logged with file:line), -errno (the file) or -ENOMEM. */
     int (*decoder_load)(struct mittari_ctx *ctx, const char *path, struct mittari_decoder **out);
-    /* Any one thread at a time (the loop, or a poll's worker). Runs decode
-     * on one frame and emits what it returns (ts_us where a reading has no
-     * ts). Returns the number of readings emitted; MITTARI_EREADING when the
-     * script failed, ran over its budget (instructions, memory, 100 ms) or
-     * returned something malformed: nothing of that frame is emitted, it is
-     * logged with file:line (rate-limited) and counted, never fatal. An
-     * error of emit itself (-EAGAIN, MITTARI_EFULL, MITTARI_ESTOPPED) is
-     * passed through; the frame's readings before it were emitted, so do
-     * not run the frame again. */
+    /* Any one thread at a time: a poll's worker, or the loop for plugins
+     * built for ABI 1.0 (from the loop use decoder_submit, below: a call
+     * here holds the calling thread for as long as the script runs, up to
+     * its 100 ms time limit). Runs decode on one frame and emits what it
+     * returns (ts_us where a reading has no ts). Returns the number of
+     * readings emitted; MITTARI_EREADING when the script failed, ran over
+     * its budget (instructions, memory, 100 ms) or returned something
+     * malformed, or the decoder is paused because its calls keep hitting a
+     * limit: nothing of that frame is emitted, it is logged with file:line
+     * (rate-limited) and counted, never fatal. An error of emit itself
+     * (-EAGAIN, MITTARI_EFULL, MITTARI_ESTOPPED) is passed through; the
+     * frame's readings before it were emitted, so do not run the frame
+     * again. */
     int (*decoder_run)(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us);
+    /* Loop thread. Frees the decoder; NULL is ok. Never waits for a script:
+     * frames still queued by decoder_submit are dropped and counted, and
+     * no done callback runs once it has returned. */
     void (*decoder_free)(struct mittari_decoder *d);
+
+    /* ---- ABI 1.1 (check size covers it before use) ---- */
+
+    /* Loop thread (or any one thread at a time). Queues a copy of the frame
+     * for the decoder's own thread and returns at once: the script never
+     * runs on the caller's thread, so a slow decoder cannot hold the loop.
+     * Frames are decoded in order. 0: queued; -EBUSY: the decoder is paused
+     * (its calls kept hitting a limit; the agent logged it and resumes it
+     * later); -ENOBUFS: its queue is full (the script is slower than the
+     * device); -ENOMEM; -EINVAL. A frame not queued is counted by the agent
+     * (decoder_skipped), nothing else to do. done (may be NULL) runs on the
+     * decoder's thread once per frame decoded, with what decoder_run would
+     * have returned for it; it may use only the host calls that are safe
+     * from any thread (emit, log, count, set_health, now), must not call
+     * decoder_* and never runs after decoder_free returned. Do not mix
+     * decoder_run and decoder_submit on one decoder. */
+    int (*decoder_submit)(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us,
+                          mittari_decoded_cb done, void *arg);
 };
 
 /* ---- configuration checks ------------------------------------------------

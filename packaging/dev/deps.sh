@@ -1,7 +1,12 @@
 #!/bin/bash
 # Installs the Debian 12 packages mittari needs to build, test and run, if
 # any is missing (as root). Used by the demo, the test command and CI.
+# Ends with "deps.sh: ok ..." or names the step that failed.
+#   MITTARI_POLICY_RC_D   the policy-rc.d file (default /usr/sbin/policy-rc.d);
+#                         tests point it elsewhere
 set -euo pipefail
+. "$(dirname "$0")/status.sh"
+status_init deps.sh
 
 # Three lists (docs/operations.md, "Installing the package"):
 # build: compilers, headers, and what turns the build into man pages and a
@@ -21,6 +26,7 @@ TEST_PKGS=(
   libcmocka-dev libssl-dev sqlite3 valgrind procps systemd groff-base
   socat pcscd vsmartcard-vpcd
   clang-14 libclang-rt-14-dev
+  faketime openssl util-linux
   chromium fonts-dejavu-core python3-prometheus-client
 )
 # run: what the installed agent needs besides the libraries it links (the
@@ -30,26 +36,38 @@ RUN_PKGS=(
   tzdata passwd
 )
 PKGS=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${RUN_PKGS[@]}")
+policy=${MITTARI_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 
+step "look for missing packages (dpkg-query)"
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}" >&2
-  if [ "$(id -u)" != 0 ]; then
-    echo "deps.sh: run as root (or install these packages): ${missing[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  # never let the packages start their daemons (pcscd, ...) on a systemd host:
-  # tests start their own on private sockets and ports
-  added_policy=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    added_policy=1
-  fi
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ -n "$added_policy" ] && rm -f /usr/sbin/policy-rc.d
+if [ ${#missing[@]} = 0 ]; then
+  status_ok "ok (all ${#PKGS[@]} packages installed)"
+  exit 0
 fi
+
+step "check for root"
+echo "deps.sh: installing: ${missing[*]}" >&2
+if [ "$(id -u)" != 0 ]; then
+  echo "deps.sh: run as root (or install these packages): ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# never let the packages start their daemons (pcscd, ...) on a systemd host:
+# tests start their own on private sockets and ports. A policy-rc.d that is
+# there already (Debian's container images ship one) is left as it is; one
+# added here is removed on any exit, also a failed one.
+if [ ! -e "$policy" ]; then
+  step "add $policy"
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod +x "$policy"
+  status_on_exit "rm -f '$policy'"
+fi
+step "apt-get update"
+apt-get update -qq
+step "apt-get install ${missing[*]}"
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+status_ok "ok (installed ${#missing[@]} packages: ${missing[*]})"
+exit 0

@@ -63,13 +63,16 @@ static int copy_text(const char *s, size_t n, const char *space, struct cr_subje
 
 /* "0013961168", or the card print "0013961168 213,02000", whose FC and CN
  * must be bits 16-23 and 0-15 of the same number (a misread print is not
- * some other card). */
+ * some other card). Exactly 10 digits, as readers type and cards print the
+ * low 32 bits (DEVICES.md section 5): 8 digits are the Wiegand "8-digit"
+ * form FFFCCCCC of another id_format, not a shorter way of writing this one
+ * (issue 9). */
 static int em4100_dec(const char *s, size_t n, struct cr_subject *out)
 {
     const char *p = s, *end = s + n;
     uint64_t v, fc, cn;
 
-    if (!number(&p, end, 10, UINT32_MAX, &v))
+    if (!number(&p, end, 10, UINT32_MAX, &v) || p - s != 10)
         return -EINVAL;
     if (p < end) {
         if (!blank(*p))

@@ -4,8 +4,8 @@
  * reader is configured for, and names its subject space for the agent:
  *
  *   id_format    accepted text                              subject, space
- *   em4100-dec   up to 10 digits (the low 32 bits), or the  the text, "em4100-dec"
- *                card print "0013961168 213,02000"
+ *   em4100-dec   10 digits (the low 32 bits, zero-padded),  the text, "em4100-dec"
+ *                or the card print "0013961168 213,02000"
  *   em4100-hex   8 or 10 hex digits                         the text, "em4100-hex"
  *   wiegand26    "FC,CN" (213,2000) or 8 digits FFFCCCCC    "FFF,CCCCC", "wiegand26"
  *   uid-hex      4, 7 or 10 hex bytes, optionally split by  the bytes, "iso14443"

@@ -263,13 +263,14 @@ out:
     cr_subject_wipe(s);
 }
 
-static struct cr_complaint *complaint(struct cr *c, const char *counter)
+static struct cr_complaint *complaint(struct cr *c, const char *counter, const char *what)
 {
     for (size_t i = 0; i < CR_COMPLAINTS; i++) {
         struct cr_complaint *k = &c->complaints[i];
         if (!k->counter)
-            *k = (struct cr_complaint){.counter = counter, .limit.interval_us = COMPLAIN_US};
-        if (strcmp(k->counter, counter) == 0)
+            *k = (struct cr_complaint){
+                .counter = counter, .what = what, .limit.interval_us = COMPLAIN_US};
+        if (strcmp(k->counter, counter) == 0 && strcmp(k->what, what) == 0)
             return k;
     }
     return NULL;
@@ -277,7 +278,7 @@ static struct cr_complaint *complaint(struct cr *c, const char *counter)
 
 void cr_bad(struct cr *c, const char *counter, const char *what)
 {
-    struct cr_complaint *k = complaint(c, counter);
+    struct cr_complaint *k = complaint(c, counter, what);
     uint64_t held_back;
 
     c->host->count(c->ctx, NULL, counter, 1);

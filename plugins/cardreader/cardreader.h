@@ -62,14 +62,16 @@ extern const struct cr_backend cr_backend_serial;
 extern const struct cr_backend cr_backend_hid;
 extern const struct cr_backend cr_backend_pcsc;
 
-/* A repeating complaint: logged once, then at most every 10 minutes. */
+/* A repeating complaint (one counter and one message): logged once, then
+ * at most every 10 minutes. */
 struct cr_complaint {
     const char *counter;
+    const char *what;
     struct mtr_limit limit;
     bool logged;
 };
 
-#define CR_COMPLAINTS 8
+#define CR_COMPLAINTS 16
 
 struct cr {
     const struct mittari_host *host;
@@ -87,9 +89,26 @@ struct cr {
 void cr_card(struct cr *c, struct cr_subject *s);
 /* Something the reader sent was not a card: counts it under counter and
  * logs it the first time and then at most every 10 minutes with the count
- * (what: a few words, never bytes from the device). */
+ * (what: a static string of a few words, never bytes from the device; each
+ * message is rate-limited on its own, so two kinds of bad frame are both
+ * logged). */
 void cr_bad(struct cr *c, const char *counter, const char *what);
 void cr_health(struct cr *c, int health, const char *reason);
+
+/* The paths the bytes of a device take in each backend, as functions of
+ * their own, so that tests/fuzz/fuzz_cardreader.c calls the real code.
+ * serial, hid: the bytes read, on the backend's state (struct cr.bstate),
+ * as the device loop hands them over (loop thread). */
+void cr_serial_data(void *bstate, const uint8_t *p, size_t n);
+void cr_hid_data(void *bstate, const uint8_t *p, size_t n);
+/* pcsc (its worker): an answer to GET DATA, resp[0..n) with SW1 SW2 last,
+ * in a buffer of CR_PCSC_RESP_MAX bytes; again(arg, le, resp, size) asks
+ * once more with the Le a 6C xx answer gave and returns the new length or
+ * -1. A UID goes to cr_pcsc_uid, anything else is counted. */
+#define CR_PCSC_RESP_MAX 258 /* the longest short APDU answer: 256 bytes and SW1 SW2 */
+typedef long (*cr_pcsc_again_fn)(void *arg, uint8_t le, uint8_t *resp, size_t size);
+void cr_pcsc_answer(struct cr *c, uint8_t *resp, long n, cr_pcsc_again_fn again, void *arg);
+void cr_pcsc_uid(struct cr *c, const uint8_t *uid, size_t len);
 /* Drops old fingerprints (the owning thread, periodically). */
 void cr_expire(struct cr *c);
 

@@ -26,15 +26,12 @@
 #include "evdev.h"
 #include "hidkeys.h"
 
-#define EV_SIZE sizeof(struct input_event)
-
 struct hid {
     struct cr *c;
     struct mte_dev *dev;
     struct mtl *loop;
     struct cr_keys keys;
-    uint8_t partial[EV_SIZE]; /* a record split across reads (pipes) */
-    size_t npartial;
+    struct mte_reasm partial; /* a record split across reads (pipes) */
 };
 
 static void card_typed(struct hid *h)
@@ -49,9 +46,10 @@ static void card_typed(struct hid *h)
     cr_keys_clear(&h->keys);
 }
 
-static void on_event(struct hid *h, const struct input_event *ev)
+static void on_event(void *arg, const struct input_event *ev)
 {
-    int64_t ts = (int64_t)ev->input_event_sec * 1000000 + (int64_t)ev->input_event_usec;
+    struct hid *h = arg;
+    int64_t ts = cr_keys_event_us(ev->input_event_sec, ev->input_event_usec);
 
     switch (cr_keys_feed(&h->keys, ev->type, ev->code, ev->value, ts)) {
     case CR_KEYS_CARD:
@@ -68,24 +66,10 @@ static void on_event(struct hid *h, const struct input_event *ev)
 }
 
 /* Whole records from the bytes read, with what was left over last time. */
-static void hid_data(void *arg, const uint8_t *buf, size_t n)
+void cr_hid_data(void *state, const uint8_t *buf, size_t n)
 {
-    struct hid *h = arg;
-    struct input_event ev;
-
-    while (n > 0) {
-        size_t take = EV_SIZE - h->npartial < n ? EV_SIZE - h->npartial : n;
-        memcpy(h->partial + h->npartial, buf, take);
-        h->npartial += take;
-        buf += take;
-        n -= take;
-        if (h->npartial == EV_SIZE) {
-            memcpy(&ev, h->partial, EV_SIZE); /* aligned copy */
-            h->npartial = 0;
-            on_event(h, &ev);
-        }
-    }
-    explicit_bzero(&ev, sizeof(ev));
+    struct hid *h = state;
+    mte_reasm_feed(&h->partial, buf, n, on_event, h);
 }
 
 static int hid_open(void *arg, int *fd, char *note, size_t notelen, char *err, size_t errlen)
@@ -111,13 +95,12 @@ static void hid_close(void *arg)
 static void hid_lost(void *arg)
 {
     struct hid *h = arg;
-    h->npartial = 0;
-    explicit_bzero(h->partial, sizeof(h->partial));
+    mte_reasm_clear(&h->partial);
     cr_keys_clear(&h->keys); /* half a number from before the unplug is no card */
 }
 
 static const struct mtl_ops hid_ops = {
-    .open = hid_open, .close = hid_close, .data = hid_data, .lost = hid_lost};
+    .open = hid_open, .close = hid_close, .data = cr_hid_data, .lost = hid_lost};
 
 static void hid_destroy(void *state)
 {

@@ -30,7 +30,6 @@
 #include "cardreader.h"
 
 #define RETRY_US 1000000 /* pcscd or the reader missing: ask again after this */
-#define RESP_MAX 258     /* the longest short APDU answer: 256 bytes and SW1 SW2 */
 
 struct pc {
     struct cr *c;
@@ -128,7 +127,7 @@ static long get_uid(struct pc *p, SCARDHANDLE h, DWORD proto, uint8_t le, uint8_
     DWORD n = size;
     LONG rv = SCardTransmit(h, pci, apdu, sizeof(apdu), NULL, resp, &n);
 
-    if (rv != SCARD_S_SUCCESS || n < 2) {
+    if (rv != SCARD_S_SUCCESS || n < 2 || n > size) {
         if (rv != SCARD_W_REMOVED_CARD) /* taken away in between: nothing to say */
             cr_bad(p->c, "read_errors", "GET DATA failed");
         return -1;
@@ -136,17 +135,17 @@ static long get_uid(struct pc *p, SCARDHANDLE h, DWORD proto, uint8_t le, uint8_
     return (long)n;
 }
 
-static void uid_read(struct pc *p, const uint8_t *uid, size_t len)
+void cr_pcsc_uid(struct cr *c, const uint8_t *uid, size_t len)
 {
     struct cr_subject s = {.len = len};
 
     if (len == 0 || len > CR_SUBJECT_MAX) {
-        cr_bad(p->c, "bad_frames", "a UID of an impossible length was dropped");
+        cr_bad(c, "bad_frames", "a UID of an impossible length was dropped");
         return;
     }
     /* ISO 14443-3: a 4-byte UID starting 08 is random, new at every tap */
-    if (len == 4 && uid[0] == 0x08 && !p->c->conf->random_uids) {
-        cr_bad(p->c, "random_uids",
+    if (len == 4 && uid[0] == 0x08 && !c->conf->random_uids) {
+        cr_bad(c, "random_uids",
                "a card with a random UID (a passport, some ID cards) was "
                "not counted");
         return;
@@ -154,35 +153,49 @@ static void uid_read(struct pc *p, const uint8_t *uid, size_t len)
     memcpy(s.id, uid, len);
     /* other lengths (FeliCa IDm: 8) are not ISO 14443-A UIDs: their own space */
     s.space = len == 4 || len == 7 || len == 10 ? "iso14443" : "pcsc-uid";
-    cr_card(p->c, &s);
+    cr_card(c, &s);
 }
 
 /* SW1 SW2 of the answer to GET DATA (DEVICES.md section 5). */
-static void answer(struct pc *p, SCARDHANDLE h, DWORD proto, uint8_t *resp, long n)
+void cr_pcsc_answer(struct cr *c, uint8_t *resp, long n, cr_pcsc_again_fn again, void *arg)
 {
+    if (n < 2 || n > CR_PCSC_RESP_MAX)
+        return;
     uint16_t sw = (uint16_t)(resp[n - 2] << 8 | resp[n - 1]);
 
     if ((sw >> 8) == 0x6C) { /* wrong Le: ask again with the one SW2 gives */
-        n = get_uid(p, h, proto, (uint8_t)sw, resp, RESP_MAX);
-        if (n < 2)
+        n = again(arg, (uint8_t)sw, resp, CR_PCSC_RESP_MAX);
+        if (n < 2 || n > CR_PCSC_RESP_MAX)
             return;
         sw = (uint16_t)(resp[n - 2] << 8 | resp[n - 1]);
     }
     if (sw == 0x9000 || (sw == 0x6282 && n > 2)) /* 62 82: fewer bytes than Le 00 asked */
-        uid_read(p, resp, (size_t)n - 2);
+        cr_pcsc_uid(c, resp, (size_t)n - 2);
     else if (sw == 0x6A81)
-        cr_bad(p->c, "unsupported_cards", "a card that gives no UID (6A 81) was ignored");
+        cr_bad(c, "unsupported_cards", "a card that gives no UID (6A 81) was ignored");
     else if (sw == 0x6300)
-        cr_bad(p->c, "read_errors", "the reader could not read a card's UID (63 00)");
+        cr_bad(c, "read_errors", "the reader could not read a card's UID (63 00)");
     else
-        cr_bad(p->c, "read_errors", "unexpected answer to GET DATA");
+        cr_bad(c, "read_errors", "unexpected answer to GET DATA");
+}
+
+struct again {
+    struct pc *p;
+    SCARDHANDLE h;
+    DWORD proto;
+};
+
+static long ask_again(void *arg, uint8_t le, uint8_t *resp, size_t size)
+{
+    struct again *a = arg;
+    return get_uid(a->p, a->h, a->proto, le, resp, (DWORD)size);
 }
 
 static void read_card(struct pc *p)
 {
     SCARDHANDLE h;
     DWORD proto;
-    uint8_t resp[RESP_MAX];
+    uint8_t resp[CR_PCSC_RESP_MAX];
     LONG rv = SCardConnect(p->sc, p->reader, SCARD_SHARE_SHARED,
                            SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &h, &proto);
 
@@ -193,8 +206,9 @@ static void read_card(struct pc *p)
         return;
     }
     long n = get_uid(p, h, proto, 0x00, resp, sizeof(resp));
+    struct again a = {p, h, proto};
     if (n >= 2)
-        answer(p, h, proto, resp, n);
+        cr_pcsc_answer(p->c, resp, n, ask_again, &a);
     explicit_bzero(resp, sizeof(resp)); /* it held the UID */
     SCardDisconnect(h, SCARD_LEAVE_CARD);
 }

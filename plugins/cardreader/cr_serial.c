@@ -55,14 +55,17 @@ static void on_frame(void *arg, const uint8_t *frame, size_t len)
     cr_card(s->c, &subj);
 }
 
-/* The framer's own counts: noise between frames, over-long frames. */
+/* The framer's own counts: noise between frames, over-long frames, frames
+ * cut short by the next STX (a card moved away mid-frame, a lost byte). */
 static void count_framer(struct ser *s)
 {
     const struct mtf_stats *st = mtf_stats(s->framer);
     struct cr *c = s->c;
 
-    if (st->overlong > s->seen.overlong)
+    for (uint64_t i = s->seen.overlong; i < st->overlong; i++)
         cr_bad(c, "overlong_frames", "an over-long frame was dropped");
+    for (uint64_t i = s->seen.cut; i < st->cut; i++)
+        cr_bad(c, "bad_frames", "a frame cut short (no ETX before the next STX) was dropped");
     if (st->skipped_bytes > s->seen.skipped_bytes)
         c->host->count(c->ctx, NULL, "noise_bytes", st->skipped_bytes - s->seen.skipped_bytes);
     s->seen = *st;
@@ -88,9 +91,9 @@ static void ser_close(void *arg)
     s->port = NULL;
 }
 
-static void ser_data(void *arg, const uint8_t *p, size_t n)
+void cr_serial_data(void *bstate, const uint8_t *p, size_t n)
 {
-    struct ser *s = arg;
+    struct ser *s = bstate;
     mtf_feed(s->framer, p, n, on_frame, s);
     count_framer(s);
 }
@@ -103,7 +106,7 @@ static void ser_lost(void *arg)
 }
 
 static const struct mtl_ops ser_ops = {
-    .open = ser_open, .close = ser_close, .data = ser_data, .lost = ser_lost};
+    .open = ser_open, .close = ser_close, .data = cr_serial_data, .lost = ser_lost};
 
 static int make_framer(struct ser *s)
 {

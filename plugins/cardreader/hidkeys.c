@@ -1,6 +1,7 @@
 #include "hidkeys.h"
 
 #include <linux/input-event-codes.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* US-layout positions; a wedge reader sends these codes whatever layout the
@@ -56,6 +57,25 @@ static bool modifier(uint16_t code)
     }
 }
 
+int64_t cr_keys_event_us(int64_t sec, int64_t usec)
+{
+    int64_t us;
+    if (__builtin_mul_overflow(sec, 1000000, &us))
+        return sec < 0 ? INT64_MIN : INT64_MAX;
+    if (__builtin_add_overflow(us, usec, &us))
+        return usec < 0 ? INT64_MIN : INT64_MAX;
+    return us;
+}
+
+/* now - last > gap, without overflow: a time before the last is no pause */
+static bool long_pause(int64_t last, int64_t now, int64_t gap)
+{
+    int64_t d;
+    if (__builtin_sub_overflow(now, last, &d))
+        return now > last;
+    return d > gap;
+}
+
 void cr_keys_init(struct cr_keys *k, int64_t gap_us)
 {
     memset(k, 0, sizeof(*k));
@@ -98,7 +118,7 @@ static int press(struct cr_keys *k, uint16_t code, int64_t ts_us)
     int rc = CR_KEYS_NONE;
 
     /* a long pause inside a card: what came before is not part of this one */
-    if ((k->len || k->bad) && k->gap_us > 0 && ts_us - k->last_us > k->gap_us)
+    if ((k->len || k->bad) && k->gap_us > 0 && long_pause(k->last_us, ts_us, k->gap_us))
         rc = drop(k);
     k->last_us = ts_us;
     if (code == KEY_ENTER || code == KEY_KPENTER)

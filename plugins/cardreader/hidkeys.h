@@ -8,7 +8,9 @@
  * pause longer than gap_us between two key presses of one card (someone
  * typing on a real keyboard, a reader that stopped mid-number) makes the
  * card bad: it is dropped and reported once, never half-emitted. Times are
- * the events' own timestamps, so a recorded stream replays the same.
+ * the events' own timestamps, so a recorded stream replays the same; a
+ * time that goes backwards (the clock was set) is no pause, and any
+ * timestamp, however absurd, is compared without overflow.
  *
  * Pure: no I/O, no allocation; one instance per device, the thread that
  * owns it. Holds the digits typed so far of one card only until Enter or
@@ -39,6 +41,10 @@ enum cr_keys_result {
 };
 
 void cr_keys_init(struct cr_keys *k, int64_t gap_us);
+/* The time of an input_event, sec and usec as the record says, in µs:
+ * saturated at INT64_MIN/MAX, so a crafted record cannot overflow (issue 15
+ * item 11). */
+int64_t cr_keys_event_us(int64_t sec, int64_t usec);
 /* One event: type, code and value as in struct input_event, ts_us its time. */
 int cr_keys_feed(struct cr_keys *k, uint16_t type, uint16_t code, int32_t value, int64_t ts_us);
 /* Wipes the text typed so far (after a card was used, or the device went). */

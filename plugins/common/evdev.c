@@ -19,8 +19,7 @@ struct mte_dev {
     int fd;
     bool grabbed;
     bool grab_refused; /* an input device another program holds */
-    size_t npart; /* bytes of a partial event carried over to the next read */
-    uint8_t part[sizeof(struct input_event)];
+    struct mte_reasm ra; /* a partial event carried over to the next read */
     char note[160];
     uint8_t buf[READ_EVENTS * sizeof(struct input_event)];
 };
@@ -75,22 +74,35 @@ const char *mte_note(const struct mte_dev *d)
     return d && d->note[0] ? d->note : NULL;
 }
 
-void mte_feed(struct mte_dev *d, const uint8_t *p, size_t n, mte_event_cb cb, void *arg)
+void mte_reasm_feed(struct mte_reasm *r, const uint8_t *p, size_t n, mte_event_cb cb, void *arg)
 {
     struct input_event ev;
 
     while (n > 0) {
-        size_t take = EV_SIZE - d->npart < n ? EV_SIZE - d->npart : n;
-        memcpy(d->part + d->npart, p, take);
-        d->npart += take;
+        size_t take = EV_SIZE - r->npart < n ? EV_SIZE - r->npart : n;
+        memcpy(r->part + r->npart, p, take);
+        r->npart += take;
         p += take;
         n -= take;
-        if (d->npart == EV_SIZE) {
-            memcpy(&ev, d->part, EV_SIZE); /* the bytes are not aligned for it */
-            d->npart = 0;
+        if (r->npart == EV_SIZE) {
+            memcpy(&ev, r->part, EV_SIZE); /* the bytes are not aligned for it */
+            r->npart = 0;
             cb(arg, &ev);
         }
     }
+    /* keys typed on a card reader are card digits */
+    explicit_bzero(&ev, sizeof(ev));
+    explicit_bzero(r->part + r->npart, EV_SIZE - r->npart);
+}
+
+void mte_reasm_clear(struct mte_reasm *r)
+{
+    explicit_bzero(r, sizeof(*r));
+}
+
+void mte_feed(struct mte_dev *d, const uint8_t *p, size_t n, mte_event_cb cb, void *arg)
+{
+    mte_reasm_feed(&d->ra, p, n, cb, arg);
 }
 
 ssize_t mte_read(struct mte_dev *d, mte_event_cb cb, void *arg)
@@ -110,6 +122,7 @@ void mte_close(struct mte_dev *d)
     if (d->grabbed)
         ioctl(d->fd, EVIOCGRAB, (void *)0);
     close(d->fd);
+    explicit_bzero(d, sizeof(*d)); /* the read buffer held key presses */
     free(d);
 }
 

@@ -47,6 +47,18 @@ void mte_close(struct mte_dev *d);
  * for each complete event; a partial one waits for the next call. */
 void mte_feed(struct mte_dev *d, const uint8_t *p, size_t n, mte_event_cb cb, void *arg);
 
+/* The reassembly of mte_feed on its own, for a plugin that keeps its
+ * partial record apart from the device (the card reader: it must outlive
+ * nothing and be wiped when the device goes). Pure; zero it to start.
+ * Fuzzed (tests/fuzz/fuzz_evdev.c). */
+struct mte_reasm {
+    size_t npart;
+    uint8_t part[sizeof(struct input_event)];
+};
+void mte_reasm_feed(struct mte_reasm *r, const uint8_t *p, size_t n, mte_event_cb cb, void *arg);
+/* Drops (and wipes) a partial record. */
+void mte_reasm_clear(struct mte_reasm *r);
+
 /* Key codes by name: "KEY_1", "KEY_KP1", "KEY_ENTER", "KEY_A"; or a number
  * ("2"). The code, or -1 when unknown. */
 int mte_key_code(const char *name);

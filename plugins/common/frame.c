@@ -21,6 +21,7 @@ struct mtf_framer {
     bool in_frame;   /* STXETX: after an STX */
     bool discarding; /* dropping an over-long frame up to its end */
     size_t len, cap;
+    size_t dirty;    /* buf[0..dirty) may hold bytes of the device: wiped by drop() */
     uint8_t tail[8]; /* LINE, discarding: the last bytes, to spot the delimiter */
     size_t ntail;
     struct mtf_stats st;
@@ -81,16 +82,37 @@ void mtf_free(struct mtf_framer *f)
     free(f);
 }
 
-static void deliver(struct mtf_framer *f, const uint8_t *p, size_t len, mtf_frame_cb cb, void *arg)
+/* Frames may hold raw card numbers (issue 15 item 12): whatever the buffer
+ * held beyond keep bytes goes, on every discard and after every frame. */
+static void drop(struct mtf_framer *f, size_t keep)
+{
+    if (f->dirty > keep)
+        explicit_bzero(f->buf + keep, f->dirty - keep);
+    f->dirty = keep;
+    f->len = keep;
+}
+
+static void put(struct mtf_framer *f, uint8_t b)
+{
+    f->buf[f->len++] = b;
+    if (f->len > f->dirty)
+        f->dirty = f->len;
+}
+
+static void deliver(struct mtf_framer *f, size_t len, mtf_frame_cb cb, void *arg)
 {
     f->st.frames++;
-    cb(arg, p, len);
-    /* frames may hold raw card numbers: none stays behind in the buffer */
-    if (p >= f->buf && p + len <= f->buf + f->cap)
-        explicit_bzero(f->buf + (p - f->buf), len);
+    cb(arg, f->buf, len);
+    drop(f, 0); /* the frame, its delimiter and anything else */
 }
 
 /* ---- lines ---- */
+
+static void drop_tail(struct mtf_framer *f)
+{
+    explicit_bzero(f->tail, sizeof(f->tail));
+    f->ntail = 0;
+}
 
 static bool tail_has_delim(struct mtf_framer *f, uint8_t b)
 {
@@ -117,20 +139,21 @@ static void start_discarding(struct mtf_framer *f)
     f->ntail = 0;
     for (size_t i = f->len - keep; i < f->len; i++)
         f->tail[f->ntail++] = f->buf[i];
-    f->len = 0;
+    drop(f, 0);
 }
 
 static void end_line(struct mtf_framer *f, mtf_frame_cb cb, void *arg)
 {
     size_t n = f->len - f->c.delimiter_len;
 
-    f->len = 0;
     if (f->strip_cr && n > 0 && f->buf[n - 1] == '\r')
         n--;
     if (n > f->c.max_len)
         f->st.overlong++;
-    else if (n > 0)
-        deliver(f, f->buf, n, cb, arg);
+    if (n > 0 && n <= f->c.max_len)
+        deliver(f, n, cb, arg);
+    else
+        drop(f, 0);
 }
 
 static void line_byte(struct mtf_framer *f, uint8_t b, mtf_frame_cb cb, void *arg)
@@ -140,11 +163,11 @@ static void line_byte(struct mtf_framer *f, uint8_t b, mtf_frame_cb cb, void *ar
     if (f->discarding) {
         if (tail_has_delim(f, b)) {
             f->discarding = false;
-            f->ntail = 0;
+            drop_tail(f);
         }
         return;
     }
-    f->buf[f->len++] = b;
+    put(f, b);
     if (f->len >= d && memcmp(f->buf + f->len - d, f->c.delimiter, d) == 0)
         end_line(f, cb, arg);
     else if (f->len == f->cap)
@@ -159,30 +182,32 @@ static void stxetx_byte(struct mtf_framer *f, uint8_t b, mtf_frame_cb cb, void *
         if (b == f->c.stx) {
             f->in_frame = true;
             f->discarding = false;
-            f->len = 0;
+            drop(f, 0);
         } else {
             f->st.skipped_bytes++;
         }
         return;
     }
     if (b == f->c.stx) {
-        /* a frame cut short, then a new one: the partial one is garbage */
+        /* a frame cut short, then a new one: the partial one is a bad
+         * frame (the reader was moved, a byte was lost), not noise */
         if (!f->discarding)
-            f->st.skipped_bytes += f->len + 1;
+            f->st.cut++;
         f->discarding = false;
-        f->len = 0;
+        drop(f, 0);
     } else if (b == f->c.etx) {
         if (!f->discarding)
-            deliver(f, f->buf, f->len, cb, arg);
+            deliver(f, f->len, cb, arg);
         f->in_frame = false;
         f->discarding = false;
-        f->len = 0;
+        drop(f, 0);
     } else if (!f->discarding) {
         if (f->len == f->cap) {
             f->st.overlong++;
             f->discarding = true;
+            drop(f, 0);
         } else {
-            f->buf[f->len++] = b;
+            put(f, b);
         }
     }
 }
@@ -199,20 +224,18 @@ static void resync(struct mtf_framer *f)
         k--;
     f->st.skipped_bytes += f->len - k;
     memmove(f->buf, f->buf + f->len - k, k);
-    f->len = k;
+    drop(f, k);
 }
 
 static void fixed_byte(struct mtf_framer *f, uint8_t b, mtf_frame_cb cb, void *arg)
 {
-    f->buf[f->len++] = b;
+    put(f, b);
     if (f->len <= f->c.sync_len && b != f->c.sync[f->len - 1]) {
         resync(f);
         return;
     }
-    if (f->len == f->c.fixed_len) {
-        deliver(f, f->buf, f->len, cb, arg);
-        f->len = 0;
-    }
+    if (f->len == f->c.fixed_len)
+        deliver(f, f->len, cb, arg);
 }
 
 void mtf_feed(struct mtf_framer *f, const uint8_t *data, size_t len, mtf_frame_cb cb, void *arg)
@@ -236,11 +259,16 @@ void mtf_reset(struct mtf_framer *f)
 {
     if (!f->discarding)
         f->st.skipped_bytes += f->len + (f->in_frame ? 1 : 0);
-    explicit_bzero(f->buf, f->len);
-    f->len = 0;
-    f->ntail = 0;
+    drop(f, 0);
+    drop_tail(f);
     f->in_frame = false;
     f->discarding = false;
+}
+
+const uint8_t *mtf_buffer(const struct mtf_framer *f, size_t *cap)
+{
+    *cap = f->cap;
+    return f->buf;
 }
 
 const struct mtf_stats *mtf_stats(const struct mtf_framer *f)
@@ -302,4 +330,27 @@ int mtf_unescape(const char *text, uint8_t *out, size_t cap)
         out[n++] = b;
     }
     return (int)n;
+}
+
+void mtf_escape(const uint8_t *p, size_t len, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (!outlen)
+        return;
+    for (size_t i = 0; i < len && i < 64; i++) {
+        bool plain = p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\';
+        if (o + (plain ? 1 : 4) >= outlen)
+            break;
+        if (plain) {
+            out[o++] = (char)p[i];
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[p[i] >> 4];
+            out[o++] = hex[p[i] & 15];
+        }
+    }
+    out[o] = 0;
 }

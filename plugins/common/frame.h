@@ -6,8 +6,14 @@
  *
  * Bad input is counted, never turned into a frame: a frame longer than
  * max_len is dropped up to its end; bytes outside STX ... ETX are skipped;
- * a frame split across reads is put together. Empty lines are no frames
- * (not counted either); an empty STX ETX is a frame of length 0.
+ * an STX inside a frame cuts it (counted as cut: it was a frame, cut
+ * short) and starts a new one; a frame split across reads is put
+ * together. Empty lines are no frames (not counted either); an empty STX
+ * ETX is a frame of length 0.
+ *
+ * Frames may hold raw card numbers: every byte of the device is wiped from
+ * the framer's buffer as soon as it is no longer needed, after a frame was
+ * handed over and on every discard (over-long, cut, resync, reset).
  */
 #ifndef MTF_FRAME_H
 #define MTF_FRAME_H
@@ -36,6 +42,7 @@ struct mtf_conf {
 
 struct mtf_stats {
     uint64_t frames, overlong, skipped_bytes;
+    uint64_t cut; /* added: STXETX frames cut short by a new STX (bad frames, not noise) */
 };
 
 struct mtf_framer;
@@ -51,11 +58,20 @@ void mtf_feed(struct mtf_framer *f, const uint8_t *data, size_t len, mtf_frame_c
 /* Drops a partial frame (the device went away); its bytes count as skipped. */
 void mtf_reset(struct mtf_framer *f);
 const struct mtf_stats *mtf_stats(const struct mtf_framer *f);
+/* For tests: the framer's buffer and its size, to check that nothing of a
+ * frame stays behind. */
+const uint8_t *mtf_buffer(const struct mtf_framer *f, size_t *cap);
 
 /* Added (compatible): decodes an option's text into bytes for delimiter
  * and sync: \n \r \t \\ \e, \xHH, anything else as written ("\r\n",
  * "\x03"). The number of bytes, or -EINVAL (a bad escape, more than cap
  * bytes). */
 int mtf_unescape(const char *text, uint8_t *out, size_t cap);
+
+/* Added (compatible): printable text of a frame for a log line (the serial
+ * plugin's log_frames; never for card readers): bytes outside 0x20-0x7e
+ * and the backslash as \xHH, at most the first 64 bytes; always
+ * NUL-terminated when outlen > 0, never more than outlen bytes. */
+void mtf_escape(const uint8_t *p, size_t len, char *out, size_t outlen);
 
 #endif

@@ -362,10 +362,14 @@ bool th_run_until(struct th *t, bool (*pred)(struct th *t, void *arg), void *arg
 uint64_t th_counter(const struct th *t, const char *device, const char *name)
 {
     const char *d = device ? device : "";
+    uint64_t v = 0;
+    /* count may come from another thread (a decoder's) */
+    pthread_mutex_lock((pthread_mutex_t *)&t->lock);
     for (size_t i = 0; i < t->ncounters; i++)
         if (strcmp(t->counters[i].device, d) == 0 && strcmp(t->counters[i].name, name) == 0)
-            return t->counters[i].v;
-    return 0;
+            v = t->counters[i].v;
+    pthread_mutex_unlock((pthread_mutex_t *)&t->lock);
+    return v;
 }
 
 const struct th_health *th_health_of(const struct th *t, const char *device)

@@ -26,29 +26,10 @@
 
 #include "devloop.h"
 #include "evdev.h"
+#include "feedback.h"
 #include "frame.h"
 #include "ratelimit.h"
 #include "serial.h"
-
-enum backend { BK_SERIAL, BK_EVDEV };
-#define MAX_BUTTONS 32
-
-struct button {
-    const char *key;
-    int64_t score;
-    const char *label;
-};
-
-struct conf {
-    int backend;
-    struct mts_conf line;
-    bool grab;
-    struct mittari_list buttons;
-    const char *metric;
-    const char *device;
-    int64_t min_interval_ms;
-    int64_t log_ms;
-};
 
 static const char *const backends[] = {"serial", "evdev", NULL};
 
@@ -197,14 +178,14 @@ static void press(struct fb *f, int code)
     }
 }
 
-static void on_event(void *arg, const struct input_event *ev)
+void fb_on_event(void *arg, const struct input_event *ev)
 {
     /* value 1 is a press; 0 release and 2 auto-repeat are not votes */
     if (ev->type == EV_KEY && ev->value == 1)
         press(arg, ev->code);
 }
 
-static void on_bytes(void *arg, const uint8_t *p, size_t n)
+void fb_on_bytes(void *arg, const uint8_t *p, size_t n)
 {
     struct fb *f = arg;
     for (size_t i = 0; i < n; i++) {
@@ -253,9 +234,9 @@ static void dev_data(void *arg, const uint8_t *p, size_t n)
 {
     struct fb *f = arg;
     if (f->c->backend == BK_SERIAL)
-        on_bytes(f, p, n);
+        fb_on_bytes(f, p, n);
     else
-        mte_feed(f->ev, p, n, on_event, f);
+        mte_feed(f->ev, p, n, fb_on_event, f);
 }
 
 static const struct mtl_ops dev_ops = {.open = dev_open, .close = dev_close, .data = dev_data};

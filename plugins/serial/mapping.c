@@ -100,6 +100,9 @@ static int check_one(const struct mtm_value *v, const char *const *groups, size_
                -EINVAL;
     if (v->kind == MTM_CUMULATIVE && v->scale != 1)
         return snprintf(err, errlen, "a cumulative counter cannot be scaled"), -EINVAL;
+    if (v->value && !isfinite(num.value * v->scale))
+        return snprintf(err, errlen, "value '%s' times scale is not a finite number", v->value),
+               -EINVAL;
     if (v->device && !valid_metric(v->device))
         return snprintf(err, errlen, "device '%s' is not [A-Za-z0-9_.:-]{1,63}", v->device),
                -EINVAL;
@@ -149,8 +152,9 @@ static int one(const struct mtm_value *v, const struct mtd_fields *fs, struct mi
         return 0;
     }
     r->value = num.value * v->scale;
-    if (!isfinite(r->value))
-        return snprintf(err, errlen, "field %s scaled is not finite", v->field), -EINVAL;
+    if (!isfinite(r->value)) /* a constant's was checked at create; a field's cannot be */
+        return snprintf(err, errlen, "field %s scaled is not finite", v->field ? v->field : "-"),
+               -EINVAL;
     return 0;
 }
 

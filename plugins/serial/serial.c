@@ -8,7 +8,12 @@
  *
  * Owns the port (through devloop: non-blocking, watched on the loop,
  * reopened after an unplug), the framer, the compiled pattern or Lua
- * decoder. Everything runs on the loop thread.
+ * decoder. Everything runs on the loop thread, except a Lua decoder's
+ * script: each frame is handed to the agent's decoder thread
+ * (host->decoder_submit, ABI 1.1), so a slow script never holds the loop;
+ * lua_done then runs on that thread and only counts (count is safe from
+ * any thread). With an agent older than ABI 1.1 the frame is decoded on
+ * the loop (decoder_run), as before.
  *
  * Never invents a reading: a frame that does not decode completely gives
  * none, and is counted (bad_frames) and logged at most once per
@@ -172,23 +177,11 @@ struct ser {
     uint8_t cmd[256];
     size_t cmd_len;
     struct mtr_limit bad_log, frame_log, drop_log;
+    struct mtr_limit lua_drop_log;     /* the decoder thread's (lua_done) */
     const struct mittari_checker *chk; /* set when only checking the configuration */
 };
 
 /* ---- complaints ---- */
-
-/* Printable text of a frame for log_frames: escapes, at most 64 bytes. */
-static void escape_frame(const uint8_t *p, size_t len, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < 64 && o + 5 < outlen; i++) {
-        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
-            out[o++] = (char)p[i];
-        else
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", p[i]);
-    }
-    out[o] = 0;
-}
 
 static void bad_frame(struct ser *s, const char *why, const uint8_t *p, size_t len)
 {
@@ -196,21 +189,28 @@ static void bad_frame(struct ser *s, const char *why, const uint8_t *p, size_t l
 
     s->h->count(s->ctx, s->c->device, "bad_frames", 1);
     if (s->c->log_frames)
-        escape_frame(p, len, text, sizeof(text));
+        mtf_escape(p, len, text, sizeof(text));
     mtr_log(&s->bad_log, s->h, s->ctx, MITTARI_LOG_WARNING, "bad frame (%zu bytes): %s%s%s%s", len,
             why, text[0] ? ": \"" : "", text, text[0] ? "\"" : "");
 }
 
-/* Over-long frames and skipped bytes, from the framer's statistics. */
+/* Over-long frames, frames cut short by a new STX and skipped bytes, from
+ * the framer's statistics. */
 static void count_framer(struct ser *s)
 {
     const struct mtf_stats *st = mtf_stats(s->framer);
     uint64_t over = st->overlong - s->seen.overlong;
     uint64_t skipped = st->skipped_bytes - s->seen.skipped_bytes;
+    uint64_t cut = st->cut - s->seen.cut;
 
     s->seen = *st;
     if (skipped)
         s->h->count(s->ctx, s->c->device, "skipped_bytes", skipped);
+    if (cut) {
+        s->h->count(s->ctx, s->c->device, "bad_frames", cut);
+        mtr_log(&s->bad_log, s->h, s->ctx, MITTARI_LOG_WARNING,
+                "bad frame: cut short by the next start byte (no end byte)");
+    }
     if (!over)
         return;
     s->h->count(s->ctx, s->c->device, "overlong_frames", over);
@@ -220,13 +220,12 @@ static void count_framer(struct ser *s)
 
 /* ---- frames to readings ---- */
 
-static void dropped(struct ser *s)
+static void dropped(struct ser *s, struct mtr_limit *log)
 {
     /* the agent is behind; a cumulative counter loses nothing, the next
      * sample carries the difference */
     s->h->count(s->ctx, s->c->device, "dropped_readings", 1);
-    mtr_log(&s->drop_log, s->h, s->ctx, MITTARI_LOG_WARNING,
-            "reading dropped: the agent's intake is full");
+    mtr_log(log, s->h, s->ctx, MITTARI_LOG_WARNING, "reading dropped: the agent's intake is full");
 }
 
 static void emit_all(struct ser *s, const struct mtm_out *out)
@@ -234,20 +233,38 @@ static void emit_all(struct ser *s, const struct mtm_out *out)
     for (size_t i = 0; i < out->n; i++) {
         int rc = s->h->emit(s->ctx, &out->r[i]);
         if (rc == -EAGAIN || rc == MITTARI_EFULL)
-            dropped(s); /* MITTARI_EREADING: the agent logs and counts it */
+            dropped(s, &s->drop_log); /* MITTARI_EREADING: the agent logs and counts it */
     }
 }
 
-static void run_lua(struct ser *s, const uint8_t *p, size_t len, int64_t ts)
+/* What decoding one frame gave. With decoder_submit: on the agent's decoder
+ * thread, never after decoder_free returned. */
+static void lua_done(void *arg, int rc)
 {
-    int rc = s->h->decoder_run(s->lua, p, len, ts);
+    struct ser *s = arg;
 
     if (rc == 0)
         s->h->count(s->ctx, s->c->device, "ignored_frames", 1);
     else if (rc == MITTARI_EREADING) /* the agent logged why with file:line, rate-limited */
         s->h->count(s->ctx, s->c->device, "bad_frames", 1);
     else if (rc == -EAGAIN || rc == MITTARI_EFULL)
-        dropped(s);
+        dropped(s, &s->lua_drop_log);
+}
+
+static bool host_has_submit(const struct mittari_host *h)
+{
+    return h->size >= offsetof(struct mittari_host, decoder_submit) + sizeof(h->decoder_submit) &&
+           h->decoder_submit;
+}
+
+static void run_lua(struct ser *s, const uint8_t *p, size_t len, int64_t ts)
+{
+    /* a frame the agent did not queue (paused decoder, full queue) is
+     * counted and logged by the agent as decoder_skipped */
+    if (host_has_submit(s->h))
+        s->h->decoder_submit(s->lua, p, len, ts, lua_done, s);
+    else
+        lua_done(s, s->h->decoder_run(s->lua, p, len, ts));
 }
 
 static int decode_fields(struct ser *s, const uint8_t *p, size_t len, struct mtd_fields *fs,
@@ -484,7 +501,8 @@ static int ser_create(const struct mittari_host *h, struct mittari_ctx *ctx, con
     s->h = h;
     s->ctx = ctx;
     s->c = c;
-    s->bad_log.interval_us = s->frame_log.interval_us = s->drop_log.interval_us = c->log_ms * 1000;
+    s->bad_log.interval_us = s->frame_log.interval_us = s->drop_log.interval_us =
+        s->lua_drop_log.interval_us = c->log_ms * 1000;
     struct mtl_conf lc = {
         .device = c->device, .path = c->line.port, .reopen_ms = c->line.reopen_ms};
     rc = make_framer(s);

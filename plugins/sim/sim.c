@@ -48,6 +48,10 @@ struct sim_conf {
 
 static const char *const gate_bits_values[] = {"16", "32", NULL};
 
+#define HOURS_HELP                                                                                 \
+    "must be HH:MM-HH:MM, local time, opening before closing (00:00-23:59, closing up to "         \
+    "24:00)"
+
 static const struct mittari_option sim_options[] = {
     {.name = "rate",
      .type = MITTARI_OPT_DOUBLE,
@@ -182,15 +186,27 @@ static uint64_t poisson(struct sim *s, double lambda)
     return k - 1;
 }
 
+/* "HH:MM" at s into minutes since midnight; -1 if it is not one (24:00
+ * only as a closing time). */
+static int hhmm(const char *s, bool closing)
+{
+    for (int i = 0; i < 5; i++)
+        if (i == 2 ? s[i] != ':' : s[i] < '0' || s[i] > '9')
+            return -1;
+    int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+    if (m > 59 || h > 24 || (h == 24 && (m || !closing)))
+        return -1;
+    return h * 60 + m;
+}
+
+/* "HH:MM-HH:MM", opening before closing. */
 static int parse_hours(const char *s, int *open_min, int *close_min)
 {
-    int h1, m1, h2, m2, n = 0;
-    if (sscanf(s, "%d:%d-%d:%d%n", &h1, &m1, &h2, &m2, &n) != 4 || s[n] || h1 < 0 || h1 > 23 ||
-        m1 < 0 || m1 > 59 || h2 < 0 || h2 > 24 || m2 < 0 || m2 > 59 || (h2 == 24 && m2))
+    if (!s || strlen(s) != 11 || s[5] != '-')
         return -EINVAL;
-    *open_min = h1 * 60 + m1;
-    *close_min = h2 * 60 + m2;
-    return *close_min > *open_min ? 0 : -EINVAL;
+    *open_min = hhmm(s, false);
+    *close_min = hhmm(s + 6, true);
+    return *open_min >= 0 && *close_min > *open_min ? 0 : -EINVAL;
 }
 
 /* 0..1: share of the peak rate at this local time */
@@ -406,9 +422,10 @@ static int sim_create(const struct mittari_host *host, struct mittari_ctx *ctx, 
     s->ctx = ctx;
     s->c = c;
     if (parse_hours(c->opening_hours, &s->open_min, &s->close_min)) {
-        host->log(ctx, MITTARI_LOG_ERR, "opening_hours '%s' is not HH:MM-HH:MM", c->opening_hours);
+        /* sim_check refuses it first; a host that did not run it gets this */
+        host->log(ctx, MITTARI_LOG_ERR, "opening_hours: %s", HOURS_HELP);
         free(s);
-        return -EINVAL;
+        return MITTARI_ECONFIG;
     }
     s->gate_mask = c->gate_bits == 0 ? 0xffffu : 0xffffffffu;
     s->gate = (uint64_t)c->gate_start & s->gate_mask;
@@ -417,6 +434,18 @@ static int sim_create(const struct mittari_host *host, struct mittari_ctx *ctx, 
         s->rng = 1;
     *state = s;
     return 0;
+}
+
+/* mittari check: what create would refuse */
+static int sim_check(const void *config, const struct mittari_checker *chk)
+{
+    const struct sim_conf *c = config;
+    int open_min, close_min;
+
+    if (!parse_hours(c->opening_hours, &open_min, &close_min))
+        return 0;
+    chk->error(chk, "opening_hours", "opening_hours '%s' %s", c->opening_hours, HOURS_HELP);
+    return 1;
 }
 
 static int sim_start(void *state)

@@ -52,7 +52,8 @@ static void keys(const uint8_t *data, size_t size)
     cr_keys_init(&k, 500000);
     for (size_t off = 0; off + sizeof(ev) <= size; off += sizeof(ev)) {
         memcpy(&ev, data + off, sizeof(ev));
-        int64_t ts = (int64_t)ev.input_event_sec * 1000000 + ev.input_event_usec;
+        /* the real conversion: the harness's own product overflowed (issue 15) */
+        int64_t ts = cr_keys_event_us(ev.input_event_sec, ev.input_event_usec);
         int r = cr_keys_feed(&k, ev.type, ev.code, ev.value, ts);
         if (k.len > CR_KEYS_MAX)
             abort();

@@ -4,7 +4,7 @@
 P=(--plugin-dir "$BUILD_DIR/plugins")
 
 "$MITTARI" --help | grep -q "usage: mittari COMMAND" || fail "--help"
-"$MITTARI" --version | grep -qE "^mittari [0-9]+\.[0-9]+\.[0-9]+ \(plugin ABI 1\.0\)" || fail "--version"
+"$MITTARI" --version | grep -qE "^mittari [0-9]+\.[0-9]+\.[0-9]+ \(plugin ABI 1\.1\)" || fail "--version"
 "$MITTARI" frobnicate 2>/dev/null; [ $? = 2 ] || fail "unknown command: exit 2"
 "$MITTARI" run --bogus 2>/dev/null; [ $? = 2 ] || fail "unknown option: exit 2"
 "$MITTARI" "${P[@]}" plugins | grep -qE "^  sim +1\.0 +Simulated" || fail "plugins lists sim"
@@ -12,6 +12,12 @@ P=(--plugin-dir "$BUILD_DIR/plugins")
 "$MITTARI" "${P[@]}" plugins sim | grep -qE "^  rate +number +default 5; 0 to 10000000" || fail "plugins sim prints the option table"
 "$MITTARI" "${P[@]}" plugins file --markdown | grep -q '^| `path` | string | required |' || fail "markdown table"
 "$MITTARI" "${P[@]}" plugins nosuch 2>/dev/null; [ $? = 1 ] || fail "unknown plugin: exit 1"
+# issue 9: a plugin dir that cannot be read, or a refused plugin in it, is an error
+"$MITTARI" plugins -P /nonexistent >/dev/null 2>"$T/p.err"; [ $? = 1 ] || fail "plugins -P /nonexistent: exit 0"
+grep -q "^mittari: /nonexistent: No such file or directory" "$T/p.err" || fail "plugins -P /nonexistent: message"
+"$MITTARI" plugins -P "$TEST_PLUGIN_DIR" >"$T/p.out" 2>"$T/p.err"; [ $? = 1 ] || fail "refused plugins: exit 0"
+grep -q "^  probe " "$T/p.out" || fail "the good plugin is still listed"
+[ "$(grep -c refused "$T/p.err")" -ge 4 ] || fail "each refused plugin named"
 
 # the demo configuration checks clean
 MITTARI_DATA_DIR=$T/demo "$MITTARI" check -c "$SOURCE_DIR/conf.d" "${P[@]}" | grep -q ": ok" || fail "demo config"
@@ -44,12 +50,83 @@ n=$("$MITTARI" query -c "$T/conf" "${P[@]}" --since now | wc -l)
 [ "$n" = 0 ] || fail "--since now printed $n"
 n=$("$MITTARI" query -c "$T/conf" "${P[@]}" --since -1h --limit 7 | wc -l)
 [ "$n" = 7 ] || fail "--limit 7 printed $n"
-# local midnight today vs the same instant in UTC
-today=$(TZ=Europe/Helsinki date +%F)
-utc=$(TZ=Europe/Helsinki date -d "$today 00:00" -u +%FT%H:%MZ)
-a=$("$MITTARI" query -c "$T/conf" "${P[@]}" --since "$today" | wc -l)
-b=$("$MITTARI" query -c "$T/conf" "${P[@]}" --since "$utc" | wc -l)
-[ "$a" = "$b" ] && [ "$a" = "$rows" ] || fail "local date vs UTC: $a vs $b (rows $rows)"
+# Local dates, on readings at fixed instants (issue 9: comparing "today" in
+# two forms made this depend on the hour the test ran at). A copy of the log
+# analysed with --data-dir, no configuration, in Europe/Helsinki: 22:30 UTC
+# in winter is already the next local day; the spring DST day has 23 hours,
+# the autumn one 25 (03:00-04:00 local twice).
+FIXED=(
+  2026-03-28T21:59:59Z 2026-03-28T22:00:00Z 2026-03-29T00:59:59Z 2026-03-29T01:00:00Z
+  2026-03-29T20:59:59Z 2026-03-29T21:00:00Z
+  2026-10-24T20:59:59Z 2026-10-24T21:00:00Z 2026-10-25T00:30:00Z 2026-10-25T01:30:00Z
+  2026-10-25T21:59:59Z 2026-10-25T22:00:00Z
+  2026-12-01T21:59:59Z 2026-12-01T22:30:00Z
+)
+[ "$rows" -ge ${#FIXED[@]} ] || fail "only $rows readings to give fixed times"
+mkdir -p "$T/fixed"
+cp "$T/data/mittari.db" "$T/fixed/"
+first=$(sqlite3 "$T/fixed/mittari.db" "select min(seq) from readings")
+{
+  echo "delete from readings where seq >= $first + ${#FIXED[@]};"
+  for i in "${!FIXED[@]}"; do
+    echo "update readings set ts = $(date -u -d "${FIXED[$i]}" +%s) * 1000000 where seq = $first + $i;"
+  done
+} | sqlite3 "$T/fixed/mittari.db" || fail "cannot set fixed times"
+# ASan wants to be first in the library list; libfaketime is preloaded
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+command -v faketime >/dev/null || fail "faketime missing (packaging/dev/deps.sh installs it)"
+
+# fixed_between A B: the fixed instants in [A, B), both as UTC seconds
+fixed_between() {
+  local t out=
+  for t in "${FIXED[@]}"; do
+    t=$(date -u -d "$t" +%s)
+    [ "$t" -ge "$1" ] && [ "$t" -lt "$2" ] && out+="$(date -u -d "@$t" +%FT%T).000000Z "
+  done
+  echo "$out"
+}
+# q NOW ARGS...: the ts column of a query run at the fake wall clock NOW (UTC)
+q() {
+  local now=$1; shift
+  TZ=UTC faketime "$now" "$MITTARI" query --data-dir "$T/fixed" --format csv "$@" |
+    tail -n +2 | cut -d, -f3 | sort | tr '\n' ' '
+}
+local_midnight() { TZ=Europe/Helsinki date -d "$1 00:00" +%s; }  # GNU date: local, no -u
+checked=0
+for now in "2026-12-01 22:45:00" "2026-03-29 01:30:00" "2026-10-25 02:00:00" "2026-07-01 12:00:00"; do
+  for day in 2026-03-28 2026-03-29 2026-10-25 2026-12-01 2026-12-02; do
+    next=$(date -d "$day + 1 day" +%F)
+    want=$(fixed_between "$(local_midnight "$day")" "$(local_midnight "$next")")
+    got=$(q "$now" --since "$day" --until "$next")
+    [ "$got" = "$want" ] || fail "at $now UTC, local day $day: got [$got], want [$want]"
+    # the same day as UTC instants and with an offset
+    utc=$(date -u -d "@$(local_midnight "$day")" +%FT%H:%MZ)
+    utc_next=$(date -u -d "@$(local_midnight "$next")" +%FT%H:%MZ)
+    [ "$(q "$now" --since "$utc" --until "$utc_next")" = "$want" ] || fail "at $now, $day as UTC $utc"
+    off=$(TZ=Europe/Helsinki date -d "$day 00:00" +%FT%H:%M%:z)
+    [ "$(q "$now" --since "$off" --until "$next")" = "$want" ] || fail "at $now, $day as $off"
+    checked=$((checked + 1))
+  done
+  # relative times come from the (fake) clock
+  nows=$(date -u -d "$now" +%s)
+  want=$(fixed_between $((nows - 7200)) "$nows")
+  [ "$(q "$now" --since -2h --until now)" = "$want" ] || fail "at $now: --since -2h gave [$(q "$now" --since -2h --until now)], want [$want]"
+done
+# the days are what they should be, not merely equal: 23, 24 and 25 hours
+[ $(( $(local_midnight 2026-03-30) - $(local_midnight 2026-03-29) )) = 82800 ] || fail "spring DST day"
+[ "$(q "2026-07-01 12:00:00" --since 2026-03-29 --until 2026-03-30 | wc -w)" = 4 ] || fail "spring day readings"
+[ "$(q "2026-07-01 12:00:00" --since 2026-10-25 --until 2026-10-26 | wc -w)" = 4 ] || fail "autumn day readings"
+[ "$(q "2026-07-01 12:00:00" --since 2026-12-02 --until 2026-12-03)" = "2026-12-01T22:30:00.000000Z " ] ||
+  fail "22:30 UTC on 1 December is 2 December in Helsinki"
+ok "local days at $checked fake clocks and days, DST included"
+
+# --data-dir: no configuration needed; with -c it only replaces the data dir
+"$MITTARI" query --data-dir "$T/fixed" -c /nonexistent >/dev/null 2>&1; [ $? = 3 ] || fail "--data-dir with a bad -c: not a config error"
+[ "$("$MITTARI" query --data-dir "$T/fixed" | wc -l)" = ${#FIXED[@]} ] || fail "--data-dir alone"
+[ "$("$MITTARI" query -c "$T/conf" "${P[@]}" --data-dir "$T/fixed" | wc -l)" = ${#FIXED[@]} ] || fail "--data-dir with -c"
+"$MITTARI" query --data-dir "$T/nonexistent" 2>"$T/nodb.err"; [ $? = 4 ] || fail "--data-dir without a log: exit"
+grep -q "$T/nonexistent/mittari.db" "$T/nodb.err" || fail "--data-dir without a log: message names the file"
+"$MITTARI" check -c "$T/conf" --data-dir "$T/fixed" 2>/dev/null; [ $? = 2 ] || fail "--data-dir is for query only"
 "$MITTARI" query -c "$T/conf" "${P[@]}" --since yesterday 2>/dev/null; [ $? = 2 ] || fail "bad time: exit 2"
 "$MITTARI" query -c "$T/conf" "${P[@]}" --format xml 2>/dev/null; [ $? = 2 ] || fail "bad format: exit 2"
 

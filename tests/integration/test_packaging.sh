@@ -53,7 +53,7 @@ MITTARI_PLUGIN_DEFINE(d)
 C
 mkdir -p "$T/plugins"
 cc -Wall -Wextra -Werror -std=c11 $(pkg-config --cflags mittari) -shared -fPIC -o "$T/plugins/hello.so" "$T/hello.c" || fail "out-of-tree plugin does not build"
-"$MITTARI" plugins hello --plugin-dir "$T/plugins" | grep -q "input plugin hello 0.1 (ABI 1.0)" || fail "out-of-tree plugin not loadable"
+"$MITTARI" plugins hello --plugin-dir "$T/plugins" | grep -q "input plugin hello 0.1 (ABI 1.1)" || fail "out-of-tree plugin not loadable"
 
 mkdir -p "$T/conf"
 cat >"$T/conf/a.yaml" <<YAML

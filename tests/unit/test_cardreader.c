@@ -463,12 +463,36 @@ static void garbage_and_bad_checksums_never_become_readings(void **st)
     pump(&in, 300);
     assert_int_equal(in.f.n, 1); /* only the whole frame at the end */
     assert_int_equal(counter(&in.f, "bad_checksums"), 2);
-    assert_int_equal(counter(&in.f, "bad_frames"), 2);
+    assert_int_equal(counter(&in.f, "bad_frames"), 3); /* not hex, too short, cut short */
     assert_int_equal(counter(&in.f, "overlong_frames"), 1);
     assert_true(counter(&in.f, "noise_bytes") >= sizeof(noise));
     /* logged once, then only counted */
     assert_non_null(strstr(in.f.log, "wrong checksum"));
     assert_null(strstr(strstr(in.f.log, "wrong checksum") + 1, "wrong checksum"));
+    serial_end(&in, &t);
+}
+
+/* Issue 9: an RDM6300 frame cut short (STX and its 12 digits, no ETX: 13
+ * bytes) and then a good one: the cut one is a bad frame, as the docs say,
+ * not noise, and it is logged without its digits. */
+static void cut_rdm6300_frame_is_a_bad_frame(void **st)
+{
+    (void)st;
+    struct inst in = {0};
+    struct pty t;
+
+    serial_start(&in, &t, "");
+    pty_sends(&t, "\x02"
+                  "0C000621A58E" /* 13 bytes, no ETX */
+              RDM_A);
+    pump(&in, 300);
+    assert_int_equal(in.f.n, 1);
+    assert_memory_equal(in.f.r[0].id, CARD_A, 5);
+    assert_int_equal(counter(&in.f, "bad_frames"), 1);
+    assert_int_equal(counter(&in.f, "noise_bytes"), 0);
+    assert_non_null(strstr(in.f.log, "a frame cut short (no ETX before the next STX) was dropped"));
+    assert_null(strstr(in.f.log, "0C000621"));
+    assert_null(strstr(in.f.log, "0c000621"));
     serial_end(&in, &t);
 }
 
@@ -765,10 +789,10 @@ static void device_gone_and_back(void **st)
     fire_oneshots(&in);
     assert_int_equal(in.f.health, MITTARI_HEALTH_UP);
     w.fd = open(fifo, O_WRONLY | O_NONBLOCK);
-    ev_type(&w, "42", false);
+    ev_type(&w, "0013961168", false);
     pump(&in, 200);
     assert_int_equal(in.f.n, 1);
-    assert_memory_equal(in.f.r[0].id, "42", 2); /* not "142" */
+    assert_memory_equal(in.f.r[0].id, "0013961168", 10); /* not "10013961168" */
     close(w.fd);
     hid_end(&in, fifo);
 }
@@ -837,6 +861,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rdm6300_and_id12la_frames),
+        cmocka_unit_test(cut_rdm6300_frame_is_a_bad_frame),
         cmocka_unit_test(frame_split_across_reads),
         cmocka_unit_test(garbage_and_bad_checksums_never_become_readings),
         cmocka_unit_test(unplug_and_replug),

@@ -37,7 +37,11 @@ static void em4100_dec(void **st)
     expect_text(CR_ID_EM4100_DEC, "0013961168", "0013961168", "em4100-dec");
     expect_text(CR_ID_EM4100_DEC, "  0013961168\r\n", "0013961168", "em4100-dec");
     expect_text(CR_ID_EM4100_DEC, "4294967295", "4294967295", "em4100-dec");
-    expect_text(CR_ID_EM4100_DEC, "7", "7", "em4100-dec");
+    /* issue 9: 10 digits, as the help says; 8 are wiegand26's FFFCCCCC */
+    expect_bad(CR_ID_EM4100_DEC, "7");
+    expect_bad(CR_ID_EM4100_DEC, "13961168");
+    expect_bad(CR_ID_EM4100_DEC, "013961168");
+    expect_bad(CR_ID_EM4100_DEC, "13961168 213,02000");
     /* the card print: FC and CN must agree with the number (0x00D507D0) */
     expect_text(CR_ID_EM4100_DEC, "0013961168 213,02000", "0013961168 213,02000", "em4100-dec");
     expect_bad(CR_ID_EM4100_DEC, "0013961168 213,02001");

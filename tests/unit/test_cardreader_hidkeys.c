@@ -191,6 +191,37 @@ static void char_map(void **s)
     assert_int_equal(cr_keys_char(KEY_MAX, false), 0);
 }
 
+/* Issue 15 item 11: timestamps from crafted records overflowed in the µs
+ * conversion and in the pause check (UBSan aborted; in release a key after
+ * a huge gap did not count as a pause). Times saturate; the pause check is
+ * exact whatever the values; a time before the last one is no pause. */
+static void absurd_timestamps_do_not_overflow(void **s)
+{
+    (void)s;
+    struct cr_keys k;
+    assert_true(cr_keys_event_us(INT64_MAX, 999999) == INT64_MAX);
+    assert_true(cr_keys_event_us(INT64_MIN, -1) == INT64_MIN);
+    assert_true(cr_keys_event_us(9223372036854, 775807) == INT64_MAX);
+    assert_true(cr_keys_event_us(9223372036854, 775808) == INT64_MAX); /* one past: saturated */
+    assert_true(cr_keys_event_us(-9223372036854, -775808) == INT64_MIN);
+    assert_true(cr_keys_event_us(1700000000, 250000) == 1700000000250000);
+
+    /* a key at the earliest time, then one at an ordinary time: a gap of
+     * more than 2^63 µs, which is a pause */
+    cr_keys_init(&k, 500000);
+    assert_int_equal(cr_keys_feed(&k, EV_KEY, KEY_1, 1, INT64_MIN + 10), CR_KEYS_NONE);
+    assert_int_equal(cr_keys_feed(&k, EV_KEY, KEY_2, 1, 1000), CR_KEYS_BAD);
+    assert_int_equal(cr_keys_feed(&k, EV_KEY, KEY_ENTER, 1, 1001), CR_KEYS_CARD);
+    assert_string_equal(k.text, "2");
+    cr_keys_clear(&k);
+    /* the latest time, then the earliest: backwards, no pause */
+    assert_int_equal(cr_keys_feed(&k, EV_KEY, KEY_3, 1, INT64_MAX), CR_KEYS_NONE);
+    assert_int_equal(cr_keys_feed(&k, EV_KEY, KEY_4, 1, INT64_MIN), CR_KEYS_NONE);
+    assert_int_equal(cr_keys_feed(&k, EV_KEY, KEY_ENTER, 1, INT64_MIN), CR_KEYS_CARD);
+    assert_string_equal(k.text, "34");
+    cr_keys_clear(&k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +235,7 @@ int main(void)
         cmocka_unit_test(pause_inside_a_card_drops_what_came_before),
         cmocka_unit_test(no_gap_limit),
         cmocka_unit_test(char_map),
+        cmocka_unit_test(absurd_timestamps_do_not_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -598,6 +598,93 @@ static void diags_copy_their_strings(void **s)
     assert_string_equal(f->d.v[0].hint, "a hint");
 }
 
+/* issue 9: the '}' of an inner reference ended the outer one, leaving
+ * "${B}" as text; defaults nest now, and are expanded only when used */
+static void env_defaults_nest(void **s)
+{
+    struct fx *f = *s;
+    setenv("MT_TEST_A", "hello", 1);
+    unsetenv("MT_TEST_UNSET");
+    unsetenv("MT_TEST_UNSET2");
+    const char *text = "one: ${MT_TEST_UNSET:-${MT_TEST_A}}\n"
+                       "two: ${MT_TEST_UNSET:-${MT_TEST_UNSET2:-deep}}/x\n"
+                       "set: ${MT_TEST_A:-${MT_TEST_UNSET}}\n"
+                       "text: \"${MT_TEST_UNSET:-a}b}\"\n"
+                       "lit: ${MT_TEST_UNSET:-$${MT_TEST_A}}\n";
+    assert_int_equal(mt_cfg_load_file(&f->doc, "n.yaml", text, &f->d), 0);
+    assert_int_equal(f->d.n, 0);
+    const struct mt_node *r = f->doc.root;
+    assert_string_equal(str_at(r, "one"), "hello");
+    assert_string_equal(str_at(r, "two"), "deep/x");
+    assert_string_equal(str_at(r, "set"), "hello"); /* the unused default needs nothing */
+    assert_string_equal(str_at(r, "text"), "ab}");
+    assert_string_equal(str_at(r, "lit"), "${MT_TEST_A}");
+}
+
+static void env_nested_default_unset_is_an_error(void **s)
+{
+    struct fx *f = *s;
+    unsetenv("MT_TEST_UNSET");
+    unsetenv("MT_TEST_UNSET2");
+    assert_int_equal(
+        mt_cfg_load_file(&f->doc, "n.yaml", "a: ${MT_TEST_UNSET:-${MT_TEST_UNSET2}}\n", &f->d), 1);
+    expect_diag(&f->d, 0, 1, 4, "environment variable MT_TEST_UNSET2 is not set");
+    mt_diags_free(&f->d);
+    assert_int_equal(
+        mt_cfg_load_file(&f->doc, "n.yaml", "a: ${MT_TEST_UNSET:-${MT_TEST_UNSET2:-x}\n", &f->d),
+        1);
+    expect_diag(&f->d, 0, 1, 4, "unterminated ${");
+    /* nesting is bounded */
+    mt_diags_free(&f->d);
+    char text[512] = "a: ";
+    for (int i = 0; i < 12; i++)
+        strcat(text, "${MT_TEST_UNSET:-");
+    strcat(text, "x");
+    for (int i = 0; i < 12; i++)
+        strcat(text, "}");
+    strcat(text, "\n");
+    assert_int_equal(mt_cfg_load_file(&f->doc, "n.yaml", text, &f->d), 1);
+    expect_diag(&f->d, 0, 1, 4, "nested deeper than 8 levels");
+}
+
+/* issue 9: tags were silently dropped; another YAML reader would act on
+ * them (!!python/object/apply runs a function) */
+static void yaml_tags_are_refused(void **s)
+{
+    struct fx *f = *s;
+    const char *text = "a: !!python/object/apply:os.system [\"ls\"]\n"
+                       "b: !!str 0123\n"
+                       "c: !local {x: 1}\n"
+                       "!!str d: 1\n"
+                       "e: plain\n";
+    assert_int_equal(mt_cfg_load_file(&f->doc, "t.yaml", text, &f->d), 4);
+    expect_diag(&f->d, 0, 1, 4, "YAML tags (!!python/object/apply:os.system) are not supported");
+    expect_diag(&f->d, 1, 2, 4, "YAML tags (!!str) are not supported");
+    expect_diag(&f->d, 2, 3, 4, "YAML tags (!local) are not supported");
+    expect_diag(&f->d, 3, 4, 1, "YAML tags (!!str) are not supported");
+    assert_non_null(strstr(f->d.v[0].hint, "quote"));
+}
+
+/* issue 9: a newline in a value quoted by a message was printed raw, so one
+ * problem could look like two, the second at a forged place */
+static void diags_escape_control_characters(void **s)
+{
+    struct fx *f = *s;
+    struct mt_pos pos = {"x.yaml", 1, 2};
+    mt_diags_add(&f->d, &pos, "hint\twith tab", "bad name '%s'",
+                 "a\nx.yaml:9:9: error: b\r\x01\x7f");
+    assert_string_equal(f->d.v[0].msg, "bad name 'a\\nx.yaml:9:9: error: b\\r\\x01\\x7f'");
+    assert_string_equal(f->d.v[0].hint, "hint\\twith tab");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    mt_diags_print(&f->d, m);
+    fclose(m);
+    assert_string_equal(out, "x.yaml:1:2: error: bad name 'a\\nx.yaml:9:9: error: b\\r\\x01\\x7f'\n"
+                             "  hint: hint\\twith tab\n");
+    free(out);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -627,6 +714,10 @@ int main(void)
         T(env_unset_variable_is_an_error),
         T(env_bad_name_is_an_error),
         T(env_unterminated_reference),
+        T(env_defaults_nest),
+        T(env_nested_default_unset_is_an_error),
+        T(yaml_tags_are_refused),
+        T(diags_escape_control_characters),
         T(nesting_depth_is_limited),
         T(nul_byte_in_file_is_refused),
         T(file_over_one_mib_is_refused),

@@ -488,6 +488,86 @@ static void unknown_plugin(void **s)
     expect_one(f, 5, 13, "'../sim' is not a plugin name");
 }
 
+/* issue 9: a misspelled plugin name gets a did-you-mean among the plugin
+ * files of the dir; an output type under inputs is named as one */
+static void misspelled_plugin_suggests(void **s)
+{
+    struct fx *f = *s;
+    load(f, AGENT "inputs:\n  lobby:\n    plugin: simm\n");
+    expect_one(f, 5, 13, "no plugin 'simm'");
+    expect_hint(f, 0, "did you mean 'sim'?");
+    load(f, AGENT "inputs:\n  lobby:\n    plugin: Sim\n");
+    expect_one(f, 5, 13, "'Sim' is not a plugin name");
+    expect_hint(f, 0, "did you mean 'sim'?");
+    load(f, AGENT "inputs:\n  lobby:\n    plugin: file\n");
+    expect_one(f, 5, 13, "no plugin 'file'");
+    expect_hint(f, 0, "'file' is an output type: put it under 'outputs:'");
+    load(f, AGENT "inputs:\n  lobby:\n    plugin: zzzzzz\n");
+    expect_hint(f, 0, "'mittari plugins' lists the installed plugins");
+}
+
+/* The names of the plugin files, without loading them. */
+static void registry_names_lists_plugin_files(void **s)
+{
+    (void)s;
+    struct mt_registry r;
+    char *names[64];
+    assert_int_equal(mt_registry_init(&r, TEST_PLUGIN_DIR), 0);
+    size_t n = mt_registry_names(&r, names, 64);
+    assert_true(n >= 6);
+    bool probe = false;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            assert_true(strcmp(names[i - 1], names[i]) < 0);
+        probe |= strcmp(names[i], "probe") == 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    assert_true(probe);
+    assert_int_equal(r.n, 0); /* nothing loaded */
+    assert_int_equal(mt_registry_names(&r, names, 2), 2);
+    free(names[0]);
+    free(names[1]);
+    mt_registry_free(&r);
+    assert_int_equal(mt_registry_init(&r, "/nonexistent"), 0);
+    assert_int_equal(mt_registry_names(&r, names, 64), 0);
+    mt_registry_free(&r);
+}
+
+/* issue 9: `mittari plugins -P DIR` exited 0 on a dir it could not read;
+ * the scan reports each problem and returns their number */
+static int scan_problems;
+static void count_problem(const char *path, const char *msg)
+{
+    (void)path;
+    (void)msg;
+    scan_problems++;
+}
+
+static void registry_scan_counts_problems(void **s)
+{
+    (void)s;
+    struct mt_registry r;
+    scan_problems = 0;
+    assert_int_equal(mt_registry_init(&r, "/nonexistent"), 0);
+    assert_int_equal(mt_registry_scan(&r, count_problem), 1);
+    assert_int_equal(scan_problems, 1);
+    mt_registry_free(&r);
+    /* five deliberately broken plugins next to the probe */
+    scan_problems = 0;
+    assert_int_equal(mt_registry_init(&r, TEST_PLUGIN_DIR), 0);
+    assert_int_equal(mt_registry_scan(&r, count_problem), 5);
+    assert_int_equal(scan_problems, 5);
+    assert_int_equal(r.n, 1);
+    mt_registry_free(&r);
+    scan_problems = 0;
+    assert_int_equal(mt_registry_init(&r, PLUGIN_DIR), 0);
+    assert_int_equal(mt_registry_scan(&r, count_problem), 0);
+    assert_int_equal(scan_problems, 0);
+    assert_true(r.n >= 1);
+    mt_registry_free(&r);
+}
+
 static void plugin_must_be_a_value(void **s)
 {
     struct fx *f = *s;
@@ -693,7 +773,7 @@ static void plugin_with_other_abi_major(void **s)
 {
     struct fx *f = *s;
     load_probe(f, AGENT "inputs:\n  x: {plugin: badabi}\n");
-    expect_one(f, 4, 15, "built for plugin ABI 9.0, this agent speaks ABI 1.0");
+    expect_one(f, 4, 15, "built for plugin ABI 9.0, this agent speaks ABI 1.1");
     assert_non_null(strstr(f->d.v[0].msg, "input 'x': plugin " TEST_PLUGIN_DIR "/badabi.so"));
 }
 
@@ -701,7 +781,7 @@ static void plugin_with_newer_minor(void **s)
 {
     struct fx *f = *s;
     load_probe(f, AGENT "inputs:\n  x: {plugin: newminor}\n");
-    expect_one(f, 4, 15, "needs plugin ABI 1.99, this agent has 1.0; upgrade the agent");
+    expect_one(f, 4, 15, "needs plugin ABI 1.99, this agent has 1.1; upgrade the agent");
 }
 
 static void shared_object_without_entry(void **s)
@@ -823,7 +903,7 @@ static void desc_wrong_major(void **s)
     (void)s;
     struct mittari_plugin d = good_desc();
     d.abi_version = (2u << 16) | 3u;
-    check_desc(&d, "good_1", MITTARI_EABI, "built for plugin ABI 2.3, this agent speaks ABI 1.0");
+    check_desc(&d, "good_1", MITTARI_EABI, "built for plugin ABI 2.3, this agent speaks ABI 1.1");
     d.abi_version = 0;
     check_desc(&d, "good_1", MITTARI_EABI, "built for plugin ABI 0.0");
 }
@@ -842,7 +922,7 @@ static void desc_too_small(void **s)
     struct mittari_plugin d = good_desc();
     d.size = 8;
     char want[100];
-    snprintf(want, sizeof(want), "descriptor is 8 bytes, ABI 1.0 needs %zu", sizeof(d));
+    snprintf(want, sizeof(want), "descriptor is 8 bytes, ABI 1.1 needs %zu", sizeof(d));
     check_desc(&d, "good_1", MITTARI_EABI, want);
 }
 
@@ -1000,6 +1080,25 @@ static void profiles_are_merged_under_their_users(void **s)
     f->rc = mt_config_load(&f->c, f->dir, TEST_PLUGIN_DIR, &f->reg, &f->d);
     expect_one(f, 6, 28, "unknown profile 'counter-y'");
     expect_hint(f, 0, "did you mean 'counter-x'?");
+
+    /* issue 9: configuration.md's example said word_order; the key is
+     * order, and the hint names it, from the device's own keys */
+    free(tu_write(pdir, "counter-x.yaml", "word_order: CDAB\nzzzzzz: 1\n"));
+    free(tu_write(f->dir, "10.yaml",
+                  "agent: {site: s}\n"
+                  "inputs:\n"
+                  "  p:\n"
+                  "    plugin: probe\n"
+                  "    devices:\n"
+                  "      - {name: a, profile: counter-x}\n"));
+    reset(f);
+    f->rc = mt_config_load(&f->c, f->dir, TEST_PLUGIN_DIR, &f->reg, &f->d);
+    assert_int_equal(f->d.n, 2);
+    assert_non_null(strstr(f->d.v[0].pos.file, "profiles/counter-x.yaml"));
+    assert_non_null(strstr(
+        f->d.v[0].msg, "unknown option 'word_order' for input 'p' (plugin probe), devices item 1"));
+    expect_hint(f, 0, "did you mean 'order'?");
+    expect_hint(f, 1, "'mittari plugins probe' lists its options");
     free(pdir);
 }
 
@@ -1108,6 +1207,9 @@ int main(void)
         T(short_secret),
         T(input_without_plugin),
         T(unknown_plugin),
+        T(misspelled_plugin_suggests),
+        T(registry_names_lists_plugin_files),
+        T(registry_scan_counts_problems),
         T(plugin_must_be_a_value),
         T(input_must_be_a_mapping),
         T(unknown_plugin_option_suggests),

@@ -1,11 +1,18 @@
 /* Lua decoders: decode(frame, ts) results checked and emitted, through the
  * real host (a probe input, the writer and the log database) and through a
  * recording host for the exact fields; malformed results, script failures
- * and limits refused, logged with file:line and counted. */
+ * and limits refused, logged with file:line and counted. decoder_submit
+ * (issue 8): the script runs on the decoder's own thread, a decoder whose
+ * calls keep hitting a limit is paused and tried again (a test clock), a
+ * full queue and frames left at free are counted, and free races the
+ * thread without waiting for the script or calling the host after it. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -571,6 +578,11 @@ static void rec_log(struct mittari_ctx *ctx, int level, const char *fmt, ...)
     rc->logged++;
 }
 
+static void rec_log_quiet(struct mittari_ctx *ctx, int level, const char *fmt, ...)
+{
+    (void)ctx, (void)level, (void)fmt;
+}
+
 static void rec_count(struct mittari_ctx *ctx, const char *device, const char *counter, uint64_t n)
 {
     (void)device;
@@ -662,6 +674,456 @@ static void load_failure_goes_to_the_host_log(void **state)
     free(rc);
 }
 
+/* ---- decoder_submit: the decoder's own thread ---- */
+
+/* A host whose calls come from the decoder's thread: everything under a
+ * lock, and a flag set when the test freed the decoder, so a late call is
+ * caught. */
+struct arec {
+    pthread_mutex_t lock;
+    pthread_t test_thread;
+    int emitted, done, on_test_thread;
+    double values[64];
+    int results[64];
+    uint64_t errors, skipped, pauses;
+    atomic_bool freed;
+    atomic_int after_free;
+};
+
+static void arec_late(struct arec *a)
+{
+    if (atomic_load(&a->freed))
+        atomic_fetch_add(&a->after_free, 1);
+}
+
+static int arec_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
+{
+    struct arec *a = (struct arec *)ctx;
+    arec_late(a);
+    pthread_mutex_lock(&a->lock);
+    if (a->emitted < 64)
+        a->values[a->emitted] = r->value;
+    a->emitted++;
+    a->on_test_thread += pthread_equal(pthread_self(), a->test_thread) != 0;
+    pthread_mutex_unlock(&a->lock);
+    return 0;
+}
+
+static void arec_count(struct mittari_ctx *ctx, const char *device, const char *counter, uint64_t n)
+{
+    struct arec *a = (struct arec *)ctx;
+    (void)device;
+    arec_late(a);
+    pthread_mutex_lock(&a->lock);
+    if (strcmp(counter, "decoder_errors") == 0)
+        a->errors += n;
+    else if (strcmp(counter, "decoder_skipped") == 0)
+        a->skipped += n;
+    else if (strcmp(counter, "decoder_pauses") == 0)
+        a->pauses += n;
+    else
+        fail_msg("unexpected counter %s", counter);
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void arec_done(void *arg, int result)
+{
+    struct arec *a = arg;
+    arec_late(a);
+    pthread_mutex_lock(&a->lock);
+    if (a->done < 64)
+        a->results[a->done] = result;
+    a->done++;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static const struct mittari_host arec_host = {
+    .abi_version = MITTARI_ABI_VERSION,
+    .size = sizeof(struct mittari_host),
+    .emit = arec_emit,
+    .log = rec_log_quiet,
+    .count = arec_count,
+    .instance_name = rec_name,
+};
+
+static struct arec *arec_new(void)
+{
+    struct arec *a = calloc(1, sizeof(*a));
+    pthread_mutex_init(&a->lock, NULL);
+    a->test_thread = pthread_self();
+    atomic_init(&a->freed, false);
+    atomic_init(&a->after_free, 0);
+    return a;
+}
+
+static void arec_free(struct arec *a)
+{
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+/* a->field read under its lock */
+static uint64_t arec_get(struct arec *a, const uint64_t *field)
+{
+    pthread_mutex_lock(&a->lock);
+    uint64_t v = *field;
+    pthread_mutex_unlock(&a->lock);
+    return v;
+}
+
+static int arec_done_n(struct arec *a)
+{
+    pthread_mutex_lock(&a->lock);
+    int v = a->done;
+    pthread_mutex_unlock(&a->lock);
+    return v;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls cond(arg) every millisecond for up to ms; true once it holds. */
+static bool eventually(bool (*cond)(void *), void *arg, int ms)
+{
+    int64_t end = mt_mono_us() + (int64_t)ms * 1000;
+    while (!cond(arg)) {
+        if (mt_mono_us() > end)
+            return false;
+        sleep_ms(1);
+    }
+    return true;
+}
+
+struct want {
+    struct arec *a;
+    struct mittari_decoder *d;
+    int n;
+};
+
+static bool done_reached(void *arg)
+{
+    struct want *w = arg;
+    return arec_done_n(w->a) >= w->n;
+}
+
+static bool pauses_reached(void *arg)
+{
+    struct want *w = arg;
+    struct mt_decoder_stats st;
+    mt_decoder_get_stats(w->d, &st);
+    return st.pauses >= (uint64_t)w->n;
+}
+
+/* The threads of this process. */
+static int thread_count(void)
+{
+    DIR *dir = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+    assert_non_null(dir);
+    while ((e = readdir(dir)))
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+static bool threads_back_to(void *arg)
+{
+    return thread_count() <= *(int *)arg;
+}
+
+static struct mittari_decoder *arec_load(struct arec *a, const char *dir, const char *code,
+                                         const struct mt_decoder_conf *conf)
+{
+    struct mittari_decoder *d = NULL;
+    char *path = tu_write(dir, "async.lua", code);
+    assert_int_equal(mt_decoder_open_conf(&arec_host, (struct mittari_ctx *)a, path, conf, &d), 0);
+    free(path);
+    return d;
+}
+
+static int submit(struct mittari_decoder *d, struct arec *a, const char *frame)
+{
+    return mt_decoder_submit(d, frame, strlen(frame), 1700000000000000, arec_done, a);
+}
+
+/* 'slow' compares two 600 KB strings until the time limit: few
+ * instructions, each one a long memcmp (the case of issue 8). Built on
+ * the first slow call, so that loading stays quick under sanitizers. */
+static const char slow_or_value[] =
+    "local a, b\n"
+    "function decode(frame)\n"
+    "  if frame == 'slow' then\n"
+    "    a = a or string.rep('x', 600000) .. 'a'\n"
+    "    b = b or string.rep('x', 600000) .. 'b'\n"
+    "    while true do if a == b then end end\n"
+    "  end\n"
+    "  return {metric = 'n', kind = 'gauge', value = tonumber(frame)}\n"
+    "end\n";
+
+static void submit_runs_the_script_on_its_own_thread(void **state)
+{
+    struct fx *f = *state;
+    struct arec *a = arec_new();
+    struct mittari_decoder *d = arec_load(a, f->dir, slow_or_value, NULL);
+    char frame[8];
+
+    for (int i = 0; i < 20; i++) {
+        snprintf(frame, sizeof(frame), "%d", i);
+        assert_int_equal(submit(d, a, frame), 0);
+    }
+    struct want w = {a, d, 20};
+    assert_true(eventually(done_reached, &w, 10000));
+    pthread_mutex_lock(&a->lock);
+    assert_int_equal(a->emitted, 20);
+    assert_int_equal(a->on_test_thread, 0); /* the script ran elsewhere */
+    for (int i = 0; i < 20; i++) {
+        assert_true(a->values[i] == i); /* in order */
+        assert_int_equal(a->results[i], 1);
+    }
+    pthread_mutex_unlock(&a->lock);
+    struct mt_decoder_stats st;
+    mt_decoder_get_stats(d, &st);
+    assert_int_equal(st.runs, 20);
+    assert_int_equal(st.skipped, 0);
+    mt_decoder_free(d);
+    arec_free(a);
+}
+
+static atomic_llong test_clock;
+
+static int64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&test_clock);
+}
+
+/* Issue 8: calls that keep running to the time limit pause the decoder
+ * (logged, counted); frames are skipped while it is paused; the first
+ * frame after the pause is a trial that pauses it again for twice as long
+ * or resumes it. The breaker reads a test clock; the scripts' own time
+ * limit is real (20 ms). */
+static void decoder_hitting_its_limit_is_paused_and_tried_again(void **state)
+{
+    struct fx *f = *state;
+    struct arec *a = arec_new();
+    struct mt_decoder_conf c = {.limits = {.time_ms = 20},
+                                .trips = 3,
+                                .trip_window_us = 10000000,
+                                .pause_us = 300000,
+                                .pause_max_us = 1000000,
+                                .clock = fake_clock};
+    atomic_store(&test_clock, 1000000);
+    struct mittari_decoder *d = arec_load(a, f->dir, slow_or_value, &c);
+    struct want w = {a, d, 1};
+    struct mt_decoder_stats st;
+
+    tu_capture_start();
+    assert_int_equal(submit(d, a, "1"), 0);
+    assert_int_equal(submit(d, a, "slow"), 0);
+    assert_int_equal(submit(d, a, "slow"), 0);
+    w.n = 3;
+    assert_true(eventually(done_reached, &w, 10000));
+    mt_decoder_get_stats(d, &st);
+    assert_int_equal(st.pauses, 0); /* two hits: not yet */
+    assert_int_equal(submit(d, a, "slow"), 0);
+    w.n = 1;
+    assert_true(eventually(pauses_reached, &w, 10000));
+    assert_true(tu_captured("decoder rec: paused for 1 s: its calls keep hitting a limit (the "
+                            "last: "));
+    assert_true(tu_captured("async.lua:") && tu_captured("time limit of 20 ms exceeded"));
+    /* paused: refused at once, counted */
+    assert_int_equal(submit(d, a, "2"), -EBUSY);
+    assert_int_equal(submit(d, a, "3"), -EBUSY);
+    atomic_fetch_add(&test_clock, 299999);
+    assert_int_equal(submit(d, a, "4"), -EBUSY);
+    assert_int_equal(arec_get(a, &a->skipped), 3);
+    assert_int_equal(arec_get(a, &a->pauses), 1);
+    assert_int_equal(arec_get(a, &a->errors), 3);
+    /* the pause is over: the next frame is a trial; it fails, so the
+     * decoder pauses again at once, for twice as long */
+    atomic_fetch_add(&test_clock, 1);
+    assert_int_equal(submit(d, a, "slow"), 0);
+    w.n = 2;
+    assert_true(eventually(pauses_reached, &w, 10000));
+    atomic_fetch_add(&test_clock, 300000);
+    assert_int_equal(submit(d, a, "5"), -EBUSY);
+    atomic_fetch_add(&test_clock, 300000);
+    /* a trial that does not hit the limit resumes it */
+    assert_int_equal(submit(d, a, "6"), 0);
+    assert_int_equal(submit(d, a, "7"), 0);
+    w.n = 7;
+    assert_true(eventually(done_reached, &w, 10000));
+    assert_true(tu_captured("decoder rec: resumed after a pause: 4 frames were skipped"));
+    mt_decoder_get_stats(d, &st);
+    assert_int_equal(st.pauses, 2);
+    assert_int_equal(st.skipped, 4);
+    assert_int_equal(st.budget, 4);
+    pthread_mutex_lock(&a->lock);
+    assert_int_equal(a->emitted, 3);
+    assert_true(a->values[0] == 1 && a->values[1] == 6 && a->values[2] == 7);
+    assert_int_equal(a->results[1], MITTARI_EREADING);
+    assert_int_equal(a->pauses, 2);
+    assert_int_equal(a->skipped, 4);
+    pthread_mutex_unlock(&a->lock);
+    /* closed again: after one more hit there is no pause (the count of
+     * hits started over) */
+    assert_int_equal(submit(d, a, "slow"), 0);
+    w.n = 8;
+    assert_true(eventually(done_reached, &w, 10000));
+    assert_int_equal(submit(d, a, "8"), 0);
+    mt_decoder_get_stats(d, &st);
+    assert_int_equal(st.pauses, 2);
+    tu_capture_stop();
+    mt_decoder_free(d);
+    arec_free(a);
+}
+
+/* The same breaker on decoder_run: a paused decoder does not run the
+ * frame and says MITTARI_EREADING, as for any frame that gave nothing. */
+static void decoder_run_is_paused_too(void **state)
+{
+    struct fx *f = *state;
+    struct arec *a = arec_new();
+    struct mt_decoder_conf c = {
+        .limits = {.time_ms = 10}, .trips = 2, .pause_us = 5000000, .clock = fake_clock};
+    atomic_store(&test_clock, 1000000);
+    struct mittari_decoder *d = arec_load(a, f->dir, slow_or_value, &c);
+    struct mt_decoder_stats st;
+
+    tu_capture_start();
+    assert_int_equal(mt_decoder_run(d, "slow", 4, 0), MITTARI_EREADING);
+    assert_int_equal(mt_decoder_run(d, "slow", 4, 0), MITTARI_EREADING);
+    assert_int_equal(mt_decoder_run(d, "1", 1, 0), MITTARI_EREADING); /* paused */
+    mt_decoder_get_stats(d, &st);
+    assert_int_equal(st.runs, 2);
+    assert_int_equal(st.pauses, 1);
+    assert_int_equal(st.skipped, 1);
+    atomic_fetch_add(&test_clock, 5000000);
+    assert_int_equal(mt_decoder_run(d, "1", 1, 0), 1);
+    assert_true(tu_captured("resumed after a pause: 1 frames were skipped"));
+    tu_capture_stop();
+    assert_int_equal(a->skipped, 1);
+    mt_decoder_free(d);
+    arec_free(a);
+}
+
+/* A script slower than its device: the queue is bounded; what does not
+ * fit is refused, counted and logged, and every frame is accounted for. */
+static void full_queue_refuses_and_counts(void **state)
+{
+    struct fx *f = *state;
+    struct arec *a = arec_new();
+    /* a window of 1 µs: the hits never make a pause here */
+    struct mt_decoder_conf c = {
+        .limits = {.time_ms = 20}, .trips = 5, .trip_window_us = 1, .queue_frames = 4};
+    struct mittari_decoder *d = arec_load(a, f->dir, slow_or_value, &c);
+    int queued = 0, refused = 0;
+
+    tu_capture_start();
+    for (int i = 0; i < 20; i++) {
+        int rc = submit(d, a, "slow");
+        if (rc == 0)
+            queued++;
+        else if (rc == -ENOBUFS)
+            refused++;
+        else
+            fail_msg("submit: %d", rc);
+    }
+    assert_true(refused >= 20 - 5); /* at most one running and four waiting */
+    struct want w = {a, d, queued};
+    assert_true(eventually(done_reached, &w, 10000));
+    assert_int_equal(arec_get(a, &a->skipped), (uint64_t)refused);
+    assert_int_equal(arec_get(a, &a->errors), (uint64_t)queued);
+    assert_true(tu_captured("frame skipped: the decoder's queue is full (4 frames)"));
+    tu_capture_stop();
+    struct mt_decoder_stats st;
+    mt_decoder_get_stats(d, &st);
+    assert_int_equal(st.runs + st.skipped, 20);
+    assert_int_equal(st.pauses, 0);
+    mt_decoder_free(d);
+    arec_free(a);
+}
+
+/* free while the script runs (its own limit: a minute): it returns at
+ * once, counts the frames still waiting, calls nothing of the host after
+ * it returned, and the thread lets go of the script promptly. */
+static void free_does_not_wait_for_the_script(void **state)
+{
+    struct fx *f = *state;
+    struct arec *a = arec_new();
+    struct mt_decoder_conf c = {.limits = {.time_ms = 60000, .instructions = UINT64_MAX / 2}};
+    int before = thread_count();
+    struct mittari_decoder *d = arec_load(a, f->dir, slow_or_value, &c);
+
+    tu_capture_start();
+    assert_int_equal(submit(d, a, "1"), 0);
+    struct want w = {a, d, 1};
+    assert_true(eventually(done_reached, &w, 10000));
+    assert_int_equal(submit(d, a, "slow"), 0);
+    assert_int_equal(submit(d, a, "2"), 0);
+    assert_int_equal(submit(d, a, "3"), 0);
+    sleep_ms(20); /* let it get into the script */
+    int64_t t0 = mt_mono_us();
+    mt_decoder_free(d);
+    int64_t took = mt_mono_us() - t0;
+    atomic_store(&a->freed, true);
+    assert_true(took < 5000000); /* not the script's minute */
+    uint64_t skipped = arec_get(a, &a->skipped);
+    assert_int_equal(skipped, 3); /* "slow" (in hand or waiting), "2" and "3" */
+    assert_true(tu_captured("frames were still waiting for the decoder at stop"));
+    assert_true(eventually(threads_back_to, &before, 10000)); /* interrupted, not a minute */
+    assert_int_equal(atomic_load(&a->after_free), 0);
+    assert_int_equal(arec_done_n(a), 1);
+    tu_capture_stop();
+    arec_free(a);
+}
+
+/* Free races the thread at every point of its work: frames of varying
+ * cost, freed right away or after a little while. Nothing of the host is
+ * called after free returns (ASan: nothing is used after it is freed). */
+static void free_races_the_thread(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 60 };
+    struct arec *as[N];
+    struct mt_decoder_conf c = {.limits = {.time_ms = 5}};
+    int before = thread_count();
+    char *path = tu_write(f->dir, "race.lua",
+                          "function decode(frame)\n"
+                          "  local n = 0\n"
+                          "  for i = 1, tonumber(frame) * 1000 do n = n + i end\n"
+                          "  return {metric = 'n', kind = 'gauge', value = n}\n"
+                          "end\n");
+    for (int i = 0; i < N; i++) {
+        struct mittari_decoder *d = NULL;
+        as[i] = arec_new();
+        assert_int_equal(
+            mt_decoder_open_conf(&arec_host, (struct mittari_ctx *)as[i], path, &c, &d), 0);
+        for (int k = 0; k < i % 6; k++) {
+            char frame[8];
+            snprintf(frame, sizeof(frame), "%d", (i * 7 + k * 13) % 50);
+            assert_int_equal(submit(d, as[i], frame), 0);
+        }
+        if (i % 3 == 1)
+            sleep_ms(i % 4);
+        mt_decoder_free(d);
+        atomic_store(&as[i]->freed, true);
+    }
+    assert_true(eventually(threads_back_to, &before, 20000));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&as[i]->after_free), 0);
+        /* every frame was decoded before free or counted as skipped */
+        assert_int_equal((uint64_t)arec_done_n(as[i]) + arec_get(as[i], &as[i]->skipped),
+                         (uint64_t)(i % 6));
+        arec_free(as[i]);
+    }
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -682,6 +1144,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_files_are_refused_at_load, setup, teardown),
         cmocka_unit_test_setup_teardown(exact_fields_reach_emit, setup, teardown),
         cmocka_unit_test_setup_teardown(load_failure_goes_to_the_host_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(submit_runs_the_script_on_its_own_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(decoder_hitting_its_limit_is_paused_and_tried_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(decoder_run_is_paused_too, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_queue_refuses_and_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(free_does_not_wait_for_the_script, setup, teardown),
+        cmocka_unit_test_setup_teardown(free_races_the_thread, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

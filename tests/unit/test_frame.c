@@ -85,6 +85,7 @@ static void check_all_splits(struct mtf_conf c, const char *stream, size_t slen)
         }
         assert_int_equal(mtf_stats(f)->overlong, ref.overlong);
         assert_int_equal(mtf_stats(f)->skipped_bytes, ref.skipped_bytes);
+        assert_int_equal(mtf_stats(f)->cut, ref.cut);
         mtf_free(f);
     }
     struct got g = {0};
@@ -176,8 +177,9 @@ static void test_stxetx(void **state)
     assert_int_equal(g.n, 2);
     assert_string_equal(g.f[0], "0C000621A58E");
     assert_string_equal(g.f[1], "0C000621A58E");
-    /* "noise" 5, "\r\n" 2, STX + "cut" 4 */
-    assert_int_equal(mtf_stats(f)->skipped_bytes, 11);
+    /* "noise" 5, "\r\n" 2; STX + "cut" is a cut frame, not noise */
+    assert_int_equal(mtf_stats(f)->skipped_bytes, 7);
+    assert_int_equal(mtf_stats(f)->cut, 1);
     mtf_free(f);
     check_all_splits(stx_conf(14), s, sizeof(s) - 1);
 }
@@ -321,6 +323,67 @@ static void test_binary_noise(void **state)
     }
 }
 
+/* Issue 15 item 12: card digits never stay in the framer's buffer, after a
+ * frame was handed over or when bytes are discarded: an over-long line, an
+ * over-long or cut STX frame, a fixed frame resynchronised, a reset. Only
+ * the frame being received may be there. */
+static size_t residue(const struct mtf_framer *f, size_t partial)
+{
+    size_t cap, n = 0;
+    const uint8_t *b = mtf_buffer(f, &cap);
+    for (size_t i = partial; i < cap; i++)
+        n += b[i] != 0;
+    return n;
+}
+
+static void test_no_digits_stay_behind(void **state)
+{
+    (void)state;
+    struct got g = {0};
+    struct mtf_framer *f = make(line_conf("\r\n", 8));
+    feed_str(f, "0013961168", &g); /* could still be a line: kept */
+    assert_int_equal(residue(f, 10), 0);
+    feed_str(f, "77", &g); /* over-long now: discarded */
+    assert_int_equal(residue(f, 0), 0);
+    feed_str(f, "99\r\n12", &g); /* the rest of it, then a partial line */
+    assert_int_equal(residue(f, 2), 0);
+    feed_str(f, "34\r\n", &g);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.f[0], "1234");
+    assert_int_equal(residue(f, 0), 0); /* the frame and its delimiter */
+    feed_str(f, "123456789\r", &g);     /* over-long, half a delimiter kept aside */
+    mtf_reset(f);
+    assert_int_equal(residue(f, 0), 0);
+    mtf_free(f);
+
+    f = make(stx_conf(12));
+    feed_str(f,
+             "\x02"
+             "0C000621A5",
+             &g); /* cut by the next STX */
+    feed_str(f,
+             "\x02"
+             "0C000621A58E99",
+             &g); /* over-long */
+    assert_int_equal(residue(f, 0), 0);
+    feed_str(f,
+             "\x03\x02"
+             "0C00",
+             &g);
+    assert_int_equal(residue(f, 4), 0);
+    mtf_reset(f); /* unplugged */
+    assert_int_equal(residue(f, 0), 0);
+    assert_int_equal(mtf_stats(f)->cut, 1);
+    assert_int_equal(mtf_stats(f)->overlong, 1);
+    mtf_free(f);
+
+    struct mtf_conf fc = {.mode = MTF_FIXED, .fixed_len = 8, .sync = {'P', 'C'}, .sync_len = 2};
+    f = make(fc);
+    feed_str(f, "P1234PC1", &g); /* "P1" is no sync: resynchronised at "PC" */
+    assert_int_equal(residue(f, 3), 0);
+    mtf_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_fixed_sync),
         cmocka_unit_test(test_create_rejects),
         cmocka_unit_test(test_binary_noise),
+        cmocka_unit_test(test_no_digits_stay_behind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -554,6 +555,40 @@ static void limits_are_checked(void **state)
     mt_luabox_free(NULL);
 }
 
+/* mt_luabox_interrupt from another thread stops a call that no limit
+ * would stop for a minute, and every call after it. */
+struct spin {
+    struct mt_luabox *b;
+    int rc;
+    char err[256];
+};
+
+static void *spin_thread(void *arg)
+{
+    struct spin *sp = arg;
+    const char *code = "while true do end";
+    sp->rc =
+        mt_luabox_load_buffer(sp->b, "=spin.lua", code, strlen(code), sp->err, sizeof(sp->err));
+    return NULL;
+}
+
+static void interrupt_stops_a_running_call(void **state)
+{
+    (void)state;
+    struct spin sp = {.b = box_lim(0, UINT64_MAX / 2, 60000)};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, spin_thread, &sp), 0);
+    usleep(20000);
+    int64_t t0 = mt_mono_us();
+    mt_luabox_interrupt(sp.b);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(mt_mono_us() - t0 < 10000000); /* not the minute of its limits */
+    assert_int_equal(sp.rc, -ECANCELED);
+    assert_non_null(strstr(sp.err, "interrupted")); /* "spin.lua:1: " once it ran */
+    assert_int_equal(run(sp.b, "x = 1"), -ECANCELED);
+    mt_luabox_free(sp.b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -584,6 +619,7 @@ int main(void)
         cmocka_unit_test(call_passes_typed_arguments),
         cmocka_unit_test(files_load_with_their_path),
         cmocka_unit_test(limits_are_checked),
+        cmocka_unit_test(interrupt_stops_a_running_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,7 +59,7 @@ static int setup(void **s)
     struct fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     mt_cfgdoc_init(&f->doc);
-    f->os = (struct mt_optset){topts, sizeof(struct tconf), "test", reserved, false};
+    f->os = (struct mt_optset){topts, sizeof(struct tconf), "test", reserved, false, NULL};
     f->dir = tu_tmpdir();
     assert_non_null(f->dir);
     *s = f;
@@ -178,7 +178,7 @@ static void null_map_gives_defaults_only(void **s)
 {
     struct fx *f = *s;
     struct mittari_option t[] = {topts[0], topts[1], {0}};
-    struct mt_optset os = {t, sizeof(struct tconf), "test", NULL, false};
+    struct mt_optset os = {t, sizeof(struct tconf), "test", NULL, false, NULL};
     assert_int_equal(mt_options_apply(&os, &f->c, NULL, &owner, &f->arena, &f->d), 0);
     assert_string_equal(f->c.name, "unnamed");
     assert_int_equal(f->c.count, 5);
@@ -235,8 +235,11 @@ static void int_not_a_number(void **s)
     expect_diag(&f->d, 0, 3, 10, "option 'count' of test: 'many' is not a whole number such as 10");
     assert_int_equal(apply(f, "opts:\n  host: h\n  count: 2.5\n"), 1);
     expect_diag(&f->d, 1, 3, 10, "'2.5' is not a whole number");
-    assert_int_equal(apply(f, "opts:\n  host: h\n  count: 99999999999999999999\n"), 1);
-    expect_diag(&f->d, 2, 3, 10, "'99999999999999999999' is not a whole number");
+    /* issue 9: too large for 64 bits is out of range, not "not a number" */
+    assert_int_equal(apply(f, "opts:\n  host: h\n  count: 18446744073709551616\n"), 1);
+    expect_diag(&f->d, 2, 3, 10, "18446744073709551616 is out of range (1 to 100)");
+    assert_int_equal(apply(f, "opts:\n  host: h\n  count: -99999999999999999999\n"), 1);
+    expect_diag(&f->d, 3, 3, 10, "-99999999999999999999 is out of range (1 to 100)");
 }
 
 static void double_range_and_syntax(void **s)
@@ -268,6 +271,83 @@ static void duration_and_size_errors(void **s)
     expect_diag(&f->d, 2, 3, 8, "option 'cap' of test: '10 parsecs' is not a size");
     assert_int_equal(apply(f, "opts:\n  host: h\n  cap: 2GiB\n"), 1);
     expect_diag(&f->d, 3, 3, 8, "2GiB is out of range (1024 to 1073741824)");
+    assert_int_equal(apply(f, "opts:\n  host: h\n  cap: 18446744073709551616\n"), 1);
+    expect_diag(&f->d, 4, 3, 8, "18446744073709551616 is out of range (1024 to 1073741824)");
+    assert_int_equal(apply(f, "opts:\n  host: h\n  wait: 99999999999999999999d\n"), 1);
+    expect_diag(&f->d, 5, 3, 9, "99999999999999999999d is out of range (100ms to 1m)");
+}
+
+/* Out of range for the type itself, with no declared range. */
+static void out_of_range_without_a_range(void **s)
+{
+    (void)s;
+    struct big {
+        int64_t n;
+        uint64_t sz;
+    } b = {0};
+    static const struct mittari_option t[] = {
+        {.name = "n", .type = MITTARI_OPT_INT, .offset = offsetof(struct big, n), .help = "n"},
+        {.name = "sz", .type = MITTARI_OPT_SIZE, .offset = offsetof(struct big, sz), .help = "s"},
+        {0},
+    };
+    struct mt_cfgdoc doc;
+    struct mt_diags d = {0};
+    struct mt_arena a = {0};
+    mt_cfgdoc_init(&doc);
+    assert_int_equal(mt_cfg_load_file(&doc, "b.yaml",
+                                      "o: {n: 9223372036854775808, sz: 18446744073709551616}\n",
+                                      &d),
+                     0);
+    struct mt_optset os = {t, sizeof(b), "big", NULL, false, NULL};
+    assert_int_equal(mt_options_apply(&os, &b, mt_node_get(doc.root, "o"), NULL, &a, &d), 2);
+    expect_diag(&d, 0, 1, 8, "option 'n' of big: 9223372036854775808 is out of range (too large)");
+    expect_diag(&d, 1, 1, 33,
+                "option 'sz' of big: 18446744073709551616 is out of range (too large)");
+    mt_diags_free(&d);
+    mt_arena_free(&a);
+    mt_cfgdoc_free(&doc);
+}
+
+/* A device path given to a number option: the hint names the option of
+ * the same table that takes device paths (modbus: 'port' is the TCP port,
+ * the path goes in 'serial'). */
+static void device_path_in_a_number_names_the_path_option(void **s)
+{
+    (void)s;
+    struct dev {
+        int64_t port;
+        const char *serial;
+    } v = {0};
+    static const struct mittari_option t[] = {
+        {.name = "port",
+         .type = MITTARI_OPT_INT,
+         .def = "502",
+         .min = 1,
+         .max = 65535,
+         .offset = offsetof(struct dev, port),
+         .help = "TCP port."},
+        {.name = "serial",
+         .type = MITTARI_OPT_STRING,
+         .offset = offsetof(struct dev, serial),
+         .help = "Serial device (/dev/serial/by-id/...)."},
+        {0},
+    };
+    struct mt_cfgdoc doc;
+    struct mt_diags d = {0};
+    struct mt_arena a = {0};
+    mt_cfgdoc_init(&doc);
+    assert_int_equal(
+        mt_cfg_load_file(&doc, "p.yaml", "o: {port: /dev/ttyUSB0}\no2: {port: x}\n", &d), 0);
+    struct mt_optset os = {t, sizeof(v), "dev", NULL, false, "modbus"};
+    assert_int_equal(mt_options_apply(&os, &v, mt_node_get(doc.root, "o"), NULL, &a, &d), 1);
+    expect_diag(&d, 0, 1, 11, "'/dev/ttyUSB0' is not a whole number");
+    expect_hint(&d, 0, "a device path goes in 'serial' ('port' takes a whole number such as 10)");
+    /* not a path: no such hint */
+    assert_int_equal(mt_options_apply(&os, &v, mt_node_get(doc.root, "o2"), NULL, &a, &d), 1);
+    assert_null(d.v[1].hint);
+    mt_diags_free(&d);
+    mt_arena_free(&a);
+    mt_cfgdoc_free(&doc);
 }
 
 static void enum_error_suggests_the_closest(void **s)
@@ -291,6 +371,13 @@ static void unknown_key_suggests_the_closest(void **s)
     assert_int_equal(apply(f, "opts:\n  host: h\n  xyzzyplugh: 3\n"), 1);
     expect_diag(&f->d, 1, 3, 3, "unknown option 'xyzzyplugh' for test");
     expect_hint(&f->d, 1, "'mittari plugins' lists the options");
+    /* a table with a name points at its own listing */
+    f->os.table_name = "sim";
+    assert_int_equal(apply(f, "opts:\n  host: h\n  xyzzyplugh: 3\n"), 1);
+    expect_hint(&f->d, 2, "'mittari plugins sim' lists its options");
+    /* issue 9: a key that ends in one of the table's keys */
+    assert_int_equal(apply(f, "opts:\n  host: h\n  max_count: 3\n"), 1);
+    expect_hint(&f->d, 3, "did you mean 'count'?");
 }
 
 static void reserved_keys_are_skipped_and_suggested(void **s)
@@ -417,7 +504,7 @@ static void lua_file_is_resolved_and_compiled(void **s)
          .offset = offsetof(struct lconf, lua), .help = "decoder"},
         {0},
     };
-    struct mt_optset os = {lopts, sizeof(struct lconf), "test", NULL, false};
+    struct mt_optset os = {lopts, sizeof(struct lconf), "test", NULL, false, NULL};
     struct lconf c = {0};
     char cwd[4096];
 
@@ -901,6 +988,25 @@ static void did_you_mean(void **s)
     assert_null(mt_did_you_mean("st", cands, n));
     assert_null(mt_did_you_mean("xyzzy", cands, n));
     assert_null(mt_did_you_mean("count", cands, 0));
+    /* neighbour swaps are one edit */
+    assert_int_equal(mt_edit_distance("cuont", "count", 5), 1);
+    assert_int_equal(mt_edit_distance("ab", "ba", 5), 1);
+    assert_int_equal(mt_edit_distance("CBDA", "CDAB", 5), 2);
+    assert_int_equal(mt_edit_distance("CBDA", "BA", 5), 2);
+    /* issue 9: no distant suggestion: two edits also make BA of CBDA, but
+     * that keeps nothing of BA; CDAB keeps half */
+    static const char *const orders[] = {"device", "AB", "BA", "ABCD", "CDAB", "BADC", "DCBA"};
+    assert_string_equal(mt_did_you_mean("CBDA", orders, MT_ARRAY_SIZE(orders)), "CDAB");
+    assert_null(mt_did_you_mean("XYZA", orders, MT_ARRAY_SIZE(orders)));
+    assert_string_equal(mt_did_you_mean("BADD", orders, MT_ARRAY_SIZE(orders)), "BADC");
+    /* a whole _-separated part of the word: word_order -> order */
+    static const char *const keys[] = {"name", "host", "unit", "order", "poll_interval"};
+    assert_string_equal(mt_did_you_mean("word_order", keys, MT_ARRAY_SIZE(keys)), "order");
+    assert_string_equal(mt_did_you_mean("unit_id", keys, MT_ARRAY_SIZE(keys)), "unit");
+    assert_string_equal(mt_did_you_mean("poll_intervall", keys, MT_ARRAY_SIZE(keys)),
+                        "poll_interval");
+    assert_null(mt_did_you_mean("ordering", keys, MT_ARRAY_SIZE(keys))); /* not a whole part */
+    assert_null(mt_did_you_mean("or", keys, MT_ARRAY_SIZE(keys)));
     assert_int_equal(mt_edit_distance("kitten", "sitting", 10), 3);
     assert_int_equal(mt_edit_distance("kitten", "sitting", 2), 3); /* bounded: max + 1 */
 }
@@ -921,6 +1027,8 @@ int main(void)
         T(double_range_and_syntax),
         T(bool_invalid),
         T(duration_and_size_errors),
+        T(out_of_range_without_a_range),
+        T(device_path_in_a_number_names_the_path_option),
         T(enum_error_suggests_the_closest),
         T(unknown_key_suggests_the_closest),
         T(reserved_keys_are_skipped_and_suggested),

@@ -114,7 +114,7 @@ static void scan_takes_each_name_once(void **s)
     put(TEST_PLUGIN_DIR, "probe", f->base);
     assert_int_equal(mt_registry_init(&f->reg, f->base), 0);
     assert_int_equal(mt_registry_set_path(&f->reg, f->a), 0);
-    assert_int_equal(mt_registry_scan(&f->reg, NULL), 2);
+    assert_int_equal(mt_registry_scan(&f->reg, NULL), 0); /* no problems */
     assert_int_equal(f->reg.n, 2);
     for (size_t i = 0; i < f->reg.n; i++)
         if (strcmp(f->reg.v[i]->name, "sim") == 0)

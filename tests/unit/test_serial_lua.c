@@ -32,7 +32,9 @@ static int load(struct mittari_ctx *ctx, const char *path, struct mittari_decode
     return mt_decoder_open(&t->host, ctx, path, NULL, out);
 }
 
-static int setup(void **state)
+/* The host of an agent with decoder_submit (ABI 1.1): the script runs on
+ * the decoder's thread; or without it (ABI 1.0): on the loop. */
+static int setup_host(void **state, bool submit)
 {
     struct fx *f = calloc(1, sizeof(*f));
     int slave;
@@ -42,10 +44,21 @@ static int setup(void **state)
     f->t.host.decoder_load = load;
     f->t.host.decoder_run = mt_decoder_run;
     f->t.host.decoder_free = mt_decoder_free;
+    f->t.host.decoder_submit = submit ? mt_decoder_submit : NULL;
     assert_int_equal(openpty(&f->master, &slave, f->path, NULL, NULL), 0);
     close(slave);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_host(state, true);
+}
+
+static int setup_abi10(void **state)
+{
+    return setup_host(state, false);
 }
 
 static int teardown(void **state)
@@ -116,7 +129,10 @@ static void frame(struct fx *f, unsigned in, unsigned out, bool good)
 
 static bool have_n(struct th *t, void *arg)
 {
-    return t->nr >= *(size_t *)arg;
+    pthread_mutex_lock(&t->lock); /* the decoder's thread emits */
+    bool ok = t->nr >= *(size_t *)arg;
+    pthread_mutex_unlock(&t->lock);
+    return ok;
 }
 
 static bool bad_frames(struct th *t, void *arg)
@@ -181,6 +197,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_terabee_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_terabee_frames, setup_abi10, teardown),
         cmocka_unit_test_setup_teardown(test_broken_script_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -354,6 +354,13 @@ static void test_stxetx_framing(void **state)
     wait_readings(f, 4);
     assert_int_equal(f->t.r[3].counter, 4);
     wait_counter(f, "skipped_bytes", 6);
+    /* issue 9: a frame cut short by the next STX is a bad frame, logged */
+    sends(f, "\x02IN=5 OUT\x02IN=7 OUT=8\x03");
+    wait_readings(f, 6);
+    assert_int_equal(f->t.r[4].counter, 7);
+    wait_counter(f, "bad_frames", 1);
+    assert_int_equal(th_counter(&f->t, NULL, "skipped_bytes"), 6);
+    assert_true(th_logs_with(&f->t, "cut short by the next start byte") == 1);
 }
 
 static void test_fixed_framing(void **state)

@@ -174,7 +174,7 @@ void *tu_options(const struct mittari_option *table, size_t conf_size, const cha
     assert_true(asprintf(&text, "o: %s\n", yaml) > 0);
     mt_cfgdoc_init(&doc);
     mt_cfg_load_file(&doc, "test", text, &d);
-    struct mt_optset os = {table, conf_size, "test", NULL, false};
+    struct mt_optset os = {table, conf_size, "test", NULL, false, NULL};
     mt_options_apply(&os, t->conf, mt_node_get(doc.root, "o"), &pos, &t->arena, &d);
     if (d.n) {
         mt_diags_print(&d, stderr);
