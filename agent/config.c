@@ -827,7 +827,8 @@ static void load_status(struct mt_config *c, const struct mt_node *root, struct 
                      mt_node_type_name(sn->type));
         sn = NULL;
     }
-    struct mt_optset os = {mt_status_options, sizeof(*s), "the status section", NULL, false};
+    struct mt_optset os = {mt_status_options, sizeof(*s), "the status section", NULL, false,
+                           "status"};
     struct mt_pos where = sp ? sp->key_pos : root ? root->pos : (struct mt_pos){NULL, 0, 0};
     mt_options_apply(&os, s, sn, &where, &c->arena, d);
     if (!s->listen)

@@ -436,16 +436,51 @@ static int sim_create(const struct mittari_host *host, struct mittari_ctx *ctx, 
     return 0;
 }
 
-/* mittari check: what create would refuse */
+/* mittari check: what create would refuse, and a replay that cannot run */
+static int check_replay(const struct sim_conf *c, const struct mittari_checker *chk)
+{
+    struct tm a, b;
+    int n = 0;
+
+    if (!c->replay_from != !c->replay_until) {
+        chk->error(chk, c->replay_from ? "replay_from" : "replay_until",
+                   "replay_from and replay_until go together");
+        return 1;
+    }
+    if (!c->replay_from)
+        return 0;
+    if (parse_local(c->replay_from, &a)) {
+        chk->error(chk, "replay_from", "'%s' is not a local time YYYY-MM-DDTHH:MM",
+                   c->replay_from);
+        n++;
+    }
+    if (parse_local(c->replay_until, &b)) {
+        chk->error(chk, "replay_until", "'%s' is not a local time YYYY-MM-DDTHH:MM",
+                   c->replay_until);
+        n++;
+    }
+    /* the same fixed-width form: text order is time order */
+    if (!n && strcmp(c->replay_from, c->replay_until) >= 0) {
+        chk->error(chk, "replay_until", "is not after replay_from");
+        n++;
+    }
+    if (!n && c->rate == 0) {
+        chk->error(chk, "rate", "a replay needs a rate (readings per simulated second)");
+        n++;
+    }
+    return n;
+}
+
 static int sim_check(const void *config, const struct mittari_checker *chk)
 {
     const struct sim_conf *c = config;
-    int open_min, close_min;
+    int open_min, close_min, n = 0;
 
-    if (!parse_hours(c->opening_hours, &open_min, &close_min))
-        return 0;
-    chk->error(chk, "opening_hours", "opening_hours '%s' %s", c->opening_hours, HOURS_HELP);
-    return 1;
+    if (parse_hours(c->opening_hours, &open_min, &close_min)) {
+        chk->error(chk, "opening_hours", "opening_hours '%s' %s", c->opening_hours, HOURS_HELP);
+        n++;
+    }
+    return n + check_replay(c, chk);
 }
 
 static int sim_start(void *state)
@@ -481,45 +516,6 @@ static void sim_stop(void *state)
 static void sim_destroy(void *state)
 {
     free(state);
-}
-
-static int sim_check(const void *config, const struct mittari_checker *chk)
-{
-    const struct sim_conf *c = config;
-    int open_min, close_min, n = 0;
-    struct tm a, b;
-
-    if (parse_hours(c->opening_hours, &open_min, &close_min)) {
-        chk->error(chk, "opening_hours", "'%s' is not HH:MM-HH:MM", c->opening_hours);
-        n++;
-    }
-    if (!c->replay_from != !c->replay_until) {
-        chk->error(chk, c->replay_from ? "replay_from" : "replay_until",
-                   "replay_from and replay_until go together");
-        return n + 1;
-    }
-    if (!c->replay_from)
-        return n;
-    if (parse_local(c->replay_from, &a)) {
-        chk->error(chk, "replay_from", "'%s' is not a local time YYYY-MM-DDTHH:MM",
-                   c->replay_from);
-        n++;
-    }
-    if (parse_local(c->replay_until, &b)) {
-        chk->error(chk, "replay_until", "'%s' is not a local time YYYY-MM-DDTHH:MM",
-                   c->replay_until);
-        n++;
-    }
-    /* the same fixed-width form: text order is time order */
-    if (!n && strcmp(c->replay_from, c->replay_until) >= 0) {
-        chk->error(chk, "replay_until", "is not after replay_from");
-        n++;
-    }
-    if (!n && c->rate == 0) {
-        chk->error(chk, "rate", "a replay needs a rate (readings per simulated second)");
-        n++;
-    }
-    return n;
 }
 
 static const struct mittari_plugin sim_plugin = {
