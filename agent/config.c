@@ -174,8 +174,9 @@ const struct mittari_option mt_status_options[] = {
      .min = 1000,
      .max = 3600000,
      .offset = S(refresh_ms),
-     .help = "How often the page reloads its figures, and the log's figures (backlog age, log "
-             "size, visitors) are read again."},
+     .help = "How often the page reloads its figures, the log's figures (backlog age, log "
+             "size, visitors) are read again when readings came, and the loop copies its "
+             "snapshot (STATUS=)."},
     {.name = "backlog_warn",
      .type = MITTARI_OPT_DURATION,
      .def = "1h",

@@ -35,7 +35,7 @@ struct mt_lag_hist {
     uint64_t counts[MT_LAG_BUCKETS + 1]; /* not cumulative; [MT_LAG_BUCKETS] = above the last */
     uint64_t n;
     double sum_s;
-    uint64_t max_ns; /* the longest turn since the previous snapshot */
+    uint64_t max_ns; /* the longest turn since the previous periodic sample */
 };
 
 /* Loop thread: one turn that kept the loop busy for busy_ns. */

@@ -22,9 +22,15 @@
 #include "util.h"
 
 #define MOD "status"
-#define SNAP_MS 1000
-#define HISTORY 60               /* snapshots: a minute of "recent" figures */
-#define STALL_US (5 * 1000000LL) /* a snapshot older than this: the loop is stalled */
+/* The loop copies a snapshot every status.refresh (for STATUS=, the
+ * figures of the last minute and to tell the worker of new readings), and
+ * whenever a request finds the one held older than FRESH_US: an idle agent
+ * is not woken every second for nobody. */
+#define HISTORY 64               /* periodic samples kept: a minute at refresh 1 s */
+#define RECENT_US (60 * 1000000LL)
+#define FRESH_US (1000000LL)
+#define WAIT_US (1000000LL)      /* how long a request waits for the loop's snapshot */
+#define STALL_US (3 * 1000000LL) /* a snapshot older than this: the loop is stalled */
 #define NOTIFY_US (10 * 1000000LL)
 #define HEADER_LIMIT (16 * 1024)
 
@@ -32,6 +38,7 @@ extern const char mt_page_html[];
 extern const size_t mt_page_html_len;
 
 struct sample {
+    int64_t at; /* monotonic µs */
     uint64_t refused, dropped, lag_max_ns;
 };
 
@@ -50,7 +57,12 @@ struct mt_status {
     const char *db_path;
     const struct mt_series_reg *series;
     uv_timer_t timer;
+    uv_async_t async; /* a request wants a fresh snapshot */
+    bool async_inited;
+    int closing;      /* handles whose close callback is due */
+    uint64_t snap_ms; /* the periodic snapshot: status.refresh */
     int64_t started_us;
+    int64_t kicked_committed, kicked_cursors; /* what the worker last read */
 
     struct MHD_Daemon *mhd;
     struct mt_statusd *board;
@@ -139,6 +151,17 @@ static bool authorized(const struct mt_status *st, struct MHD_Connection *c)
     /* the length is no secret worth hiding; the bytes are compared in
      * constant time */
     return given && len == st->sc.token_len && sodium_memcmp(given, st->sc.token, len) == 0;
+}
+
+static void ask_snapshot(void *arg)
+{
+    struct mt_status *st = arg;
+    uv_async_send(&st->async);
+}
+
+static struct mt_snap *fresh_snap(struct mt_status *st)
+{
+    return mt_statusd_fresh_snap(st->board, FRESH_US, WAIT_US, ask_snapshot, st);
 }
 
 static void health_now(struct mt_status *st, const struct mt_snap *s, const struct mt_facts *f,
@@ -259,15 +282,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                           NULL);
     if (strcmp(url, "/") == 0)
         return route_page(st, c);
-    if (strcmp(url, "/visitors") == 0)
+    if (strcmp(url, "/visitors") == 0) {
+        mt_statusd_kick(st->board);
         return route_visitors(st, c);
+    }
     bool known = strcmp(url, "/health") == 0 || strcmp(url, "/status") == 0 ||
                  strcmp(url, "/metrics") == 0;
     if (!known)
         return reply_text(st, c, MHD_HTTP_NOT_FOUND,
                           "not found; routes: / /health /status /metrics /visitors\n", NULL);
-    struct mt_snap *s = mt_statusd_snap(st->board);
+    struct mt_snap *s = fresh_snap(st);
     struct mt_facts *f = mt_statusd_facts(st->board);
+    mt_statusd_kick(st->board); /* the log's figures, as fresh as refresh allows */
     if (strcmp(url, "/health") == 0)
         rc = route_health(st, c, s, f);
     else if (strcmp(url, "/status") == 0)
@@ -337,8 +363,12 @@ static char *board_canon(const struct mt_config *c)
 
 static void server_stop(struct mt_status *st)
 {
+    /* a request waiting for the loop, or scanning an old day, ends now:
+     * joining its thread must not hold the loop */
+    mt_statusd_quiesce(st->board, true);
     if (st->mhd)
         MHD_stop_daemon(st->mhd);
+    mt_statusd_quiesce(st->board, false);
     st->mhd = NULL;
     if (st->sc.token)
         sodium_memzero(st->sc.token, st->sc.token_len);
@@ -417,24 +447,48 @@ static void board_stop(struct mt_status *st)
     st->canon_board = NULL;
 }
 
-/* figures over the last minute, from the history of snapshots */
+/* figures over the last minute: against the newest periodic sample at
+ * least a minute old (with a refresh longer than a minute, the last one);
+ * the loop's longest turn since then */
 static void fill_recent(struct mt_status *st, struct mt_snap *s)
 {
-    struct sample now = {s->w.refused_queue + s->w.refused_full, s->w.dropped_cap,
-                         s->lag.max_ns};
-    st->lag.max_ns = 0; /* the maximum is per snapshot */
-    size_t oldest = st->nhist < HISTORY ? 0 : st->ihist;
-    struct sample base = st->nhist ? st->hist[oldest] : now;
-    s->recent_refused = now.refused - base.refused;
-    s->recent_dropped = now.dropped - base.dropped;
-    s->recent_lag_max_ns = now.lag_max_ns;
-    for (size_t i = 0; i < st->nhist; i++)
-        if (st->hist[i].lag_max_ns > s->recent_lag_max_ns)
-            s->recent_lag_max_ns = st->hist[i].lag_max_ns;
-    st->hist[st->ihist] = now;
+    uint64_t refused = s->w.refused_queue + s->w.refused_full;
+    const struct sample *base = NULL;
+    s->recent_lag_max_ns = st->lag.max_ns;
+    for (size_t k = 0; k < st->nhist; k++) { /* newest first */
+        const struct sample *x = &st->hist[(st->ihist + HISTORY - 1 - k) % HISTORY];
+        base = x;
+        if (s->taken_mono_us - x->at >= RECENT_US)
+            break;
+        if (x->lag_max_ns > s->recent_lag_max_ns)
+            s->recent_lag_max_ns = x->lag_max_ns;
+    }
+    s->recent_refused = base ? refused - base->refused : 0;
+    s->recent_dropped = base ? s->w.dropped_cap - base->dropped : 0;
+}
+
+/* a periodic snapshot: one sample of the history */
+static void record_sample(struct mt_status *st, const struct mt_snap *s)
+{
+    st->hist[st->ihist] = (struct sample){s->taken_mono_us, s->w.refused_queue + s->w.refused_full,
+                                          s->w.dropped_cap, st->lag.max_ns};
+    st->lag.max_ns = 0; /* the maximum is per sample */
     st->ihist = (st->ihist + 1) % HISTORY;
     if (st->nhist < HISTORY)
         st->nhist++;
+}
+
+/* the worker reads the log again when something in it changed */
+static void kick_if_changed(struct mt_status *st, const struct mt_snap *s)
+{
+    int64_t cursors = 0;
+    for (size_t i = 0; i < s->noutputs; i++)
+        cursors += s->outputs[i].cursor;
+    if (s->committed == st->kicked_committed && cursors == st->kicked_cursors)
+        return;
+    st->kicked_committed = s->committed;
+    st->kicked_cursors = cursors;
+    mt_statusd_kick(st->board);
 }
 
 /* systemd's STATUS=: when the health changes, else at most every 10 s */
@@ -458,21 +512,31 @@ static void notify(struct mt_status *st, const struct mt_snap *s)
     sd_notifyf(0, "STATUS=%s", line);
 }
 
-static void snapshot(struct mt_status *st)
+static void snapshot(struct mt_status *st, bool periodic)
 {
     struct mt_snap *s;
     if (mt_snap_take(st->agent, &st->lag, st->started_us, &s))
         return;
     fill_recent(st, s);
-    if (st->board)
+    if (periodic)
+        record_sample(st, s);
+    if (st->board) {
         mt_statusd_publish(st->board, mt_snap_ref(s));
+        if (periodic)
+            kick_if_changed(st, s);
+    }
     notify(st, s);
     mt_snap_unref(s);
 }
 
 static void timer_cb(uv_timer_t *t)
 {
-    snapshot(t->data);
+    snapshot(t->data, true);
+}
+
+static void async_cb(uv_async_t *a)
+{
+    snapshot(a->data, false);
 }
 
 int mt_status_start(struct mt_status **out, uv_loop_t *loop, struct mt_agent *agent,
@@ -491,12 +555,18 @@ int mt_status_start(struct mt_status **out, uv_loop_t *loop, struct mt_agent *ag
     st->started_us = mt_now_us();
     st->line_level = -1;
     board_start(st, c);
-    snapshot(st); /* /health answers from the first request on */
-    server_start(st, &c->status);
+    snapshot(st, true); /* /health answers from the first request on */
     uv_timer_init(loop, &st->timer);
     st->timer.data = st;
-    uv_timer_start(&st->timer, timer_cb, SNAP_MS, SNAP_MS);
+    st->snap_ms = (uint64_t)c->status.refresh_ms;
+    uv_timer_start(&st->timer, timer_cb, st->snap_ms, st->snap_ms);
     uv_unref((uv_handle_t *)&st->timer);
+    if (uv_async_init(loop, &st->async, async_cb) == 0) {
+        st->async.data = st;
+        st->async_inited = true;
+        uv_unref((uv_handle_t *)&st->async);
+        server_start(st, &c->status); /* its threads send to the async handle */
+    }
     *out = st;
     return 0;
 }
@@ -510,6 +580,10 @@ void mt_status_reconfigure(struct mt_status *st)
 
     free(sc);
     free(bc);
+    if (st->snap_ms != (uint64_t)c->status.refresh_ms) {
+        st->snap_ms = (uint64_t)c->status.refresh_ms;
+        uv_timer_start(&st->timer, timer_cb, st->snap_ms, st->snap_ms);
+    }
     if (!server && !board)
         return;
     /* the server's thread reads the board: stop it first, start it last */
@@ -517,21 +591,29 @@ void mt_status_reconfigure(struct mt_status *st)
     if (board) {
         board_stop(st);
         board_start(st, c);
-        snapshot(st);
+        snapshot(st, false);
     }
-    server_start(st, &c->status);
+    if (st->async_inited)
+        server_start(st, &c->status);
 }
 
 static void closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct mt_status *st = h->data;
+    if (--st->closing == 0)
+        free(st);
 }
 
 void mt_status_stop(struct mt_status *st)
 {
     if (!st)
         return;
-    server_stop(st);
+    server_stop(st); /* no thread sends to the async handle any more */
     board_stop(st);
+    st->closing = 1;
     uv_close((uv_handle_t *)&st->timer, closed);
+    if (st->async_inited) {
+        st->closing++;
+        uv_close((uv_handle_t *)&st->async, closed);
+    }
 }

@@ -12,12 +12,14 @@
  * Threads: the server runs on libmicrohttpd's threads (one per connection,
  * at most status.connections), the log is read on the board's worker
  * (statusd.h) or, for an old day's visitors, on the asking connection's
- * thread; the loop thread only copies a snapshot once a second (a few
- * locks, no I/O) and feeds the loop-lag histogram. A slow or hostile client therefore never stalls the loop:
- * connections are bounded (status.connections), idle ones closed
- * (status.timeout), request headers limited to 16 KiB, bodies refused. A
- * snapshot that stops being renewed shows as "failing: the loop has not
- * turned" on /health, answered by the server's own thread.
+ * thread; the loop thread only copies a snapshot (a few locks, no I/O)
+ * every status.refresh and when a request asks for a fresher one (through
+ * a uv_async), and feeds the loop-lag histogram. A slow or hostile client
+ * therefore never stalls the loop: connections are bounded
+ * (status.connections), idle ones closed (status.timeout), request headers
+ * limited to 16 KiB, bodies refused. A snapshot the loop does not renew
+ * when asked shows as "failing: the loop has not turned" on /health,
+ * answered by the server's own thread.
  *
  * Auth: when status.token is set, every request must carry it, as
  * "Authorization: Bearer TOKEN" or HTTP Basic with TOKEN as the password

@@ -28,8 +28,10 @@ struct old_day {
 struct mt_statusd {
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond;      /* the worker waits on it */
+    pthread_cond_t snap_cond; /* callers of mt_statusd_fresh_snap wait on it */
     bool stop, kick, started;
+    int64_t last_turn; /* monotonic µs, under lock */
 
     char *db_path, *timezone;
     int64_t refresh_ms;
@@ -90,8 +92,40 @@ void mt_statusd_publish(struct mt_statusd *d, struct mt_snap *s)
     pthread_mutex_lock(&d->lock);
     struct mt_snap *old = d->snap;
     d->snap = s;
+    pthread_cond_broadcast(&d->snap_cond);
     pthread_mutex_unlock(&d->lock);
     mt_snap_unref(old);
+}
+
+static void deadline_in(struct timespec *ts, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += us / 1000000;
+    ts->tv_nsec += (us % 1000000) * 1000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+struct mt_snap *mt_statusd_fresh_snap(struct mt_statusd *d, int64_t max_age_us, int64_t wait_us,
+                                      void (*ask)(void *arg), void *arg)
+{
+    struct timespec until;
+    pthread_mutex_lock(&d->lock);
+    struct mt_snap *had = d->snap;
+    if (!had || mt_mono_us() - had->taken_mono_us > max_age_us) {
+        ask(arg);
+        deadline_in(&until, wait_us);
+        while (d->snap == had && !atomic_load(&d->stopping) &&
+               pthread_cond_timedwait(&d->snap_cond, &d->lock, &until) != ETIMEDOUT)
+            ;
+    }
+    struct mt_snap *s = mt_snap_ref(d->snap);
+    pthread_mutex_unlock(&d->lock);
+    return s;
 }
 
 void mt_statusd_kick(struct mt_statusd *d)
@@ -210,6 +244,8 @@ static void turn(struct mt_statusd *d, bool *caught_up)
         publish_facts(d, f);
 }
 
+/* Sleeps until kicked (or, while the first read of a big log goes on, not
+ * at all), then no sooner than refresh after the last turn. */
 static void *thread_main(void *arg)
 {
     struct mt_statusd *d = arg;
@@ -217,21 +253,18 @@ static void *thread_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&d->lock);
-        if (caught_up && !d->stop && !d->kick) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += d->refresh_ms / 1000;
-            ts.tv_nsec += (d->refresh_ms % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            while (!d->stop && !d->kick &&
-                   pthread_cond_timedwait(&d->cond, &d->lock, &ts) != ETIMEDOUT)
+        while (caught_up && !d->stop && !d->kick)
+            pthread_cond_wait(&d->cond, &d->lock);
+        if (caught_up && !d->stop && d->last_turn) {
+            struct timespec until;
+            deadline_in(&until, d->last_turn + d->refresh_ms * 1000 - mt_mono_us());
+            while (!d->stop && mt_mono_us() < d->last_turn + d->refresh_ms * 1000 &&
+                   pthread_cond_timedwait(&d->cond, &d->lock, &until) != ETIMEDOUT)
                 ;
         }
         bool stop = d->stop;
         d->kick = false;
+        d->last_turn = mt_mono_us();
         pthread_mutex_unlock(&d->lock);
         if (stop)
             break;
@@ -254,6 +287,7 @@ static void free_board(struct mt_statusd *d)
     for (size_t i = 0; i < OLD_DAYS; i++)
         free(d->old[i].json);
     pthread_mutex_destroy(&d->scan_lock);
+    pthread_cond_destroy(&d->snap_cond);
     pthread_cond_destroy(&d->cond);
     pthread_mutex_destroy(&d->lock);
     free(d);
@@ -273,6 +307,7 @@ int mt_statusd_start(struct mt_statusd **out, const struct mt_statusd_conf *c)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->cond, &ca);
+    pthread_cond_init(&d->snap_cond, &ca);
     pthread_condattr_destroy(&ca);
     d->db_path = strdup(c->db_path);
     d->timezone = strdup(c->timezone);
@@ -414,6 +449,16 @@ int mt_statusd_day_json(struct mt_statusd *d, const char *day, int64_t now_us, s
     return rc;
 }
 
+void mt_statusd_quiesce(struct mt_statusd *d, bool quiet)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    atomic_store(&d->stopping, quiet);
+    pthread_cond_broadcast(&d->snap_cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
 void mt_statusd_stop(struct mt_statusd *d)
 {
     if (!d)
@@ -422,6 +467,7 @@ void mt_statusd_stop(struct mt_statusd *d)
     d->stop = true;
     atomic_store(&d->stopping, true);
     pthread_cond_signal(&d->cond);
+    pthread_cond_broadcast(&d->snap_cond);
     pthread_mutex_unlock(&d->lock);
     pthread_join(d->thread, NULL);
     free_board(d);

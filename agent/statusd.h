@@ -7,10 +7,12 @@
  * waiting for the loop or the log.
  *
  * The worker thread owns a reading connection to the log (opened, and the
- * time zone loaded, on the thread: the loop does no file I/O for it). Every
- * `refresh` it reads the rows committed since its last turn into the
- * visitors aggregate (in chunks; the first turn reads the days the page
- * keeps) and the log's figures for the newest snapshot's cursors.
+ * time zone loaded, on the thread: the loop does no file I/O for it). When
+ * kicked (readings were committed or cursors moved, or a client asks for
+ * figures), at most once every `refresh`, it reads the rows committed since
+ * its last turn into the visitors aggregate (in chunks; the first turn
+ * reads the days the page keeps) and the log's figures for the newest
+ * snapshot's cursors. An idle agent's worker sleeps.
  *
  * start, publish and stop run on the loop thread; the getters on any
  * thread. stop joins the worker: it ends within one chunk's read; a scan
@@ -21,6 +23,7 @@
 #ifndef MT_STATUSD_H
 #define MT_STATUSD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "logfacts.h"
@@ -42,12 +45,19 @@ struct mt_statusd;
 /* Copies what it keeps. 0, -EINVAL (visitors has no pattern), -ENOMEM, or a
  * pthread error. */
 int mt_statusd_start(struct mt_statusd **out, const struct mt_statusd_conf *conf);
-/* Takes the caller's reference. */
+/* Takes the caller's reference; wakes the callers of mt_statusd_fresh_snap. */
 void mt_statusd_publish(struct mt_statusd *d, struct mt_snap *s);
-/* Wakes the worker for a turn now (tests; a page asking for figures). */
+/* Asks the worker for a turn: at once if the last one is refresh_ms old,
+ * else once it is (new readings committed, a request for figures). */
 void mt_statusd_kick(struct mt_statusd *d);
 /* New references (NULL when none yet); the caller unrefs. */
 struct mt_snap *mt_statusd_snap(struct mt_statusd *d);
+/* Any thread but the loop: a snapshot at most max_age_us old. When the one
+ * held is older, ask(arg) asks the loop for a new one (uv_async_send) and
+ * this waits up to wait_us for it; a loop that does not answer leaves the
+ * old one (its age then tells the health: the loop is stalled). */
+struct mt_snap *mt_statusd_fresh_snap(struct mt_statusd *d, int64_t max_age_us, int64_t wait_us,
+                                      void (*ask)(void *arg), void *arg);
 struct mt_facts *mt_statusd_facts(struct mt_statusd *d);
 /* The aggregate (valid until stop) and the zone (NULL until loaded). */
 struct mt_visitors *mt_statusd_visitors(struct mt_statusd *d);
@@ -60,6 +70,10 @@ const struct mt_tz *mt_statusd_tz(struct mt_statusd *d);
  * storage error, with a reason in err. */
 int mt_statusd_day_json(struct mt_statusd *d, const char *day, int64_t now_us, struct mt_buf *out,
                         char *err, size_t errlen);
+/* Loop thread, before the server's threads are joined (reload, stop):
+ * callers of mt_statusd_fresh_snap stop waiting for the loop and a scan of
+ * an old day ends at its next chunk; false lets them wait again. */
+void mt_statusd_quiesce(struct mt_statusd *d, bool quiet);
 void mt_statusd_stop(struct mt_statusd *d);
 
 #endif
