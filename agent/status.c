@@ -1,7 +1,6 @@
 #include "status.h"
 
 #include <errno.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -14,6 +13,7 @@
 
 #include "agent.h"
 #include "diag.h"
+#include "httpd.h"
 #include "listen.h"
 #include "metrics.h"
 #include "report.h"
@@ -32,7 +32,6 @@
 #define WAIT_US (1000000LL)      /* how long a request waits for the loop's snapshot */
 #define STALL_US (3 * 1000000LL) /* a snapshot older than this: the loop is stalled */
 #define NOTIFY_US (10 * 1000000LL)
-#define HEADER_LIMIT (16 * 1024)
 
 extern const char mt_page_html[];
 extern const size_t mt_page_html_len;
@@ -64,7 +63,7 @@ struct mt_status {
     int64_t started_us;
     int64_t kicked_committed, kicked_cursors; /* what the worker last read */
 
-    struct MHD_Daemon *mhd;
+    struct mt_httpd *httpd;
     struct mt_statusd *board;
     struct server_conf sc;
     /* the settings the server and the board run with, to see what a reload changed */
@@ -84,51 +83,40 @@ void mt_status_lag(struct mt_status *st, uint64_t busy_ns)
         mt_lag_observe(&st->lag, busy_ns);
 }
 
-/* ---- HTTP (the server's thread) ---- */
+/* ---- HTTP (the connections' threads) ---- */
 
-static enum MHD_Result reply(const struct mt_status *st, struct MHD_Connection *c, unsigned code, const char *type,
-                             struct mt_buf *body, const char *const *headers)
+/* takes the body */
+static void reply(const struct mt_status *st, struct mt_http_resp *r, unsigned code,
+                  const char *type, struct mt_buf *body)
 {
-    size_t len = body->len;
-    char *p = body->p;
-    body->p = NULL;
-    body->len = body->cap = 0;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, p ? p : (char *)"", p ? MHD_RESPMEM_MUST_FREE
-                                                                   : MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        free(p);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", type);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    char refresh[24];
+    r->code = code;
+    r->type = type;
+    mt_buf_free(&r->body);
+    r->body = *body;
+    *body = (struct mt_buf){0};
+    mt_http_header(r, "Cache-Control", "no-store");
+    mt_http_header(r, "X-Content-Type-Options", "nosniff");
     /* the page is static: its refresh period comes in a header its script
      * reads back (no templating of the HTML) */
-    char refresh[24];
     snprintf(refresh, sizeof(refresh), "%lld", (long long)st->sc.refresh_ms);
-    MHD_add_response_header(r, "X-Mittari-Refresh-Ms", refresh);
-    for (size_t i = 0; headers && headers[i]; i += 2)
-        MHD_add_response_header(r, headers[i], headers[i + 1]);
-    enum MHD_Result rc = MHD_queue_response(c, code, r);
-    MHD_destroy_response(r);
-    return rc;
+    mt_http_header(r, "X-Mittari-Refresh-Ms", refresh);
 }
 
-static enum MHD_Result reply_text(const struct mt_status *st, struct MHD_Connection *c, unsigned code, const char *text,
-                                  const char *const *headers)
+static void reply_text(const struct mt_status *st, struct mt_http_resp *r, unsigned code,
+                       const char *text)
 {
     struct mt_buf b = {0};
     mt_buf_adds(&b, text);
-    return reply(st, c, code, "text/plain; charset=utf-8", &b, headers);
+    reply(st, r, code, "text/plain; charset=utf-8", &b);
 }
 
 /* "Bearer TOKEN", or "Basic base64(user:TOKEN)" (any user) */
-static bool authorized(const struct mt_status *st, struct MHD_Connection *c)
+static bool authorized(const struct mt_status *st, const struct mt_http_req *req)
 {
     if (!st->sc.token)
         return true;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *h = req->authorization;
     unsigned char buf[512];
     const unsigned char *given = NULL;
     size_t len = 0;
@@ -150,7 +138,9 @@ static bool authorized(const struct mt_status *st, struct MHD_Connection *c)
     }
     /* the length is no secret worth hiding; the bytes are compared in
      * constant time */
-    return given && len == st->sc.token_len && sodium_memcmp(given, st->sc.token, len) == 0;
+    bool ok = given && len == st->sc.token_len && sodium_memcmp(given, st->sc.token, len) == 0;
+    sodium_memzero(buf, sizeof(buf));
+    return ok;
 }
 
 static void ask_snapshot(void *arg)
@@ -170,145 +160,142 @@ static void health_now(struct mt_status *st, const struct mt_snap *s, const stru
     mt_health_eval(s, f, &st->sc.health, mt_now_us(), mt_mono_us(), h);
 }
 
-static enum MHD_Result route_health(struct mt_status *st, struct MHD_Connection *c,
-                                    const struct mt_snap *s, const struct mt_facts *f)
+static bool arg_on(const struct mt_http_req *req, const char *name)
+{
+    char v[8];
+    return mt_http_arg(req, name, v, sizeof(v)) && strcmp(v, "0") != 0;
+}
+
+static void route_health(struct mt_status *st, const struct mt_http_req *req,
+                         struct mt_http_resp *r, const struct mt_snap *s,
+                         const struct mt_facts *f)
 {
     struct mt_health h;
     struct mt_buf b = {0};
-    const char *strict = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "strict");
-    bool st_strict = strict && strcmp(strict, "0") != 0;
 
     health_now(st, s, f, &h);
     mt_buf_printf(&b, "%s\n", mt_health_name(h.level));
     for (size_t i = 0; i < h.n; i++)
         mt_buf_printf(&b, "%s\n", h.reasons[i]);
-    unsigned code = h.level == MT_HEALTH_FAILING || (st_strict && h.level != MT_HEALTH_OK)
-                        ? MHD_HTTP_SERVICE_UNAVAILABLE
-                        : MHD_HTTP_OK;
-    const char *hdr[] = {"X-Mittari-Health", mt_health_name(h.level), NULL};
-    return reply(st, c, code, "text/plain; charset=utf-8", &b, hdr);
+    bool strict = arg_on(req, "strict");
+    unsigned code = h.level == MT_HEALTH_FAILING || (strict && h.level != MT_HEALTH_OK) ? 503 : 200;
+    reply(st, r, code, "text/plain; charset=utf-8", &b);
+    mt_http_header(r, "X-Mittari-Health", mt_health_name(h.level));
 }
 
-static enum MHD_Result route_status(struct mt_status *st, struct MHD_Connection *c,
-                                    const struct mt_snap *s, const struct mt_facts *f)
+static void route_status(struct mt_status *st, const struct mt_http_req *req,
+                         struct mt_http_resp *r, const struct mt_snap *s,
+                         const struct mt_facts *f)
 {
     struct mt_health h;
     struct mt_buf b = {0};
-    const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+    char fmt[8] = "json";
 
-    health_now(st, s, f, &h);
-    const char *hdr[] = {"X-Mittari-Health", mt_health_name(h.level), NULL};
-    if (fmt && strcmp(fmt, "text") == 0) {
-        mt_report_text(s, f, &h, mt_now_us(), &b);
-        return reply(st, c, MHD_HTTP_OK, "text/plain; charset=utf-8", &b, hdr);
+    if (mt_http_arg(req, "format", fmt, sizeof(fmt)) && strcmp(fmt, "json") != 0 &&
+        strcmp(fmt, "text") != 0) {
+        reply_text(st, r, 400, "format is json or text\n");
+        return;
     }
-    if (fmt && strcmp(fmt, "json") != 0)
-        return reply_text(st, c, MHD_HTTP_BAD_REQUEST, "format is json or text\n", NULL);
-    mt_report_json(s, f, &h, mt_now_us(), &b);
-    return reply(st, c, MHD_HTTP_OK, "application/json", &b, hdr);
+    health_now(st, s, f, &h);
+    if (strcmp(fmt, "text") == 0) {
+        mt_report_text(s, f, &h, mt_now_us(), &b);
+        reply(st, r, 200, "text/plain; charset=utf-8", &b);
+    } else {
+        mt_report_json(s, f, &h, mt_now_us(), &b);
+        reply(st, r, 200, "application/json", &b);
+    }
+    mt_http_header(r, "X-Mittari-Health", mt_health_name(h.level));
 }
 
-static enum MHD_Result route_metrics(struct mt_status *st, struct MHD_Connection *c,
-                                     const struct mt_snap *s, const struct mt_facts *f)
+static void route_metrics(struct mt_status *st, struct mt_http_resp *r, const struct mt_snap *s,
+                          const struct mt_facts *f)
 {
     struct mt_health h;
     struct mt_buf b = {0};
 
-    if (!s)
-        return reply_text(st, c, MHD_HTTP_SERVICE_UNAVAILABLE, "starting\n", NULL);
+    if (!s) {
+        reply_text(st, r, 503, "starting\n");
+        return;
+    }
     health_now(st, s, f, &h);
     mt_metrics_write(s, f, &h, mt_now_us(), &b);
-    return reply(st, c, MHD_HTTP_OK, MT_METRICS_CONTENT_TYPE, &b, NULL);
+    reply(st, r, 200, MT_METRICS_CONTENT_TYPE, &b);
 }
 
-static enum MHD_Result route_visitors(struct mt_status *st, struct MHD_Connection *c)
+static void route_visitors(struct mt_status *st, const struct mt_http_req *req,
+                           struct mt_http_resp *r)
 {
-    const char *day = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "day");
+    char day[16];
     struct mt_buf b = {0};
     char err[200];
+    bool has = mt_http_arg(req, "day", day, sizeof(day));
 
-    if (day && !*day)
-        day = NULL;
-    int rc = mt_statusd_day_json(st->board, day, mt_now_us(), &b, err, sizeof(err));
+    if (!has && strstr(req->query, "day=")) { /* a value too long to be a date */
+        reply_text(st, r, 400, "day is a date YYYY-MM-DD\n");
+        return;
+    }
+    mt_statusd_kick(st->board);
+    int rc = mt_statusd_day_json(st->board, has && day[0] ? day : NULL, mt_now_us(), &b, err,
+                                 sizeof(err));
     if (rc) {
         mt_buf_free(&b);
         mt_buf_printf(&b, "%s\n", rc == -ENOMEM ? "out of memory" : err);
-        unsigned code = rc == -ERANGE   ? MHD_HTTP_NOT_FOUND
-                        : rc == -EINVAL ? MHD_HTTP_BAD_REQUEST
-                        : rc == -EBUSY || rc == -ECANCELED ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                           : MHD_HTTP_INTERNAL_SERVER_ERROR;
-        return reply(st, c, code, "text/plain; charset=utf-8", &b, NULL);
+        unsigned code = rc == -ERANGE                      ? 404
+                        : rc == -EINVAL                    ? 400
+                        : rc == -EBUSY || rc == -ECANCELED ? 503
+                                                           : 500;
+        reply(st, r, code, "text/plain; charset=utf-8", &b);
+        return;
     }
-    return reply(st, c, MHD_HTTP_OK, "application/json", &b, NULL);
+    reply(st, r, 200, "application/json", &b);
 }
 
-static enum MHD_Result route_page(struct mt_status *st, struct MHD_Connection *c)
+static void route_page(struct mt_status *st, struct mt_http_resp *r)
 {
     struct mt_buf b = {0};
-    (void)st;
     mt_buf_add(&b, mt_page_html, mt_page_html_len);
-    const char *hdr[] = {
-        "Content-Security-Policy",
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'",
-        "X-Frame-Options", "DENY", "Referrer-Policy", "no-referrer", NULL};
-    return reply(st, c, MHD_HTTP_OK, "text/html; charset=utf-8", &b, hdr);
+    reply(st, r, 200, "text/html; charset=utf-8", &b);
+    mt_http_header(r, "Content-Security-Policy",
+                   "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                   "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+                   "form-action 'none'; frame-ancestors 'none'");
+    mt_http_header(r, "X-Frame-Options", "DENY");
+    mt_http_header(r, "Referrer-Policy", "no-referrer");
 }
 
-static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
-                              const char *method, const char *version, const char *upload_data,
-                              size_t *upload_data_size, void **con_cls)
+static void handle(void *arg, const struct mt_http_req *req, struct mt_http_resp *r)
 {
-    struct mt_status *st = cls;
-    enum MHD_Result rc;
-    (void)version;
-    (void)upload_data;
-    (void)upload_data_size;
-    (void)con_cls;
+    struct mt_status *st = arg;
 
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        const char *hdr[] = {"Allow", "GET, HEAD", NULL};
-        return reply_text(st, c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n", hdr);
+    if (!authorized(st, req)) {
+        reply_text(st, r, 401, "a token is required: Authorization: Bearer TOKEN\n");
+        mt_http_header(r, "WWW-Authenticate", "Basic realm=\"mittari\", charset=\"UTF-8\"");
+        return;
     }
-    if (!authorized(st, c)) {
-        const char *hdr[] = {"WWW-Authenticate", "Basic realm=\"mittari\", charset=\"UTF-8\"",
-                             NULL};
-        return reply_text(st, c, MHD_HTTP_UNAUTHORIZED,
-                          "a token is required: Authorization: Bearer TOKEN\n", hdr);
+    if (strcmp(req->path, "/") == 0) {
+        route_page(st, r);
+        return;
     }
-    if (!st->board)
-        return reply_text(st, c, MHD_HTTP_SERVICE_UNAVAILABLE, "the status worker is not running\n",
-                          NULL);
-    if (strcmp(url, "/") == 0)
-        return route_page(st, c);
-    if (strcmp(url, "/visitors") == 0) {
-        mt_statusd_kick(st->board);
-        return route_visitors(st, c);
+    if (strcmp(req->path, "/visitors") == 0) {
+        route_visitors(st, req, r);
+        return;
     }
-    bool known = strcmp(url, "/health") == 0 || strcmp(url, "/status") == 0 ||
-                 strcmp(url, "/metrics") == 0;
-    if (!known)
-        return reply_text(st, c, MHD_HTTP_NOT_FOUND,
-                          "not found; routes: / /health /status /metrics /visitors\n", NULL);
+    bool health = strcmp(req->path, "/health") == 0, status = strcmp(req->path, "/status") == 0;
+    if (!health && !status && strcmp(req->path, "/metrics") != 0) {
+        reply_text(st, r, 404, "not found; routes: / /health /status /metrics /visitors\n");
+        return;
+    }
     struct mt_snap *s = fresh_snap(st);
     struct mt_facts *f = mt_statusd_facts(st->board);
     mt_statusd_kick(st->board); /* the log's figures, as fresh as refresh allows */
-    if (strcmp(url, "/health") == 0)
-        rc = route_health(st, c, s, f);
-    else if (strcmp(url, "/status") == 0)
-        rc = route_status(st, c, s, f);
+    if (health)
+        route_health(st, req, r, s, f);
+    else if (status)
+        route_status(st, req, r, s, f);
     else
-        rc = route_metrics(st, c, s, f);
+        route_metrics(st, r, s, f);
     mt_facts_unref(f);
     mt_snap_unref(s);
-    return rc;
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    mt_diagv(MT_DEBUG, MOD, fmt, ap);
 }
 
 /* ---- the loop's side ---- */
@@ -366,10 +353,9 @@ static void server_stop(struct mt_status *st)
     /* a request waiting for the loop, or scanning an old day, ends now:
      * joining its thread must not hold the loop */
     mt_statusd_quiesce(st->board, true);
-    if (st->mhd)
-        MHD_stop_daemon(st->mhd);
+    mt_httpd_stop(st->httpd);
+    st->httpd = NULL;
     mt_statusd_quiesce(st->board, false);
-    st->mhd = NULL;
     if (st->sc.token)
         sodium_memzero(st->sc.token, st->sc.token_len);
     free(st->sc.token);
@@ -400,24 +386,16 @@ static void server_start(struct mt_status *st, const struct mt_status_conf *c)
                 l.text, strerror(-fd));
         return;
     }
-    unsigned timeout_s = (unsigned)((c->timeout_ms + 999) / 1000);
-    unsigned limit = (unsigned)c->connections;
-    st->mhd = MHD_start_daemon(
-        /* a thread per connection: an old day's figures are read from the
-         * log on the thread of the request that asks, /health never waits
-         * for it; status.connections bounds the threads */
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL,
-        handle, st, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, limit,
-        /* on loopback every client is 127.0.0.1: a per-address limit only
-         * matters for an endpoint others reach */
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, l.loopback ? 0u : (limit > 4 ? limit / 2 : limit),
-        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)HEADER_LIMIT, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
-    if (!st->mhd) {
-        close(fd);
-        mt_diag(MT_WARNING, MOD, "cannot start the status endpoint on %s", bound.text);
+    struct mt_httpd_conf hc = {
+        .max_conns = (unsigned)c->connections,
+        .timeout_ms = c->timeout_ms,
+        .handler = handle,
+        .arg = st,
+    };
+    int rc = mt_httpd_start(&st->httpd, fd, &hc);
+    if (rc) {
+        mt_diag(MT_WARNING, MOD, "cannot start the status endpoint on %s: %s", bound.text,
+                strerror(-rc));
         return;
     }
     mt_diag(MT_INFO, MOD, "status endpoint on http://%s/%s", bound.text,

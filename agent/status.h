@@ -1,5 +1,5 @@
 /*
- * status: the agent's local HTTP endpoint (libmicrohttpd) and its systemd
+ * status: the agent's local HTTP endpoint (httpd.h) and its systemd
  * STATUS= line.
  *
  *   /          a self-contained page for the person on site (page.html)
@@ -9,7 +9,7 @@
  *   /metrics   Prometheus text format
  *   /visitors  JSON of visitors per local hour (?day=YYYY-MM-DD)
  *
- * Threads: the server runs on libmicrohttpd's threads (one per connection,
+ * Threads: the server runs on its own threads (one per connection,
  * at most status.connections), the log is read on the board's worker
  * (statusd.h) or, for an old day's visitors, on the asking connection's
  * thread; the loop thread only copies a snapshot (a few locks, no I/O)

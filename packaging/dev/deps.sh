@@ -15,7 +15,6 @@ BUILD_PKGS=(
   build-essential cmake pkg-config python3 dpkg-dev file
   libuv1-dev libsqlite3-dev libyaml-dev libsystemd-dev libsodium-dev
   libmodbus-dev libserialport-dev liblua5.4-dev libpcsclite-dev
-  libmicrohttpd-dev
 )
 # test: what the tests run, start or compare against; never on a gateway
 # (libssl-dev: the reference HMAC; systemd: systemd-analyze; groff-base: the

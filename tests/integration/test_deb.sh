@@ -115,7 +115,7 @@ done
 for p in $(deps_list BUILD_PKGS) $(deps_list TEST_PKGS); do
   grep -qE "(^|, )$p( |,|$)" <<<"$depends" && fail "Depends names build/test package $p: $depends"
 done
-for lib in libuv1 libsqlite3-0 libyaml-0-2 liblua5.4-0 libsodium23 libmodbus5 libmicrohttpd12; do
+for lib in libuv1 libsqlite3-0 libyaml-0-2 liblua5.4-0 libsodium23 libmodbus5; do
   grep -q "$lib" <<<"$depends" || fail "Depends lacks $lib (dpkg-shlibdeps): $depends"
 done
 dpkg-deb --ctrl-tarfile "$deb1" | tar -xO ./conffiles >"$T/conffiles" || fail "no conffiles"
