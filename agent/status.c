@@ -343,8 +343,8 @@ static char *server_canon(const struct mt_status_conf *c)
 static char *board_canon(const struct mt_config *c)
 {
     struct mt_buf b = {0};
-    mt_buf_printf(&b, "%s|%s|%lld", c->agent.timezone, c->status.visitors,
-                  (long long)c->status.refresh_ms);
+    mt_buf_printf(&b, "%s|%s|%lld|%d", c->agent.timezone, c->status.visitors,
+                  (long long)c->status.refresh_ms, strcmp(c->status.listen, "off") != 0);
     return b.p;
 }
 
@@ -409,6 +409,7 @@ static void board_start(struct mt_status *st, const struct mt_config *c)
         .timezone = c->agent.timezone,
         .visitors = c->status.visitors,
         .refresh_ms = c->status.refresh_ms,
+        .count_visitors = strcmp(c->status.listen, "off") != 0,
         .series = st->series,
     };
     st->canon_board = board_canon(c);

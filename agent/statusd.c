@@ -51,6 +51,7 @@ struct mt_statusd {
     struct mt_row *rows;
     struct mt_complain c_open, c_read;
     char *visitors_patterns;
+    bool count_visitors; /* false: nobody can ask (the endpoint is off) */
 
     /* old days: one scan at a time (scan_lock), results under lock */
     pthread_mutex_t scan_lock;
@@ -221,15 +222,16 @@ static void turn(struct mt_statusd *d, bool *caught_up)
     if (prepare(d))
         return;
     int64_t keep_from = mt_visitors_keep_from(d->tz, now);
-    mt_visitors_prune(d->visitors, keep_from);
-    if (d->initial) {
-        rc = initial_mark(d, keep_from);
-        if (!rc)
-            d->initial = false;
-    } else {
-        rc = 0;
+    rc = 0;
+    if (d->count_visitors) {
+        mt_visitors_prune(d->visitors, keep_from);
+        if (d->initial) {
+            rc = initial_mark(d, keep_from);
+            if (!rc)
+                d->initial = false;
+        }
     }
-    if (!rc) {
+    if (!rc && d->count_visitors) {
         *caught_up = read_rows(d, &rc);
         mt_visitors_set_loaded(d->visitors, *caught_up && !rc);
     }
@@ -312,6 +314,7 @@ int mt_statusd_start(struct mt_statusd **out, const struct mt_statusd_conf *c)
     d->db_path = strdup(c->db_path);
     d->timezone = strdup(c->timezone);
     d->visitors_patterns = strdup(c->visitors);
+    d->count_visitors = c->count_visitors;
     d->rows = calloc(CHUNK, sizeof(*d->rows));
     d->refresh_ms = c->refresh_ms;
     d->series = c->series;

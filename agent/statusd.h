@@ -37,6 +37,7 @@ struct mt_statusd_conf {
     const char *timezone;
     const char *visitors; /* status.visitors */
     int64_t refresh_ms;
+    bool count_visitors; /* read every committed row for the visitors (the endpoint is on) */
     const struct mt_series_reg *series; /* borrowed: outlives the board */
 };
 
