@@ -134,6 +134,8 @@ static int period_of(int rotation, int64_t ts_us, int64_t *start, int64_t *end, 
     b.tm_hour = b.tm_min = b.tm_sec = 0;
     b.tm_isdst = -1;
     switch (rotation) {
+    case MT_ROTATE_DAILY:
+        break;
     case MT_ROTATE_WEEKLY:
         b.tm_mday -= (tm.tm_wday + 6) % 7; /* back to Monday */
         break;
@@ -148,8 +150,10 @@ static int period_of(int rotation, int64_t ts_us, int64_t *start, int64_t *end, 
         return -EINVAL;
     }
     time_t s = mktime(&b); /* normalises b */
-    strftime(label, 24, rotation == MT_ROTATE_WEEKLY ? "%G-W%V" : rotation == MT_ROTATE_MONTHLY ? "%Y-%m" : "%Y", &b);
-    if (rotation == MT_ROTATE_WEEKLY)
+    strftime(label, 24, rotation == MT_ROTATE_DAILY ? "%Y-%m-%d" : rotation == MT_ROTATE_WEEKLY ? "%G-W%V" : rotation == MT_ROTATE_MONTHLY ? "%Y-%m" : "%Y", &b);
+    if (rotation == MT_ROTATE_DAILY)
+        b.tm_mday += 1;
+    else if (rotation == MT_ROTATE_WEEKLY)
         b.tm_mday += 7;
     else if (rotation == MT_ROTATE_MONTHLY)
         b.tm_mon += 1;
@@ -166,7 +170,8 @@ static int period_of(int rotation, int64_t ts_us, int64_t *start, int64_t *end, 
 }
 
 /* lock held: the keyed state of ts's period, made on first use. */
-static const crypto_auth_hmacsha256_state *period_state(struct mt_pseudo *p, int64_t ts)
+static const crypto_auth_hmacsha256_state *period_state(struct mt_pseudo *p, int rotation,
+                                                        int64_t ts)
 {
     static const char tag[] = "mittari-period";
     unsigned char key[crypto_auth_hmacsha256_BYTES];
@@ -174,9 +179,10 @@ static const crypto_auth_hmacsha256_state *period_state(struct mt_pseudo *p, int
     int64_t start, end;
 
     for (int i = 0; i < 2; i++)
-        if (ts >= p->periods[i].start && ts < p->periods[i].end)
+        if (ts >= p->periods[i].start && ts < p->periods[i].end &&
+            p->periods[i].rotation == rotation)
             return &p->periods[i].keyed;
-    if (period_of(p->rotation, ts, &start, &end, label))
+    if (period_of(rotation, ts, &start, &end, label))
         return NULL;
     crypto_auth_hmacsha256_state st = p->keyed;
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)tag, sizeof(tag)); /* with NUL */
@@ -187,6 +193,7 @@ static const crypto_auth_hmacsha256_state *period_state(struct mt_pseudo *p, int
     crypto_auth_hmacsha256_init(&slot->keyed, key, sizeof(key));
     slot->start = start;
     slot->end = end;
+    slot->rotation = rotation;
     sodium_memzero(key, sizeof(key));
     sodium_memzero(&st, sizeof(st));
     return &slot->keyed;
@@ -207,11 +214,12 @@ int mt_pseudo_subject(struct mt_pseudo *p, const char *space, const void *id, si
         return rc;
     if (!cs)
         cs = space;
-    if (p->rotation == MT_ROTATE_NONE) {
+    int rotation = mt_subject_daily(cs) ? MT_ROTATE_DAILY : p->rotation;
+    if (rotation == MT_ROTATE_NONE) {
         rc = hash_with(&p->keyed, cs, canon, n, out);
     } else {
         pthread_mutex_lock(&p->lock);
-        const crypto_auth_hmacsha256_state *k = period_state(p, ts_us);
+        const crypto_auth_hmacsha256_state *k = period_state(p, rotation, ts_us);
         crypto_auth_hmacsha256_state st;
         if (k)
             st = *k;

@@ -21,12 +21,14 @@
 #define MT_PSEUDO_LEN 22
 #define MT_SUBJECT_SIZE 24 /* MT_PSEUDO_LEN + NUL, padded */
 
-enum { MT_ROTATE_NONE = 0, MT_ROTATE_WEEKLY, MT_ROTATE_MONTHLY, MT_ROTATE_YEARLY };
+enum { MT_ROTATE_NONE = 0, MT_ROTATE_WEEKLY, MT_ROTATE_MONTHLY, MT_ROTATE_YEARLY,
+       MT_ROTATE_DAILY /* not configurable: the subject spaces of mt_subject_daily() */ };
 
 /* The keyed state of one rotation period [start, end) in µs. */
 struct mt_pseudo_period {
     int64_t start, end;
     crypto_auth_hmacsha256_state keyed;
+    int rotation; /* MT_ROTATE_* the period is of */
 };
 
 struct mt_pseudo {
@@ -52,7 +54,9 @@ int mt_pseudo_make(const struct mt_pseudo *p, const char *space, const void *id,
 /* What emit uses: the identifier in its canonical form (subject.h), hashed
  * with the key of the rotation period (local time, TZ) that ts_us falls in.
  * With rotation, the period key is HMAC(key, "mittari-period" || 0 || label)
- * for labels like 2026-W48, 2026-11, 2026. -EINVAL for an invalid id. */
+ * for labels like 2026-W48, 2026-11, 2026. Spaces that mt_subject_daily()
+ * names (device addresses) always use the local day's key, label
+ * 2026-11-28, whatever the rotation. -EINVAL for an invalid id. */
 int mt_pseudo_subject(struct mt_pseudo *p, const char *space, const void *id, size_t len,
                       int64_t ts_us, char out[MT_SUBJECT_SIZE]);
 void mt_pseudo_set_rotation(struct mt_pseudo *p, int rotation);

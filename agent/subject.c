@@ -141,6 +141,32 @@ static int wiegand26(const uint8_t *id, size_t len, uint8_t *out)
     return 0;
 }
 
+/* A Bluetooth device address: 6 bytes as BlueZ orders the text form (the
+ * most significant byte first), or that text with ':' or '-'. */
+static int bdaddr(const uint8_t *id, size_t len, uint8_t *out)
+{
+    if (len == 6) {
+        memcpy(out, id, 6);
+        return 0;
+    }
+    if (len != 17)
+        return -EINVAL;
+    for (size_t i = 0; i < 6; i++) {
+        const char *s = (const char *)id + 3 * i;
+        int hi = hexval(s[0]), lo = hexval(s[1]);
+        if (hi < 0 || lo < 0 || (i < 5 && s[2] != ':' && s[2] != '-') ||
+            (i < 5 && s[2] != ((const char *)id)[2]))
+            return -EINVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+int mt_subject_daily(const char *canon_space)
+{
+    return canon_space && strcmp(canon_space, "ble") == 0;
+}
+
 int mt_subject_canonical(const char *space, const void *id, size_t len, const char **canon_space,
                          uint8_t out[MT_SUBJECT_MAX], size_t *outlen)
 {
@@ -166,6 +192,11 @@ int mt_subject_canonical(const char *space, const void *id, size_t len, const ch
         *canon_space = "wiegand26";
         *outlen = 3;
         return wiegand26(b, len, out);
+    }
+    if (strcmp(space, "ble") == 0) {
+        *canon_space = "ble";
+        *outlen = 6;
+        return bdaddr(b, len, out);
     }
     if (strcmp(space, "iso14443") == 0 && len != 4 && len != 7 && len != 10)
         return -EINVAL;

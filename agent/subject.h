@@ -16,6 +16,8 @@
  *   wiegand26    4 bytes big-endian, 26 bits with parity     FC and CN (3 bytes), "wiegand26"
  *                (checked), or text "FC,CN"
  *   iso14443     4, 7 or 10 bytes (a PC/SC UID)              as is, "iso14443"
+ *   ble          6 bytes, most significant first, or text    6 bytes, "ble"; the key
+ *                "AA:BB:CC:DD:EE:FF" (':' or '-', any case)  changes every local day
  *   other        any bytes                                   as is, the space as given
  *
  * Pure, no allocation, any thread. Fuzzed (tests/fuzz/fuzz_subject.c).
@@ -32,5 +34,10 @@
  * reading is refused). *canon_space is a static string. */
 int mt_subject_canonical(const char *space, const void *id, size_t len, const char **canon_space,
                          uint8_t out[MT_SUBJECT_MAX], size_t *outlen);
+
+/* Device addresses (canonical space "ble") identify a person's phone: their
+ * pseudonyms change every local day whatever agent.pseudonym_rotation says,
+ * so one pseudonym never links a phone's visits across days (issue 12). */
+int mt_subject_daily(const char *canon_space);
 
 #endif

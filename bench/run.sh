@@ -10,7 +10,7 @@ set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build-bench}
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMITTARI_TESTS=OFF -DMITTARI_BENCH=ON >/dev/null
-cmake --build "$build" -j"$(nproc)" --target bench_throughput bench_idle bench_modbus bench_decoder >/dev/null
+cmake --build "$build" -j"$(nproc)" --target bench_throughput bench_idle bench_modbus bench_decoder bench_ble >/dev/null
 "$build/bench/bench_throughput" -n "${N:-2000000}" -r "${ROUNDS:-3}"
 echo
 "$build/bench/bench_idle" -w "${WINDOW:-20}"
@@ -18,3 +18,5 @@ echo
 "$build/bench/bench_modbus" -w "${WINDOW:-20}" -n "${MODBUS_N:-10,100,500}"
 echo
 "$build/bench/bench_decoder"
+echo
+"$build/bench/bench_ble" -w "${WINDOW:-20}"

@@ -24,6 +24,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   libcmocka-dev libssl-dev sqlite3 valgrind procps systemd groff-base
   socat pcscd vsmartcard-vpcd
+  dbus-daemon dbus-session-bus-common python3-dbus python3-dbusmock
   clang-14 libclang-rt-14-dev
   faketime openssl util-linux
   chromium fonts-dejavu-core python3-prometheus-client

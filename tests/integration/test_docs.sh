@@ -93,6 +93,8 @@ def check_block(doc, start, lines):
         keys += FLOWKEY.findall(rest if "{" in rest else "")
         if not stack:
             continue
+        if any(e[1] == "tags" for e in (stack[:-1] if m else stack)):
+            continue                                         # tag names are free
         top = stack[0][1]
         for k in keys:
             if len(stack) == 1 and k == top:

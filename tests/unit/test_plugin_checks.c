@@ -260,7 +260,7 @@ static int create_with(const struct mittari_plugin *p, const char *opts, bool *t
     assert_true(asprintf(&text, "o: {%s}\n", opts) > 0);
     mt_cfgdoc_init(&doc);
     mt_cfg_load_file(&doc, "test", text, &d);
-    struct mt_optset os = {p->options, p->config_size, "test", NULL, false, NULL};
+    struct mt_optset os = {p->options, p->config_size, "test", NULL, false, p->name};
     *table_refused = mt_options_apply(&os, conf, mt_node_get(doc.root, "o"), &pos, &arena, &d) > 0;
     rc = *table_refused ? MITTARI_ECONFIG
                         : p->create(&stub_host, (struct mittari_ctx *)&s, conf, &state);

@@ -3,10 +3,14 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pseudo.h"
 #include "subject.h"
+#include "util.h"
 
 static uint32_t canon32(const char *space, const void *id, size_t len)
 {
@@ -105,11 +109,11 @@ static void other_spaces_pass_through(void **s)
     assert_int_equal(n, 7);
     assert_memory_equal(out, uid7, 7);
     assert_int_equal(refused("iso14443", uid7, 5), -EINVAL);
-    assert_int_equal(mt_subject_canonical("ble", S("AA:BB"), &cs, out, &n), 0);
+    assert_int_equal(mt_subject_canonical("badge", S("AA:BB"), &cs, out, &n), 0);
     assert_int_equal(n, 5);
     char big[65];
     memset(big, 'x', sizeof(big));
-    assert_int_equal(refused("ble", big, 65), -EINVAL);
+    assert_int_equal(refused("badge", big, 65), -EINVAL);
 }
 
 /* The point of it all: the same card read three ways is one pseudonym, and
@@ -160,6 +164,101 @@ static void rotation_changes_the_key_per_local_period(void **s)
     mt_pseudo_free(&p);
 }
 
+/* A Bluetooth address as 6 bytes or as BlueZ's text, either case or
+ * separator, is one identifier in space "ble" (issue 12). */
+static void ble_address_forms_agree(void **s)
+{
+    (void)s;
+    const uint8_t raw[6] = {0xC4, 0x7A, 0x0B, 0x11, 0x22, 0xF3};
+    const char *texts[] = {"C4:7A:0B:11:22:F3", "c4:7a:0b:11:22:f3", "C4-7A-0B-11-22-F3"};
+    uint8_t out[MT_SUBJECT_MAX];
+    const char *cs = NULL;
+    size_t n = 0;
+    assert_int_equal(mt_subject_canonical("ble", raw, 6, &cs, out, &n), 0);
+    assert_string_equal(cs, "ble");
+    assert_int_equal(n, 6);
+    assert_memory_equal(out, raw, 6);
+    for (size_t i = 0; i < MT_ARRAY_SIZE(texts); i++) {
+        memset(out, 0, sizeof(out));
+        assert_int_equal(mt_subject_canonical("ble", S(texts[i]), &cs, out, &n), 0);
+        assert_string_equal(cs, "ble");
+        assert_int_equal(n, 6);
+        assert_memory_equal(out, raw, 6);
+    }
+    const char *bad[] = {"C4:7A:0B:11:22:F", "C4:7A:0B:11:22:F3:", "C4:7A-0B:11:22:F3",
+                         "C4:7A:0B:11:22:G3", "C4.7A.0B.11.22.F3", "C47A0B1122F3"};
+    for (size_t i = 0; i < MT_ARRAY_SIZE(bad); i++)
+        assert_int_equal(refused("ble", S(bad[i])), -EINVAL);
+    assert_int_equal(refused("ble", raw, 5), -EINVAL);
+    assert_int_equal(refused("ble", raw, 0), -EINVAL);
+    assert_true(mt_subject_daily("ble"));
+    assert_false(mt_subject_daily("em4100"));
+    assert_false(mt_subject_daily(NULL));
+}
+
+/* HMAC(HMAC(key, "mittari-period" 0 day), "ble" 0 address): the documented
+ * construction, computed with OpenSSL. */
+static void ble_reference(const char *key, const char *day, const uint8_t addr[6],
+                          char out[MT_SUBJECT_SIZE])
+{
+    uint8_t msg[64], pkey[EVP_MAX_MD_SIZE], mac[EVP_MAX_MD_SIZE];
+    unsigned plen = 0, maclen = 0;
+    memcpy(msg, "mittari-period", 15); /* with its NUL */
+    memcpy(msg + 15, day, strlen(day));
+    assert_non_null(HMAC(EVP_sha256(), key, (int)strlen(key), msg, 15 + strlen(day), pkey, &plen));
+    memcpy(msg, "ble", 4);
+    memcpy(msg + 4, addr, 6);
+    assert_non_null(HMAC(EVP_sha256(), pkey, (int)plen, msg, 10, mac, &maclen));
+    mt_base64url(mac, 16, out, MT_SUBJECT_SIZE);
+}
+
+/* Device addresses get the local day's key whatever the configured
+ * rotation: across midnight and across the 23-hour day DST begins on
+ * (Helsinki, 2026-03-29), and the card spaces keep their own rotation
+ * while the two share the period cache. */
+static void ble_pseudonyms_change_every_local_day(void **s)
+{
+    (void)s;
+    const char *key = "0123456789abcdef0123456789abcdef";
+    const uint8_t addr[6] = {0x5A, 0x01, 0x02, 0x03, 0x04, 0x05};
+    int64_t sat2330 = 1774733400LL * 1000000, sun0030 = 1774737000LL * 1000000;
+    int64_t sun0259 = 1774745940LL * 1000000, sun0400 = 1774746000LL * 1000000;
+    int64_t sun2330 = 1774816200LL * 1000000, mon0010 = 1774818600LL * 1000000;
+    char a[MT_SUBJECT_SIZE], b[MT_SUBJECT_SIZE], c[MT_SUBJECT_SIZE], d[MT_SUBJECT_SIZE];
+    char e[MT_SUBJECT_SIZE], want[MT_SUBJECT_SIZE], card1[MT_SUBJECT_SIZE], card2[MT_SUBJECT_SIZE];
+    struct mt_pseudo p;
+
+    setenv("TZ", "Europe/Helsinki", 1);
+    tzset();
+    assert_int_equal(mt_pseudo_init(&p, key), 0);
+    for (int rot = MT_ROTATE_NONE; rot <= MT_ROTATE_YEARLY; rot++) {
+        mt_pseudo_set_rotation(&p, rot);
+        assert_int_equal(mt_pseudo_subject(&p, "ble", addr, 6, sat2330, a), 0);
+        assert_int_equal(mt_pseudo_subject(&p, "em4100-dec", S("42"), sat2330, card1), 0);
+        assert_int_equal(mt_pseudo_subject(&p, "ble", S("5a:01:02:03:04:05"), sun0030, b), 0);
+        assert_int_equal(mt_pseudo_subject(&p, "ble", addr, 6, sun0259, c), 0);
+        assert_int_equal(mt_pseudo_subject(&p, "em4100-dec", S("42"), sun0030, card2), 0);
+        assert_int_equal(mt_pseudo_subject(&p, "ble", addr, 6, sun2330, d), 0);
+        assert_int_equal(mt_pseudo_subject(&p, "ble", addr, 6, mon0010, e), 0);
+        assert_string_not_equal(a, b); /* an hour apart, two local days */
+        assert_string_equal(b, c);
+        assert_string_equal(b, d); /* the whole 23-hour day */
+        assert_string_not_equal(d, e);
+        ble_reference(key, "2026-03-28", addr, want);
+        assert_string_equal(a, want);
+        ble_reference(key, "2026-03-29", addr, want);
+        assert_string_equal(b, want);
+        ble_reference(key, "2026-03-30", addr, want);
+        assert_string_equal(e, want);
+        /* cards keep the configured rotation: none, weekly (Sat and Sun are one
+         * ISO week), monthly, yearly all keep one pseudonym over this midnight */
+        assert_string_equal(card1, card2);
+        assert_int_equal(mt_pseudo_subject(&p, "ble", addr, 6, sun0400, c), 0);
+        assert_string_equal(b, c);
+    }
+    mt_pseudo_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +268,8 @@ int main(void)
         cmocka_unit_test(other_spaces_pass_through),
         cmocka_unit_test(one_card_one_pseudonym),
         cmocka_unit_test(rotation_changes_the_key_per_local_period),
+        cmocka_unit_test(ble_address_forms_agree),
+        cmocka_unit_test(ble_pseudonyms_change_every_local_day),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
