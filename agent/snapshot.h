@@ -63,6 +63,9 @@ struct mt_snap_output {
     int64_t cursor;
     bool busy;
     struct mt_output_stats st;
+    /* as the snapshots saw them (status.c): the cursor last advancing, the
+     * retries or parked batches last growing; 0 = not since the start */
+    int64_t last_success_us, last_error_us;
 };
 
 struct mt_writer_figures {

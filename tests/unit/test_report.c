@@ -215,6 +215,28 @@ static void json_and_text_carry_the_figures(void **state)
     mt_buf_free(&b);
 }
 
+/* an output whose failures grew after its last success is failing now */
+static void failing_output_is_degraded(void **state)
+{
+    struct fx *x = *state;
+    struct mt_health h;
+    struct mt_buf b = {0};
+    x->out[0].last_success_us = NOW - 300 * US;
+    x->out[0].last_error_us = NOW - 20 * US;
+    eval(x, &h);
+    assert_int_equal(h.level, MT_HEALTH_DEGRADED);
+    assert_true(has_reason(&h, "output wh: deliveries fail (retrying; the last failure 20 s ago)"));
+    mt_report_json(&x->s, &x->f, &h, NOW, &b);
+    assert_non_null(strstr(mt_buf_cstr(&b), "\"last_success\":\""));
+    assert_non_null(strstr(mt_buf_cstr(&b), "\"last_error_at\":\""));
+    assert_non_null(strstr(mt_buf_cstr(&b), "\"last_error\":null")); /* text only when parked */
+    mt_buf_free(&b);
+    /* delivered again since: not failing */
+    x->out[0].last_success_us = NOW - 5 * US;
+    eval(x, &h);
+    assert_int_equal(h.level, MT_HEALTH_OK);
+}
+
 static void status_line(void **state)
 {
     struct fx *x = *state;
@@ -243,6 +265,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(old_backlog_and_parked_are_degraded, setup, teardown),
         cmocka_unit_test_setup_teardown(recent_trouble_is_degraded, setup, teardown),
         cmocka_unit_test_setup_teardown(json_and_text_carry_the_figures, setup, teardown),
+        cmocka_unit_test_setup_teardown(failing_output_is_degraded, setup, teardown),
         cmocka_unit_test_setup_teardown(status_line, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
