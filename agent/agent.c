@@ -1,13 +1,12 @@
 #include "agent.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -15,23 +14,50 @@
 #include "diag.h"
 #include "input.h"
 #include "log.h"
+#include "logcheck.h"
 #include "plugin.h"
 #include "pseudo.h"
 #include "series.h"
 #include "status.h"
+#include "stopwatch.h"
 #include "util.h"
 
 #define MOD "agent"
 
-enum phase { PH_INIT, PH_RUNNING, PH_STOP_INPUTS, PH_FLUSH, PH_DRAIN, PH_CLOSE_OUTPUTS, PH_DONE };
-
-struct out_slot {
-    struct mt_output *o;
-    struct mt_inst_conf *ic;
+/* The agent's phases and the reload's states: see agent.h. */
+enum phase {
+    PH_INIT,
+    PH_RUNNING,
+    PH_STOP_INPUTS,
+    PH_FLUSH,
+    PH_DRAIN,
+    PH_CLOSE_OUTPUTS,
+    PH_END_WRITER,
+    PH_WAIT,
+    PH_DONE
 };
+static const char *const phase_names[] = {"init",  "running",       "stopping inputs",
+                                          "flush", "draining",      "closing outputs",
+                                          "ending the writer", "waiting", "done"};
 
-struct in_slot {
-    struct mittari_ctx *ctx;
+enum reload { RL_NONE, RL_LOADING, RL_SWAPPING };
+
+static const char *const kind_names[] = {"input", "output", "check"};
+
+/* One instance alive: listed from creation until the callback that frees
+ * it (agent.h, INSTANCES). */
+struct inst {
+    struct inst *prev, *next;
+    struct mt_agent *a;
+    enum mt_inst_kind kind;
+    enum mt_inst_state state;
+    char name[80];
+    struct mittari_ctx *in;       /* input */
+    struct mt_output *out;        /* output */
+    struct mt_logcheck *check;    /* check */
+    struct mt_inst_conf *ic;      /* output: its settings (an input's ctx owns its own) */
+    struct mt_inst_conf *next_ic; /* RETIRING: the replacement's settings */
+    int64_t since_us;             /* monotonic: entered its state */
 };
 
 struct mt_agent {
@@ -46,108 +72,273 @@ struct mt_agent {
     char agent_id[64]; /* outlives reloads: outputs keep a pointer to it */
     int lock_fd;
 
-    struct in_slot *inputs;
-    size_t ninputs;
-    struct out_slot *outputs;
-    size_t noutputs;
-    int inputs_stopping;
-    int outputs_closing;
+    struct inst insts; /* list head */
 
     uv_signal_t sigterm, sigint, sighup;
-    uv_timer_t tick, watchdog, stats, hard_stop;
+    uv_timer_t tick, watchdog, stats;
     /* loop lag: the longest stretch the loop was busy between two polls,
      * from libuv's idle-time metric; costs no wake-up of its own */
     uv_prepare_t lag;
     uint64_t lag_last_ns, lag_idle_ns, lag_max_ns, lag_busy_ns, lag_since_ns;
     bool lag_skip;
     bool handles_inited;
-    int phase;
-    bool forced;
-    int64_t deadline;
-    int exit_code;
 
-    /* reload in progress: instances to start once the old ones stopped */
-    struct mt_config *pending;
-    int reload_waiting;
-    bool reloading;
-    bool reload_again; /* a SIGHUP came during a reload: read the files once more */
+    enum phase phase;
+    bool forced;
+    int64_t deadline; /* monotonic µs: shutdown_timeout after the stop began */
+    struct mt_stopwatch *stopwatch;
+    int exit_code;
+    bool damaged; /* the log is damaged: said once, exit 4 */
+
+    enum reload reload;
+    struct mt_config *pending; /* SWAPPING: the new configuration */
+    bool reload_again;         /* a SIGHUP came during a reload: read the files once more */
 
     void (*commit_cb)(void *arg, int64_t seq);
     void *commit_arg;
     struct mt_status *status; /* the local HTTP endpoint (status.h) */
 };
 
-uv_loop_t *mt_agent_loop(struct mt_agent *a)
-{
-    return &a->loop;
-}
+#define FOR_INST(a, i)                                                                             \
+    for (struct inst *i = (a)->insts.next, *i##_next = i->next; i != &(a)->insts;                  \
+         i = i##_next, i##_next = i->next)
 
-struct mt_writer *mt_agent_writer(struct mt_agent *a)
-{
-    return a->writer;
-}
-
-size_t mt_agent_noutputs(struct mt_agent *a)
-{
-    return a->noutputs;
-}
-
-struct mt_output *mt_agent_output(struct mt_agent *a, size_t i)
-{
-    return i < a->noutputs ? a->outputs[i].o : NULL;
-}
-
-size_t mt_agent_ninputs(struct mt_agent *a)
-{
-    return a->ninputs;
-}
-
-struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t i)
-{
-    return i < a->ninputs ? a->inputs[i].ctx : NULL;
-}
-
-const char *mt_agent_output_type(struct mt_agent *a, size_t i)
-{
-    return i < a->noutputs ? a->outputs[i].ic->plugin : NULL;
-}
-
-const struct mt_config *mt_agent_config(struct mt_agent *a)
-{
-    return a->conf;
-}
-
-const char *mt_agent_phase_name(struct mt_agent *a)
-{
-    if (a->phase == PH_INIT)
-        return "starting";
-    if (a->phase == PH_RUNNING)
-        return a->reloading ? "reloading" : "running";
-    return "stopping";
-}
-
-void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg)
-{
-    a->commit_cb = cb;
-    a->commit_arg = arg;
-}
-
+static void stop_step(struct mt_agent *a);
+static void reload_check_done(struct mt_agent *a);
 void mt_agent_stop(struct mt_agent *a);
+
+static void set_exit(struct mt_agent *a, int code)
+{
+    /* the most telling one wins: storage (4) over failure (1) over ok */
+    if (code == MT_EXIT_STORAGE || (code && a->exit_code == MT_EXIT_OK))
+        a->exit_code = code;
+    if (a->stopwatch && a->exit_code)
+        mt_stopwatch_set_status(a->stopwatch, a->exit_code);
+}
+
+/* ---- the instance list ---- */
+
+static struct inst *inst_new(struct mt_agent *a, enum mt_inst_kind kind, const char *name)
+{
+    struct inst *i = calloc(1, sizeof(*i));
+    if (!i)
+        return NULL;
+    i->a = a;
+    i->kind = kind;
+    i->state = MT_INST_CREATED;
+    i->since_us = mt_mono_us();
+    snprintf(i->name, sizeof(i->name), "%s", name);
+    i->prev = a->insts.prev;
+    i->next = &a->insts;
+    a->insts.prev->next = i;
+    a->insts.prev = i;
+    return i;
+}
+
+static void inst_set(struct inst *i, enum mt_inst_state state)
+{
+    i->state = state;
+    i->since_us = mt_mono_us();
+}
+
+static void inst_free(struct inst *i)
+{
+    i->prev->next = i->next;
+    i->next->prev = i->prev;
+    mt_inst_conf_free(i->ic);
+    mt_inst_conf_free(i->next_ic);
+    free(i);
+}
+
+/* Instances alive of a kind (-1: of any kind). */
+static size_t alive(struct mt_agent *a, int kind)
+{
+    size_t n = 0;
+    FOR_INST(a, i)
+    if (kind < 0 || (int)i->kind == kind)
+        n++;
+    return n;
+}
+
+static const struct mt_inst_conf *inst_conf(const struct inst *i)
+{
+    return i->kind == MT_INST_INPUT ? mt_input_conf(i->in) : i->ic;
+}
+
+/* ---- creating, starting and stopping instances ---- */
+
+static void on_inst_gone(struct inst *i, int64_t cursor);
+
+static void input_gone(void *arg)
+{
+    on_inst_gone(arg, 0);
+}
+
+static void output_gone(void *arg, int64_t cursor)
+{
+    on_inst_gone(arg, cursor);
+}
+
+static void check_gone(void *arg, int rc)
+{
+    (void)rc; /* damage went to the writer, which tells on_commit */
+    on_inst_gone(arg, 0);
+}
+
+/* CREATED from ic (taken, even on error). */
+static void add_input(struct mt_agent *a, struct mt_inst_conf *ic)
+{
+    struct mt_input_env env = {&a->loop, a->writer, &a->series, &a->pseudo};
+    struct inst *i = inst_new(a, MT_INST_INPUT, ic->name);
+    char err[512];
+
+    if (!i) {
+        mt_diag(MT_ERR, MOD, "input %s: out of memory; it stays off until the next reload",
+                ic->name);
+        mt_inst_conf_free(ic);
+        return;
+    }
+    if (mt_input_create(&i->in, &env, ic, err, sizeof(err))) {
+        mt_diag(MT_ERR, MOD, "input %s: %s; it stays off until the next reload", i->name, err);
+        inst_free(i);
+    }
+}
+
+/* CREATED from ic (taken, even on error); delivers after resume_after at
+ * least (a replaced output hands over its cursor). */
+static void add_output(struct mt_agent *a, struct mt_inst_conf *ic, int64_t resume_after)
+{
+    struct mt_output_env env = {&a->loop, a->writer, &a->series, a->db_path, a->agent_id};
+    struct inst *i = inst_new(a, MT_INST_OUTPUT, ic->name);
+    char err[512];
+
+    if (!i) {
+        mt_inst_conf_free(ic);
+        return;
+    }
+    i->ic = ic;
+    if (mt_output_create(&i->out, &env, ic->name, ic->otype, ic->conf, &ic->common, err,
+                         sizeof(err))) {
+        mt_diag(MT_ERR, MOD, "output %s: %s; it stays off until the next reload", ic->name, err);
+        inst_free(i);
+        return;
+    }
+    mt_output_resume_after(i->out, resume_after);
+}
+
+/* Moves the enabled instance settings out of c into CREATED instances. */
+static void instantiate(struct mt_agent *a, struct mt_config *c)
+{
+    for (size_t k = 0; k < 2; k++) {
+        struct mt_inst_conf **v = k == 0 ? c->outputs : c->inputs;
+        size_t n = k == 0 ? c->noutputs : c->ninputs;
+        for (size_t j = 0; j < n; j++) {
+            struct mt_inst_conf *ic = v[j];
+            v[j] = NULL;
+            if (ic && !ic->enabled)
+                mt_inst_conf_free(ic);
+            else if (ic && k == 0)
+                add_output(a, ic, 0);
+            else if (ic)
+                add_input(a, ic);
+        }
+    }
+}
+
+/* Starts every CREATED instance: outputs first, so the first commit finds
+ * them listening. */
+static void start_created(struct mt_agent *a)
+{
+    FOR_INST(a, i)
+    if (i->state == MT_INST_CREATED && i->kind == MT_INST_OUTPUT) {
+        inst_set(i, MT_INST_RUNNING);
+        mt_output_start(i->out);
+    }
+    FOR_INST(a, i)
+    if (i->state == MT_INST_CREATED && i->kind == MT_INST_INPUT) {
+        inst_set(i, MT_INST_RUNNING);
+        mt_input_start(i->in);
+    }
+}
+
+/* RETIRING or STOPPING; the instance is freed in its done callback, which
+ * may come before this returns. */
+static void stop_inst(struct inst *i, enum mt_inst_state state)
+{
+    inst_set(i, state);
+    switch (i->kind) {
+    case MT_INST_INPUT: mt_input_stop(i->in, input_gone, i); break;
+    case MT_INST_OUTPUT: mt_output_close(i->out, output_gone, i); break;
+    case MT_INST_CHECK: mt_logcheck_cancel(i->check); break;
+    }
+}
+
+static void on_inst_gone(struct inst *i, int64_t cursor)
+{
+    struct mt_agent *a = i->a;
+    enum mt_inst_kind kind = i->kind;
+    bool retired = i->state == MT_INST_RETIRING;
+    struct mt_inst_conf *next = i->next_ic;
+
+    i->next_ic = NULL;
+    inst_free(i);
+    if (!retired)
+        return;
+    /* its replacement, made now that it released what it held (a serial
+     * port); started when the reload finishes */
+    if (next && a->phase == PH_RUNNING && a->reload != RL_NONE) {
+        if (kind == MT_INST_INPUT)
+            add_input(a, next);
+        else
+            add_output(a, next, cursor); /* what it delivered, also while closing */
+    } else {
+        mt_inst_conf_free(next);
+    }
+    reload_check_done(a);
+}
+
+static void start_check(struct mt_agent *a)
+{
+    struct inst *i = inst_new(a, MT_INST_CHECK, "log check");
+    int rc = i ? mt_logcheck_start(&i->check, &a->loop, a->db_path, a->writer, check_gone, i)
+               : -ENOMEM;
+    if (rc) {
+        mt_diag(MT_WARNING, MOD, "cannot check the log after start: %s", strerror(-rc));
+        if (i)
+            inst_free(i);
+        return;
+    }
+    inst_set(i, MT_INST_RUNNING);
+}
+
+/* ---- the log ---- */
+
+static void advise_damaged(struct mt_agent *a, const char *what)
+{
+    mt_diag(MT_ERR, MOD,
+            "the log %s is damaged (%s). mittari stops with exit status 4 (the systemd unit does "
+            "not restart on it) and writes nothing more into it. To go on: `mittari salvage -c "
+            "%s` copies every reading it can still read into a new log, with the same generation "
+            "and numbering, and moves the damaged files aside; then start mittari again",
+            a->db_path, what, a->opts.conf_path);
+}
 
 static void on_commit(void *arg, int64_t seq)
 {
     struct mt_agent *a = arg;
-    if (a->writer && mt_writer_error(a->writer) == MITTARI_ESTORAGE && a->phase == PH_RUNNING) {
-        /* a corrupt log cannot take readings: stop with a status systemd
-         * does not restart on (RestartPreventExitStatus), no crash loop */
-        mt_diag(MT_ERR, MOD, "the log database %s is corrupt; stopping. Move it (and its -wal, "
-                "-shm files) aside to start a new one", a->db_path);
-        a->exit_code = MT_EXIT_STORAGE;
-        mt_agent_stop(a);
+
+    if (a->writer && mt_writer_error(a->writer) == MITTARI_ESTORAGE && !a->damaged) {
+        char what[256];
+        a->damaged = true;
+        mt_writer_fault_text(a->writer, what, sizeof(what));
+        advise_damaged(a, what);
+        set_exit(a, MT_EXIT_STORAGE);
+        if (a->phase == PH_RUNNING)
+            mt_agent_stop(a);
     }
-    for (size_t i = 0; i < a->noutputs; i++)
-        if (a->outputs[i].o)
-            mt_output_notify(a->outputs[i].o, seq);
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING)
+        mt_output_notify(i->out, seq);
     if (a->commit_cb)
         a->commit_cb(a->commit_arg, seq);
 }
@@ -164,86 +355,6 @@ static struct mt_writer_conf writer_conf(const struct mt_agent_conf *c)
         .housekeeping_ms = c->housekeeping_ms,
     };
     return w;
-}
-
-/* ---- instances ---- */
-
-static int add_input(struct mt_agent *a, struct mt_inst_conf *ic)
-{
-    struct mt_input_env env = {&a->loop, a->writer, &a->series, &a->pseudo};
-    struct mittari_ctx *ctx;
-    char err[512];
-    struct in_slot *v = realloc(a->inputs, (a->ninputs + 1) * sizeof(*v));
-
-    if (!v) {
-        mt_inst_conf_free(ic);
-        return -ENOMEM;
-    }
-    a->inputs = v;
-    char name[80];
-    snprintf(name, sizeof(name), "%s", ic->name);
-    int rc = mt_input_create(&ctx, &env, ic, err, sizeof(err));
-    if (rc) {
-        mt_diag(MT_ERR, MOD, "input %s: %s; it stays off until the next reload", name, err);
-        return rc;
-    }
-    a->inputs[a->ninputs++].ctx = ctx;
-    return 0;
-}
-
-static int add_output(struct mt_agent *a, struct mt_inst_conf *ic, int64_t resume_after)
-{
-    struct mt_output_env env = {&a->loop, a->writer, &a->series, a->db_path, a->agent_id};
-    struct mt_output *o;
-    char err[512];
-    struct out_slot *v = realloc(a->outputs, (a->noutputs + 1) * sizeof(*v));
-
-    if (!v) {
-        mt_inst_conf_free(ic);
-        return -ENOMEM;
-    }
-    a->outputs = v;
-    int rc = mt_output_create(&o, &env, ic->name, ic->otype, ic->conf, &ic->common, err,
-                              sizeof(err));
-    if (rc) {
-        mt_diag(MT_ERR, MOD, "output %s: %s; it stays off until the next reload", ic->name, err);
-        mt_inst_conf_free(ic);
-        return rc;
-    }
-    mt_output_resume_after(o, resume_after);
-    a->outputs[a->noutputs].o = o;
-    a->outputs[a->noutputs].ic = ic;
-    a->noutputs++;
-    return 0;
-}
-
-/* Moves enabled instance configs out of c into running instances. */
-static void instantiate(struct mt_agent *a, struct mt_config *c, bool start)
-{
-    for (size_t i = 0; i < c->noutputs; i++) {
-        struct mt_inst_conf *ic = c->outputs[i];
-        if (!ic)
-            continue;
-        c->outputs[i] = NULL;
-        if (!ic->enabled) {
-            mt_inst_conf_free(ic);
-            continue;
-        }
-        if (add_output(a, ic, 0) == 0 && start)
-            mt_output_start(a->outputs[a->noutputs - 1].o);
-    }
-    for (size_t i = 0; i < c->ninputs; i++) {
-        struct mt_inst_conf *ic = c->inputs[i];
-        if (!ic)
-            continue;
-        c->inputs[i] = NULL;
-        if (!ic->enabled) {
-            mt_inst_conf_free(ic);
-            continue;
-        }
-        if (add_input(a, ic) == 0 && start)
-            mt_input_start(a->inputs[a->ninputs - 1].ctx);
-    }
 }
 
 /* Outputs in the configuration, enabled or not (one switched off for a
@@ -266,28 +377,14 @@ static void keep_configured_consumers(struct mt_agent *a, const struct mt_config
 
 static int lock_data_dir(struct mt_agent *a, const char *dir)
 {
-    char path[PATH_MAX];
-    char pid[32];
+    char holder[32];
+    int rc = mt_lock_dir(dir, &a->lock_fd, holder, sizeof(holder));
 
-    snprintf(path, sizeof(path), "%s/mittari.lock", dir);
-    a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (a->lock_fd < 0) {
-        mt_diag(MT_ERR, MOD, "cannot open %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    if (flock(a->lock_fd, LOCK_EX | LOCK_NB)) {
-        ssize_t n = pread(a->lock_fd, pid, sizeof(pid) - 1, 0);
-        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' '))
-            n--;
-        pid[n > 0 ? n : 0] = 0;
-        mt_diag(MT_ERR, MOD, "data dir %s is in use by another mittari (pid %s)", dir,
-                pid[0] ? pid : "?");
-        return -EBUSY;
-    }
-    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-    if (ftruncate(a->lock_fd, 0) == 0)
-        mt_write_all(a->lock_fd, pid, (size_t)n);
-    return 0;
+    if (rc == -EBUSY)
+        mt_diag(MT_ERR, MOD, "data dir %s is in use by another mittari (pid %s)", dir, holder);
+    else if (rc)
+        mt_diag(MT_ERR, MOD, "cannot open %s/mittari.lock: %s", dir, strerror(-rc));
+    return rc;
 }
 
 static int setup_pseudo(struct mt_agent *a)
@@ -332,19 +429,23 @@ static int open_storage(struct mt_agent *a)
     snprintf(a->db_path, sizeof(a->db_path), "%s/mittari.db", c->data_dir);
     rc = mt_log_open(&db, a->db_path,
                      MT_LOG_WRITER | (c->sync == 0 ? MT_LOG_SYNC_FULL : 0), err, sizeof(err));
+    if (rc == MITTARI_ESTORAGE) {
+        advise_damaged(a, err);
+        return rc;
+    }
     if (rc) {
         mt_diag(MT_ERR, MOD, "%s", err);
-        if (rc == MITTARI_ESTORAGE)
-            mt_diag(MT_ERR, MOD,
-                    "the log is unusable; move %s (and its -wal, -shm files) aside to start a "
-                    "new one; nothing was changed",
-                    a->db_path);
         return rc;
     }
     struct mt_writer_conf wc = writer_conf(c);
+    /* reads the series, counter states, cursors and the newest seq: damage
+     * there is met before anything is written */
     rc = mt_writer_start(&a->writer, &a->loop, db, &a->series, &wc, on_commit, a);
-    if (rc)
-        mt_diag(MT_ERR, MOD, "cannot start the log writer: %s", strerror(-rc));
+    if (rc == MITTARI_ESTORAGE)
+        advise_damaged(a, "its state cannot be read");
+    else if (rc)
+        mt_diag(MT_ERR, MOD, "cannot start the log writer: %s",
+                mittari_strerror_own(rc) ? mittari_strerror_own(rc) : strerror(-rc));
     return rc;
 }
 
@@ -359,6 +460,10 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
         return MT_EXIT_FAILURE;
     a->opts = *opts;
     a->lock_fd = -1;
+    a->insts.next = a->insts.prev = &a->insts;
+    /* a closed pipe (stdout piped into head, stderr of a dead reader) is an
+     * EPIPE where it is written, not the end of the agent (issue 15) */
+    signal(SIGPIPE, SIG_IGN);
     mt_series_init(&a->series);
     if (mt_config_load(&a->conf, opts->conf_path, opts->plugin_dir, &a->reg, d))
         return MT_EXIT_CONFIG;
@@ -381,24 +486,11 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
         return MT_EXIT_STORAGE;
     mt_pseudo_set_rotation(&a->pseudo, a->conf->agent.pseudonym_rotation); /* MT_ROTATE_* order */
     keep_configured_consumers(a, a->conf);
-    instantiate(a, a->conf, false);
+    instantiate(a, a->conf);
     return MT_EXIT_OK;
 }
 
-/* ---- stop ---- */
-
-static void close_handles(struct mt_agent *a)
-{
-    mt_status_stop(a->status);
-    a->status = NULL;
-    uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
-                         (uv_handle_t *)&a->sighup,  (uv_handle_t *)&a->tick,
-                         (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
-                         (uv_handle_t *)&a->hard_stop, (uv_handle_t *)&a->lag};
-    for (size_t i = 0; i < MT_ARRAY_SIZE(hs); i++)
-        if (!uv_is_closing(hs[i]))
-            uv_close(hs[i], NULL);
-}
+/* ---- statistics ---- */
 
 static void log_stats(struct mt_agent *a, const char *when)
 {
@@ -412,24 +504,34 @@ static void log_stats(struct mt_agent *a, const char *when)
                   when, (uint64_t)s->queued, (uint64_t)s->stored, (uint64_t)s->refused_queue,
                   (uint64_t)s->refused_full, (uint64_t)s->dropped_cap,
                   (uint64_t)s->deleted_retention, mt_writer_committed(a->writer));
+    if (s->refused_stopped || s->refused_storage)
+        mt_buf_printf(&b, ", refused (stopping) %" PRIu64 ", refused (log damaged) %" PRIu64,
+                      (uint64_t)s->refused_stopped, (uint64_t)s->refused_storage);
     uint64_t span = uv_hrtime() - a->lag_since_ns;
     mt_buf_printf(&b, "; loop max lag %.3f ms, busy %.2f%%", (double)a->lag_max_ns / 1e6,
                   span ? 100.0 * (double)a->lag_busy_ns / (double)span : 0.0);
     a->lag_max_ns = a->lag_busy_ns = 0;
     a->lag_since_ns = uv_hrtime();
-    for (size_t i = 0; i < a->ninputs; i++) {
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT) {
         mt_buf_adds(&b, "; ");
-        mt_input_summary(a->inputs[i].ctx, &b);
+        mt_input_summary(i->in, &b);
     }
-    for (size_t i = 0; i < a->noutputs; i++) {
-        const struct mt_output_stats *os = mt_output_stats(a->outputs[i].o);
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT) {
+        const struct mt_output_stats *os = mt_output_stats(i->out);
         mt_buf_printf(&b, "; output %s delivered %" PRIu64 " (cursor %" PRId64 ", retries %" PRIu64
                       ", parked %" PRIu64 ")",
-                      mt_output_name(a->outputs[i].o), os->delivered,
-                      mt_output_cursor(a->outputs[i].o), os->retries, os->parked_readings);
+                      mt_output_name(i->out), os->delivered, mt_output_cursor(i->out), os->retries,
+                      os->parked_readings);
     }
     mt_diag(MT_INFO, MOD, "%s", mt_buf_cstr(&b));
     mt_buf_free(&b);
+}
+
+static void stats_cb(uv_timer_t *t)
+{
+    log_stats(t->data, "stats");
 }
 
 static void lag_cb(uv_prepare_t *p)
@@ -450,65 +552,109 @@ static void lag_cb(uv_prepare_t *p)
     a->lag_skip = false;
 }
 
-static void input_stopped(void *arg)
+/* ---- stop ---- */
+
+static void close_handles(struct mt_agent *a)
+{
+    mt_status_stop(a->status);
+    a->status = NULL;
+    uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
+                         (uv_handle_t *)&a->sighup,  (uv_handle_t *)&a->tick,
+                         (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
+                         (uv_handle_t *)&a->lag};
+    for (size_t i = 0; i < MT_ARRAY_SIZE(hs); i++)
+        if (!uv_is_closing(hs[i]))
+            uv_close(hs[i], NULL);
+}
+
+/* One line on what the stop waits for, for the stopwatch's last word. */
+static void describe_wait(struct mt_agent *a, struct mt_buf *b)
+{
+    int64_t now = mt_mono_us();
+    mt_buf_printf(b, "phase %s", phase_names[a->phase]);
+    FOR_INST(a, i)
+    {
+        mt_buf_printf(b, "; %s %s (%s for %.1f s", kind_names[i->kind], i->name,
+                      i->state == MT_INST_RETIRING ? "retiring" : "stopping",
+                      (double)(now - i->since_us) / 1e6);
+        if (i->kind == MT_INST_INPUT && mt_input_polls_busy(i->in))
+            mt_buf_printf(b, ", %d polls of its plugin still running", mt_input_polls_busy(i->in));
+        mt_buf_adds(b, ")");
+    }
+    if (a->writer && a->phase < PH_WAIT)
+        mt_buf_printf(b, "; %" PRIu64 " readings not yet stored", mt_writer_held(a->writer));
+}
+
+static void warn_stuck(struct mt_agent *a, enum mt_inst_kind kind)
+{
+    int64_t now = mt_mono_us();
+    FOR_INST(a, i)
+    if (i->kind == kind) {
+        char busy[64] = "";
+        if (kind == MT_INST_INPUT && mt_input_polls_busy(i->in))
+            snprintf(busy, sizeof(busy), ", %d polls of its plugin still running",
+                     mt_input_polls_busy(i->in));
+        mt_diag(MT_WARNING, MOD,
+                "%s %s did not stop within shutdown_timeout (%.1f s%s); the stop goes on without "
+                "it, waits for it at most %d s more, and refuses what it emits meanwhile",
+                kind_names[kind], i->name, (double)(now - i->since_us) / 1e6, busy,
+                MT_AGENT_HARD_STOP_MARGIN_MS / 1000);
+    }
+}
+
+static void writer_ended(void *arg, const struct mt_writer_end *end)
 {
     struct mt_agent *a = arg;
-    a->inputs_stopping--;
-}
 
-static void output_freed(void *arg, int64_t cursor)
-{
-    struct mt_inst_conf *ic = arg;
-    (void)cursor;
-    mt_inst_conf_free(ic);
-}
-
-struct close_ctx {
-    struct mt_agent *a;
-    struct mt_inst_conf *ic;
-};
-
-static void output_close_done(void *arg, int64_t cursor)
-{
-    struct close_ctx *c = arg;
-    (void)cursor;
-    c->a->outputs_closing--;
-    mt_inst_conf_free(c->ic);
-    free(c);
-}
-
-static void close_output(struct mt_agent *a, struct out_slot *s)
-{
-    struct close_ctx *c = malloc(sizeof(*c));
-    if (!c) {
-        mt_output_close(s->o, output_freed, s->ic);
-        return;
+    log_stats(a, "final"); /* after the last commit */
+    if (end->error == MITTARI_ESTORAGE)
+        set_exit(a, MT_EXIT_STORAGE);
+    if (end->lost) {
+        mt_diag(MT_ERR, MOD, "%" PRIu64 " readings accepted from inputs were not stored; exiting "
+                "with status %d", end->lost, end->error == MITTARI_ESTORAGE ? 4 : 1);
+        set_exit(a, MT_EXIT_FAILURE);
     }
-    c->a = a;
-    c->ic = s->ic;
-    a->outputs_closing++;
-    mt_output_close(s->o, output_close_done, c);
+    a->phase = PH_WAIT;
+    stop_step(a);
+}
+
+static void finish_stop(struct mt_agent *a)
+{
+    mt_stopwatch_free(a->stopwatch);
+    a->stopwatch = NULL;
+    mt_writer_free(a->writer); /* nothing alive can call it any more */
+    a->writer = NULL;
+    a->phase = PH_DONE;
+    close_handles(a);
 }
 
 static void close_outputs(struct mt_agent *a)
 {
-    for (size_t i = 0; i < a->noutputs; i++)
-        close_output(a, &a->outputs[i]);
-    a->noutputs = 0;
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
+        stop_inst(i, MT_INST_STOPPING);
 }
 
-static void tick_cb(uv_timer_t *t)
+/* One step of the stop (agent.h): run by the tick every 10 ms, and when
+ * the writer ended. */
+static void stop_step(struct mt_agent *a)
 {
-    struct mt_agent *a = t->data;
     int64_t now = mt_mono_us();
     bool late = now > a->deadline;
 
+    if (a->stopwatch) {
+        struct mt_buf b = {0};
+        describe_wait(a, &b);
+        mt_stopwatch_note(a->stopwatch, mt_buf_cstr(&b));
+        mt_buf_free(&b);
+    }
     switch (a->phase) {
     case PH_STOP_INPUTS:
-        if (a->inputs_stopping > 0 && !late)
+        if (alive(a, MT_INST_INPUT) && !late)
             return;
-        if (a->inputs_stopping > 0)
-            mt_diag(MT_WARNING, MOD, "%d inputs did not stop in time", a->inputs_stopping);
+        warn_stuck(a, MT_INST_INPUT);
+        mt_writer_close_intake(a->writer);
         mt_writer_flush(a->writer);
         a->phase = PH_FLUSH;
         return;
@@ -520,9 +666,9 @@ static void tick_cb(uv_timer_t *t)
         return;
     case PH_DRAIN: {
         size_t busy = 0;
-        for (size_t i = 0; i < a->noutputs; i++)
-            if (!mt_output_drained(a->outputs[i].o))
-                busy++;
+        FOR_INST(a, i)
+        if (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING && !mt_output_drained(i->out))
+            busy++;
         if (busy && !late && !a->forced)
             return;
         if (busy)
@@ -534,35 +680,32 @@ static void tick_cb(uv_timer_t *t)
         a->phase = PH_CLOSE_OUTPUTS;
         return;
     }
-    case PH_CLOSE_OUTPUTS:
-        if (a->outputs_closing > 0 && !late)
+    case PH_CLOSE_OUTPUTS: {
+        if (alive(a, MT_INST_OUTPUT) && !late)
             return;
-        log_stats(a, "final");
+        warn_stuck(a, MT_INST_OUTPUT);
         int64_t left = (a->deadline - now) / 1000;
-        mt_writer_stop(a->writer, left > 1000 ? left : 1000);
-        a->writer = NULL;
-        a->phase = PH_DONE;
-        close_handles(a);
+        a->phase = PH_END_WRITER;
+        mt_writer_end(a->writer, left > 1000 ? left : 1000, writer_ended, a);
         return;
+    }
+    case PH_WAIT:
+        if (alive(a, -1) == 0)
+            finish_stop(a);
+        return;
+    default: return;
     }
 }
 
-static void hard_stop_cb(uv_timer_t *t)
+static void tick_cb(uv_timer_t *t)
 {
-    struct mt_agent *a = t->data;
-    mt_diag(MT_ERR, MOD, "stop is stuck (a plugin blocks a worker?); exiting anyway");
-    if (a->writer) {
-        mt_writer_stop(a->writer, 1000);
-        a->writer = NULL;
-    }
-    a->exit_code = MT_EXIT_FAILURE;
-    uv_stop(&a->loop);
+    stop_step(t->data);
 }
 
 void mt_agent_stop(struct mt_agent *a)
 {
     if (a->phase != PH_RUNNING) {
-        if (a->phase < PH_DONE && !a->forced) {
+        if (a->phase > PH_RUNNING && a->phase < PH_DONE && !a->forced) {
             a->forced = true;
             mt_diag(MT_NOTICE, MOD, "second stop request: not waiting for outputs");
         }
@@ -571,27 +714,29 @@ void mt_agent_stop(struct mt_agent *a)
     sd_notify(0, "STOPPING=1");
     mt_diag(MT_INFO, MOD, "stopping");
     a->phase = PH_STOP_INPUTS;
-    a->deadline = mt_mono_us() + a->conf->agent.shutdown_timeout_ms * 1000;
+    a->deadline = mt_add_sat(mt_mono_us(), mt_ms_to_us(a->conf->agent.shutdown_timeout_ms));
+    int rc = mt_stopwatch_arm(&a->stopwatch,
+                              mt_add_sat(a->deadline, mt_ms_to_us(MT_AGENT_HARD_STOP_MARGIN_MS)),
+                              a->exit_code ? a->exit_code : MT_EXIT_FAILURE);
+    if (rc)
+        mt_diag(MT_WARNING, MOD, "cannot arm the hard stop: %s", strerror(-rc));
     uv_timer_stop(&a->stats);
     uv_timer_stop(&a->watchdog);
-    for (size_t i = 0; i < a->ninputs; i++) { /* their counters go with them */
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT) { /* their counters go with them */
         struct mt_buf b = {0};
-        mt_input_summary(a->inputs[i].ctx, &b);
+        mt_input_summary(i->in, &b);
         mt_diag(MT_INFO, MOD, "at stop: %s", mt_buf_cstr(&b));
         mt_buf_free(&b);
     }
-    a->inputs_stopping += (int)a->ninputs;
-    for (size_t i = 0; i < a->ninputs; i++)
-        mt_input_stop(a->inputs[i].ctx, input_stopped, a);
-    a->ninputs = 0;
+    /* every input alive, also one retiring for a reload, must be gone
+     * before the writer is; the check too */
+    FOR_INST(a, i)
+    if (i->kind != MT_INST_OUTPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
+        stop_inst(i, MT_INST_STOPPING);
     uv_timer_start(&a->tick, tick_cb, 0, 10);
-    /* the writer gets its own share after the deadline; then give up */
-    uv_timer_start(&a->hard_stop, hard_stop_cb,
-                   (uint64_t)a->conf->agent.shutdown_timeout_ms + 15000, 0);
-    uv_unref((uv_handle_t *)&a->hard_stop);
 }
-
-static void stats_cb(uv_timer_t *t);
 
 /* ---- reload ---- */
 
@@ -607,13 +752,9 @@ static struct mt_inst_conf *take_conf(struct mt_inst_conf **v, size_t n, const c
     return NULL;
 }
 
-static void reload_finish(struct mt_agent *a)
+/* The agent section: what can change live does. */
+static void apply_agent_conf(struct mt_agent *a, struct mt_config *c)
 {
-    struct mt_config *c = a->pending;
-
-    a->pending = NULL;
-    instantiate(a, c, true);
-    /* the agent section: what can change live does */
     struct mt_agent_conf *old = &a->conf->agent, *new = &c->agent;
     const char *restart[5] = {0};
     size_t nr = 0;
@@ -642,6 +783,8 @@ static void reload_finish(struct mt_agent *a)
     if (strcmp(old->timezone, new->timezone)) {
         setenv("TZ", new->timezone, 1);
         tzset();
+        /* periods cached in the old zone would pick the wrong key */
+        mt_pseudo_tz_changed(&a->pseudo);
     }
     mt_config_free(a->conf);
     a->conf = c;
@@ -649,10 +792,12 @@ static void reload_finish(struct mt_agent *a)
     if (c->agent.stats_interval_ms > 0)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)c->agent.stats_interval_ms,
                        (uint64_t)c->agent.stats_interval_ms);
-    a->reloading = false;
     mt_status_reconfigure(a->status);
-    mt_diag(MT_NOTICE, MOD, "configuration reloaded: %zu inputs, %zu outputs", a->ninputs,
-            a->noutputs);
+}
+
+static void reload_done(struct mt_agent *a)
+{
+    a->reload = RL_NONE;
     sd_notify(0, "READY=1");
     if (a->reload_again) {
         a->reload_again = false;
@@ -660,34 +805,59 @@ static void reload_finish(struct mt_agent *a)
     }
 }
 
-static void reload_input_stopped(void *arg)
+/* SWAPPING → NONE once nothing is retiring any more. */
+static void reload_check_done(struct mt_agent *a)
 {
-    struct mt_agent *a = arg;
-    if (--a->reload_waiting == 0 && a->phase == PH_RUNNING)
-        reload_finish(a);
+    if (a->reload != RL_SWAPPING)
+        return;
+    FOR_INST(a, i)
+    if (i->state == MT_INST_RETIRING)
+        return;
+    struct mt_config *c = a->pending;
+    a->pending = NULL;
+    if (a->phase != PH_RUNNING) { /* stopped meanwhile: nothing new starts */
+        mt_config_free(c);
+        a->reload = RL_NONE;
+        return;
+    }
+    instantiate(a, c); /* the new ones; replacements were made as their predecessors went */
+    apply_agent_conf(a, c);
+    start_created(a);
+    size_t nin = alive(a, MT_INST_INPUT), nout = alive(a, MT_INST_OUTPUT);
+    mt_diag(MT_NOTICE, MOD, "configuration reloaded: %zu inputs, %zu outputs", nin, nout);
+    reload_done(a);
 }
 
-struct reload_out {
-    struct mt_agent *a;
-    struct mt_inst_conf *old_ic;
-    struct mt_inst_conf *new_ic;
-    int64_t cursor;
-};
-
-static void reload_output_closed(void *arg, int64_t cursor)
+/* Loop thread: the new configuration is valid; switch to it. */
+static void reload_apply(struct mt_agent *a, struct mt_config *c)
 {
-    struct reload_out *r = arg;
-    struct mt_agent *a = r->a;
-    mt_inst_conf_free(r->old_ic);
-    if (r->new_ic && a->phase == PH_RUNNING) {
-        /* what the old instance delivered, also while it closed (issue 15) */
-        if (add_output(a, r->new_ic, cursor > r->cursor ? cursor : r->cursor) == 0)
-            mt_output_start(a->outputs[a->noutputs - 1].o);
-    } else {
-        mt_inst_conf_free(r->new_ic);
+    keep_configured_consumers(a, c);
+    a->pending = c;
+    /* unchanged instances keep running; changed and removed ones retire.
+     * The state stays LOADING until each was told: an input with nothing
+     * open is gone at once, and the swap must not look finished before
+     * the last one was even asked (its replacement is made all the same) */
+    FOR_INST(a, i)
+    {
+        if (i->state != MT_INST_RUNNING || i->kind == MT_INST_CHECK)
+            continue;
+        const struct mt_inst_conf *cur = inst_conf(i);
+        struct mt_inst_conf *nic = i->kind == MT_INST_INPUT
+                                       ? take_conf(c->inputs, c->ninputs, cur->name)
+                                       : take_conf(c->outputs, c->noutputs, cur->name);
+        if (nic && nic->enabled && strcmp(nic->canonical, cur->canonical) == 0) {
+            mt_inst_conf_free(nic);
+            continue;
+        }
+        if (nic && !nic->enabled) {
+            mt_inst_conf_free(nic);
+            nic = NULL;
+        }
+        i->next_ic = nic;
+        stop_inst(i, MT_INST_RETIRING);
     }
-    free(r);
-    reload_input_stopped(a);
+    a->reload = RL_SWAPPING;
+    reload_check_done(a);
 }
 
 /* The files are read, plugins loaded and decoders compiled on a worker:
@@ -709,8 +879,6 @@ static void reload_load_work(uv_work_t *req)
     r->rc = mt_config_load(&r->c, a->opts.conf_path, a->opts.plugin_dir, &a->reg, &r->d);
 }
 
-static void reload_apply(struct mt_agent *a, struct mt_config *c);
-
 static void reload_load_done(uv_work_t *req, int status)
 {
     struct reload_load *r = req->data;
@@ -719,7 +887,7 @@ static void reload_load_done(uv_work_t *req, int status)
 
     (void)status;
     if (a->phase != PH_RUNNING) {
-        a->reloading = false;
+        a->reload = RL_NONE;
         mt_config_free(c);
     } else if (r->rc) {
         for (size_t i = 0; i < r->d.n; i++) {
@@ -731,12 +899,7 @@ static void reload_load_done(uv_work_t *req, int status)
         mt_diag(MT_ERR, MOD, "new configuration has %zu problems; keeping the running one",
                 r->d.n);
         mt_config_free(c);
-        a->reloading = false;
-        sd_notify(0, "READY=1");
-        if (a->reload_again) {
-            a->reload_again = false;
-            mt_agent_reload(a);
-        }
+        reload_done(a);
     } else {
         reload_apply(a, c);
     }
@@ -748,7 +911,7 @@ void mt_agent_reload(struct mt_agent *a)
 {
     if (a->phase != PH_RUNNING)
         return;
-    if (a->reloading) {
+    if (a->reload != RL_NONE) {
         a->reload_again = true; /* the files may have changed again since */
         return;
     }
@@ -759,73 +922,15 @@ void mt_agent_reload(struct mt_agent *a)
     }
     r->a = a;
     r->work.data = r;
-    a->reloading = true;
+    a->reload = RL_LOADING;
     sd_notify(0, "RELOADING=1");
     mt_diag(MT_INFO, MOD, "reloading %s", a->opts.conf_path);
     int rc = uv_queue_work(&a->loop, &r->work, reload_load_work, reload_load_done);
     if (rc) {
         mt_diag(MT_ERR, MOD, "reload: cannot queue work: %s", uv_strerror(rc));
-        a->reloading = false;
+        a->reload = RL_NONE;
         free(r);
     }
-}
-
-/* Loop thread: the new configuration is valid; switch to it. */
-static void reload_apply(struct mt_agent *a, struct mt_config *c)
-{
-    keep_configured_consumers(a, c);
-    a->pending = c;
-    a->reload_waiting = 1; /* held until every stop below has been started */
-
-    /* inputs: keep the unchanged, stop the changed and the removed */
-    size_t kept = 0;
-    for (size_t i = 0; i < a->ninputs; i++) {
-        struct mittari_ctx *ctx = a->inputs[i].ctx;
-        const struct mt_inst_conf *cur = mt_input_conf(ctx);
-        struct mt_inst_conf *nic = take_conf(c->inputs, c->ninputs, cur->name);
-        if (nic && nic->enabled && strcmp(nic->canonical, cur->canonical) == 0) {
-            mt_inst_conf_free(nic);
-            a->inputs[kept++] = a->inputs[i];
-            continue;
-        }
-        /* put the new settings back: started once the old instance is gone */
-        if (nic)
-            for (size_t j = 0; j < c->ninputs; j++)
-                if (!c->inputs[j]) {
-                    c->inputs[j] = nic;
-                    break;
-                }
-        a->reload_waiting++;
-        mt_input_stop(ctx, reload_input_stopped, a);
-    }
-    a->ninputs = kept;
-
-    kept = 0;
-    for (size_t i = 0; i < a->noutputs; i++) {
-        struct out_slot s = a->outputs[i];
-        struct mt_inst_conf *nic = take_conf(c->outputs, c->noutputs, s.ic->name);
-        if (nic && nic->enabled && strcmp(nic->canonical, s.ic->canonical) == 0) {
-            mt_inst_conf_free(nic);
-            a->outputs[kept++] = s;
-            continue;
-        }
-        struct reload_out *r = calloc(1, sizeof(*r));
-        if (!r) {
-            mt_inst_conf_free(nic);
-            a->outputs[kept++] = s;
-            continue;
-        }
-        r->a = a;
-        r->old_ic = s.ic;
-        r->new_ic = nic && nic->enabled ? nic : NULL;
-        if (nic && !nic->enabled)
-            mt_inst_conf_free(nic);
-        r->cursor = mt_output_cursor(s.o);
-        a->reload_waiting++;
-        mt_output_close(s.o, reload_output_closed, r);
-    }
-    a->noutputs = kept;
-    reload_input_stopped(a); /* release the hold */
 }
 
 /* ---- run ---- */
@@ -850,11 +955,6 @@ static void watchdog_cb(uv_timer_t *t)
         sd_notify(0, "WATCHDOG=1");
 }
 
-static void stats_cb(uv_timer_t *t)
-{
-    log_stats(t->data, "stats");
-}
-
 int mt_agent_run(struct mt_agent *a)
 {
     uint64_t wd_usec = 0;
@@ -865,9 +965,8 @@ int mt_agent_run(struct mt_agent *a)
     uv_timer_init(&a->loop, &a->tick);
     uv_timer_init(&a->loop, &a->watchdog);
     uv_timer_init(&a->loop, &a->stats);
-    uv_timer_init(&a->loop, &a->hard_stop);
     a->sigterm.data = a->sigint.data = a->sighup.data = a;
-    a->tick.data = a->watchdog.data = a->stats.data = a->hard_stop.data = a;
+    a->tick.data = a->watchdog.data = a->stats.data = a;
     uv_prepare_init(&a->loop, &a->lag);
     a->lag.data = a;
     uv_prepare_start(&a->lag, lag_cb);
@@ -879,10 +978,8 @@ int mt_agent_run(struct mt_agent *a)
     uv_signal_start(&a->sighup, signal_cb, SIGHUP);
 
     a->phase = PH_RUNNING;
-    for (size_t i = 0; i < a->noutputs; i++)
-        mt_output_start(a->outputs[i].o);
-    for (size_t i = 0; i < a->ninputs; i++)
-        mt_input_start(a->inputs[i].ctx);
+    start_created(a);
+    start_check(a);
     if (a->conf->agent.stats_interval_ms > 0)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)a->conf->agent.stats_interval_ms,
                        (uint64_t)a->conf->agent.stats_interval_ms);
@@ -890,34 +987,42 @@ int mt_agent_run(struct mt_agent *a)
         uv_timer_start(&a->watchdog, watchdog_cb, 0, wd_usec / 2000);
     mt_status_start(&a->status, &a->loop, a, a->db_path, &a->series);
     mt_diag(MT_INFO, MOD, "running: site %s, %zu inputs, %zu outputs, log %s (last seq %" PRId64 ")",
-            a->conf->agent.site, a->ninputs, a->noutputs, a->db_path,
+            a->conf->agent.site, alive(a, MT_INST_INPUT), alive(a, MT_INST_OUTPUT), a->db_path,
             mt_writer_committed(a->writer));
     sd_notify(0, "READY=1");
     uv_run(&a->loop, UV_RUN_DEFAULT);
     return a->exit_code;
 }
 
+/* Init failed after the writer started, or run never happened: every
+ * instance stops (none was started, or the loop ran to its end), then the
+ * writer, driven by the loop here. */
+static void teardown(struct mt_agent *a)
+{
+    FOR_INST(a, i)
+    if (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING)
+        stop_inst(i, MT_INST_STOPPING);
+    while (alive(a, -1) && uv_run(&a->loop, UV_RUN_ONCE))
+        ;
+    mt_writer_stop(a->writer, 1000);
+    a->writer = NULL;
+}
+
 void mt_agent_free(struct mt_agent *a)
 {
     if (!a)
         return;
-    if (a->writer) {
-        /* init failed after the writer started, or run never happened */
-        for (size_t i = 0; i < a->ninputs; i++)
-            mt_input_stop(a->inputs[i].ctx, NULL, NULL);
-        a->ninputs = 0;
-        close_outputs(a);
-        mt_writer_stop(a->writer, 1000);
-        a->writer = NULL;
-    }
+    if (a->writer)
+        teardown(a);
+    mt_stopwatch_free(a->stopwatch);
     if (a->loop.data == a) {
         if (a->handles_inited)
             close_handles(a);
         uv_run(&a->loop, UV_RUN_DEFAULT);
         uv_loop_close(&a->loop);
     }
-    free(a->inputs);
-    free(a->outputs);
+    FOR_INST(a, i)
+    inst_free(i); /* only if the loop could not finish them: never in practice */
     mt_config_free(a->conf);
     mt_config_free(a->pending);
     mt_series_free(&a->series);
@@ -926,4 +1031,90 @@ void mt_agent_free(struct mt_agent *a)
     if (a->lock_fd >= 0)
         close(a->lock_fd);
     free(a);
+}
+
+/* ---- for tests, benchmarks and a status page ---- */
+
+uv_loop_t *mt_agent_loop(struct mt_agent *a)
+{
+    return &a->loop;
+}
+
+struct mt_writer *mt_agent_writer(struct mt_agent *a)
+{
+    return a->writer;
+}
+
+size_t mt_agent_noutputs(struct mt_agent *a)
+{
+    size_t n = 0;
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
+        n++;
+    return n;
+}
+
+struct mt_output *mt_agent_output(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->out;
+    return NULL;
+}
+
+size_t mt_agent_ninputs(struct mt_agent *a)
+{
+    size_t n = 0;
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT && (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
+        n++;
+    return n;
+}
+
+struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->in;
+    return NULL;
+}
+
+const char *mt_agent_output_type(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->ic ? i->ic->plugin : "";
+    return NULL;
+}
+
+const struct mt_config *mt_agent_config(struct mt_agent *a)
+{
+    return a->conf;
+}
+
+void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg)
+{
+    a->commit_cb = cb;
+    a->commit_arg = arg;
+}
+
+size_t mt_agent_instances(struct mt_agent *a, struct mt_inst_info *v, size_t max)
+{
+    size_t n = 0;
+    FOR_INST(a, i)
+    {
+        if (n < max)
+            v[n] = (struct mt_inst_info){.kind = i->kind, .state = i->state, .name = i->name};
+        n++;
+    }
+    return n;
+}
+
+const char *mt_agent_phase_name(struct mt_agent *a)
+{
+    return phase_names[a->phase];
 }

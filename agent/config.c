@@ -83,8 +83,11 @@ const struct mittari_option mt_agent_options[] = {
     {.name = "retention",
      .type = MITTARI_OPT_DURATION,
      .def = "30d",
+     .min = 0,
+     .max = 3153600000000.0, /* 36500d: beyond, "keep" is meant (issue 15) */
      .offset = A(retention_ms),
-     .help = "Delivered readings older than this are deleted; 0 = keep until the size cap."},
+     .help = "Delivered readings older than this are deleted (at most 36500d); 0 = keep until "
+             "the size cap."},
     {.name = "max_size",
      .type = MITTARI_OPT_SIZE,
      .def = "1GiB",

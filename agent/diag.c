@@ -1,6 +1,7 @@
 #include "diag.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,8 @@
 
 #include "util.h"
 
-static int max_level = MT_INFO;
+/* written on reload (loop), read by every thread that logs */
+static _Atomic int max_level = MT_INFO;
 static bool journal;
 static mt_diag_sink sink_fn;
 static void *sink_arg;
@@ -25,12 +27,12 @@ void mt_diag_init(void)
 
 void mt_diag_set_level(int level)
 {
-    max_level = level;
+    atomic_store_explicit(&max_level, level, memory_order_relaxed);
 }
 
 int mt_diag_level(void)
 {
-    return max_level;
+    return atomic_load_explicit(&max_level, memory_order_relaxed);
 }
 
 void mt_diag_set_sink(mt_diag_sink sink, void *arg)
@@ -58,7 +60,7 @@ void mt_diagv(int level, const char *module, const char *fmt, va_list ap)
     char line[1024];
     size_t n = 0;
 
-    if (level > max_level)
+    if (level > atomic_load_explicit(&max_level, memory_order_relaxed))
         return;
     if (level < 0)
         level = 0;

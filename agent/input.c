@@ -16,6 +16,8 @@
 
 #define COMPLAIN_US (600 * 1000000LL)
 #define MAX_TAGS 8
+#define MT_TS_MIN 946684800000000LL  /* 2000-01-01T00:00:00Z */
+#define MT_TS_MAX 4102444800000000LL /* 2100-01-01T00:00:00Z */
 
 enum handle_kind { H_TIMER, H_WATCH, H_POLL };
 
@@ -60,6 +62,7 @@ struct mittari_ctx {
     void *state;
     char module[128];
     _Atomic int running;
+    uint16_t origin; /* the writer's number for this instance's name */
     struct hlink handles; /* list head */
     int pending_close;    /* handles whose close callback has not run */
     int polls_busy;
@@ -70,8 +73,8 @@ struct mittari_ctx {
     pthread_mutex_t lock; /* devices, complaints */
     struct dev_status *devs; /* [0] is the instance itself (name "") */
     size_t ndevs;
-    struct mt_complain c_invalid, c_refused;
-    _Atomic uint64_t emitted, refused, invalid, polls_skipped;
+    struct mt_complain c_invalid, c_refused, c_conflict;
+    _Atomic uint64_t emitted, refused, invalid, polls_skipped, conflicts;
     _Atomic int64_t last_reading; /* wall clock µs of the last accepted reading */
 };
 
@@ -192,6 +195,29 @@ static int merge_tags(struct mittari_ctx *ctx, const struct mittari_reading *r, 
     return rc;
 }
 
+/* Issue 8 §5: one cumulative series, one counter. A reading that would
+ * mix a second counter in is refused and counted; said once per 10 min. */
+static int feed(struct mittari_ctx *ctx, const struct mittari_reading *r, const struct mt_rec *rec)
+{
+    const char *source = r->size >= MITTARI_READING_SIZE_1_0 + sizeof(r->source) ? r->source : NULL;
+    char why[320];
+
+    if (source && !valid_text(source, 47)) {
+        invalid(ctx, "source longer than 47 bytes or with control characters");
+        return MITTARI_EREADING;
+    }
+    if (mt_series_feed(ctx->env.series, rec->series, ctx, ctx->ic->name, source, rec->ts,
+                       rec->counter, why, sizeof(why)) == 0)
+        return 0;
+    atomic_fetch_add(&ctx->conflicts, 1);
+    pthread_mutex_lock(&ctx->lock);
+    mt_complain(&ctx->c_conflict, MT_WARNING, ctx->module, COMPLAIN_US,
+                "counter reading refused: %s; give each counter its own metric, device or tags",
+                why);
+    pthread_mutex_unlock(&ctx->lock);
+    return MITTARI_EREADING;
+}
+
 static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
 {
     struct mt_rec rec;
@@ -201,7 +227,7 @@ static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
 
     if (!atomic_load_explicit(&ctx->running, memory_order_acquire))
         return MITTARI_ESTOPPED;
-    if (!r || r->size < sizeof(struct mittari_reading)) {
+    if (!r || r->size < MITTARI_READING_SIZE_1_0) {
         invalid(ctx, "struct mittari_reading too small (use MITTARI_READING_INIT)");
         return MITTARI_EREADING;
     }
@@ -241,6 +267,17 @@ static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
         invalid(ctx, "more than 8 tags");
         return MITTARI_EREADING;
     }
+    if (r->ts_us && (r->ts_us < MT_TS_MIN || r->ts_us >= MT_TS_MAX)) {
+        /* nanoseconds or milliseconds by mistake: a year no output could
+         * write back, or 1970 (issue 15 #7) */
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "ts_us %" PRId64 " is not a time in 2000..2099 in microseconds since the epoch "
+                 "(milliseconds or nanoseconds?)",
+                 r->ts_us);
+        invalid(ctx, why);
+        return MITTARI_EREADING;
+    }
     rec.ts = r->ts_us ? r->ts_us : mt_now_us();
     if (r->subject_id) {
         const char *space = r->subject_space ? r->subject_space : "id";
@@ -276,6 +313,9 @@ static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
         invalid(ctx, rc == -ENOSPC ? "too many series" : "out of memory");
         return rc;
     }
+    if (r->kind == MITTARI_KIND_CUMULATIVE && (rc = feed(ctx, r, &rec)))
+        return rc;
+    rec.origin = ctx->origin;
     rc = mt_writer_push(ctx->env.writer, &rec);
     if (rc) {
         atomic_fetch_add_explicit(&ctx->refused, 1, memory_order_relaxed);
@@ -646,6 +686,7 @@ int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
     dev_find(ctx, NULL); /* the instance's own status is entry 0 */
     pthread_mutex_unlock(&ctx->lock);
     snprintf(ctx->module, sizeof(ctx->module), "input %s[%s]", ic->plugin, ic->name);
+    ctx->origin = mt_writer_origin(env->writer, ic->name);
     rc = ctx->desc->create(&mt_host_api, ctx, ic->conf, &ctx->state);
     if (rc) {
         snprintf(err, errlen, "create failed: %s",
@@ -675,6 +716,7 @@ static void maybe_finish_stop(struct mittari_ctx *ctx)
     atomic_store(&ctx->running, 0);
     if (ctx->state)
         ctx->desc->destroy(ctx->state);
+    mt_series_release(ctx->env.series, ctx); /* its counters may go to a replacement */
     ctx->state = NULL;
     void (*cb)(void *) = ctx->stopped_cb;
     void *arg = ctx->stopped_arg;
@@ -701,6 +743,11 @@ void mt_input_stop(struct mittari_ctx *ctx, void (*done)(void *arg), void *arg)
     maybe_finish_stop(ctx);
 }
 
+int mt_input_polls_busy(const struct mittari_ctx *ctx)
+{
+    return ctx->polls_busy;
+}
+
 const struct mt_inst_conf *mt_input_conf(const struct mittari_ctx *ctx)
 {
     return ctx->ic;
@@ -712,6 +759,7 @@ void mt_input_get_stats(struct mittari_ctx *ctx, struct mt_input_stats *st)
     st->refused = atomic_load(&ctx->refused);
     st->invalid = atomic_load(&ctx->invalid);
     st->polls_skipped = atomic_load(&ctx->polls_skipped);
+    st->conflicts = atomic_load(&ctx->conflicts);
 }
 
 int mt_input_health(struct mittari_ctx *ctx, const char *device, char *reason, size_t len)
@@ -775,8 +823,14 @@ void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b)
         mt_buf_printf(b, ", refused %" PRIu64, st.refused);
     if (st.invalid)
         mt_buf_printf(b, ", invalid %" PRIu64, st.invalid);
+    if (st.conflicts)
+        mt_buf_printf(b, ", counter conflicts %" PRIu64, st.conflicts);
     if (st.polls_skipped)
         mt_buf_printf(b, ", polls skipped %" PRIu64, st.polls_skipped);
+    struct mt_origin_stats os;
+    mt_writer_origin_stats(ctx->env.writer, ctx->origin, &os);
+    if (os.wraps || os.resets) /* issue 8 §6: what the normalizer met on its counters */
+        mt_buf_printf(b, ", counter wraps %" PRIu64 ", resets %" PRIu64, os.wraps, os.resets);
     pthread_mutex_lock(&ctx->lock);
     for (size_t i = 0; i < ctx->ndevs; i++) {
         const struct dev_status *d = &ctx->devs[i];

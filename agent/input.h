@@ -36,6 +36,7 @@ struct mt_input_env {
 
 struct mt_input_stats {
     uint64_t emitted, refused, invalid, polls_skipped;
+    uint64_t conflicts; /* cumulative readings refused: a second counter for a series */
 };
 
 extern const struct mittari_host mt_host_api;
@@ -48,6 +49,8 @@ int mt_input_start(struct mittari_ctx *ctx);
  * flight, calls destroy() and frees the instance; then done(arg). */
 void mt_input_stop(struct mittari_ctx *ctx, void (*done)(void *arg), void *arg);
 const struct mt_inst_conf *mt_input_conf(const struct mittari_ctx *ctx);
+/* Loop thread: polls of the plugin running on workers now. */
+int mt_input_polls_busy(const struct mittari_ctx *ctx);
 void mt_input_get_stats(struct mittari_ctx *ctx, struct mt_input_stats *st);
 /* Health of a device (NULL: the instance); -1 if unknown. */
 int mt_input_health(struct mittari_ctx *ctx, const char *device, char *reason, size_t len);

@@ -713,13 +713,34 @@ int mt_log_integrity(struct mt_logdb *db, char *msg, size_t len)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db->db, "PRAGMA quick_check", -1, &st, NULL);
-    if (rc)
+    if (rc) {
+        snprintf(msg, len, "%s", sqlite3_errmsg(db->db));
         return map_rc(rc);
+    }
     rc = sqlite3_step(st);
-    snprintf(msg, len, "%s", rc == SQLITE_ROW ? col_text(st, 0) : sqlite3_errmsg(db->db));
-    int ok = rc == SQLITE_ROW && strcmp(col_text(st, 0), "ok") == 0;
+    if (rc == SQLITE_ROW) {
+        /* "ok", or one row per problem found: the first says what */
+        snprintf(msg, len, "%s", col_text(st, 0));
+        rc = strcmp(col_text(st, 0), "ok") == 0 ? 0 : MITTARI_ESTORAGE;
+    } else {
+        snprintf(msg, len, "%s", sqlite3_errmsg(db->db));
+        rc = (rc & 0xff) == SQLITE_INTERRUPT ? -EINTR : rc == SQLITE_DONE ? MITTARI_ESTORAGE : map_rc(rc);
+    }
     sqlite3_finalize(st);
-    return ok ? 0 : MITTARI_ESTORAGE;
+    return rc;
+}
+
+void mt_log_set_damaged(struct mt_logdb *db)
+{
+    mt_log_rollback(db);
+    sqlite3_db_config(db->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    sqlite3_wal_autocheckpoint(db->db, 0);
+    exec(db, "PRAGMA query_only=1");
+}
+
+void mt_log_interrupt(struct mt_logdb *db)
+{
+    sqlite3_interrupt(db->db);
 }
 
 static int fetch_rows(sqlite3_stmt *st, size_t max, struct mt_row *rows, size_t *n)

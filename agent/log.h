@@ -116,6 +116,12 @@ int mt_log_first_young(struct mt_logdb *db, int64_t cutoff_ts, int64_t *seq);
 /* Deletes rows with seq <= upto, at most max_rows of the oldest. */
 int mt_log_delete_upto(struct mt_logdb *db, int64_t upto, int64_t max_rows, int64_t *deleted);
 int mt_log_integrity(struct mt_logdb *db, char *msg, size_t len); /* quick_check */
+/* The file is known damaged: from now on this connection writes nothing
+ * more into it, not even the checkpoint at close (the WAL keeps the last
+ * commits for a salvage). Rolls back an open transaction. */
+void mt_log_set_damaged(struct mt_logdb *db);
+/* Any thread: makes a long statement on db (a quick_check) return soon. */
+void mt_log_interrupt(struct mt_logdb *db);
 
 /* Reading for consumers: rows with after < seq <= upto, in seq order. */
 int mt_log_read(struct mt_logdb *db, int64_t after, int64_t upto, size_t max, struct mt_row *rows,

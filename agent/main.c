@@ -1,7 +1,8 @@
 /*
- * main: the mittari command line: run, check, plugins, query. Exit codes:
+ * main: the mittari command line: run, check, plugins, query, ports, salvage. Exit codes:
  * docs/cli.md and enum in agent.h.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "plugin.h"
 #include "ports.h"
 #include "query.h"
+#include "salvage.h"
 #include "statuscli.h"
 #include "util.h"
 
@@ -40,6 +42,8 @@ static const char usage_text[] =
     "  query --data-dir DIR [...] the same from DIR/mittari.db, without a configuration\n"
     "                             (a copied log; local times in Europe/Helsinki)\n"
     "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
+    "  salvage -c DIR             the agent stopped: copy what can be read of a damaged log\n"
+    "                             into a new one (same numbering), move the damaged files aside\n"
     "  status -c DIR              the running agent's health, inputs, outputs and backlog\n"
     "                             (from the log when the agent is down)\n"
     "\n"
@@ -263,6 +267,35 @@ static int cmd_status(const struct cli *c)
     return rc;
 }
 
+static int cmd_salvage(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_registry reg = {0};
+    struct mt_config *conf = NULL;
+    struct mt_salvage_report r;
+    char err[1200];
+    int rc;
+
+    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+        mt_diags_print(&d, stderr);
+        rc = MT_EXIT_CONFIG;
+        goto out;
+    }
+    rc = mt_salvage(conf->agent.data_dir, &r, stderr, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "mittari: salvage: %s\n", err);
+        rc = rc == -EBUSY || rc == -ENOENT || rc == -EINVAL ? MT_EXIT_STORAGE : MT_EXIT_FAILURE;
+        goto out;
+    }
+    mt_salvage_print(&r, stdout);
+    printf("the new log is %s/mittari.db; start mittari again\n", conf->agent.data_dir);
+out:
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    mt_registry_free(&reg);
+    return rc;
+}
+
 static int cmd_run(const struct cli *c)
 {
     struct mt_diags d = {0};
@@ -351,6 +384,8 @@ int main(int argc, char **argv)
         return cmd_plugins(&c);
     if (strcmp(c.cmd, "query") == 0 && !c.name)
         return cmd_query(&c);
+    if (strcmp(c.cmd, "salvage") == 0 && !c.name)
+        return cmd_salvage(&c);
     if (strcmp(c.cmd, "status") == 0 && !c.name)
         return cmd_status(&c);
     if (strcmp(c.cmd, "ports") == 0 && !c.name)

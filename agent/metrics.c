@@ -92,6 +92,22 @@ static void input_metrics(struct mt_buf *b, const struct mt_snap *s)
                    (const char *[]){"input", in->name, "plugin", in->plugin, NULL}, (double)v);
         }
     }
+    family(b, "mittari_input_counter_wraps_total", "counter",
+           "An input's device counters that wrapped around (cumulative readings).");
+    for (size_t i = 0; i < s->ninputs; i++)
+        sample(b, "mittari_input_counter_wraps_total",
+               (const char *[]){"input", s->inputs[i].name, NULL}, (double)s->inputs[i].wraps);
+    family(b, "mittari_input_counter_resets_total", "counter",
+           "An input's device counters that went back (reset, replaced, power cycled).");
+    for (size_t i = 0; i < s->ninputs; i++)
+        sample(b, "mittari_input_counter_resets_total",
+               (const char *[]){"input", s->inputs[i].name, NULL}, (double)s->inputs[i].resets);
+    family(b, "mittari_input_counter_conflicts_total", "counter",
+           "Cumulative readings refused: a second counter for a series.");
+    for (size_t i = 0; i < s->ninputs; i++)
+        sample(b, "mittari_input_counter_conflicts_total",
+               (const char *[]){"input", s->inputs[i].name, NULL},
+               (double)s->inputs[i].st.conflicts);
     family(b, "mittari_input_decode_errors_total", "counter",
            "Bad frames and decoder errors of an input's devices (counters decoder_errors, "
            "bad_frames, crc_errors, overlong_frames).");
@@ -139,6 +155,10 @@ static void log_metrics(struct mt_buf *b, const struct mt_snap *s, const struct 
            (const char *[]){"reason", "queue_full", NULL}, (double)w->refused_queue);
     sample(b, "mittari_log_readings_refused_total", (const char *[]){"reason", "cap", NULL},
            (double)w->refused_full);
+    sample(b, "mittari_log_readings_refused_total", (const char *[]){"reason", "stopping", NULL},
+           (double)w->refused_stopped);
+    sample(b, "mittari_log_readings_refused_total", (const char *[]){"reason", "damaged", NULL},
+           (double)w->refused_storage);
     one(b, "mittari_log_readings_dropped_total", "counter",
         "Undelivered readings deleted at the size cap (full_policy drop_oldest).",
         (double)w->dropped_cap);

@@ -147,20 +147,35 @@ void mt_output_start(struct mt_output *o)
     kick(o);
 }
 
+/* Worker: a damaged log (SQLITE_CORRUPT/NOTADB) is the writer's to act on:
+ * it stops writing and the agent stops with exit 4 (issue 8 §2), instead
+ * of this output retrying forever. */
+static void report_damage(struct mt_output *o, int rc)
+{
+    char what[400];
+    if (rc != MITTARI_ESTORAGE)
+        return;
+    snprintf(what, sizeof(what), "output %s: %s", o->name, o->res.error);
+    mt_writer_fault(o->env.writer, rc, what);
+}
+
 /* Worker: the reading connection and the durable cursor, once. */
 static int load_cursor(struct mt_output *o)
 {
     char err[sizeof(o->res.error)];
     int64_t seq = 0;
 
-    if (!o->rdb && mt_log_open(&o->rdb, o->env.db_path, MT_LOG_READER, err, sizeof(err))) {
+    int rc = o->rdb ? 0 : mt_log_open(&o->rdb, o->env.db_path, MT_LOG_READER, err, sizeof(err));
+    if (rc) {
         snprintf(o->res.error, sizeof(o->res.error), "%s", err);
+        report_damage(o, rc);
         return -EAGAIN;
     }
-    int rc = mt_log_get_cursor(o->rdb, o->name, &seq);
+    rc = mt_log_get_cursor(o->rdb, o->name, &seq);
     if (rc && rc != -ENOENT) {
         snprintf(o->res.error, sizeof(o->res.error), "cannot read the cursor: %s",
                  mt_log_errmsg(o->rdb));
+        report_damage(o, rc);
         return -EAGAIN;
     }
     o->known = rc == 0;
@@ -230,6 +245,7 @@ static void work_cb(uv_work_t *req)
         o->read_failed = true;
         snprintf(o->res.error, sizeof(o->res.error), "cannot read the log: %s",
                  mt_log_errmsg(o->rdb));
+        report_damage(o, rc);
         return;
     }
     o->nrows = n;

@@ -43,6 +43,13 @@ void mt_pseudo_set_rotation(struct mt_pseudo *p, int rotation)
     pthread_mutex_unlock(&p->lock);
 }
 
+void mt_pseudo_tz_changed(struct mt_pseudo *p)
+{
+    pthread_mutex_lock(&p->lock);
+    sodium_memzero(p->periods, sizeof(p->periods)); /* start == end: empty */
+    pthread_mutex_unlock(&p->lock);
+}
+
 int mt_pseudo_load_or_create(struct mt_pseudo *p, const char *path, int *created)
 {
     char buf[4097];

@@ -60,5 +60,8 @@ int mt_pseudo_make(const struct mt_pseudo *p, const char *space, const void *id,
 int mt_pseudo_subject(struct mt_pseudo *p, const char *space, const void *id, size_t len,
                       int64_t ts_us, char out[MT_SUBJECT_SIZE]);
 void mt_pseudo_set_rotation(struct mt_pseudo *p, int rotation);
+/* After the local time zone (TZ) changed: forgets the periods computed in
+ * the old zone (issue 15). Any thread. */
+void mt_pseudo_tz_changed(struct mt_pseudo *p);
 
 #endif

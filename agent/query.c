@@ -35,7 +35,7 @@ int mt_parse_time(const char *s, int64_t now_us, int64_t *us)
         int64_t ms;
         if (mt_parse_duration_ms(s + 1, &ms))
             return -EINVAL;
-        *us = now_us - ms * 1000;
+        *us = mt_add_sat(now_us, -mt_ms_to_us(ms)); /* checked: -1000000000d is long ago */
         return 0;
     }
     if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)

@@ -115,12 +115,14 @@ void mt_health_eval(const struct mt_snap *s, const struct mt_facts *f,
         reason(h, MT_HEALTH_FAILING,
                "the agent's loop has not turned for %.1f s (a callback blocks it?)",
                (double)stale / 1e6);
-    if (strcmp(s->phase, "stopping") == 0)
-        reason(h, MT_HEALTH_FAILING, "the agent is stopping");
+    if (strcmp(s->phase, "running") != 0)
+        reason(h, MT_HEALTH_FAILING, "the agent is stopping (%s)", s->phase);
     if (s->writer_error)
         reason(h, MT_HEALTH_FAILING, "the log cannot be written: %s%s",
                err_text(s->writer_error),
-               s->writer_error == -ENOSPC ? " (disk or size cap full)" : "");
+               s->writer_error == -ENOSPC           ? " (disk or size cap full)"
+               : s->writer_error == MITTARI_ESTORAGE ? " (damaged: see mittari salvage)"
+                                                     : "");
     if (s->recent_lag_max_ns > 1000000000ull)
         reason(h, MT_HEALTH_DEGRADED, "the loop was blocked for %.1f s in the last minute",
                (double)s->recent_lag_max_ns / 1e9);
@@ -280,6 +282,8 @@ static void json_log(struct mt_buf *b, const struct mt_snap *s, const struct mt_
         j_u64(b, &first, "stored", w->stored);
         j_u64(b, &first, "refused_queue_full", w->refused_queue);
         j_u64(b, &first, "refused_cap", w->refused_full);
+        j_u64(b, &first, "refused_stopping", w->refused_stopped);
+        j_u64(b, &first, "refused_damaged", w->refused_storage);
         j_u64(b, &first, "dropped_cap", w->dropped_cap);
         j_u64(b, &first, "deleted_retention", w->deleted_retention);
         j_u64(b, &first, "deleted_cap_delivered", w->deleted_cap_delivered);
@@ -329,6 +333,9 @@ static void json_inputs(struct mt_buf *b, const struct mt_snap *s)
         j_u64(b, &first, "refused", in->st.refused);
         j_u64(b, &first, "invalid", in->st.invalid);
         j_u64(b, &first, "decode_errors", mt_report_decode_errors(in));
+        j_u64(b, &first, "counter_wraps", in->wraps);
+        j_u64(b, &first, "counter_resets", in->resets);
+        j_u64(b, &first, "counter_conflicts", in->st.conflicts);
         j_u64(b, &first, "polls_skipped", in->st.polls_skipped);
         j_key(b, &first, "devices");
         mt_buf_addc(b, '[');
@@ -463,6 +470,9 @@ static void text_inputs(struct mt_buf *b, const struct mt_snap *s)
         uint64_t de = mt_report_decode_errors(in);
         if (de)
             mt_buf_printf(b, ", decode errors %" PRIu64, de);
+        if (in->wraps || in->resets)
+            mt_buf_printf(b, ", counter wraps %" PRIu64 ", resets %" PRIu64, in->wraps,
+                          in->resets);
         mt_buf_addc(b, '\n');
         for (size_t k = 0; k < in->ndevs; k++) {
             const struct mt_snap_device *d = &in->devs[k];

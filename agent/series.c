@@ -1,8 +1,20 @@
 #include "series.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct mt_series_feed {
+    const void *owner; /* NULL: nobody feeds it now */
+    const char *owner_name;
+    uint64_t source; /* hash of the source text, 0: none said */
+    char source_text[48];
+    int64_t last_ts;
+    uint64_t last_raw;
+    bool have;
+};
 
 static uint64_t hash_key(const struct mt_series_info *s)
 {
@@ -34,8 +46,10 @@ int mt_series_init(struct mt_series_reg *r)
 
 void mt_series_free(struct mt_series_reg *r)
 {
-    for (size_t i = 0; i < MT_SERIES_MAX_CHUNKS && r->chunks[i]; i++)
+    for (size_t i = 0; i < MT_SERIES_MAX_CHUNKS && r->chunks[i]; i++) {
         free(r->chunks[i]);
+        free(r->feeds[i]);
+    }
     free(r->table);
     mt_arena_free(&r->strings);
     pthread_mutex_destroy(&r->lock);
@@ -150,4 +164,75 @@ int mt_series_add_loaded(struct mt_series_reg *r, const struct mt_series_info *s
     rc = add(r, &k, i, &id);
     pthread_mutex_unlock(&r->lock);
     return rc;
+}
+
+/* lock held */
+static struct mt_series_feed *feed_of(struct mt_series_reg *r, uint32_t id)
+{
+    uint32_t i = id - 1, c = i / MT_SERIES_CHUNK;
+    if (!r->feeds[c]) {
+        r->feeds[c] = calloc(MT_SERIES_CHUNK, sizeof(struct mt_series_feed));
+        if (!r->feeds[c])
+            return NULL;
+    }
+    return &r->feeds[c][i % MT_SERIES_CHUNK];
+}
+
+int mt_series_feed(struct mt_series_reg *r, uint32_t id, const void *owner,
+                   const char *owner_name, const char *source, int64_t ts, uint64_t raw,
+                   char *why, size_t len)
+{
+    const struct mt_series_info *s = mt_series_get(r, id);
+    uint64_t src = source && *source ? mt_hash_bytes(MT_HASH_INIT, source, strlen(source)) | 1 : 0;
+    int rc = 0;
+
+    if (!s)
+        return -EINVAL;
+    pthread_mutex_lock(&r->lock);
+    struct mt_series_feed *f = feed_of(r, id);
+    if (!f) {
+        pthread_mutex_unlock(&r->lock);
+        return 0; /* out of memory: unchecked, as before */
+    }
+    if (f->owner && f->owner != owner) {
+        snprintf(why, len, "series %s/%s/%s is fed by input %s already", s->site, s->device,
+                 s->metric, f->owner_name);
+        rc = -EEXIST;
+    } else if (f->owner && src && f->source && src != f->source) {
+        snprintf(why, len, "series %s/%s/%s is fed by two counters, %s and %s", s->site, s->device,
+                 s->metric, f->source_text, source);
+        rc = -EEXIST;
+    } else if (f->owner && f->have && ts == f->last_ts && raw != f->last_raw) {
+        snprintf(why, len,
+                 "series %s/%s/%s got two counter values (%" PRIu64 " and %" PRIu64
+                 ") for one time: two counters feed it",
+                 s->site, s->device, s->metric, f->last_raw, raw);
+        rc = -EEXIST;
+    }
+    if (!rc) {
+        if (f->owner != owner) {
+            f->owner = owner;
+            f->owner_name = owner_name;
+            f->source = 0;
+        }
+        if (src && !f->source) {
+            f->source = src;
+            snprintf(f->source_text, sizeof(f->source_text), "%s", source);
+        }
+        f->last_ts = ts;
+        f->last_raw = raw;
+        f->have = true;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+void mt_series_release(struct mt_series_reg *r, const void *owner)
+{
+    pthread_mutex_lock(&r->lock);
+    for (size_t c = 0; c < MT_SERIES_MAX_CHUNKS && r->chunks[c]; c++)
+        for (size_t i = 0; r->feeds[c] && i < MT_SERIES_CHUNK; i++)
+            if (r->feeds[c][i].owner == owner)
+                memset(&r->feeds[c][i], 0, sizeof(r->feeds[c][i]));
+    pthread_mutex_unlock(&r->lock);
 }

@@ -98,6 +98,13 @@ static int take_inputs(struct mt_snap *s, struct mt_agent *a)
         in->plugin = sdup(&s->arena, ic->plugin);
         in->site = sdup(&s->arena, ic->site);
         mt_input_get_stats(ctx, &in->st);
+        struct mt_writer *w = mt_agent_writer(a);
+        if (w) {
+            struct mt_origin_stats os = {0};
+            mt_writer_origin_stats(w, mt_writer_origin(w, ic->name), &os);
+            in->wraps = os.wraps;
+            in->resets = os.resets;
+        }
         in->last_reading_us = mt_input_last_reading(ctx);
         mt_input_devices(ctx, copy_device, &c);
         if (c.rc || !in->name || !in->plugin || !in->site)
@@ -136,6 +143,8 @@ static void take_writer(struct mt_snap *s, struct mt_writer *w)
         .stored = ws->stored,
         .refused_queue = ws->refused_queue,
         .refused_full = ws->refused_full,
+        .refused_stopped = ws->refused_stopped,
+        .refused_storage = ws->refused_storage,
         .dropped_cap = ws->dropped_cap,
         .deleted_retention = ws->deleted_retention,
         .deleted_cap_delivered = ws->deleted_cap_delivered,

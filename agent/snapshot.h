@@ -53,6 +53,7 @@ struct mt_snap_device {
 struct mt_snap_input {
     const char *name, *plugin, *site;
     struct mt_input_stats st;
+    uint64_t wraps, resets;  /* what the normalizer met on its counters */
     int64_t last_reading_us; /* 0 = none */
     size_t ndevs;
     struct mt_snap_device *devs;
@@ -69,8 +70,9 @@ struct mt_snap_output {
 };
 
 struct mt_writer_figures {
-    uint64_t queued, stored, refused_queue, refused_full, dropped_cap, deleted_retention,
-        deleted_cap_delivered, commits, commit_errors, counter_wraps, counter_resets, derived;
+    uint64_t queued, stored, refused_queue, refused_full, refused_stopped, refused_storage,
+        dropped_cap, deleted_retention, deleted_cap_delivered, commits, commit_errors,
+        counter_wraps, counter_resets, derived;
 };
 
 struct mt_snap {

@@ -1,12 +1,15 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +26,22 @@ int64_t mt_mono_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t mt_add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+int64_t mt_mul_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return (a < 0) == (b < 0) ? INT64_MAX : INT64_MIN;
+    return r;
 }
 
 size_t mt_fmt_utc(int64_t us, char *buf, size_t len, int frac_digits)
@@ -523,5 +542,29 @@ int mt_mkdirs(const char *path, unsigned mode)
     }
     if (mkdir(tmp, mode) && errno != EEXIST)
         return -errno;
+    return 0;
+}
+
+int mt_lock_dir(const char *dir, int *fd, char *holder, size_t len)
+{
+    char path[4096], pid[32];
+
+    snprintf(path, sizeof(path), "%s/mittari.lock", dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (*fd < 0)
+        return -errno;
+    if (flock(*fd, LOCK_EX | LOCK_NB)) {
+        ssize_t n = pread(*fd, pid, sizeof(pid) - 1, 0);
+        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' '))
+            n--;
+        pid[n > 0 ? n : 0] = 0;
+        snprintf(holder, len, "%s", pid[0] ? pid : "?");
+        close(*fd);
+        *fd = -1;
+        return -EBUSY;
+    }
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(*fd, 0) == 0)
+        mt_write_all(*fd, pid, (size_t)n);
     return 0;
 }

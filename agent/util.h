@@ -17,6 +17,16 @@
 int64_t mt_now_us(void);  /* CLOCK_REALTIME, µs since the epoch */
 int64_t mt_mono_us(void); /* CLOCK_MONOTONIC, µs */
 
+/* Checked duration arithmetic (issue 15): every "ms * 1000" of a configured
+ * duration goes through these, so a huge value clamps at the int64 range
+ * instead of wrapping round to a negative time. */
+int64_t mt_add_sat(int64_t a, int64_t b);
+int64_t mt_mul_sat(int64_t a, int64_t b);
+static inline int64_t mt_ms_to_us(int64_t ms)
+{
+    return mt_mul_sat(ms, 1000);
+}
+
 /* "2026-11-25T15:25:44.123456Z"; frac_digits 0 or 6. Returns length. */
 size_t mt_fmt_utc(int64_t us, char *buf, size_t len, int frac_digits);
 
@@ -78,5 +88,9 @@ int mt_parse_bool(const char *s, bool *v);
 int mt_write_all(int fd, const void *p, size_t n);
 /* mkdir -p with mode for created components. 0 or -errno. */
 int mt_mkdirs(const char *path, unsigned mode);
+/* Locks DIR/mittari.lock (flock, held while *fd is open) and writes our pid
+ * into it. -EBUSY when another process holds it: holder gets its pid text
+ * ("?" if unknown). Other errors -errno; *fd is -1 then. */
+int mt_lock_dir(const char *dir, int *fd, char *holder, size_t len);
 
 #endif

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,13 +11,16 @@
 #include <mittari/mittari.h>
 
 #include "diag.h"
+#include "housekeep.h"
 #include "normalize.h"
 #include "util.h"
 
 #define MOD "log"
-#define DELETE_CHUNK 50000
-#define DELETE_ROUNDS 40
 #define COMPLAIN_US (600 * 1000000LL)
+#define MAX_ORIGINS 65535
+
+/* The thread's states: see the table in writer.h. */
+enum wstate { WS_IDLE, WS_GATHER, WS_COMMIT, WS_BACKOFF, WS_HOUSEKEEP, WS_FAILED, WS_ENDED };
 
 enum op_type { OP_CURSOR, OP_PARK, OP_STEP };
 
@@ -39,22 +43,47 @@ struct consumer {
     int64_t seq;
 };
 
+struct origin {
+    char *name;
+    _Atomic uint64_t wraps, resets;
+};
+
+/* The normalizer's state of one cumulative series, and when its last reset
+ * was logged (a reset is logged once per series per COMPLAIN_US, the others
+ * in between counted into the next line). */
+struct cstate {
+    struct mt_counter_state st;
+    uint32_t mark; /* == gen: already saved in undo this round */
+    int64_t reset_logged_us;
+    uint64_t resets_quiet;
+};
+
 struct undo {
     uint32_t series;
     struct mt_counter_state st;
 };
 
+/* A wrap or reset met in the transaction being built; reported (logged,
+ * counted per origin) only once it committed. */
+struct norm_event {
+    uint32_t series;
+    uint16_t origin;
+    int ev;
+    uint64_t from, to;
+};
+
 struct mt_writer {
-    struct mt_writer_conf conf;  /* under lock: set_conf may change it */
-    struct mt_writer_conf tconf; /* the thread's copy, taken under the lock */
-    struct mt_logdb *db;
+    /* set at start, read-only afterwards */
     struct mt_series_reg *reg;
     pthread_t thread;
-    bool thread_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    uv_async_t async;
+    mt_committed_cb cb;
+    void *cb_arg;
 
     /* under lock */
+    struct mt_writer_conf conf; /* set_conf may change it */
     struct mt_rec *q;
     size_t qlen, qcap;
     int64_t q_first;
@@ -63,30 +92,47 @@ struct mt_writer {
     int64_t ops_first;
     struct consumer *cons;
     size_t ncons;
+    struct origin **origins; /* [0] unused: origin 0 is "none" */
+    size_t norigins;
+    size_t held;     /* readings accepted and not committed: queued + pending */
     size_t nderived; /* derived readings in ops not yet committed */
     int64_t next_ticket;
-    bool flush_req, stop_req, waiting;
+    bool flush_req, housekeep_req, stop_req, stop_retried, intake_closed, sleeping;
     int64_t stop_deadline;
+    int fault; /* MITTARI_ESTORAGE once the log is known damaged */
+    char fault_what[256];
+    enum wstate state;
+    struct mt_writer_end end;
 
     /* writer thread only */
+    struct mt_logdb *db;
+    struct mt_writer_conf tconf; /* its copy, taken under the lock */
     struct mt_rec *pend;
     size_t npend, cappend;
     struct op *pops;
     size_t npops, cappops;
-    struct mt_counter_state *cst;
-    uint32_t *mark;
+    struct cstate *cst;
     size_t ncst;
     uint32_t gen;
     struct undo *undo;
     size_t nundo, capundo;
     uint32_t *dirty;
     size_t ndirty, capdirty;
+    struct norm_event *events;
+    size_t nevents, capevents;
     int64_t next_seq;
     uint32_t persisted;
     int64_t next_housekeeping;
     int64_t retry_at;
     unsigned attempts;
-    struct mt_complain c_commit, c_cap, c_full;
+    bool failed_entered;
+    struct mt_complain c_commit;
+    struct mt_housekeep hk;
+
+    /* loop thread only */
+    bool joined, thread_started, free_when_ended;
+    mt_writer_ended_cb ended_cb;
+    void *ended_arg;
 
     _Atomic int64_t committed;
     _Atomic int64_t steps_committed;
@@ -94,20 +140,10 @@ struct mt_writer {
     _Atomic int64_t heartbeat;
     _Atomic int error;
     struct mt_writer_stats stats;
-
-    uv_async_t async;
-    mt_committed_cb cb;
-    void *cb_arg;
 };
 
 #define INC(f) atomic_fetch_add_explicit(&w->stats.f, 1, memory_order_relaxed)
 #define ADD(f, n) atomic_fetch_add_explicit(&w->stats.f, (uint64_t)(n), memory_order_relaxed)
-
-static void abstime(int64_t mono_us, struct timespec *ts)
-{
-    ts->tv_sec = mono_us / 1000000;
-    ts->tv_nsec = (mono_us % 1000000) * 1000;
-}
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
@@ -124,30 +160,86 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
+static const char *err_text(int rc)
+{
+    const char *own = mittari_strerror_own(rc);
+    return own ? own : strerror(-rc);
+}
+
 /* ---- intake (any thread) ---- */
 
 int mt_writer_push(struct mt_writer *w, const struct mt_rec *r)
 {
+    int rc = 0;
+
     pthread_mutex_lock(&w->lock);
-    if (atomic_load_explicit(&w->full, memory_order_relaxed)) {
-        pthread_mutex_unlock(&w->lock);
+    if (w->intake_closed) {
+        rc = MITTARI_ESTOPPED;
+        INC(refused_stopped);
+    } else if (w->fault) {
+        rc = MITTARI_ESTORAGE;
+        INC(refused_storage);
+    } else if (atomic_load_explicit(&w->full, memory_order_relaxed)) {
+        rc = MITTARI_EFULL;
         INC(refused_full);
-        return MITTARI_EFULL;
-    }
-    if ((int64_t)w->qlen >= w->conf.queue_max ||
-        grow((void **)&w->q, &w->qcap, w->qlen + 1, sizeof(*w->q))) {
-        pthread_mutex_unlock(&w->lock);
+    } else if ((int64_t)w->held >= w->conf.queue_max ||
+               grow((void **)&w->q, &w->qcap, w->qlen + 1, sizeof(*w->q))) {
+        /* queued and pending together: memory stays within queue_max also
+         * while commits fail (issue 15) */
+        rc = -EAGAIN;
         INC(refused_queue);
-        return -EAGAIN;
+    }
+    if (rc) {
+        pthread_mutex_unlock(&w->lock);
+        return rc;
     }
     if (w->qlen == 0)
         w->q_first = mt_mono_us();
     w->q[w->qlen++] = *r;
-    if (w->waiting && (w->qlen == 1 || (int64_t)w->qlen == w->conf.batch_size))
+    w->held++;
+    if (w->sleeping && (w->qlen == 1 || (int64_t)w->qlen == w->conf.batch_size))
         pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     INC(queued);
     return 0;
+}
+
+uint16_t mt_writer_origin(struct mt_writer *w, const char *name)
+{
+    uint16_t id = 0;
+
+    pthread_mutex_lock(&w->lock);
+    for (size_t i = 1; i < w->norigins; i++)
+        if (strcmp(w->origins[i]->name, name) == 0)
+            id = (uint16_t)i;
+    if (!id && w->norigins <= MAX_ORIGINS) {
+        size_t n = w->norigins ? w->norigins : 1;
+        struct origin **v = realloc(w->origins, (n + 1) * sizeof(*v));
+        struct origin *o = calloc(1, sizeof(*o));
+        if (v)
+            w->origins = v;
+        if (v && o && (o->name = strdup(name))) {
+            w->origins[0] = NULL;
+            w->origins[n] = o;
+            w->norigins = n + 1;
+            id = (uint16_t)n;
+        } else {
+            free(o);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return id;
+}
+
+void mt_writer_origin_stats(struct mt_writer *w, uint16_t origin, struct mt_origin_stats *out)
+{
+    *out = (struct mt_origin_stats){0};
+    pthread_mutex_lock(&w->lock);
+    if (origin && origin < w->norigins) {
+        out->wraps = atomic_load(&w->origins[origin]->wraps);
+        out->resets = atomic_load(&w->origins[origin]->resets);
+    }
+    pthread_mutex_unlock(&w->lock);
 }
 
 static void free_op(struct op *op)
@@ -161,12 +253,16 @@ static void free_op(struct op *op)
 /* lock held */
 static int push_op_locked(struct mt_writer *w, struct op *op)
 {
+    if (w->intake_closed && op->type == OP_STEP)
+        return MITTARI_ESTOPPED;
+    if (w->fault)
+        return MITTARI_ESTORAGE;
     if (grow((void **)&w->ops, &w->capops, w->nops + 1, sizeof(*w->ops)))
         return -ENOMEM;
     if (w->nops == 0)
         w->ops_first = mt_mono_us();
     w->ops[w->nops++] = *op;
-    if (w->waiting)
+    if (w->sleeping)
         pthread_cond_signal(&w->cond);
     return 0;
 }
@@ -206,8 +302,9 @@ void mt_writer_cursor(struct mt_writer *w, const char *name, int64_t seq)
         return;
     pthread_mutex_lock(&w->lock);
     note_consumer(w, name, seq);
+    if (push_op_locked(w, &op))
+        free_op(&op);
     pthread_mutex_unlock(&w->lock);
-    push_op(w, &op);
 }
 
 int mt_writer_step(struct mt_writer *w, const struct mt_consumer_step *s, int64_t *ticket)
@@ -243,13 +340,13 @@ int mt_writer_step(struct mt_writer *w, const struct mt_consumer_step *s, int64_
         rc = -EAGAIN;
         goto fail;
     }
-    op.ticket = ++w->next_ticket;
+    op.ticket = w->next_ticket + 1;
     rc = push_op_locked(w, &op);
     if (rc) {
-        w->next_ticket--;
         pthread_mutex_unlock(&w->lock);
         goto fail;
     }
+    w->next_ticket++;
     w->nderived += s->nrecs;
     note_consumer(w, s->name, s->cursor);
     if (ticket)
@@ -296,6 +393,20 @@ void mt_writer_park(struct mt_writer *w, const char *output, int64_t first, int6
         free_op(&op);
 }
 
+void mt_writer_fault(struct mt_writer *w, int err, const char *what)
+{
+    if (err != MITTARI_ESTORAGE)
+        return;
+    pthread_mutex_lock(&w->lock);
+    if (!w->fault) {
+        w->fault = err;
+        snprintf(w->fault_what, sizeof(w->fault_what), "%s", what ? what : "");
+    }
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    /* the thread tells the loop once it stopped writing */
+}
+
 void mt_writer_flush(struct mt_writer *w)
 {
     pthread_mutex_lock(&w->lock);
@@ -306,11 +417,22 @@ void mt_writer_flush(struct mt_writer *w)
 
 bool mt_writer_idle(struct mt_writer *w)
 {
+    bool idle;
     pthread_mutex_lock(&w->lock);
-    bool idle = w->qlen == 0 && w->nops == 0 && !w->flush_req && w->waiting && w->npend == 0 &&
-                w->npops == 0;
+    if (w->state == WS_FAILED || w->state == WS_ENDED)
+        idle = true; /* nothing more will be committed */
+    else
+        idle = w->state == WS_IDLE && w->held == 0 && w->nops == 0 && !w->flush_req;
     pthread_mutex_unlock(&w->lock);
     return idle;
+}
+
+uint64_t mt_writer_held(struct mt_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    uint64_t n = w->held;
+    pthread_mutex_unlock(&w->lock);
+    return n;
 }
 
 int64_t mt_writer_committed(struct mt_writer *w)
@@ -321,6 +443,13 @@ int64_t mt_writer_committed(struct mt_writer *w)
 int mt_writer_error(struct mt_writer *w)
 {
     return atomic_load(&w->error);
+}
+
+void mt_writer_fault_text(struct mt_writer *w, char *buf, size_t len)
+{
+    pthread_mutex_lock(&w->lock);
+    snprintf(buf, len, "%s", w->fault_what);
+    pthread_mutex_unlock(&w->lock);
 }
 
 int64_t mt_writer_heartbeat(struct mt_writer *w)
@@ -337,7 +466,15 @@ void mt_writer_set_conf(struct mt_writer *w, const struct mt_writer_conf *conf)
 {
     pthread_mutex_lock(&w->lock);
     w->conf = *conf;
+    w->housekeep_req = true; /* a new cap or policy applies now, also while blocked */
     pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void mt_writer_close_intake(struct mt_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->intake_closed = true;
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -350,30 +487,25 @@ static int ensure_states(struct mt_writer *w, uint32_t series)
     size_t n = w->ncst ? w->ncst : 256;
     while (n <= series)
         n *= 2;
-    struct mt_counter_state *c = realloc(w->cst, n * sizeof(*c));
+    struct cstate *c = realloc(w->cst, n * sizeof(*c));
     if (!c)
         return -ENOMEM;
+    memset(c + w->ncst, 0, (n - w->ncst) * sizeof(*c));
     w->cst = c;
-    uint32_t *m = realloc(w->mark, n * sizeof(*m));
-    if (!m)
-        return -ENOMEM;
-    w->mark = m;
-    memset(w->cst + w->ncst, 0, (n - w->ncst) * sizeof(*c));
-    memset(w->mark + w->ncst, 0, (n - w->ncst) * sizeof(*m));
     w->ncst = n;
     return 0;
 }
 
 static int touch_counter(struct mt_writer *w, uint32_t series)
 {
-    if (w->mark[series] == w->gen)
+    if (w->cst[series].mark == w->gen)
         return 0;
     if (grow((void **)&w->undo, &w->capundo, w->nundo + 1, sizeof(*w->undo)) ||
         grow((void **)&w->dirty, &w->capdirty, w->ndirty + 1, sizeof(*w->dirty)))
         return -ENOMEM;
-    w->mark[series] = w->gen;
+    w->cst[series].mark = w->gen;
     w->undo[w->nundo].series = series;
-    w->undo[w->nundo++].st = w->cst[series];
+    w->undo[w->nundo++].st = w->cst[series].st;
     w->dirty[w->ndirty++] = series;
     return 0;
 }
@@ -382,6 +514,15 @@ struct counts {
     uint64_t first, wraps, resets, stored, derived, steps;
     int64_t ticket;
 };
+
+static void note_event(struct mt_writer *w, const struct mt_rec *r, int ev, uint64_t from)
+{
+    if (grow((void **)&w->events, &w->capevents, w->nevents + 1, sizeof(*w->events)))
+        return; /* still counted in the totals; only the report is lost */
+    w->events[w->nevents++] =
+        (struct norm_event){.series = r->series, .origin = r->origin, .ev = ev, .from = from,
+                            .to = r->counter};
+}
 
 static int put_rec(struct mt_writer *w, const struct mt_rec *r, struct counts *c)
 {
@@ -394,13 +535,20 @@ static int put_rec(struct mt_writer *w, const struct mt_rec *r, struct counts *c
             rc = touch_counter(w, r->series);
         if (rc)
             return rc;
-        int ev = mt_norm_counter(&w->cst[r->series], r->counter, r->bits, r->ts, &delta);
+        uint64_t from = w->cst[r->series].st.last;
+        int ev = mt_norm_counter(&w->cst[r->series].st, r->counter, r->bits, r->ts, &delta);
         switch (ev) {
         case MT_NORM_FIRST: c->first++; return 0;
         case MT_NORM_SAME:
         case MT_NORM_INVALID: return 0;
-        case MT_NORM_WRAP: c->wraps++; break;
-        case MT_NORM_RESET: c->resets++; break;
+        case MT_NORM_WRAP:
+            c->wraps++;
+            note_event(w, r, ev, from);
+            break;
+        case MT_NORM_RESET:
+            c->resets++;
+            note_event(w, r, ev, from);
+            break;
         }
         value = (double)delta;
     }
@@ -448,7 +596,7 @@ static int commit_pending(struct mt_writer *w, struct counts *c)
     for (size_t i = 0; !rc && i < w->npend; i++)
         rc = put_rec(w, &w->pend[i], c);
     for (size_t i = 0; !rc && i < w->ndirty; i++) {
-        const struct mt_counter_state *s = &w->cst[w->dirty[i]];
+        const struct mt_counter_state *s = &w->cst[w->dirty[i]].st;
         rc = mt_log_put_counter(w->db, w->dirty[i], s->last, s->ts);
     }
     for (size_t i = 0; !rc && i < w->npops; i++) {
@@ -474,37 +622,68 @@ static void clear_ops(struct op *ops, size_t *n)
     *n = 0;
 }
 
-/* Writer thread, lock not held. Returns 0, or the backoff (µs) before the
- * next attempt; the caller updates the shared state under the lock. */
-static int64_t commit_round(struct mt_writer *w)
+/* After a commit, lock not held: each reset is logged with its old and new
+ * value, once per series per COMPLAIN_US (issue 8 §6). */
+static void log_resets(struct mt_writer *w)
+{
+    for (size_t i = 0; i < w->nevents; i++) {
+        const struct norm_event *e = &w->events[i];
+        if (e->ev != MT_NORM_RESET)
+            continue;
+        struct cstate *cs = &w->cst[e->series];
+        int64_t now = mt_mono_us();
+        if (cs->reset_logged_us && now - cs->reset_logged_us < COMPLAIN_US) {
+            cs->resets_quiet++;
+            continue;
+        }
+        const struct mt_series_info *s = mt_series_get(w->reg, e->series);
+        char more[64] = "";
+        if (cs->resets_quiet)
+            snprintf(more, sizeof(more), " (%" PRIu64 " more resets since the last report)",
+                     cs->resets_quiet);
+        mt_diag(MT_NOTICE, MOD,
+                "counter %s/%s/%s went back from %" PRIu64 " to %" PRIu64
+                ": taken as a device reset, counted %" PRIu64 " since zero%s",
+                s ? s->site : "?", s ? s->device : "?", s ? s->metric : "?", e->from, e->to,
+                e->to, more);
+        cs->reset_logged_us = now;
+        cs->resets_quiet = 0;
+    }
+}
+
+/* After a commit, lock held: wraps and resets per input. */
+static void count_events(struct mt_writer *w)
+{
+    for (size_t i = 0; i < w->nevents; i++) {
+        const struct norm_event *e = &w->events[i];
+        if (e->origin && e->origin < w->norigins)
+            atomic_fetch_add(e->ev == MT_NORM_WRAP ? &w->origins[e->origin]->wraps
+                                                   : &w->origins[e->origin]->resets,
+                             1);
+    }
+    w->nevents = 0;
+}
+
+/* Lock not held. 0, or the error; a failed round is rolled back whole,
+ * the normalizer states too. */
+static int commit_round(struct mt_writer *w)
 {
     struct counts c = {0};
     int64_t seq0 = w->next_seq;
     int rc;
 
     w->gen++;
-    w->nundo = w->ndirty = 0;
+    w->nundo = w->ndirty = w->nevents = 0;
     rc = commit_pending(w, &c);
     if (rc) {
         mt_log_rollback(w->db);
         for (size_t i = w->nundo; i-- > 0;)
-            w->cst[w->undo[i].series] = w->undo[i].st;
+            w->cst[w->undo[i].series].st = w->undo[i].st;
         w->next_seq = seq0;
+        w->nevents = 0;
         INC(commit_errors);
-        w->attempts++;
-        int64_t backoff = 100000LL << (w->attempts < 6 ? w->attempts : 6);
-        atomic_store(&w->error, rc);
-        uv_async_send(&w->async); /* let the loop see the error */
-        mt_complain(&w->c_commit, MT_ERR, MOD, COMPLAIN_US,
-                    "cannot commit %zu readings to %s: %s (%s); keeping them and retrying",
-                    w->npend, mt_log_path(w->db), mt_log_errmsg(w->db),
-                    rc == -ENOSPC ? "disk full" : rc == MITTARI_ESTORAGE ? "database corrupt"
-                                                                         : "storage error");
-        return backoff;
+        return rc;
     }
-    w->attempts = 0;
-    atomic_store(&w->error, 0);
-    mt_complain_clear(&w->c_commit, MOD, "commits to %s work again", mt_log_path(w->db));
     ADD(stored, c.stored);
     ADD(counter_first, c.first);
     ADD(counter_wraps, c.wraps);
@@ -521,8 +700,11 @@ static int64_t commit_round(struct mt_writer *w)
     return 0;
 }
 
-/* ---- housekeeping (writer thread) ---- */
+/* ---- housekeeping (writer thread, lock not held) ---- */
 
+/* The lowest cursor of every consumer. With no consumer at all, everything
+ * committed counts as delivered: retention and the cap agree that nobody is
+ * waiting for a reading (issue 15), so block_inputs never blocks for them. */
 static int64_t min_consumer(struct mt_writer *w)
 {
     int64_t m = INT64_MAX;
@@ -531,130 +713,43 @@ static int64_t min_consumer(struct mt_writer *w)
         if (w->cons[i].seq < m)
             m = w->cons[i].seq;
     pthread_mutex_unlock(&w->lock);
-    return m;
+    return m == INT64_MAX ? w->next_seq - 1 : m;
 }
 
-/* Deletes rows with seq <= upto in chunks, each in its own transaction with
- * the high-water mark, so a crash never rewinds sequence numbers. */
-static int64_t delete_upto(struct mt_writer *w, int64_t upto, uint64_t stop_below)
+static int housekeeping(struct mt_writer *w, bool timed)
 {
-    int64_t total = 0;
-
-    for (int round = 0; round < DELETE_ROUNDS; round++) {
-        int64_t n = 0;
-        int rc = mt_log_begin(w->db);
-        if (!rc)
-            rc = mt_log_put_meta(w->db, "last_seq", w->next_seq - 1);
-        if (!rc)
-            rc = mt_log_delete_upto(w->db, upto, DELETE_CHUNK, &n);
-        if (!rc)
-            rc = mt_log_commit(w->db);
-        if (rc) {
-            mt_log_rollback(w->db);
-            mt_complain(&w->c_cap, MT_ERR, MOD, COMPLAIN_US, "cannot delete old readings: %s",
-                        mt_log_errmsg(w->db));
-            break;
-        }
-        total += n;
-        if (n < DELETE_CHUNK)
-            break;
-        uint64_t used;
-        if (stop_below && mt_log_used_bytes(w->db, &used) == 0 && used <= stop_below)
-            break;
-    }
-    return total;
-}
-
-static void retention(struct mt_writer *w)
-{
-    int64_t young;
-
-    if (w->tconf.retention_ms <= 0)
-        return;
-    if (mt_log_first_young(w->db, mt_now_us() - w->tconf.retention_ms * 1000, &young))
-        return;
-    int64_t upto = young == INT64_MAX ? w->next_seq - 1 : young - 1;
-    int64_t minc = min_consumer(w);
-    if (minc < upto)
-        upto = minc;
-    if (upto <= 0)
-        return;
-    int64_t n = delete_upto(w, upto, 0);
-    if (n > 0) {
-        ADD(deleted_retention, n);
-        mt_diag(MT_DEBUG, MOD, "retention removed %" PRId64 " delivered readings", n);
-    }
-}
-
-/* block_inputs: accept readings again once the log is back under 90 % of its cap */
-static void unblock(struct mt_writer *w, uint64_t used, uint64_t target)
-{
-    if (atomic_load(&w->full) && used <= target) {
-        atomic_store(&w->full, false);
-        mt_complain_clear(&w->c_full, MOD, "log below its size cap again; inputs accepted");
-    }
-}
-
-static void cap(struct mt_writer *w)
-{
-    uint64_t used, target;
-
-    if (!w->tconf.max_size || mt_log_used_bytes(w->db, &used))
-        return;
-    target = w->tconf.max_size / 10 * 9;
-    if (used <= w->tconf.max_size) {
-        unblock(w, used, target);
-        return;
-    }
-    /* 1. what every consumer has already passed, whatever its age */
-    int64_t minc = min_consumer(w);
-    int64_t upto = minc == INT64_MAX ? 0 : minc;
-    if (upto > 0) {
-        int64_t n = delete_upto(w, upto, target);
-        ADD(deleted_cap_delivered, n);
-        if (mt_log_used_bytes(w->db, &used))
-            return;
-        if (used <= w->tconf.max_size) {
-            /* now, not at the next housekeeping: inputs wait for nothing else */
-            unblock(w, used, target);
-            return;
-        }
-    }
-    /* 2. the policy */
-    if (w->tconf.policy == MT_POLICY_BLOCK_INPUTS) {
-        atomic_store(&w->full, true);
-        mt_complain(&w->c_full, MT_WARNING, MOD, COMPLAIN_US,
-                    "log reached its size cap (%" PRIu64 " bytes in use, cap %" PRIu64
-                    "); policy block_inputs: refusing new readings until outputs catch up",
-                    used, w->tconf.max_size);
-        return;
-    }
-    int64_t lo, hi, rows;
-    if (mt_log_bounds(w->db, &lo, &hi, &rows) || rows <= 0)
-        return;
-    uint64_t per_row = used / (uint64_t)rows + 1;
-    int64_t drop = (int64_t)((used - target) / per_row) + 1;
-    int64_t n = delete_upto(w, lo + drop - 1, target);
-    ADD(dropped_cap, n);
-    mt_complain(&w->c_cap, MT_WARNING, MOD, COMPLAIN_US,
-                "log reached its size cap (cap %" PRIu64 " bytes); policy drop_oldest dropped %" PRId64
-                " undelivered readings (seq %" PRId64 "..%" PRId64 ")",
-                w->tconf.max_size, n, lo, lo + n - 1);
-}
-
-static void housekeeping(struct mt_writer *w, bool timed)
-{
+    struct mt_housekeep_env e = {.db = w->db,
+                                 .last_seq = w->next_seq - 1,
+                                 .delivered = min_consumer(w),
+                                 .conf = &w->tconf,
+                                 .full = &w->full,
+                                 .stats = &w->stats};
+    int rc = 0;
     if (timed) {
-        retention(w);
-        w->next_housekeeping = mt_mono_us() + w->tconf.housekeeping_ms * 1000;
+        rc = mt_housekeep_retention(&w->hk, &e);
+        w->next_housekeeping = mt_add_sat(mt_mono_us(), mt_ms_to_us(w->tconf.housekeeping_ms));
     }
-    cap(w);
+    int rc2 = mt_housekeep_cap(&w->hk, &e);
+    return rc ? rc : rc2;
 }
 
-/* ---- the thread ---- */
+/* ---- the thread: one function per state, lock held on entry and exit ---- */
 
-/* lock held: a burst grew the intake queue; give the memory back once it is
- * drained */
+static void sleep_until(struct mt_writer *w, int64_t mono_us)
+{
+    struct timespec ts;
+    w->sleeping = true;
+    if (mono_us == INT64_MAX) {
+        pthread_cond_wait(&w->cond, &w->lock);
+    } else {
+        ts.tv_sec = mono_us / 1000000;
+        ts.tv_nsec = (mono_us % 1000000) * 1000;
+        pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+    }
+    w->sleeping = false;
+}
+
+/* A burst grew the intake queue: give the memory back once it is drained. */
 static void shrink_queue(struct mt_writer *w)
 {
     if (w->qlen == 0 && w->qcap > 65536) {
@@ -664,17 +759,18 @@ static void shrink_queue(struct mt_writer *w)
     }
 }
 
+/* Everything queued becomes pending: bounded, since held counts both. */
 static void take(struct mt_writer *w)
 {
     if (w->qlen && w->npend == 0) {
         /* the usual case: swap the buffers, no copy */
         struct mt_rec *p = w->pend;
-        size_t cap = w->cappend;
+        size_t c = w->cappend;
         w->pend = w->q;
         w->cappend = w->qcap;
         w->npend = w->qlen;
         w->q = p;
-        w->qcap = cap;
+        w->qcap = c;
         w->qlen = 0;
     } else if (w->qlen &&
                grow((void **)&w->pend, &w->cappend, w->npend + w->qlen, sizeof(*w->pend)) == 0) {
@@ -691,106 +787,238 @@ static void take(struct mt_writer *w)
     w->flush_req = false;
 }
 
+static enum wstate st_idle(struct mt_writer *w)
+{
+    if (w->fault)
+        return WS_FAILED;
+    if (w->qlen || w->nops)
+        return WS_GATHER;
+    if (w->stop_req)
+        return WS_ENDED;
+    if (w->housekeep_req || mt_mono_us() >= w->next_housekeeping)
+        return WS_HOUSEKEEP;
+    w->flush_req = false; /* nothing to flush */
+    sleep_until(w, w->next_housekeeping);
+    return WS_IDLE;
+}
+
+static enum wstate st_gather(struct mt_writer *w)
+{
+    if (w->fault)
+        return WS_FAILED;
+    if (!w->qlen && !w->nops)
+        return WS_IDLE;
+    if (w->flush_req || w->stop_req || (int64_t)w->qlen >= w->conf.batch_size)
+        return WS_COMMIT;
+    /* readings wait at most batch_interval; cursor advances alone wait up
+     * to a second, so an output's acknowledgements do not cost an fsync'ed
+     * commit each (a crash replays them at most) */
+    int64_t ms = w->conf.batch_interval_ms;
+    int64_t deadline = w->qlen ? mt_add_sat(w->q_first, mt_ms_to_us(ms))
+                               : mt_add_sat(w->ops_first, mt_ms_to_us(ms > 1000 ? ms : 1000));
+    if (mt_mono_us() >= deadline)
+        return WS_COMMIT;
+    sleep_until(w, deadline);
+    return WS_GATHER;
+}
+
+static enum wstate enter_failed(struct mt_writer *w, const char *what)
+{
+    if (!w->fault) {
+        w->fault = MITTARI_ESTORAGE;
+        snprintf(w->fault_what, sizeof(w->fault_what), "%s", what);
+    }
+    return WS_FAILED;
+}
+
+static enum wstate st_commit(struct mt_writer *w)
+{
+    char what[200];
+
+    if (w->fault)
+        return WS_FAILED;
+    take(w);
+    w->tconf = w->conf;
+    size_t nrec = w->npend;
+    pthread_mutex_unlock(&w->lock);
+    int rc = commit_round(w);
+    if (rc) {
+        snprintf(what, sizeof(what), "committing %zu readings: %s", nrec, mt_log_errmsg(w->db));
+        if (rc != MITTARI_ESTORAGE)
+            mt_complain(&w->c_commit, MT_ERR, MOD, COMPLAIN_US,
+                        "cannot commit %zu readings to %s: %s (%s); keeping them and retrying",
+                        nrec, mt_log_path(w->db), mt_log_errmsg(w->db),
+                        rc == -ENOSPC ? "disk full" : "storage error");
+    } else {
+        mt_complain_clear(&w->c_commit, MOD, "commits to %s work again", mt_log_path(w->db));
+        log_resets(w);
+    }
+    pthread_mutex_lock(&w->lock);
+    if (rc == MITTARI_ESTORAGE)
+        return enter_failed(w, what);
+    if (rc) {
+        w->attempts++;
+        w->retry_at = mt_mono_us() + (100000LL << (w->attempts < 6 ? w->attempts : 6));
+        atomic_store(&w->error, rc);
+        uv_async_send(&w->async); /* let the loop see the error */
+        return WS_BACKOFF;
+    }
+    w->attempts = 0;
+    if (atomic_exchange(&w->error, 0))
+        uv_async_send(&w->async);
+    w->held -= w->npend;
+    w->npend = 0;
+    for (size_t i = 0; i < w->npops; i++)
+        w->nderived -= w->pops[i].nrecs;
+    clear_ops(w->pops, &w->npops);
+    count_events(w);
+    if (w->fault)
+        return WS_FAILED;
+    if (w->stop_req)
+        return w->qlen || w->nops ? WS_GATHER : WS_ENDED;
+    return WS_HOUSEKEEP;
+}
+
+static enum wstate st_backoff(struct mt_writer *w)
+{
+    int64_t now = mt_mono_us();
+
+    if (w->fault)
+        return WS_FAILED;
+    if (w->stop_req && !w->stop_retried) {
+        w->stop_retried = true; /* a stop tries once more at once */
+        return WS_COMMIT;
+    }
+    if (w->stop_req && now >= w->stop_deadline)
+        return WS_ENDED;
+    if (now >= w->retry_at)
+        return WS_COMMIT;
+    int64_t until = w->retry_at;
+    if (w->stop_req && w->stop_deadline < until)
+        until = w->stop_deadline;
+    sleep_until(w, until);
+    return WS_BACKOFF;
+}
+
+static enum wstate st_housekeep(struct mt_writer *w)
+{
+    char what[200];
+    int64_t now = mt_mono_us();
+    bool timed = now >= w->next_housekeeping; /* else the cap alone */
+
+    if (w->housekeep_req) {
+        /* new settings: a shorter interval counts from now */
+        int64_t next = mt_add_sat(now, mt_ms_to_us(w->conf.housekeeping_ms));
+        if (next < w->next_housekeeping)
+            w->next_housekeeping = next;
+    }
+    w->housekeep_req = false;
+    w->tconf = w->conf;
+    pthread_mutex_unlock(&w->lock);
+    int rc = housekeeping(w, timed);
+    snprintf(what, sizeof(what), "housekeeping: %s", mt_log_errmsg(w->db));
+    pthread_mutex_lock(&w->lock);
+    if (rc == MITTARI_ESTORAGE)
+        return enter_failed(w, what);
+    if (w->fault)
+        return WS_FAILED;
+    return w->qlen || w->nops ? WS_GATHER : WS_IDLE;
+}
+
+static enum wstate st_failed(struct mt_writer *w)
+{
+    if (!w->failed_entered) {
+        w->failed_entered = true;
+        pthread_mutex_unlock(&w->lock);
+        /* not one more page into the damaged file, not even a checkpoint */
+        mt_log_set_damaged(w->db);
+        mt_diag(MT_ERR, MOD, "the log %s is damaged; writing nothing more to it",
+                mt_log_path(w->db));
+        pthread_mutex_lock(&w->lock);
+        atomic_store(&w->full, false);
+        atomic_store(&w->error, MITTARI_ESTORAGE);
+        uv_async_send(&w->async);
+    }
+    if (w->stop_req)
+        return WS_ENDED;
+    sleep_until(w, INT64_MAX);
+    return WS_FAILED;
+}
+
+/* The last turn: count what could not be stored, close the database on
+ * this thread (a checkpoint may take a while; the loop never waits for it). */
+static void finish(struct mt_writer *w)
+{
+    w->end.lost = w->held;
+    w->end.error = w->fault ? w->fault : atomic_load(&w->error);
+    w->intake_closed = true;
+    pthread_mutex_unlock(&w->lock);
+    if (w->end.lost)
+        mt_diag(MT_ERR, MOD, "%" PRIu64 " readings accepted from inputs could not be stored before "
+                "exit: %s", w->end.lost,
+                w->fault ? w->fault_what : mt_log_errmsg(w->db));
+    mt_log_close(w->db);
+    w->db = NULL;
+    pthread_mutex_lock(&w->lock);
+    w->state = WS_ENDED;
+    pthread_mutex_unlock(&w->lock);
+    uv_async_send(&w->async);
+}
+
 static void *thread_main(void *arg)
 {
     struct mt_writer *w = arg;
-    struct timespec ts;
+    enum wstate s = WS_IDLE;
 
     pthread_mutex_lock(&w->lock);
-    for (;;) {
-        int64_t now = mt_mono_us();
-        atomic_store(&w->heartbeat, now);
-        bool queued = w->qlen || w->nops;
-        bool pending = w->npend || w->npops;
-
-        if (w->stop_req && !queued && !pending)
-            break;
-        if (w->stop_req && pending && now > w->stop_deadline)
-            break;
-        if (!queued && !pending) {
-            w->flush_req = false; /* nothing to flush */
-            if (now >= w->next_housekeeping) {
-                w->tconf = w->conf;
-                pthread_mutex_unlock(&w->lock);
-                housekeeping(w, true);
-                pthread_mutex_lock(&w->lock);
-                continue;
-            }
-            w->waiting = true;
-            abstime(w->next_housekeeping, &ts);
-            pthread_cond_timedwait(&w->cond, &w->lock, &ts);
-            w->waiting = false;
-            continue;
-        }
-        if (pending && now < w->retry_at) {
-            /* backing off after a failed commit; new readings wait with it */
-            int64_t until = w->retry_at;
-            if (w->stop_req && w->stop_deadline < until)
-                until = w->stop_deadline;
-            w->waiting = true;
-            abstime(until, &ts);
-            pthread_cond_timedwait(&w->cond, &w->lock, &ts);
-            w->waiting = false;
-            continue;
-        }
-        if (!pending && !w->flush_req && !w->stop_req &&
-            (int64_t)w->qlen < w->conf.batch_size) {
-            /* readings wait at most batch_interval; cursor advances alone
-             * wait up to a second, so an output's acknowledgements do not
-             * cost an fsync'ed commit each (a crash replays them at most) */
-            int64_t deadline = w->qlen ? w->q_first + w->conf.batch_interval_ms * 1000
-                                       : w->ops_first + (w->conf.batch_interval_ms > 1000
-                                                             ? w->conf.batch_interval_ms
-                                                             : 1000) * 1000;
-            if (now < deadline) {
-                w->waiting = true;
-                abstime(deadline, &ts);
-                pthread_cond_timedwait(&w->cond, &w->lock, &ts);
-                w->waiting = false;
-                continue;
-            }
-        }
-        if (!pending || (int64_t)w->npend < w->conf.queue_max)
-            take(w);
-        else
-            w->flush_req = false;
-        w->tconf = w->conf;
-        pthread_mutex_unlock(&w->lock);
-        int64_t backoff = commit_round(w);
-        if (!backoff)
-            housekeeping(w, mt_mono_us() >= w->next_housekeeping);
-        pthread_mutex_lock(&w->lock);
-        if (backoff) {
-            w->retry_at = mt_mono_us() + backoff;
-        } else {
-            w->npend = 0;
-            for (size_t i = 0; i < w->npops; i++)
-                w->nderived -= w->pops[i].nrecs;
-            clear_ops(w->pops, &w->npops);
+    while (s != WS_ENDED) {
+        w->state = s;
+        atomic_store(&w->heartbeat, mt_mono_us());
+        switch (s) {
+        case WS_IDLE: s = st_idle(w); break;
+        case WS_GATHER: s = st_gather(w); break;
+        case WS_COMMIT: s = st_commit(w); break;
+        case WS_BACKOFF: s = st_backoff(w); break;
+        case WS_HOUSEKEEP: s = st_housekeep(w); break;
+        case WS_FAILED: s = st_failed(w); break;
+        case WS_ENDED: break;
         }
     }
-    w->waiting = true;
-    pthread_mutex_unlock(&w->lock);
+    finish(w);
     return NULL;
 }
+
+/* ---- loop thread ---- */
+
+static void free_writer(uv_handle_t *h);
 
 static void async_cb(uv_async_t *h)
 {
     struct mt_writer *w = h->data;
+
     if (w->cb)
         w->cb(w->cb_arg, atomic_load(&w->committed));
+    pthread_mutex_lock(&w->lock);
+    bool ended = w->state == WS_ENDED;
+    pthread_mutex_unlock(&w->lock);
+    if (!ended || w->joined || !w->thread_started)
+        return;
+    pthread_join(w->thread, NULL); /* it has returned or is returning */
+    w->joined = true;
+    if (w->ended_cb)
+        w->ended_cb(w->ended_arg, &w->end);
+    if (w->free_when_ended)
+        mt_writer_free(w);
 }
-
-static void free_writer(uv_handle_t *h);
 
 static int load_counter(void *arg, uint32_t series, uint64_t last, int64_t ts)
 {
     struct mt_writer *w = arg;
     if (ensure_states(w, series))
         return -ENOMEM;
-    w->cst[series].last = last;
-    w->cst[series].ts = ts;
-    w->cst[series].have = true;
+    w->cst[series].st.last = last;
+    w->cst[series].st.ts = ts;
+    w->cst[series].st.have = true;
     return 0;
 }
 
@@ -807,6 +1035,37 @@ static int load_consumer(void *arg, const char *name, int64_t seq)
         return -ENOMEM;
     w->ncons++;
     return 0;
+}
+
+static void release(struct mt_writer *w)
+{
+    clear_ops(w->ops, &w->nops);
+    clear_ops(w->pops, &w->npops);
+    for (size_t i = 0; i < w->ncons; i++)
+        free(w->cons[i].name);
+    for (size_t i = 1; i < w->norigins; i++) {
+        free(w->origins[i]->name);
+        free(w->origins[i]);
+    }
+    free(w->origins);
+    free(w->cons);
+    free(w->ops);
+    free(w->pops);
+    free(w->q);
+    free(w->pend);
+    free(w->cst);
+    free(w->undo);
+    free(w->dirty);
+    free(w->events);
+    mt_log_close(w->db);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
+
+static void free_writer(uv_handle_t *h)
+{
+    release(h->data);
 }
 
 int mt_writer_start(struct mt_writer **out, uv_loop_t *loop, struct mt_logdb *db,
@@ -845,81 +1104,56 @@ int mt_writer_start(struct mt_writer **out, uv_loop_t *loop, struct mt_logdb *db
     if (!rc)
         rc = mt_log_load_cursors(db, load_consumer, w);
     if (rc) {
-        mt_diag(MT_ERR, MOD, "cannot load the log state from %s: %s", mt_log_path(db),
-                mt_log_errmsg(db));
-        goto fail;
+        mt_diag(MT_ERR, MOD, "cannot load the log state from %s: %s (%s)", mt_log_path(db),
+                mt_log_errmsg(db), err_text(rc));
+        release(w);
+        return rc;
     }
     w->persisted = mt_series_count(reg);
     w->next_seq = last + 1;
     atomic_store(&w->committed, last);
-    w->next_housekeeping = mt_mono_us() + (conf->housekeeping_ms > 0 ? conf->housekeeping_ms : 60000) * 1000;
+    w->next_housekeeping = mt_add_sat(
+        mt_mono_us(), mt_ms_to_us(conf->housekeeping_ms > 0 ? conf->housekeeping_ms : 60000));
     atomic_store(&w->heartbeat, mt_mono_us());
     rc = uv_async_init(loop, &w->async, async_cb);
-    if (rc)
-        goto fail;
+    if (rc) {
+        release(w);
+        return rc;
+    }
     w->async.data = w;
     rc = pthread_create(&w->thread, NULL, thread_main, w);
     if (rc) {
         /* the async handle is closed asynchronously: free the writer in its
          * close callback, not here */
         mt_diag(MT_ERR, MOD, "cannot start the writer thread: %s", strerror(rc));
-        mt_log_close(w->db);
-        w->db = NULL;
         uv_close((uv_handle_t *)&w->async, free_writer);
         return -rc;
     }
     w->thread_started = true;
     *out = w;
     return 0;
-fail:
-    mt_log_close(db);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
-    for (size_t i = 0; i < w->ncons; i++)
-        free(w->cons[i].name);
-    free(w->cons);
-    free(w->cst);
-    free(w->mark);
-    free(w);
-    return rc;
 }
 
-static void free_writer(uv_handle_t *h)
+void mt_writer_end(struct mt_writer *w, int64_t deadline_ms, mt_writer_ended_cb ended, void *arg)
 {
-    struct mt_writer *w = h->data;
+    w->ended_cb = ended;
+    w->ended_arg = arg;
+    pthread_mutex_lock(&w->lock);
+    w->intake_closed = true;
+    w->stop_req = true;
+    w->stop_deadline = mt_add_sat(mt_mono_us(), mt_ms_to_us(deadline_ms));
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
 
-    clear_ops(w->ops, &w->nops);
-    clear_ops(w->pops, &w->npops);
-    for (size_t i = 0; i < w->ncons; i++)
-        free(w->cons[i].name);
-    free(w->cons);
-    free(w->ops);
-    free(w->pops);
-    free(w->q);
-    free(w->pend);
-    free(w->cst);
-    free(w->mark);
-    free(w->undo);
-    free(w->dirty);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
-    free(w);
+void mt_writer_free(struct mt_writer *w)
+{
+    if (!uv_is_closing((uv_handle_t *)&w->async))
+        uv_close((uv_handle_t *)&w->async, free_writer);
 }
 
 void mt_writer_stop(struct mt_writer *w, int64_t deadline_ms)
 {
-    pthread_mutex_lock(&w->lock);
-    w->stop_req = true;
-    w->stop_deadline = mt_mono_us() + deadline_ms * 1000;
-    w->retry_at = 0;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
-    size_t lost = w->qlen + w->npend;
-    if (lost)
-        mt_diag(MT_ERR, MOD, "%zu readings could not be stored before exit: %s", lost,
-                mt_log_errmsg(w->db));
-    mt_log_close(w->db);
-    w->db = NULL;
-    uv_close((uv_handle_t *)&w->async, free_writer);
+    w->free_when_ended = true;
+    mt_writer_end(w, deadline_ms, NULL, NULL);
 }

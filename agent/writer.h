@@ -1,18 +1,57 @@
 /*
  * writer: the one thread that writes the log. Takes readings from a bounded
- * intake queue (filled by emit from any thread), normalizes cumulative
- * counters, assigns sequence numbers and commits in batches (by size, or
+ * intake (filled by emit from any thread), normalizes cumulative counters,
+ * assigns sequence numbers and commits in batches (by size, or
  * batch_interval after the first queued reading), together with the counter
  * states, new series and consumer cursors, in one transaction. Then tells
  * the loop (uv_async) the highest committed seq.
  *
- * Also owns housekeeping: retention (rows every consumer has passed and
- * older than retention) and the size cap with its policy (drop_oldest or
- * block_inputs), counted and logged, never silent.
+ * Also runs housekeeping on its thread (housekeep.h): retention and the size
+ * cap with its policy (drop_oldest or block_inputs), counted and logged,
+ * never silent.
  *
- * Owns: its thread, the writing mt_logdb, the normalizer states. A failed
- * commit (disk full, I/O error) is rolled back, kept and retried with
- * backoff; the intake queue then fills and emit refuses with -EAGAIN.
+ * Owns: its thread, the writing mt_logdb, the normalizer states, the intake.
+ * Push, cursor, step, park, flush, fault and the getters are safe from any
+ * thread; start, set_conf, stop and free run on the loop thread.
+ *
+ * The intake bound: at most queue_max readings are held in memory, from
+ * the moment emit hands one over until it is committed (queued and pending
+ * together, also while commits fail); beyond that emit refuses (-EAGAIN).
+ * A reading is thus either refused at the input, counted there, or stored;
+ * if a stop must give up (its deadline passed while commits failed, or the
+ * log is damaged) the readings it held are counted as lost and reported.
+ *
+ * The thread is a state machine; its state is only ever changed by the
+ * thread, under the lock, and every wait is a timed wait on one condition:
+ *
+ *   state      does / waits for                          next
+ *   IDLE       nothing held: sleeps until a reading or    GATHER (something queued)
+ *              an op comes, housekeeping is due or        HOUSEKEEP (due or asked)
+ *              stop is asked                              ENDED (stop)
+ *   GATHER     a batch fills: batch_size readings, or     COMMIT
+ *              batch_interval after its first reading
+ *              (a second for cursor advances alone),
+ *              or flush/stop is asked
+ *   COMMIT     takes everything queued and commits it in  HOUSEKEEP (ok), GATHER/ENDED
+ *              one transaction, lock released             (ok while stopping), BACKOFF
+ *                                                         (error), FAILED (damaged)
+ *   BACKOFF    a failed batch is kept (rolled back, the   COMMIT (time to retry, or the
+ *              normalizer states too) and retried after   stop's one immediate retry),
+ *              0.2 .. 6.4 s; new readings queue meanwhile ENDED (stop deadline passed)
+ *   HOUSEKEEP  retention (when due) and the size cap      IDLE / GATHER; FAILED (damaged)
+ *   FAILED     the log is damaged (SQLITE_CORRUPT/NOTADB  ENDED (stop)
+ *              met here or reported by a reader through
+ *              mt_writer_fault): writes nothing more,
+ *              refuses intake, tells the loop
+ *   ENDED      closes the database (no checkpoint into a  (the thread returns; the
+ *              damaged file), counts what it could not    loop joins it and calls the
+ *              store, tells the loop                      ended callback)
+ *
+ * Lifetime: start → stop (asks the thread to commit what it holds and end;
+ * intake closes) → ended callback on the loop → free. The struct outlives
+ * its thread: an emit or cursor call that comes after stop (a poll that
+ * outlasted the stop) is refused safely, so the owner frees the writer only
+ * once nothing that can call it is alive.
  */
 #ifndef MT_WRITER_H
 #define MT_WRITER_H
@@ -49,12 +88,18 @@ struct mt_rec {
     double value;
     uint64_t counter;
     char subject[MT_SUBJECT_SIZE];
+    uint16_t origin; /* mt_writer_origin() of the input that emitted it; 0 = none */
 };
 
 struct mt_writer_stats {
-    _Atomic uint64_t queued, stored, refused_queue, refused_full, dropped_cap,
-        deleted_retention, deleted_cap_delivered, commits, commit_errors, counter_first,
-        counter_wraps, counter_resets, derived, steps;
+    _Atomic uint64_t queued, stored, refused_queue, refused_full, refused_stopped,
+        refused_storage, dropped_cap, deleted_retention, deleted_cap_delivered, commits,
+        commit_errors, counter_first, counter_wraps, counter_resets, derived, steps;
+};
+
+/* Per origin (input instance name): what the normalizer met on its series. */
+struct mt_origin_stats {
+    uint64_t wraps, resets;
 };
 
 /* A consumer's step (a rule's batch of work), committed whole in one
@@ -73,17 +118,32 @@ struct mt_consumer_step {
     size_t nrecs;
 };
 
+/* What the thread left behind when it ended. */
+struct mt_writer_end {
+    uint64_t lost; /* readings accepted from inputs but never stored */
+    int error;     /* the storage error that stopped commits, 0 = none */
+};
+
 struct mt_writer;
 
 typedef void (*mt_committed_cb)(void *arg, int64_t committed_seq);
+typedef void (*mt_writer_ended_cb)(void *arg, const struct mt_writer_end *end);
 
 /* Loads series, counter states and the last seq from db, then starts the
- * thread. Takes ownership of db, even on error. Loop thread. */
+ * thread. Takes ownership of db, even on error. Loop thread. cb runs on the
+ * loop after commits, and when the writer's error changes. */
 int mt_writer_start(struct mt_writer **out, uv_loop_t *loop, struct mt_logdb *db,
                     struct mt_series_reg *reg, const struct mt_writer_conf *conf,
                     mt_committed_cb cb, void *arg);
-/* Any thread. 0, -EAGAIN (queue full), MITTARI_EFULL (cap, block_inputs). */
+/* Any thread. 0, -EAGAIN (queue_max readings held), MITTARI_EFULL (cap,
+ * block_inputs), MITTARI_ESTOPPED (stopping) or MITTARI_ESTORAGE (the log is
+ * damaged). Each refusal is counted. */
 int mt_writer_push(struct mt_writer *w, const struct mt_rec *r);
+/* Any thread: the origin number of an input instance (by name; the same
+ * name gets the same number, also after a reload). 0 when there is no room
+ * or memory: its readings are then counted under no input. */
+uint16_t mt_writer_origin(struct mt_writer *w, const char *name);
+void mt_writer_origin_stats(struct mt_writer *w, uint16_t origin, struct mt_origin_stats *out);
 /* Any thread. Records that consumer name has delivered through seq; it is
  * committed with the next batch. A consumer is registered by its first call
  * and holds back retention from then on. */
@@ -92,26 +152,52 @@ void mt_writer_cursor(struct mt_writer *w, const char *name, int64_t seq);
 void mt_writer_keep_consumers(struct mt_writer *w, const char *const *names, size_t n);
 /* Any thread; copies everything. 0, -EINVAL (a cumulative reading, or no
  * name), -EAGAIN (more than queue_max derived readings wait already: try
- * again after the next commit) or -ENOMEM. *ticket (may be NULL) numbers the
- * step: it is durable once mt_writer_steps_committed() reaches it. */
+ * again after the next commit), MITTARI_ESTOPPED, MITTARI_ESTORAGE or
+ * -ENOMEM. *ticket (may be NULL) numbers the step: it is durable once
+ * mt_writer_steps_committed() reaches it. */
 int mt_writer_step(struct mt_writer *w, const struct mt_consumer_step *s, int64_t *ticket);
 int64_t mt_writer_steps_committed(struct mt_writer *w);
 void mt_writer_park(struct mt_writer *w, const char *output, int64_t first, int64_t last,
                     const char *error);
+/* Any thread: a reader of the log (an output, a rule, the start check) met
+ * a storage error. MITTARI_ESTORAGE (SQLITE_CORRUPT/NOTADB) puts the writer
+ * in FAILED: it writes nothing more into the damaged file and the loop is
+ * told (mt_writer_error). Other errors are ignored here. what says where
+ * (copied; shown in the message). */
+void mt_writer_fault(struct mt_writer *w, int err, const char *what);
 /* Any thread: commit what is queued now, without waiting for the interval. */
 void mt_writer_flush(struct mt_writer *w);
 /* Any thread: nothing queued, nothing pending. */
 bool mt_writer_idle(struct mt_writer *w);
+/* Any thread: readings accepted and not yet committed. */
+uint64_t mt_writer_held(struct mt_writer *w);
 int64_t mt_writer_committed(struct mt_writer *w);
-/* Last storage error that stops commits (0 = none); set by the thread. */
+/* Last storage error that stops commits (0 = none); MITTARI_ESTORAGE once
+ * FAILED, for good. */
 int mt_writer_error(struct mt_writer *w);
-/* Loop thread: liveness for the watchdog (monotonic µs of the last turn). */
+/* Where the damage was met, for the message ("" = none). */
+void mt_writer_fault_text(struct mt_writer *w, char *buf, size_t len);
+/* Liveness for the watchdog (monotonic µs of the thread's last turn). */
 int64_t mt_writer_heartbeat(struct mt_writer *w);
 const struct mt_writer_stats *mt_writer_stats(struct mt_writer *w);
+/* Loop thread. Takes effect at the thread's next turn; a changed cap or
+ * policy is applied at once (a housekeeping round). */
 void mt_writer_set_conf(struct mt_writer *w, const struct mt_writer_conf *conf);
-/* Loop thread. Commits what is queued (retrying until deadline_ms from
- * now), joins the thread, closes the database. The loop must run afterwards
- * for the async handle to close; the struct is freed in its close callback. */
+/* Loop thread. Closes the intake (push refuses with MITTARI_ESTOPPED,
+ * counted): at stop, once the inputs stopped or were given up on. */
+void mt_writer_close_intake(struct mt_writer *w);
+/* Loop thread. Closes the intake and asks the thread to commit what it
+ * holds, retrying a failing commit until deadline_ms from now, then end.
+ * Never waits: ended(arg, end) runs on the loop once the thread has ended
+ * (after the last commit's callback). The struct stays valid until
+ * mt_writer_free. */
+void mt_writer_end(struct mt_writer *w, int64_t deadline_ms, mt_writer_ended_cb ended,
+                   void *arg);
+/* Loop thread, after the ended callback: closes the async handle; the
+ * struct is freed in its close callback (the loop must run). */
+void mt_writer_free(struct mt_writer *w);
+/* mt_writer_end without a callback, freeing itself once ended: for owners
+ * that know nothing else can call the writer any more. Run the loop. */
 void mt_writer_stop(struct mt_writer *w, int64_t deadline_ms);
 
 #endif

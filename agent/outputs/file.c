@@ -331,6 +331,17 @@ static int rotate(struct file_out *f, struct mt_deliver_result *res)
 
 static int fail_write(struct file_out *f, const char *what, int err, struct mt_deliver_result *res)
 {
+    if (f->is_stdout && err == EPIPE) {
+        /* the agent ignores SIGPIPE (issue 15): the reader of our standard
+         * output went away (piped into head, or journald restarted). Nothing
+         * written there can arrive any more; the readings stay in the log,
+         * and this output waits, retrying at its retry_max, until mittari is
+         * restarted with a standard output someone reads. */
+        snprintf(res->error, sizeof(res->error),
+                 "standard output is closed (EPIPE: nobody reads it any more); the readings stay "
+                 "in the log until mittari runs with a standard output that is read");
+        return -EAGAIN;
+    }
     snprintf(res->error, sizeof(res->error), "%s %s: %s", what, f->conf->path, strerror(err));
     /* never leave part of a batch behind: the retry writes it whole */
     if (!f->is_stdout && ftruncate(f->fd, (off_t)f->size)) {

@@ -82,7 +82,8 @@ struct mittari_tag {
 /* All pointers are borrowed for the duration of the emit call only. */
 struct mittari_reading {
     uint32_t size;        /* sizeof(struct mittari_reading): use MITTARI_READING_INIT */
-    int64_t ts_us;        /* UTC microseconds since the epoch; 0 = now */
+    int64_t ts_us;        /* UTC microseconds since the epoch; 0 = now; else within
+                             2000-01-01 .. 2099-12-31 (a unit mistake is refused) */
     const char *device;   /* NULL = the instance name */
     const char *metric;   /* required, [A-Za-z0-9_.:-], at most 63 bytes */
     const char *unit;     /* NULL or "" = dimensionless */
@@ -95,7 +96,21 @@ struct mittari_reading {
     const char *subject_space;/* key space of subject_id ("card", "wiegand26"); NULL = "id" */
     const struct mittari_tag *tags; /* per-reading tags, or NULL */
     size_t ntags;                   /* at most 8 */
+
+    /* ---- ABI 1.1 (a plugin built for 1.0 passes a smaller size) ---- */
+
+    /* CUMULATIVE, optional: which counter of the device this is ("unit 3
+     * holding 40001"), at most 47 bytes, no raw identifiers. One cumulative
+     * series takes one counter: a reading of another source for a series
+     * already fed is refused (MITTARI_EREADING), so the agent never turns
+     * the values of two counters into the steps of one. Without it the
+     * agent still refuses a second instance feeding the series, and a
+     * second value at the same ts_us. */
+    const char *source;
 };
+
+/* The size of struct mittari_reading in ABI 1.0, the smallest accepted. */
+#define MITTARI_READING_SIZE_1_0 offsetof(struct mittari_reading, source)
 
 #define MITTARI_READING_INIT {.size = sizeof(struct mittari_reading)}
 

@@ -141,7 +141,7 @@ struct sim {
     uint64_t gate;
     uint64_t gate_mask;
     int64_t occupancy;
-    uint64_t since_gate;
+    uint64_t gate_sent; /* the gate value last emitted in fast mode */
     struct mittari_timer *tick;
     struct mittari_timer *poll;
     int64_t last_tick_us;
@@ -357,13 +357,12 @@ static void tick_fast(void *arg)
     int64_t now = s->host->now(s->ctx);
     int rc = 0;
 
-    for (int i = 0; i < 4096 && rc == 0 && !limit_reached(s); i++) {
+    for (int i = 0; i < 4096 && rc == 0 && !limit_reached(s); i++)
         rc = one(s, now, 0.5);
-        if (rc == 0 && ++s->since_gate >= 100) {
-            s->since_gate = 0;
-            rc = emit_gate(s, now);
-        }
-    }
+    /* the gate counter once per tick: a counter has one value at one time
+     * (the agent refuses a second value with the same timestamp) */
+    if (rc == 0 && s->gate != s->gate_sent && !limit_reached(s) && emit_gate(s, now) == 0)
+        s->gate_sent = s->gate;
     /* -EAGAIN: the intake queue is full; the next tick (1 ms) tries again */
 }
 

@@ -144,6 +144,6 @@ rm -f "$T/data/mittari.db-wal" "$T/data/mittari.db-shm"
 cp "$T/data/mittari.db" "$T/corrupt.copy"
 "$MITTARI" run -c "$T/conf" "${P[@]}" 2>"$T/corrupt.log"; st=$?
 [ $st = 4 ] || fail "corrupt log: exit $st"
-grep -q "move .* aside" "$T/corrupt.log" || fail "corrupt log: no advice"
+grep -q "mittari salvage -c" "$T/corrupt.log" || fail "corrupt log: no advice"
 cmp -s "$T/data/mittari.db" "$T/corrupt.copy" || fail "corrupt log was modified"
 ok "cli"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # A stalled loop is detected. systemd's watchdog is emulated: NOTIFY_SOCKET
 # points at a datagram socket this test reads and WATCHDOG_USEC asks for a
-# ping every 0.5 s (WatchdogSec=1s). The test plugin `stall` blocks the
+# ping every 0.5 s (WatchdogSec=1s). The test plugin `loopstall` blocks the
 # loop in a timer callback for 8 s: the pings stop for longer than
 # WatchdogSec (systemd would kill and restart the agent), /health -- answered
 # by the status server's own thread -- says failing with 503 meanwhile, the
@@ -19,7 +19,7 @@ agent:
   plugin_path: $TEST_PLUGIN_DIR
 inputs:
   stuck:
-    plugin: stall
+    plugin: loopstall
     after: 2s
     for: 8s
 outputs:

@@ -1,10 +1,9 @@
 /*
- * stall: a test plugin that blocks the agent's loop on purpose. A timer
- * callback sleeps `for` once, `after` the start (a plugin gone wrong: a
- * blocking read on the loop). The watchdog test checks that systemd's
- * watchdog pings stop while it blocks and that /health says failing,
- * answered from the status server's own thread. It also emits one reading
- * a second and reports a device down, so the status shows it.
+ * stall: a test plugin that holds what a badly behaved device plugin
+ * holds: a poll that blocks its worker thread (a Modbus read waiting on a
+ * dead line), then emits; optionally a stop() that blocks the loop. Every
+ * emit's result is logged ("poll emit: rc N"), so a test sees what the
+ * agent answered a poll that outlasted a stop.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,14 +12,23 @@
 #include <mittari/mittari.h>
 
 struct conf {
-    int64_t after_ms, for_ms;
+    int64_t poll_ms;
+    int64_t block_ms;
+    int64_t stop_block_ms;
+    const char *metric;
 };
 
 static const struct mittari_option opts[] = {
-    {.name = "after", .type = MITTARI_OPT_DURATION, .def = "1s",
-     .offset = offsetof(struct conf, after_ms), .help = "Block the loop this long after start."},
-    {.name = "for", .type = MITTARI_OPT_DURATION, .def = "5s",
-     .offset = offsetof(struct conf, for_ms), .help = "How long the loop is blocked."},
+    {.name = "poll_interval", .type = MITTARI_OPT_DURATION, .def = "100ms", .min = 1,
+     .max = 3600000, .offset = offsetof(struct conf, poll_ms), .help = "How often a poll runs."},
+    {.name = "block", .type = MITTARI_OPT_DURATION, .def = "0", .min = 0, .max = 3600000,
+     .offset = offsetof(struct conf, block_ms),
+     .help = "How long each poll blocks its worker before it emits."},
+    {.name = "stop_block", .type = MITTARI_OPT_DURATION, .def = "0", .min = 0, .max = 3600000,
+     .offset = offsetof(struct conf, stop_block_ms),
+     .help = "How long stop() blocks the loop."},
+    {.name = "metric", .type = MITTARI_OPT_STRING, .def = "stalled",
+     .offset = offsetof(struct conf, metric), .help = "Metric of the readings."},
     {0},
 };
 
@@ -28,68 +36,63 @@ struct stall {
     const struct mittari_host *h;
     struct mittari_ctx *ctx;
     const struct conf *c;
-    struct mittari_timer *t, *tick;
 };
 
-static void block(void *arg)
+static void sleep_ms(int64_t ms)
 {
-    struct stall *s = arg;
-    struct timespec ts = {s->c->for_ms / 1000, (s->c->for_ms % 1000) * 1000000};
-    s->h->log(s->ctx, MITTARI_LOG_WARNING, "blocking the loop for %lld ms",
-              (long long)s->c->for_ms);
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
         ;
-    s->h->log(s->ctx, MITTARI_LOG_NOTICE, "the loop runs again");
 }
 
-static void tick(void *arg)
+static int create(const struct mittari_host *h, struct mittari_ctx *ctx, const void *cf, void **s)
 {
-    struct stall *s = arg;
-    struct mittari_reading r = MITTARI_READING_INIT;
-    r.device = "stall-1";
-    r.metric = "ticks";
-    r.kind = MITTARI_KIND_DELTA;
-    r.value = 1;
-    s->h->emit(s->ctx, &r);
-}
-
-static int create(const struct mittari_host *h, struct mittari_ctx *ctx, const void *config,
-                  void **state)
-{
-    struct stall *s = calloc(1, sizeof(*s));
-    if (!s)
+    struct stall *p = calloc(1, sizeof(*p));
+    if (!p)
         return -ENOMEM;
-    s->h = h;
-    s->ctx = ctx;
-    s->c = config;
-    *state = s;
+    p->h = h;
+    p->ctx = ctx;
+    p->c = cf;
+    *s = p;
     return 0;
 }
 
-static int start(void *state)
+static int work(void *arg)
 {
-    struct stall *s = state;
-    s->h->set_health(s->ctx, "stall-2", MITTARI_HEALTH_DOWN, "unplugged (on purpose)");
-    int rc = s->h->timer_start(s->ctx, (uint64_t)s->c->after_ms, 0, block, s, &s->t);
-    return rc ? rc : s->h->timer_start(s->ctx, 1000, 1000, tick, s, &s->tick);
+    struct stall *p = arg;
+    struct mittari_reading r = MITTARI_READING_INIT;
+    sleep_ms(p->c->block_ms);
+    r.metric = p->c->metric;
+    r.kind = MITTARI_KIND_DELTA;
+    r.value = 1;
+    int rc = p->h->emit(p->ctx, &r);
+    p->h->log(p->ctx, MITTARI_LOG_NOTICE, "poll emit: rc %d", rc);
+    return rc;
 }
 
-static void stop(void *state)
+static int start(void *s)
 {
-    (void)state;
+    struct stall *p = s;
+    return p->h->poll_start(p->ctx, (uint64_t)p->c->poll_ms, work, NULL, p, NULL);
 }
 
-static void destroy(void *state)
+static void stop(void *s)
 {
-    free(state);
+    struct stall *p = s;
+    sleep_ms(p->c->stop_block_ms);
 }
 
-static const struct mittari_plugin plugin = {
+static void destroy(void *s)
+{
+    free(s);
+}
+
+static const struct mittari_plugin desc = {
     .abi_version = MITTARI_ABI_VERSION,
     .size = sizeof(struct mittari_plugin),
     .name = "stall",
-    .version = "1.0",
-    .description = "Test plugin: blocks the loop once (watchdog test)",
+    .version = "1",
+    .description = "test plugin whose polls block a worker",
     .options = opts,
     .config_size = sizeof(struct conf),
     .create = create,
@@ -97,5 +100,4 @@ static const struct mittari_plugin plugin = {
     .stop = stop,
     .destroy = destroy,
 };
-
-MITTARI_PLUGIN_DEFINE(plugin)
+MITTARI_PLUGIN_DEFINE(desc)

@@ -72,14 +72,14 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Loads one probe input from YAML option lines and creates it. */
-static int make_input(struct fx *f, const char *opts, char *err, size_t errlen)
+/* Loads one probe input named name from YAML option lines and creates it. */
+static int make_named(struct fx *f, const char *name, const char *opts, char *err, size_t errlen)
 {
     char text[2048];
     struct mt_diags d = {0};
     snprintf(text, sizeof(text),
-             "agent:\n  site: test-site\n  data_dir: %s\ninputs:\n  p1:\n    plugin: probe\n%s",
-             f->dir, opts);
+             "agent:\n  site: test-site\n  data_dir: %s\ninputs:\n  %s:\n    plugin: probe\n%s",
+             f->dir, name, opts);
     char *path = tu_write(f->dir, "c.yaml", text);
     mt_config_free(f->conf);
     int rc = mt_config_load(&f->conf, path, TEST_PLUGIN_DIR, &f->reg, &d);
@@ -92,6 +92,11 @@ static int make_input(struct fx *f, const char *opts, char *err, size_t errlen)
     struct mt_inst_conf *ic = f->conf->inputs[0];
     f->conf->inputs[0] = NULL;
     return mt_input_create(&f->ctx, &env, ic, err, errlen);
+}
+
+static int make_input(struct fx *f, const char *opts, char *err, size_t errlen)
+{
+    return make_named(f, "p1", opts, err, errlen);
 }
 
 static bool committed_enough(void *arg)
@@ -404,6 +409,133 @@ static void full_queue_refuses_with_eagain(void **state)
     stop_input(f);
 }
 
+
+/* Issue 15 #7: a timestamp in the wrong unit is refused at emit, counted,
+ * and said with the instance's name; before, nanoseconds went into the log
+ * as a five-digit year the file output could not read back. */
+static void timestamps_out_of_range_are_refused(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    tu_capture_start();
+    assert_int_equal(make_input(f, "", err, sizeof(err)), 0);
+    assert_int_equal(mt_input_start(f->ctx), 0);
+    struct mittari_reading r = MITTARI_READING_INIT;
+    r.metric = "m";
+    r.kind = MITTARI_KIND_DELTA;
+    r.value = 1;
+    r.ts_us = 1764084344000000000LL; /* nanoseconds */
+    assert_int_equal(emit_one(f, &r), MITTARI_EREADING);
+    r.ts_us = 1764084344000LL; /* milliseconds: 1970 */
+    assert_int_equal(emit_one(f, &r), MITTARI_EREADING);
+    r.ts_us = -5;
+    assert_int_equal(emit_one(f, &r), MITTARI_EREADING);
+    r.ts_us = 4102444800000000LL; /* 2100-01-01: the first refused */
+    assert_int_equal(emit_one(f, &r), MITTARI_EREADING);
+    r.ts_us = 4102444799999999LL;
+    assert_int_equal(emit_one(f, &r), 0);
+    r.ts_us = 946684800000000LL; /* 2000-01-01: the first accepted */
+    assert_int_equal(emit_one(f, &r), 0);
+    r.ts_us = 0; /* now */
+    assert_int_equal(emit_one(f, &r), 0);
+    struct mt_input_stats st;
+    mt_input_get_stats(f->ctx, &st);
+    assert_int_equal(st.invalid, 4);
+    assert_int_equal(st.emitted, 3);
+    assert_true(tu_captured("input probe[p1]: reading refused: ts_us 1764084344000000000 is not a "
+                            "time in 2000..2099"));
+    stop_input(f);
+}
+
+static int emit_counter(struct fx *f, struct mittari_ctx *ctx, int64_t ts, uint64_t raw,
+                        const char *source)
+{
+    struct mittari_reading r = MITTARI_READING_INIT;
+    r.metric = "visitors_in";
+    r.device = "door";
+    r.kind = MITTARI_KIND_CUMULATIVE;
+    r.counter = raw;
+    r.counter_bits = 32;
+    r.ts_us = ts;
+    r.source = source;
+    (void)f;
+    return mt_host_api.emit(ctx, &r);
+}
+
+#define TS 1764084344000000LL
+
+/* Issue 8 §5: two registers named alike fed one series, and the
+ * normalizer took their alternating values for resets: 5 increments
+ * became 40,026. Whatever the plugin, a second counter is refused. */
+static void two_counters_never_feed_one_series(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    struct mt_row rows[16];
+    tu_capture_start();
+    assert_int_equal(make_input(f, "", err, sizeof(err)), 0);
+    assert_int_equal(mt_input_start(f->ctx), 0);
+    /* two registers in one Modbus answer: one time, two values */
+    assert_int_equal(emit_counter(f, f->ctx, TS, 5, NULL), 0);
+    assert_int_equal(emit_counter(f, f->ctx, TS, 70000, NULL), MITTARI_EREADING);
+    assert_int_equal(emit_counter(f, f->ctx, TS, 5, NULL), 0); /* the same value again: fine */
+    assert_int_equal(emit_counter(f, f->ctx, TS + 1000, 6, NULL), 0);
+    assert_int_equal(emit_counter(f, f->ctx, TS + 1000, 70001, NULL), MITTARI_EREADING);
+    assert_true(tu_captured("counter reading refused: series test-site/door/visitors_in got two "
+                            "counter values (5 and 70000) for one time"));
+    /* a plugin that says which counter: the second source is refused */
+    assert_int_equal(emit_counter(f, f->ctx, TS + 2000, 7, "unit 1 holding 10"), 0);
+    assert_int_equal(emit_counter(f, f->ctx, TS + 3000, 70002, "unit 1 holding 12"),
+                     MITTARI_EREADING);
+    assert_int_equal(emit_counter(f, f->ctx, TS + 4000, 8, "unit 1 holding 10"), 0);
+    /* a second instance with the same site, device and metric */
+    struct mittari_ctx *first = f->ctx;
+    assert_int_equal(make_named(f, "p2", "", err, sizeof(err)), 0);
+    assert_int_equal(mt_input_start(f->ctx), 0);
+    struct mittari_ctx *second = f->ctx;
+    assert_int_equal(emit_counter(f, second, TS + 5000, 90000, NULL), MITTARI_EREADING);
+    assert_true(tu_captured("series test-site/door/visitors_in is fed by input p1 already"));
+    struct mt_input_stats st;
+    mt_input_get_stats(first, &st);
+    assert_int_equal(st.conflicts, 3);
+    mt_input_get_stats(second, &st);
+    assert_int_equal(st.conflicts, 1);
+    /* stored: the first counter's steps only, 5 -> 6 -> 7 -> 8 */
+    f->want = 3;
+    assert_true(tu_run_until(&f->loop, committed_enough, f, 5000));
+    assert_int_equal(read_all(f, rows, 16), 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(rows[i].value == 1.0);
+    assert_int_equal(mt_writer_stats(f->w)->counter_resets, 0);
+    /* once the first instance is gone the series is free for the other */
+    f->ctx = first;
+    stop_input(f);
+    f->ctx = second;
+    assert_int_equal(emit_counter(f, second, TS + 6000, 90000, NULL), 0);
+    stop_input(f);
+}
+
+/* A plugin built for ABI 1.0 passes the old, shorter struct: accepted,
+ * and the field it does not have is never read. */
+static void abi_1_0_readings_are_accepted(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    assert_int_equal(make_input(f, "", err, sizeof(err)), 0);
+    assert_int_equal(mt_input_start(f->ctx), 0);
+    unsigned char *mem = malloc(MITTARI_READING_SIZE_1_0);
+    struct mittari_reading r = MITTARI_READING_INIT;
+    r.size = (uint32_t)MITTARI_READING_SIZE_1_0;
+    r.metric = "c";
+    r.kind = MITTARI_KIND_CUMULATIVE;
+    r.counter = 3;
+    r.counter_bits = 16;
+    memcpy(mem, &r, MITTARI_READING_SIZE_1_0); /* the source field lies beyond: ASan sees a read */
+    assert_int_equal(mt_host_api.emit(f->ctx, (const struct mittari_reading *)mem), 0);
+    free(mem);
+    stop_input(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +550,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(device_health_and_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(full_queue_refuses_with_eagain, setup_small_queue,
                                         teardown),
+        cmocka_unit_test_setup_teardown(timestamps_out_of_range_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(two_counters_never_feed_one_series, setup, teardown),
+        cmocka_unit_test_setup_teardown(abi_1_0_readings_are_accepted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -305,6 +305,40 @@ static void short_key_file_refused(void **s)
     free(dir);
 }
 
+
+/* Issue 15 #8: with monthly rotation a reading at 2026-10-31T22:30Z is in
+ * November in Helsinki and in October in UTC. After a reload changes the
+ * time zone, the period cached in the old zone must not pick the key. */
+static void time_zone_change_forgets_cached_periods(void **s)
+{
+    (void)s;
+    struct mt_pseudo p, fresh;
+    char before[MT_SUBJECT_SIZE], after[MT_SUBJECT_SIZE], want[MT_SUBJECT_SIZE];
+    const int64_t ts = 1793485800000000LL; /* 2026-10-31T22:30:00Z */
+    const char *id = "card-1";
+
+    setenv("TZ", "UTC", 1);
+    tzset();
+    assert_int_equal(mt_pseudo_init(&p, KEY_A), 0);
+    mt_pseudo_set_rotation(&p, MT_ROTATE_MONTHLY);
+    assert_int_equal(mt_pseudo_subject(&p, "x", id, strlen(id), ts, before), 0);
+
+    setenv("TZ", "Europe/Helsinki", 1);
+    tzset();
+    mt_pseudo_tz_changed(&p);
+    assert_int_equal(mt_pseudo_subject(&p, "x", id, strlen(id), ts, after), 0);
+    /* what an agent started in Helsinki gives */
+    assert_int_equal(mt_pseudo_init(&fresh, KEY_A), 0);
+    mt_pseudo_set_rotation(&fresh, MT_ROTATE_MONTHLY);
+    assert_int_equal(mt_pseudo_subject(&fresh, "x", id, strlen(id), ts, want), 0);
+    assert_string_equal(after, want);
+    assert_string_not_equal(before, after); /* October's key is not November's */
+    mt_pseudo_free(&p);
+    mt_pseudo_free(&fresh);
+    unsetenv("TZ");
+    tzset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +356,7 @@ int main(void)
         cmocka_unit_test(key_file_created_once_0600),
         cmocka_unit_test(two_created_keys_differ),
         cmocka_unit_test(short_key_file_refused),
+        cmocka_unit_test(time_zone_change_forgets_cached_periods),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

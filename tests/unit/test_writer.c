@@ -809,9 +809,7 @@ static void cap_block_inputs(void **state)
     tu_capture_start();
     f->conf.max_size = full / 2;
     f->conf.policy = MT_POLICY_BLOCK_INPUTS;
-    mt_writer_set_conf(f->w, &f->conf);
-    assert_int_equal(push(f, f->gauge, TS0, 1), 0); /* a commit runs the cap */
-    wait_committed(f, 6001);
+    mt_writer_set_conf(f->w, &f->conf); /* a new cap applies at once */
     wait_log(f, "policy block_inputs", 2000);
     assert_int_equal(push(f, f->gauge, TS0, 2), MITTARI_EFULL);
     assert_int_equal(push(f, f->gauge, TS0, 3), MITTARI_EFULL);
@@ -819,22 +817,22 @@ static void cap_block_inputs(void **state)
     assert_int_equal(STAT(f, dropped_cap), 0);
     bounds(f, &lo, &hi, &n);
     assert_int_equal(lo, 1); /* nothing undelivered was dropped */
-    assert_int_equal(hi, 6001);
+    assert_int_equal(hi, 6000);
 
     mt_writer_cursor(f->w, "out", 3000); /* not enough to get under the cap */
     wait_stat(f, &mt_writer_stats(f->w)->deleted_cap_delivered, 3000, 3000);
     assert_int_equal(push(f, f->gauge, TS0, 4), MITTARI_EFULL);
     assert_int_equal(STAT(f, refused_full), 3);
 
-    mt_writer_cursor(f->w, "out", 6001); /* the output caught up */
+    mt_writer_cursor(f->w, "out", 6000); /* the output caught up */
     wait_log(f, "inputs accepted", 3000);
     assert_int_equal(push(f, f->gauge, TS0, 5), 0);
-    wait_committed(f, 6002);
+    wait_committed(f, 6001);
     assert_int_equal(STAT(f, refused_full), 3);
-    assert_int_equal(STAT(f, deleted_cap_delivered), 6001);
+    assert_int_equal(STAT(f, deleted_cap_delivered), 6000);
     assert_int_equal(STAT(f, dropped_cap), 0);
     bounds(f, &lo, &hi, &n);
-    assert_int_equal(lo, 6002);
+    assert_int_equal(lo, 6001);
 }
 
 static void disk_full_is_retried_nothing_lost(void **state)
@@ -913,7 +911,7 @@ static void stop_gives_up_at_its_deadline(void **state)
     atomic_store(&disk_full, false);
     assert_true(took >= 250000);
     assert_true(took < 3000000);
-    assert_true(tu_captured("3 readings could not be stored"));
+    assert_true(tu_captured("3 readings accepted from inputs could not be stored"));
 }
 
 /* ---- consumer steps (the rule engine's commits) ---- */
@@ -1057,6 +1055,441 @@ static void step_is_atomic_across_a_full_disk(void **state)
     assert_int_equal(STAT(f, derived), 1);
 }
 
+
+/* ---- issue 15: block_inputs, retention overflow, the queue bound ---- */
+
+/* Fills n rows and returns the bytes in use. */
+static uint64_t fill_measured(struct fixture *f, int n)
+{
+    fill(f, n);
+    wait_committed(f, n);
+    return used_bytes(f);
+}
+
+/* The output catches up while the log sits between 90 and 100 % of its cap:
+ * the delivered rows are deleted and inputs come back (before, nothing
+ * deleted there until retention, so they never did). */
+static void block_inputs_unblocks_between_90_and_100(void **state)
+{
+    struct fixture *f = *state;
+    const int n = 30000;
+    f->conf.batch_size = 5000;
+    f->conf.housekeeping_ms = 60000; /* only commits run the cap */
+    start(f);
+    mt_writer_cursor(f->w, "out", 0);
+    uint64_t full = fill_measured(f, n);
+
+    tu_capture_start();
+    f->conf.max_size = full / 2;
+    f->conf.policy = MT_POLICY_BLOCK_INPUTS;
+    mt_writer_set_conf(f->w, &f->conf);
+    push(f, f->gauge, TS0, 0); /* refused, or (before issue 15) the commit that ran the cap */
+    wait_log(f, "policy block_inputs", 2000);
+    /* the output delivers in steps of 1 % until the log is just under its
+     * cap: between 90 and 100 % of it */
+    uint64_t used = used_bytes(f);
+    int part = 0;
+    while (used > f->conf.max_size) {
+        part += n / 100;
+        mt_writer_cursor(f->w, "out", part);
+        mt_writer_flush(f->w); /* a cursor alone would wait up to a second */
+        wait_stat(f, &mt_writer_stats(f->w)->deleted_cap_delivered, (uint64_t)part, 3000);
+        used = used_bytes(f);
+    }
+    assert_true(used > f->conf.max_size / 10 * 9);
+    assert_int_equal(push(f, f->gauge, TS0, 1), MITTARI_EFULL); /* still above 90 % */
+
+    int64_t last = mt_writer_committed(f->w);
+    mt_writer_cursor(f->w, "out", last); /* caught up */
+    wait_log(f, "inputs accepted", 3000);
+    assert_int_equal(push(f, f->gauge, TS0, 2), 0);
+    wait_committed(f, last + 1);
+    assert_int_equal(STAT(f, deleted_cap_delivered), (uint64_t)last);
+    assert_int_equal(STAT(f, dropped_cap), 0);
+}
+
+/* A reload that lifts the cap (max_size 0), or changes the policy, while
+ * inputs are blocked lets them in at once. */
+static void block_inputs_lifted_by_reload(void **state)
+{
+    struct fixture *f = *state;
+    f->conf.batch_size = 1000;
+    f->conf.housekeeping_ms = 60000;
+    start(f);
+    mt_writer_cursor(f->w, "out", 0);
+    uint64_t full = fill_measured(f, 6000);
+    tu_capture_start();
+    f->conf.max_size = full / 2;
+    f->conf.policy = MT_POLICY_BLOCK_INPUTS;
+    mt_writer_set_conf(f->w, &f->conf);
+    push(f, f->gauge, TS0, 0); /* refused, or (before issue 15) the commit that ran the cap */
+    wait_log(f, "policy block_inputs", 2000);
+    assert_int_equal(push(f, f->gauge, TS0, 1), MITTARI_EFULL);
+    int64_t last = mt_writer_committed(f->w);
+    f->conf.max_size = 0;
+    mt_writer_set_conf(f->w, &f->conf);
+    wait_log(f, "no size cap any more", 2000);
+    assert_int_equal(push(f, f->gauge, TS0, 2), 0);
+    wait_committed(f, last + 1);
+
+    /* blocked again, then the policy changes to drop_oldest */
+    f->conf.max_size = full / 2;
+    mt_writer_set_conf(f->w, &f->conf);
+    settle(f, 200);
+    assert_int_equal(push(f, f->gauge, TS0, 3), MITTARI_EFULL);
+    f->conf.policy = MT_POLICY_DROP_OLDEST;
+    mt_writer_set_conf(f->w, &f->conf);
+    wait_log(f, "no longer block_inputs", 2000);
+    assert_int_equal(push(f, f->gauge, TS0, 4), 0);
+    wait_stat(f, &mt_writer_stats(f->w)->dropped_cap, 1, 3000);
+}
+
+/* No consumer at all: nobody waits for a reading, so the cap deletes the
+ * oldest as delivered (as retention does) and block_inputs never blocks. */
+static void block_inputs_without_consumers(void **state)
+{
+    struct fixture *f = *state;
+    int64_t lo, hi, n;
+    f->conf.batch_size = 1000;
+    start(f);
+    uint64_t full = fill_measured(f, 6000);
+    f->conf.max_size = full / 2;
+    f->conf.policy = MT_POLICY_BLOCK_INPUTS;
+    mt_writer_set_conf(f->w, &f->conf);
+    wait_stat(f, &mt_writer_stats(f->w)->deleted_cap_delivered, 1, 3000);
+    settle(f, 100);
+    assert_int_equal(push(f, f->gauge, TS0, 1), 0);
+    wait_committed(f, 6001);
+    assert_int_equal(STAT(f, refused_full), 0);
+    assert_int_equal(STAT(f, dropped_cap), 0);
+    bounds(f, &lo, &hi, &n);
+    assert_true(lo > 1);
+    assert_int_equal(hi, 6001);
+    assert_true(used_bytes(f) <= f->conf.max_size);
+}
+
+/* retention: 1000000000d overflowed retention_ms * 1000 and deleted
+ * delivered rows of any age; a huge retention keeps everything. */
+static void retention_huge_keeps_everything(void **state)
+{
+    struct fixture *f = *state;
+    int64_t lo, hi, n;
+    f->conf.retention_ms = 1000000000LL * 86400000LL;
+    start(f);
+    mt_writer_cursor(f->w, "out", 0);
+    int64_t old = mt_now_us() - 3600 * 1000000LL;
+    for (int i = 1; i <= 20; i++)
+        assert_int_equal(push(f, f->gauge, old - i * 86400000000LL, i), 0);
+    wait_committed(f, 20);
+    mt_writer_cursor(f->w, "out", 20); /* all delivered */
+    wait_cursor(f, "out", 20);
+    settle(f, 200); /* many housekeeping rounds */
+    bounds(f, &lo, &hi, &n);
+    assert_int_equal(lo, 1);
+    assert_int_equal(hi, 20);
+    assert_int_equal(STAT(f, deleted_retention), 0);
+}
+
+/* While commits fail, the readings held in memory (queued and pending
+ * together) never exceed queue_max: the rest is refused at the input. */
+static void queue_max_holds_while_commits_fail(void **state)
+{
+    struct fixture *f = *state;
+    f->conf.queue_max = 500;
+    f->conf.batch_size = 100;
+    f->conf.batch_interval_ms = 1;
+    start(f);
+    tu_capture_start();
+    atomic_store(&disk_full, true);
+    uint64_t accepted = 0;
+    int64_t until = mt_mono_us() + 1500000; /* several failed commits and takes */
+    while (mt_mono_us() < until) {
+        for (int i = 0; i < 200; i++)
+            if (push(f, f->gauge, TS0 + i, i) == 0)
+                accepted++;
+        assert_true(mt_writer_held(f->w) <= 500);
+        settle(f, 20);
+    }
+    assert_true(STAT(f, commit_errors) >= 2);
+    assert_int_equal(accepted, 500);
+    assert_int_equal(mt_writer_held(f->w), 500);
+    assert_true(STAT(f, refused_queue) > 0);
+    atomic_store(&disk_full, false);
+    wait_committed(f, 500); /* every accepted one stored, nothing else */
+    settle(f, 50);
+    assert_int_equal(STAT(f, stored), 500);
+    assert_int_equal(mt_writer_held(f->w), 0);
+}
+
+struct ended {
+    int calls;
+    struct mt_writer_end end;
+    int64_t committed_at_end;
+    struct mt_writer *w;
+};
+
+static void on_ended(void *arg, const struct mt_writer_end *e)
+{
+    struct ended *x = arg;
+    x->calls++;
+    x->end = *e;
+    x->committed_at_end = mt_writer_committed(x->w);
+}
+
+static bool has_ended(void *arg)
+{
+    return ((struct ended *)arg)->calls > 0;
+}
+
+/* Issue 8 §3: a stop that cannot store what it accepted says how many;
+ * the struct outlives the thread and refuses what comes later. */
+static void stop_reports_what_it_could_not_store(void **state)
+{
+    struct fixture *f = *state;
+    struct ended x = {.w = NULL};
+    start(f);
+    x.w = f->w;
+    assert_int_equal(push(f, f->gauge, TS0, 1), 0);
+    wait_committed(f, 1);
+    tu_capture_start();
+    atomic_store(&disk_full, true);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(push(f, f->gauge, TS0, i), 0);
+    mt_writer_end(f->w, 300, on_ended, &x);
+    assert_int_equal(push(f, f->gauge, TS0, 9), MITTARI_ESTOPPED); /* intake closed */
+    assert_true(tu_run_until(&f->loop, has_ended, &x, 5000));
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(x.end.lost, 4);
+    assert_int_equal(x.end.error, -ENOSPC);
+    assert_int_equal(x.committed_at_end, 1);
+    /* after the thread: still safe to call, refused and counted */
+    assert_int_equal(push(f, f->gauge, TS0, 10), MITTARI_ESTOPPED);
+    mt_writer_cursor(f->w, "late", 1);
+    assert_int_equal(STAT(f, refused_stopped), 2);
+    atomic_store(&disk_full, false);
+    mt_writer_free(f->w);
+    f->w = NULL;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    mt_series_free(&f->reg);
+    struct mt_row rows[8];
+    assert_int_equal(read_rows(f, rows, 8), 1);
+}
+
+/* ---- issue 8 §2: a damaged log ---- */
+
+/* Overwrites page pageno of path with garbage. */
+static void garble_page(const char *path, int64_t pageno, int64_t page_size)
+{
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    unsigned char junk[65536];
+    for (int64_t i = 0; i < page_size; i++)
+        junk[i] = (unsigned char)(0x5a ^ (i * 131));
+    assert_int_equal(fseek(fp, (long)((pageno - 1) * page_size), SEEK_SET), 0);
+    assert_int_equal(fwrite(junk, 1, (size_t)page_size, fp), (size_t)page_size);
+    fclose(fp);
+}
+
+static int64_t sql_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* The page the next insert goes to is damaged under the running writer:
+ * another connection changes the log (so the writer's page cache is
+ * dropped) and checkpoints it into the file, then the last leaf of the
+ * readings table is overwritten. */
+static void damage_last_leaf(struct fixture *f)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    int64_t leaf = sql_int(db, "SELECT pageno FROM dbstat WHERE name = 'readings' AND "
+                               "pagetype = 'leaf' ORDER BY path DESC LIMIT 1");
+    int64_t psize = sql_int(db, "PRAGMA page_size");
+    assert_true(leaf > 1);
+    assert_int_equal(sqlite3_exec(db, "INSERT OR REPLACE INTO meta VALUES('poke', 1)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    garble_page(f->path, leaf, psize);
+}
+
+static char *file_digest(const char *path)
+{
+    size_t len = 0;
+    char *p = tu_read(path, &len);
+    assert_non_null(p);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    free(p);
+    char *out = malloc(40);
+    snprintf(out, 40, "%zu/%016llx", len, (unsigned long long)h);
+    return out;
+}
+
+static bool writer_failed(void *arg)
+{
+    return mt_writer_error(((struct fixture *)arg)->w) == MITTARI_ESTORAGE;
+}
+
+/* SQLITE_CORRUPT met by a commit: FAILED, not retried; intake refused; not
+ * one more byte into the file, not even at close; what it held is lost and
+ * counted. */
+static void corrupt_commit_fails_for_good(void **state)
+{
+    struct fixture *f = *state;
+    struct ended x = {0};
+    f->conf.batch_size = 1000;
+    start(f);
+    x.w = f->w;
+    fill(f, 3000);
+    wait_committed(f, 3000);
+    settle(f, 50);
+    damage_last_leaf(f);
+    char *before = file_digest(f->path);
+    tu_capture_start();
+    assert_int_equal(push(f, f->gauge, TS0, 1), 0);
+    mt_writer_flush(f->w);
+    assert_true(tu_run_until(&f->loop, writer_failed, f, 5000));
+    wait_log(f, "writing nothing more", 1000);
+    assert_int_equal(STAT(f, commit_errors), 1); /* not retried */
+    settle(f, 400);
+    assert_int_equal(STAT(f, commit_errors), 1);
+    assert_int_equal(push(f, f->gauge, TS0, 2), MITTARI_ESTORAGE);
+    assert_int_equal(STAT(f, refused_storage), 1);
+    char what[256];
+    mt_writer_fault_text(f->w, what, sizeof(what));
+    assert_non_null(strstr(what, "committing"));
+    mt_writer_end(f->w, 1000, on_ended, &x);
+    assert_true(tu_run_until(&f->loop, has_ended, &x, 5000));
+    assert_int_equal(x.end.error, MITTARI_ESTORAGE);
+    assert_int_equal(x.end.lost, 1);
+    mt_writer_free(f->w);
+    f->w = NULL;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    mt_series_free(&f->reg);
+    mt_log_close(f->rd); /* the last connection: nothing checkpoints either */
+    f->rd = NULL;
+    char *after = file_digest(f->path);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
+
+/* SQLITE_CORRUPT met by housekeeping (retention deleting the oldest rows,
+ * pages no commit reads): FAILED the same way. */
+static void corrupt_housekeeping_fails_for_good(void **state)
+{
+    struct fixture *f = *state;
+    f->conf.batch_size = 5000;
+    f->conf.retention_ms = 1000;
+    f->conf.housekeeping_ms = 60000; /* not before the damage is there */
+    start(f);
+    int64_t old = mt_now_us() - 3600 * 1000000LL;
+    for (int i = 1; i <= 20000; i++)
+        assert_int_equal(push(f, f->gauge, old + i, i), 0);
+    wait_committed(f, 20000);
+    mt_writer_cursor(f->w, "out", 20000);
+    wait_cursor(f, "out", 20000);
+    /* the first leaf, under the writer: its cache dropped by another
+     * connection's change, the page overwritten in the file */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    int64_t first = sql_int(db, "SELECT pageno FROM dbstat WHERE name = 'readings' AND "
+                                "pagetype = 'leaf' ORDER BY path LIMIT 1");
+    int64_t psize = sql_int(db, "PRAGMA page_size");
+    assert_int_equal(sqlite3_exec(db, "INSERT OR REPLACE INTO meta VALUES('poke', 1)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    garble_page(f->path, first, psize);
+    tu_capture_start();
+    f->conf.housekeeping_ms = 20;
+    mt_writer_set_conf(f->w, &f->conf);
+    assert_true(tu_run_until(&f->loop, writer_failed, f, 5000));
+    char what[256];
+    mt_writer_fault_text(f->w, what, sizeof(what));
+    assert_non_null(strstr(what, "housekeeping"));
+    assert_int_equal(push(f, f->gauge, mt_now_us(), 1), MITTARI_ESTORAGE);
+}
+
+/* A reader (an output, a rule, the start check) reports the damage: the
+ * writer stops writing the same way. */
+static void fault_from_a_reader(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    fill(f, 10);
+    wait_committed(f, 10);
+    tu_capture_start();
+    mt_writer_fault(f->w, -EIO, "not a storage fault"); /* ignored */
+    settle(f, 50);
+    assert_int_equal(mt_writer_error(f->w), 0);
+    mt_writer_fault(f->w, MITTARI_ESTORAGE, "output x: reading the log: malformed");
+    assert_true(tu_run_until(&f->loop, writer_failed, f, 3000));
+    assert_int_equal(push(f, f->gauge, TS0, 1), MITTARI_ESTORAGE);
+    mt_writer_cursor(f->w, "x", 5); /* dropped, not written */
+    settle(f, 1500);
+    assert_int_equal(cursor_of(f, "x"), -1 + 1); /* no cursor: -ENOENT gives 0 */
+    char what[256];
+    mt_writer_fault_text(f->w, what, sizeof(what));
+    assert_string_equal(what, "output x: reading the log: malformed");
+}
+
+/* ---- issue 8 §6: resets said, wraps and resets per input ---- */
+
+static void resets_logged_and_counted_per_input(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    uint16_t a = mt_writer_origin(f->w, "door");
+    uint16_t b = mt_writer_origin(f->w, "gate");
+    assert_true(a > 0 && b > 0 && a != b);
+    assert_int_equal(mt_writer_origin(f->w, "door"), a); /* the same name, the same number */
+    tu_capture_start();
+    const uint64_t seq[] = {70000, 3, 10, 2, 65530, 5, 1};
+    for (size_t i = 0; i < MT_ARRAY_SIZE(seq); i++) {
+        struct mt_rec r = {.ts = TS0 + (int64_t)i, .series = f->c32, .kind = MITTARI_KIND_CUMULATIVE,
+                           .bits = 32, .counter = seq[i], .origin = a};
+        assert_int_equal(mt_writer_push(f->w, &r), 0);
+        mt_writer_flush(f->w);
+        settle(f, 30);
+    }
+    struct mt_rec r16 = {.ts = TS0, .series = f->c16, .kind = MITTARI_KIND_CUMULATIVE, .bits = 16,
+                         .counter = 65000, .origin = b};
+    assert_int_equal(mt_writer_push(f->w, &r16), 0);
+    r16.counter = 100; /* wrapped */
+    assert_int_equal(mt_writer_push(f->w, &r16), 0);
+    mt_writer_flush(f->w);
+    settle(f, 100);
+    /* 70000 -> 3, 10 -> 2, 65530 -> 5, 5 -> 1: four resets of a 32-bit counter */
+    assert_int_equal(STAT(f, counter_resets), 4);
+    assert_true(tu_captured("counter hki/dev/c32 went back from 70000 to 3"));
+    /* the others of that series within 10 minutes are counted, not said */
+    assert_false(tu_captured("went back from 10 to 2"));
+    struct mt_origin_stats st;
+    mt_writer_origin_stats(f->w, a, &st);
+    assert_int_equal(st.resets, 4);
+    assert_int_equal(st.wraps, 0);
+    mt_writer_origin_stats(f->w, b, &st);
+    assert_int_equal(st.resets, 0);
+    assert_int_equal(st.wraps, 1);
+}
+
 int main(void)
 {
     if (install_full_vfs()) {
@@ -1084,6 +1517,16 @@ int main(void)
         T(step_commits_readings_state_and_cursor),
         T(step_refuses_counters_and_bounds_the_queue),
         T(step_is_atomic_across_a_full_disk),
+        T(block_inputs_unblocks_between_90_and_100),
+        T(block_inputs_lifted_by_reload),
+        T(block_inputs_without_consumers),
+        T(retention_huge_keeps_everything),
+        T(queue_max_holds_while_commits_fail),
+        T(stop_reports_what_it_could_not_store),
+        T(corrupt_commit_fails_for_good),
+        T(corrupt_housekeeping_fails_for_good),
+        T(fault_from_a_reader),
+        T(resets_logged_and_counted_per_input),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
