@@ -172,7 +172,9 @@ static char *exchange(int fd, const char *text)
     while ((n = recv(fd, chunk, sizeof(chunk), 0)) > 0)
         mt_buf_add(&b, chunk, (size_t)n);
     close(fd);
-    return strdup(mt_buf_cstr(&b));
+    char *r = strdup(mt_buf_cstr(&b));
+    mt_buf_free(&b);
+    return r;
 }
 
 static void serves_and_refuses(void **state)
