@@ -208,7 +208,8 @@ static void add_input(struct mt_agent *a, struct mt_inst_conf *ic)
  * least (a replaced output hands over its cursor). */
 static void add_output(struct mt_agent *a, struct mt_inst_conf *ic, int64_t resume_after)
 {
-    struct mt_output_env env = {&a->loop, a->writer, &a->series, a->db_path, a->agent_id};
+    struct mt_output_env env = {.loop = &a->loop, .writer = a->writer, .series = &a->series,
+                                .db_path = a->db_path, .agent_id = a->agent_id};
     struct inst *i = inst_new(a, MT_INST_OUTPUT, ic->name);
     char err[512];
 
@@ -663,6 +664,9 @@ static void stop_step(struct mt_agent *a)
             return;
         a->phase = PH_DRAIN;
         on_commit(a, mt_writer_committed(a->writer));
+        FOR_INST(a, i) /* no batch_wait now */
+        if (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING)
+            mt_output_flush(i->out);
         return;
     case PH_DRAIN: {
         size_t busy = 0;

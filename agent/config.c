@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agentid.h"
 #include "diag.h"
 #include "listen.h"
 #include "options.h"
@@ -22,7 +23,8 @@ const struct mittari_option mt_agent_options[] = {
     {.name = "id",
      .type = MITTARI_OPT_STRING,
      .offset = A(id),
-     .help = "This agent's name in idempotency keys and logs (default: the host name)."},
+     .help = "This agent's name in idempotency keys and logs (default: from /etc/machine-id, "
+             "see docs/outputs/http.md)."},
     {.name = "site",
      .type = MITTARI_OPT_STRING,
      .flags = MITTARI_OPT_REQUIRED,
@@ -738,6 +740,10 @@ static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags
     mt_options_apply(&cs, &ic->common, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->common.retry_min_ms > ic->common.retry_max_ms)
         mt_diags_add(d, &ic->pos, NULL, "%s: retry_min is longer than retry_max", what);
+    char cerr[300];
+    if (d->n == before && (mt_output_common_check(&ic->common, cerr, sizeof(cerr)) ||
+                           (t->check && t->check(ic->conf, cerr, sizeof(cerr)))))
+        mt_diags_add(d, &ic->pos, NULL, "%s: %s", what, cerr);
     if (d->n != before || !ic->conf) {
         mt_inst_conf_free(ic);
         return NULL;
@@ -792,10 +798,9 @@ static void check_agent(struct mt_config *c, const struct mt_node *an, struct mt
                      "bad site name '%s'", a->site);
     }
     if (!a->id) {
-        char host[256] = "mittari";
-        gethostname(host, sizeof(host) - 1);
-        host[sizeof(host) - 1] = 0;
-        a->id = mt_arena_strdup(&c->arena, host);
+        char id[64];
+        mt_agent_default_id(id, sizeof(id));
+        a->id = mt_arena_strdup(&c->arena, id);
     } else if (!valid_ident(a->id, true)) {
         const struct mt_node *n = mt_node_get(an, "id");
         mt_diags_add(d, n ? &n->pos : NULL, "letters, digits, _, - and ., at most 63",

@@ -226,3 +226,44 @@ int mt_encode_row(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r
     }
     return rc;
 }
+
+int mt_encode_batch(struct mt_encoder *e, struct mt_buf *b, int how,
+                    const struct mt_batch_head *h, const struct mt_row *rows, size_t n,
+                    const struct mt_series_reg *reg)
+{
+    int rc = 0;
+
+    e->fmt = MT_FMT_JSONL;
+    e->gen = h->generation;
+    if (how == MT_BATCH_JSON) {
+        rc |= mt_buf_adds(b, "{\"agent_id\":");
+        rc |= mt_buf_json_str(b, h->agent_id);
+        rc |= mt_buf_adds(b, ",\"generation\":");
+        rc |= mt_buf_i64(b, h->generation);
+        rc |= mt_buf_adds(b, ",\"output\":");
+        rc |= mt_buf_json_str(b, h->output);
+        rc |= mt_buf_adds(b, ",\"key\":");
+        rc |= mt_buf_json_str(b, h->key);
+        rc |= mt_buf_adds(b, ",\"first_seq\":");
+        rc |= mt_buf_i64(b, h->first_seq);
+        rc |= mt_buf_adds(b, ",\"last_seq\":");
+        rc |= mt_buf_i64(b, h->last_seq);
+        rc |= mt_buf_adds(b, ",\"count\":");
+        rc |= mt_buf_i64(b, (int64_t)h->count);
+        rc |= mt_buf_adds(b, ",\"readings\":[");
+        if (rc)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (mt_encode_row(e, b, &rows[i], mt_series_get(reg, rows[i].series)))
+            return -ENOMEM;
+        if (how == MT_BATCH_JSON)
+            b->p[b->len - 1] = i + 1 < n ? ',' : ']'; /* the record's newline */
+    }
+    if (how == MT_BATCH_JSON) {
+        if (n == 0)
+            rc |= mt_buf_addc(b, ']');
+        rc |= mt_buf_adds(b, "}");
+    }
+    return rc ? -ENOMEM : 0;
+}

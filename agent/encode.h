@@ -1,7 +1,9 @@
 /*
- * encode: one reading -> one JSON Lines record or one CSV row. Shared by the
- * file output and the query command so both speak the same documented
- * format (docs/formats.md). Pure; any thread; one encoder per thread.
+ * encode: one reading -> one JSON Lines record or one CSV row; a batch ->
+ * one JSON document or NDJSON lines. Shared by the file, http and mqtt
+ * outputs and the query command so all speak the same documented format
+ * (docs/formats.md, docs/outputs/http.md). Pure; any thread; one encoder
+ * per thread.
  */
 #ifndef MT_ENCODE_H
 #define MT_ENCODE_H
@@ -38,5 +40,20 @@ int mt_encode_header(struct mt_encoder *e, struct mt_buf *b);
 int mt_encode_row(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
                   const struct mt_series_info *s);
 const char *mt_kind_name(int kind);
+
+/* A batch's description, written before its readings. */
+struct mt_batch_head {
+    const char *agent_id, *output, *key;
+    int64_t generation, first_seq, last_seq;
+    size_t count;
+};
+/* JSON: {"agent_id":..,"generation":..,"output":..,"key":..,"first_seq":..,
+ * "last_seq":..,"count":N,"readings":[record,...]}; NDJSON: the records, one
+ * per line (the description goes in headers). rows[i] of series reg; each
+ * row passes keep (NULL: all). Appends to b. */
+enum { MT_BATCH_JSON = 0, MT_BATCH_NDJSON = 1 };
+int mt_encode_batch(struct mt_encoder *e, struct mt_buf *b, int how,
+                    const struct mt_batch_head *h, const struct mt_row *rows, size_t n,
+                    const struct mt_series_reg *reg);
 
 #endif

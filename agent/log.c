@@ -360,7 +360,7 @@ int mt_log_put_reading_flags(struct mt_logdb *db, int64_t seq, int64_t ts, uint3
         sqlite3_bind_text(st, 5, subject, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 5);
-    sqlite3_bind_int64(st, 6, (int64_t)((flags & 0xffu) | (min_count & 0xffu) << 8));
+    sqlite3_bind_int64(st, 6, (int64_t)((flags & (0xffu | MT_LOG_DERIVED)) | (min_count & 0xffu) << 8));
     return step_done(st);
 }
 
@@ -406,6 +406,32 @@ int mt_log_put_parked(struct mt_logdb *db, const char *output, int64_t first, in
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return map_rc(rc);
+}
+
+static const char *col_text(sqlite3_stmt *st, int i);
+
+int mt_log_load_parked(struct mt_logdb *db, const char *output,
+                       int (*cb)(void *arg, const char *output, int64_t first, int64_t last,
+                                 const char *error, int64_t at),
+                       void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->db,
+                                "SELECT output, first_seq, last_seq, error, at FROM parked "
+                                "WHERE ?1 IS NULL OR output = ?1 ORDER BY at, first_seq",
+                                -1, &st, NULL);
+    if (rc)
+        return map_rc(rc);
+    sqlite3_bind_text(st, 1, output, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cb(arg, col_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+               col_text(st, 3), sqlite3_column_int64(st, 4))) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return map_rc(rc == SQLITE_DONE ? SQLITE_OK : rc);
 }
 
 int mt_log_put_state(struct mt_logdb *db, const char *name, int64_t version, const void *state,
@@ -583,8 +609,8 @@ int mt_log_load_cursors(struct mt_logdb *db,
     return map_rc(rc);
 }
 
-int mt_log_load_parked(struct mt_logdb *db,
-                       int (*cb)(void *arg, const struct mt_parked_summary *p), void *arg)
+int mt_log_parked_summary(struct mt_logdb *db,
+                          int (*cb)(void *arg, const struct mt_parked_summary *p), void *arg)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(
@@ -757,6 +783,7 @@ static int fetch_rows(sqlite3_stmt *st, size_t max, struct mt_row *rows, size_t 
         int64_t f = sqlite3_column_int64(st, 5);
         r->flags = (uint8_t)(f & 0xff);
         r->min_count = (uint8_t)((f >> 8) & 0xff);
+        r->derived = (f & MT_LOG_DERIVED) != 0;
         const unsigned char *s = sqlite3_column_text(st, 4);
         if (s)
             snprintf(r->subject, sizeof(r->subject), "%s", (const char *)s);

@@ -31,6 +31,9 @@
 #define MT_RF_SUPPRESSED 0x01u        /* value withheld: the count was below min_count */
 #define MT_RF_REVISION_MASK 0xfeu     /* bits 1..7: 0 = first figure, n = nth correction */
 #define MT_RF_REVISION(f) (((unsigned)(f)&MT_RF_REVISION_MASK) >> 1)
+/* Stored with a reading a consumer step (a rule) emitted: bit 16 of the
+ * flags column (mt_row.derived); outputs select raw or derived readings by it. */
+#define MT_LOG_DERIVED (1u << 16)
 
 struct mt_row {
     int64_t seq;
@@ -38,6 +41,7 @@ struct mt_row {
     uint32_t series;
     uint8_t flags;     /* MT_RF_* */
     uint8_t min_count; /* suppression threshold when MT_RF_SUPPRESSED */
+    bool derived;      /* emitted by a rule (a consumer step), not by an input */
     double value;      /* 0 when suppressed: the figure is stored nowhere */
     char subject[MT_SUBJECT_SIZE]; /* "" = none */
 };
@@ -71,6 +75,11 @@ int mt_log_put_counter(struct mt_logdb *db, uint32_t series, uint64_t last, int6
 int mt_log_put_cursor(struct mt_logdb *db, const char *name, int64_t seq, int64_t now);
 int mt_log_put_parked(struct mt_logdb *db, const char *output, int64_t first, int64_t last,
                       const char *error, int64_t now);
+/* Parked batches of one output (NULL: all), oldest first. cb returns 0 to go on. */
+int mt_log_load_parked(struct mt_logdb *db, const char *output,
+                       int (*cb)(void *arg, const char *output, int64_t first, int64_t last,
+                                 const char *error, int64_t at),
+                       void *arg);
 /* A consumer's own state (a rule's windows), opaque to the log; written in
  * the same transaction as its cursor and its derived readings. */
 int mt_log_put_state(struct mt_logdb *db, const char *name, int64_t version, const void *state,
@@ -98,8 +107,8 @@ struct mt_parked_summary {
     int64_t batches, readings, last_at;
     const char *last_error;
 };
-int mt_log_load_parked(struct mt_logdb *db,
-                       int (*cb)(void *arg, const struct mt_parked_summary *p), void *arg);
+int mt_log_parked_summary(struct mt_logdb *db,
+                          int (*cb)(void *arg, const struct mt_parked_summary *p), void *arg);
 /* The log's generation: a number chosen when the log file was created
  * (microseconds of the creation time with random low bits), carried with
  * every reading it delivers. A log moved aside and started anew has another

@@ -152,7 +152,7 @@ static int read_all(struct mt_logdb *db, const struct mt_snap *snap, struct mt_f
     if (rc)
         return rc;
     l.cap = 0;
-    return mt_log_load_parked(db, add_parked, &l);
+    return mt_log_parked_summary(db, add_parked, &l);
 }
 
 int mt_facts_read(struct mt_logdb *db, const struct mt_snap *snap, int64_t now_us,

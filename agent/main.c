@@ -1,5 +1,6 @@
 /*
- * main: the mittari command line: run, check, plugins, query, ports, salvage. Exit codes:
+ * main: the mittari command line: run, check, plugins, query, ports, salvage,
+ * outputs, replay. Exit codes:
  * docs/cli.md and enum in agent.h.
  */
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include "encode.h"
 #include "options.h"
 #include "output.h"
+#include "outputs_cli.h"
 #include "plugin.h"
 #include "ports.h"
 #include "query.h"
@@ -44,6 +46,10 @@ static const char usage_text[] =
     "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
     "  salvage -c DIR             the agent stopped: copy what can be read of a damaged log\n"
     "                             into a new one (same numbering), move the damaged files aside\n"
+    "  outputs -c DIR             each output's cursor, backlog, last success and error, parked\n"
+    "                             batches (read from the log: works with the agent down)\n"
+    "  replay -c DIR OUTPUT --since T [--until T]\n"
+    "                             send OUTPUT's readings of that time range again\n"
     "  status -c DIR              the running agent's health, inputs, outputs and backlog\n"
     "                             (from the log when the agent is down)\n"
     "\n"
@@ -386,6 +392,13 @@ int main(int argc, char **argv)
         return cmd_query(&c);
     if (strcmp(c.cmd, "salvage") == 0 && !c.name)
         return cmd_salvage(&c);
+    if (strcmp(c.cmd, "outputs") == 0 && !c.name)
+        return mt_cli_outputs(c.conf, c.plugin_dir, stdout);
+    if (strcmp(c.cmd, "replay") == 0) {
+        if (!c.name)
+            return usage_error("replay: which output? mittari replay -c DIR OUTPUT --since T");
+        return mt_cli_replay(c.conf, c.plugin_dir, c.name, c.since, c.until, stdout);
+    }
     if (strcmp(c.cmd, "status") == 0 && !c.name)
         return cmd_status(&c);
     if (strcmp(c.cmd, "ports") == 0 && !c.name)

@@ -225,14 +225,13 @@ static void output_metrics(struct mt_buf *b, const struct mt_snap *s, const stru
         sample(b, "mittari_output_cursor", (const char *[]){"output", s->outputs[i].name, NULL},
                (double)s->outputs[i].cursor);
     family(b, "mittari_output_last_success_timestamp_seconds", "gauge",
-           "When an output's cursor was last seen advancing (Unix time; 0 = not since start).");
+           "An output's last acknowledged delivery (Unix time; 0 = never).");
     for (size_t i = 0; i < s->noutputs; i++)
         sample(b, "mittari_output_last_success_timestamp_seconds",
                (const char *[]){"output", s->outputs[i].name, NULL},
                (double)s->outputs[i].last_success_us / 1e6);
     family(b, "mittari_output_last_error_timestamp_seconds", "gauge",
-           "When an output's retries or parked batches were last seen growing (Unix time; 0 = "
-           "not since start).");
+           "An output's last failure (Unix time; 0 = never).");
     for (size_t i = 0; i < s->noutputs; i++)
         sample(b, "mittari_output_last_error_timestamp_seconds",
                (const char *[]){"output", s->outputs[i].name, NULL},

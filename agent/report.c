@@ -90,8 +90,9 @@ static void eval_outputs(const struct mt_snap *s, const struct mt_facts *f,
             now_us - o->last_error_us < 2 * c->backlog_warn_us) {
             fmt_age(now_us - o->last_error_us, age, sizeof(age));
             reason(h, MT_HEALTH_DEGRADED,
-                   "output %s: deliveries fail (retrying; the last failure %s ago)", o->name,
-                   age);
+                   "output %s: deliveries fail (retrying; the last failure %s ago%s%s)", o->name,
+                   age, o->last_error && o->last_error[0] ? ": " : "",
+                   o->last_error ? o->last_error : "");
         }
         if (o->st.parked_batches)
             reason(h, MT_HEALTH_DEGRADED,
@@ -404,14 +405,11 @@ static void json_outputs(struct mt_buf *b, const struct mt_snap *s, const struct
             j_u64(b, &first, "parked_readings", o->st.parked_readings);
             j_u64(b, &first, "lost", o->st.lost);
             j_str(b, &first, "busy", o->busy ? "sending" : "idle");
+            j_str(b, &first, "state", o->state);
             j_time(b, &first, "last_success", o->last_success_us);
             j_time(b, &first, "last_error_at", o->last_error_us);
-            const struct mt_fact_parked *p = mt_facts_parked(f, name);
-            /* the text of a transient error is in the log; a parked batch's is kept */
             j_str(b, &first, "last_error",
-                  o->last_error_us && p && p->last_at_us >= o->last_error_us - 60000000LL
-                      ? p->last_error
-                      : NULL);
+                  o->last_error_us && o->last_error && o->last_error[0] ? o->last_error : NULL);
         } else {
             j_i64(b, &first, "cursor", fo->cursor);
             json_output_facts(b, &first, fo, now_us);
@@ -546,6 +544,8 @@ int mt_report_text(const struct mt_snap *s, const struct mt_facts *f, const stru
             if (o->last_error_us) {
                 fmt_age(now_us - o->last_error_us, age, sizeof(age));
                 mt_buf_printf(b, "; last failure %s ago", age);
+                if (o->last_error && o->last_error[0])
+                    mt_buf_printf(b, ": %s", o->last_error);
             }
             mt_buf_addc(b, '\n');
         } else {

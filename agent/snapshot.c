@@ -113,6 +113,19 @@ static int take_inputs(struct mt_snap *s, struct mt_agent *a)
     return 0;
 }
 
+static const char *state_name(const struct mt_output *o)
+{
+    switch (mt_output_state(o)) {
+    case MT_OUT_NEW: return "new";
+    case MT_OUT_OPENING: return "opening";
+    case MT_OUT_OPEN_BACKOFF: return "retrying to open";
+    case MT_OUT_RUNNING: return "running";
+    case MT_OUT_STOPPED: return "stopped";
+    case MT_OUT_CLOSING: return "closing";
+    }
+    return "?";
+}
+
 static int take_outputs(struct mt_snap *s, struct mt_agent *a)
 {
     s->noutputs = mt_agent_noutputs(a);
@@ -127,7 +140,12 @@ static int take_outputs(struct mt_snap *s, struct mt_agent *a)
         so->cursor = mt_output_cursor(o);
         so->busy = mt_output_busy(o);
         so->st = *mt_output_stats(o);
-        if (!so->name || !so->type)
+        const struct mt_output_status *last = mt_output_last(o);
+        so->last_success_us = last->ok_at;
+        so->last_error_us = last->err_at;
+        so->last_error = sdup(&s->arena, last->error);
+        so->state = state_name(o);
+        if (!so->name || !so->type || !so->last_error)
             return -ENOMEM;
     }
     return 0;

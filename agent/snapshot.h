@@ -64,9 +64,10 @@ struct mt_snap_output {
     int64_t cursor;
     bool busy;
     struct mt_output_stats st;
-    /* as the snapshots saw them (status.c): the cursor last advancing, the
-     * retries or parked batches last growing; 0 = not since the start */
+    /* the output's own (mt_output_last); 0 = never */
     int64_t last_success_us, last_error_us;
+    const char *last_error;
+    const char *state; /* opening, running, retrying, stopped, ... */
 };
 
 struct mt_writer_figures {

@@ -36,15 +36,6 @@
 extern const char mt_page_html[];
 extern const size_t mt_page_html_len;
 
-/* what the snapshots saw of an output, to tell its last success and error */
-struct out_seen {
-    char name[64];
-    int64_t cursor;
-    uint64_t failures; /* retries + parked batches */
-    int64_t ok_at, err_at;
-    bool present;
-};
-
 struct sample {
     int64_t at; /* monotonic µs */
     uint64_t refused, dropped, lag_max_ns;
@@ -77,9 +68,6 @@ struct mt_status {
     struct server_conf sc;
     /* the settings the server and the board run with, to see what a reload changed */
     char *canon_server, *canon_board;
-
-    struct out_seen *seen;
-    size_t nseen;
 
     struct mt_lag_hist lag;
     struct sample hist[HISTORY];
@@ -503,56 +491,11 @@ static void notify(struct mt_status *st, const struct mt_snap *s)
     sd_notifyf(0, "STATUS=%s", line);
 }
 
-static struct out_seen *seen_find(struct mt_status *st, const char *name)
-{
-    for (size_t i = 0; i < st->nseen; i++)
-        if (strcmp(st->seen[i].name, name) == 0)
-            return &st->seen[i];
-    struct out_seen *v = realloc(st->seen, (st->nseen + 1) * sizeof(*v));
-    if (!v)
-        return NULL;
-    st->seen = v;
-    memset(&v[st->nseen], 0, sizeof(*v));
-    snprintf(v[st->nseen].name, sizeof(v->name), "%s", name);
-    v[st->nseen].cursor = -1;
-    return &v[st->nseen++];
-}
-
-/* An output's last success and last error, as the snapshots see its cursor
- * advance and its failures grow (the output module keeps neither). */
-static void track_outputs(struct mt_status *st, struct mt_snap *s)
-{
-    for (size_t i = 0; i < st->nseen; i++)
-        st->seen[i].present = false;
-    for (size_t i = 0; i < s->noutputs; i++) {
-        struct mt_snap_output *o = &s->outputs[i];
-        struct out_seen *x = seen_find(st, o->name);
-        if (!x)
-            continue;
-        uint64_t failures = o->st.retries + o->st.parked_batches;
-        if (x->cursor >= 0 && o->cursor > x->cursor)
-            x->ok_at = s->taken_us;
-        if (x->cursor >= 0 && failures > x->failures)
-            x->err_at = s->taken_us;
-        x->cursor = o->cursor;
-        x->failures = failures;
-        x->present = true;
-        o->last_success_us = x->ok_at;
-        o->last_error_us = x->err_at;
-    }
-    size_t k = 0; /* forget outputs a reload removed */
-    for (size_t i = 0; i < st->nseen; i++)
-        if (st->seen[i].present)
-            st->seen[k++] = st->seen[i];
-    st->nseen = k;
-}
-
 static void snapshot(struct mt_status *st, bool periodic)
 {
     struct mt_snap *s;
     if (mt_snap_take(st->agent, &st->lag, st->started_us, &s))
         return;
-    track_outputs(st, s);
     fill_recent(st, s);
     if (periodic)
         record_sample(st, s);
@@ -637,7 +580,6 @@ static void closed(uv_handle_t *h)
 {
     struct mt_status *st = h->data;
     if (--st->closing == 0) {
-        free(st->seen);
         free(st);
     }
 }

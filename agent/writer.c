@@ -524,7 +524,8 @@ static void note_event(struct mt_writer *w, const struct mt_rec *r, int ev, uint
                             .to = r->counter};
 }
 
-static int put_rec(struct mt_writer *w, const struct mt_rec *r, struct counts *c)
+/* extra: MT_LOG_DERIVED for a consumer step's readings, else 0 */
+static int put_rec(struct mt_writer *w, const struct mt_rec *r, unsigned extra, struct counts *c)
 {
     double value = r->value;
 
@@ -553,7 +554,7 @@ static int put_rec(struct mt_writer *w, const struct mt_rec *r, struct counts *c
         value = (double)delta;
     }
     int rc = mt_log_put_reading_flags(w->db, w->next_seq, r->ts, r->series, value, r->subject,
-                                      r->flags, r->min_count);
+                                      r->flags | extra, r->min_count);
     if (!rc) {
         w->next_seq++;
         c->stored++;
@@ -568,7 +569,7 @@ static int put_step(struct mt_writer *w, struct op *op, struct counts *c)
     uint64_t stored = c->stored;
 
     for (size_t i = 0; !rc && i < op->nrecs; i++)
-        rc = put_rec(w, &op->recs[i], c);
+        rc = put_rec(w, &op->recs[i], MT_LOG_DERIVED, c);
     c->derived += c->stored - stored;
     c->stored = stored; /* stored counts what inputs gave */
     if (!rc && !op->keep_state)
@@ -594,7 +595,7 @@ static int commit_pending(struct mt_writer *w, struct counts *c)
     for (uint32_t id = w->persisted + 1; !rc && id <= nseries; id++)
         rc = mt_log_put_series(w->db, mt_series_get(w->reg, id));
     for (size_t i = 0; !rc && i < w->npend; i++)
-        rc = put_rec(w, &w->pend[i], c);
+        rc = put_rec(w, &w->pend[i], 0, c);
     for (size_t i = 0; !rc && i < w->ndirty; i++) {
         const struct mt_counter_state *s = &w->cst[w->dirty[i]].st;
         rc = mt_log_put_counter(w->db, w->dirty[i], s->last, s->ts);
@@ -691,12 +692,17 @@ static int commit_round(struct mt_writer *w)
     ADD(derived, c.derived);
     ADD(steps, c.steps);
     INC(commits);
-    if (c.ticket > atomic_load(&w->steps_committed))
+    bool tell = false;
+    if (c.ticket > atomic_load(&w->steps_committed)) {
         atomic_store(&w->steps_committed, c.ticket);
+        tell = true; /* a consumer may wait for its step (an output's plan) */
+    }
     if (w->next_seq - 1 > atomic_load(&w->committed)) {
         atomic_store(&w->committed, w->next_seq - 1);
-        uv_async_send(&w->async);
+        tell = true;
     }
+    if (tell)
+        uv_async_send(&w->async);
     return 0;
 }
 

@@ -6,6 +6,8 @@
 #   bench/run.sh                 build-bench/, 2 M readings, 3 rounds, 20 s windows
 #   BUILD=dir N=500000 ROUNDS=1 WINDOW=10 bench/run.sh
 #   MODBUS_N=10,100 bench/run.sh   devices polled by bench_modbus (default 10,100,500)
+#   PEER=0 bench/run.sh            skip the comparison with collectd (it installs
+#                                  collectd-core with apt-get when missing)
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build-bench}
@@ -20,3 +22,7 @@ echo
 "$build/bench/bench_decoder"
 echo
 "$build/bench/bench_ble" -w "${WINDOW:-20}"
+if [ "${PEER:-1}" != 0 ]; then
+  echo
+  BUILD="$build" "$src/bench/modbus_vs_collectd.sh"
+fi

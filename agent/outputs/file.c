@@ -8,7 +8,10 @@
  * batch behind. On start it reads the last complete line of the file to
  * learn the newest reading it already holds (seq and log generation), and
  * cuts off a partial last line left by a crash: after kill -9 no reading is
- * written twice.
+ * written twice. Before each batch it checks that the path still names the
+ * file it has open: a file deleted (to free disk space) or moved away
+ * (logrotate) under it is reopened, so writing goes on into a new file at
+ * the path instead of into the unlinked one (issue 8, section 3).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../diag.h"
 #include "../encode.h"
 #include "../output.h"
 
@@ -55,6 +59,7 @@ static const struct mittari_option file_options[] = {
 
 struct file_out {
     const struct file_conf *conf;
+    const char *module;
     int fd;
     bool is_stdout;
     uint64_t size;
@@ -62,13 +67,12 @@ struct file_out {
     struct mt_buf buf;
 };
 
-static int file_create(const void *conf, const char *instance, void **state, char *err,
+static int file_create(const void *conf, const struct mt_output_ctx *ctx, void **state, char *err,
                        size_t errlen)
 {
     const struct file_conf *c = conf;
     struct file_out *f = calloc(1, sizeof(*f));
 
-    (void)instance;
     if (!f)
         return -ENOMEM;
     if (!*c->path) {
@@ -77,6 +81,7 @@ static int file_create(const void *conf, const char *instance, void **state, cha
         return -EINVAL;
     }
     f->conf = c;
+    f->module = ctx->module;
     f->fd = -1;
     f->is_stdout = strcmp(c->path, "-") == 0;
     mt_encoder_init(&f->enc, c->format == 1 ? MT_FMT_CSV : MT_FMT_JSONL, 0);
@@ -351,6 +356,17 @@ static int fail_write(struct file_out *f, const char *what, int err, struct mt_d
     return -EAGAIN;
 }
 
+/* The path no longer names the open file: deleted or moved away. */
+static bool replaced(struct file_out *f)
+{
+    struct stat fst, pst;
+    if (fstat(f->fd, &fst))
+        return true;
+    if (stat(f->conf->path, &pst))
+        return errno == ENOENT;
+    return fst.st_dev != pst.st_dev || fst.st_ino != pst.st_ino;
+}
+
 static int file_deliver(void *state, const struct mt_batch *b, struct mt_deliver_result *res)
 {
     struct file_out *f = state;
@@ -358,6 +374,12 @@ static int file_deliver(void *state, const struct mt_batch *b, struct mt_deliver
     struct mt_have have = {0};
     int r;
 
+    if (f->fd >= 0 && !f->is_stdout && replaced(f)) {
+        mt_diag(MT_NOTICE, f->module, "%s was deleted or replaced; writing to a new file there",
+                f->conf->path);
+        close(f->fd);
+        f->fd = -1;
+    }
     if (f->fd < 0) {
         /* closed after a write that could not be cut back: what of this
          * batch made it into the file is not written again */

@@ -15,6 +15,7 @@ BUILD_PKGS=(
   build-essential cmake pkg-config python3 dpkg-dev file
   libuv1-dev libsqlite3-dev libyaml-dev libsystemd-dev libsodium-dev
   libmodbus-dev libserialport-dev liblua5.4-dev libpcsclite-dev
+  libcurl4-openssl-dev libmosquitto-dev libpq-dev zlib1g-dev
 )
 # test: what the tests run, start or compare against; never on a gateway
 # (libssl-dev: the reference HMAC; systemd: systemd-analyze; groff-base: the
@@ -27,6 +28,7 @@ TEST_PKGS=(
   dbus-daemon dbus-session-bus-common python3-dbus python3-dbusmock
   clang-14 libclang-rt-14-dev
   faketime openssl util-linux
+  mosquitto mosquitto-clients postgresql
   chromium fonts-dejavu-core python3-prometheus-client
 )
 # run: what the installed agent needs besides the libraries it links (the

@@ -2,18 +2,24 @@
  * link: the Modbus polling engine of one plugin instance. A link is one
  * connection: a serial port (an RTU bus with one or more unit ids) or one
  * TCP host:port (a device, or a gateway with several unit ids). The devices
- * of a link are polled one at a time, in one run of the link's
- * host->poll_start work; separate links run concurrently on the agent's
- * worker threads.
+ * of a link are asked one at a time; links poll independently.
  *
- * Owns the libmodbus contexts and their sockets or tty descriptors, the
- * request plans, per-device health and backoff state.
+ * Two transports (docs/design.md, "Modbus polling"):
+ * - TCP links run on the agent's loop without blocking (tcp.c): one
+ *   non-blocking socket each, watched with host->fd_watch; the plugin wakes
+ *   them from one timer per instance, at most once per grid step, so many
+ *   devices' polls share a wake. Framing is mbap.c's. A host name is
+ *   resolved on a worker (a one-shot host->poll_start).
+ * - RTU links (serial lines) keep libmodbus, which blocks: each is a
+ *   host->poll_start work on a worker thread (rtu.c).
  *
- * Threads: mb_links_build and mb_link_free on the loop thread (no I/O);
- * mb_link_run on a worker thread, never two runs of one link at once (the
- * host guarantees it), and it may block for up to the configured timeouts.
- * It calls host->emit, count, set_health and log, which any thread may call.
- * Never logs a host name, address or serial path (device names only).
+ * Owns the libmodbus contexts, sockets and tty descriptors, the request
+ * plans, per-device health and backoff state.
+ *
+ * Threads: build, free, and everything mb_tcp_* on the loop thread;
+ * mb_link_run on a worker, never two runs of one link at once (the host
+ * guarantees it). Both call host->emit, count, set_health and log. Never
+ * logs a host name, address or serial path (device names only).
  */
 #ifndef MB_LINK_H
 #define MB_LINK_H
@@ -24,84 +30,69 @@
 
 #include <mittari/mittari.h>
 
-/* One register map entry: an item of a device's `registers` list. */
-struct mb_reg_conf {
-    const char *metric;
-    int function; /* enum mbd_function */
-    int64_t address;
-    int type;  /* enum mbd_type */
-    int order; /* index into mb_reg_orders: 0 = the device's order, else enum mbd_order + 1 */
-    double scale;
-    double offset;
-    const char *unit;
-    int kind; /* enum mb_kind */
-    bool reset_after_read;
-    int reset_function; /* enum mb_reset_function */
-    int64_t reset_address;
-    int64_t reset_value;
-};
-
-enum mb_kind { MB_KIND_GAUGE, MB_KIND_CUMULATIVE, MB_KIND_DELTA };
-enum mb_reset_function { MB_RESET_COIL, MB_RESET_HOLDING };
-enum mb_parity { MB_PARITY_NONE, MB_PARITY_EVEN, MB_PARITY_ODD };
-
-/* One item of the instance's `devices` list. */
-struct mb_dev_conf {
-    const char *name;
-    const char *host;
-    int64_t port;
-    const char *serial;
-    int64_t baud;
-    int parity; /* enum mb_parity */
-    int64_t data_bits;
-    int64_t stop_bits;
-    bool rs485;
-    int64_t frame_delay_ms; /* 0 = t3.5 from the line settings */
-    int64_t unit;
-    int order; /* enum mbd_order - MBD_ABCD: the default of multi-word registers */
-    int64_t poll_ms;
-    int64_t response_timeout_ms;
-    int64_t connect_timeout_ms;
-    int64_t backoff_max_ms;
-    int64_t down_after;
-    int64_t max_registers;
-    int64_t max_bits;
-    int64_t merge_gap;
-    struct mittari_list registers; /* struct mb_reg_conf */
-};
-
-struct mb_conf {
-    struct mittari_list devices; /* struct mb_dev_conf */
-};
+#include "conf.h"
 
 struct mb_link;
 
-/* Validates the configuration beyond what the option tables check (types
- * and orders, address ranges, names, devices sharing a serial port agree on
- * its settings) and groups the devices into links. Logs every problem with
- * host->log and returns MITTARI_ECONFIG; -ENOMEM. No I/O. */
-/* Any thread, no I/O: every configuration problem through chk (the
- * agent's check, with file:line); returns how many. create() runs the same
- * checks and logs the first. */
-int mb_check(const struct mb_conf *c, const struct mittari_checker *chk);
-
+/* Loop thread, no I/O. Checks the configuration (mb_conf_check, problems
+ * logged with host->log) and groups the devices into links. 0,
+ * MITTARI_ECONFIG or -ENOMEM. */
 int mb_links_build(const struct mittari_host *h, struct mittari_ctx *ctx, const struct mb_conf *c,
                    struct mb_link ***links, size_t *nlinks);
 
-/* Worker thread. Polls the devices that are due at now_us (CLOCK_MONOTONIC
- * microseconds), connecting first if needed. Returns 0; failures are
- * counted and reported as device health, never returned. */
+/* Loop thread; nothing in flight (after mb_tcp_stop and the host's stop).
+ * Closes the connection. */
+void mb_link_free(struct mb_link *l);
+
+bool mb_link_is_rtu(const struct mb_link *l);
+
+/* CLOCK_MONOTONIC in µs: the clock links schedule by. */
+int64_t mb_mono_us(void *unused);
+
+/* For tests: the monotonic clock (µs) a link schedules by; the default is
+ * CLOCK_MONOTONIC. */
+void mb_link_set_clock(struct mb_link *l, int64_t (*clock)(void *arg), void *arg);
+
+/* ---- RTU links ---- */
+
+/* Worker thread. Polls the devices that are due at now (the link's clock),
+ * opening the port first if needed. Returns 0; failures are counted and
+ * reported as device health, never returned. */
 int mb_link_run_at(struct mb_link *l, int64_t now_us);
 int mb_link_run(void *link); /* mittari_work_cb: mb_link_run_at(now) */
 
-/* How often the link's work must run: the greatest common divisor of its
+/* How often an RTU link's work must run: the greatest common divisor of its
  * devices' poll intervals (at least 100 ms or the shortest interval). */
 uint64_t mb_link_tick_ms(const struct mb_link *l);
 
-/* Loop thread; no run in flight. Closes the connection. */
-void mb_link_free(struct mb_link *l);
+/* ---- TCP links (loop thread) ---- */
 
-/* For tests: the t3.5 silent interval in microseconds for a line. */
-int64_t mb_frame_delay_us(int64_t baud, int64_t data_bits, int parity, int64_t stop_bits);
+/* Before the first tick: the grid of the instance's TCP links (the due
+ * polls of one grid step share a wake; a quarter of the shortest interval,
+ * at most 250 ms) and each device's first poll, spread over its interval
+ * in grid steps. */
+void mb_tcp_plan(struct mb_link **links, size_t n, int64_t now);
+
+/* The grid step of the instance's TCP links, µs (after mb_tcp_plan). */
+int64_t mb_tcp_grid_us(const struct mb_link *l);
+
+/* The link calls resched(arg, at) when it needs a tick before the time
+ * mb_tcp_next said last (e.g. a request went out with its deadline). */
+void mb_tcp_set_resched(struct mb_link *l, void (*resched)(void *arg, int64_t at), void *arg);
+
+/* Does what is due at now: answers not in by their deadline, polls whose
+ * time has come (queued, then sent one at a time), connection attempts. */
+void mb_tcp_tick(struct mb_link *l, int64_t now);
+
+/* When the link next needs mb_tcp_tick (a grid step or a deadline);
+ * INT64_MAX = never. */
+int64_t mb_tcp_next(const struct mb_link *l);
+
+/* Whether nothing is queued, in flight or connecting. */
+bool mb_tcp_idle(const struct mb_link *l);
+
+/* Stops watching and resolving and closes the connection; a poll in
+ * progress ends there (nothing more is emitted). */
+void mb_tcp_stop(struct mb_link *l);
 
 #endif

@@ -1,23 +1,26 @@
 /*
  * modbus: polls Modbus TCP and RTU devices (people counters, pulse counter
- * modules) through libmodbus, with a register map per device in YAML.
+ * modules) with a register map per device in YAML.
  *
- * Owns the option tables and one instance's links (link.h): each link, a
- * serial port or a TCP host:port, is its own host->poll_start work, so the
- * blocking libmodbus calls run on the agent's worker threads, links poll
- * concurrently, and the devices of one RTU bus are asked one at a time.
- * Decoding is decode.h's, not libmodbus's (see there why).
+ * Owns the option tables and one instance's links (link.h), and drives
+ * them: TCP links on the loop from one timer per instance (the polls due in
+ * one grid step share a wake; the sockets are the links' own fd watches),
+ * RTU links (libmodbus, blocking) each as a host->poll_start work on a
+ * worker. Decoding is decode.h's, not libmodbus's (see there why).
  *
- * Threads: create/start/stop/destroy and the start timers on the loop; the
- * polls on workers. A failing device is counted and reported with
- * host->set_health; it never stops the others. No globals: a plugin
- * configured twice runs twice.
+ * Threads: create/start/stop/destroy, the timers and the TCP links on the
+ * loop; the RTU polls and host-name lookups on workers. A failing device is
+ * counted and reported with host->set_health; it never stops the others. No
+ * globals: a plugin configured twice runs twice.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include <mittari/mittari.h>
 
+#include "conf.h"
 #include "decode.h"
 #include "link.h"
 
@@ -137,9 +140,14 @@ struct mb {
     struct mittari_ctx *ctx;
     struct mb_link **links;
     size_t nlinks;
+    /* RTU links: a worker poll each, started spread over the first tick */
     struct slot *slots;
     struct mittari_poll **polls;
-    struct mittari_timer **timers;
+    struct mittari_timer **starts;
+    /* TCP links: one timer for all of them, at the earliest time one needs */
+    struct mittari_timer *timer;
+    int64_t timer_at, grid_us;
+    bool sweeping, stopped;
 };
 
 static void mb_destroy(void *state);
@@ -161,8 +169,8 @@ static int mb_create(const struct mittari_host *h, struct mittari_ctx *ctx, cons
     }
     m->slots = calloc(m->nlinks, sizeof(*m->slots));
     m->polls = calloc(m->nlinks, sizeof(*m->polls));
-    m->timers = calloc(m->nlinks, sizeof(*m->timers));
-    if (!m->slots || !m->polls || !m->timers) {
+    m->starts = calloc(m->nlinks, sizeof(*m->starts));
+    if (!m->slots || !m->polls || !m->starts) {
         mb_destroy(m); /* the agent calls destroy only after a create that succeeded */
         return -ENOMEM;
     }
@@ -170,44 +178,121 @@ static int mb_create(const struct mittari_host *h, struct mittari_ctx *ctx, cons
     return 0;
 }
 
+/* ---- TCP: one timer ---- */
+
+static void on_timer(void *arg);
+
+/* Makes the timer fire at `at` unless it fires earlier already. */
+static void arm(struct mb *m, int64_t at, int64_t now)
+{
+    if (at == INT64_MAX || (m->timer && at >= m->timer_at))
+        return;
+    if (m->timer)
+        m->h->timer_stop(m->timer);
+    m->timer = NULL;
+    uint64_t ms = at > now ? (uint64_t)(at - now + 999) / 1000 : 0;
+    if (m->h->timer_start(m->ctx, ms, 0, on_timer, m, &m->timer) == 0)
+        m->timer_at = at;
+    else
+        m->h->log(m->ctx, MITTARI_LOG_ERR, "cannot start the poll timer: TCP devices stop polling");
+}
+
+/* A link needs a tick earlier than planned (a request went out). */
+static void resched(void *arg, int64_t at)
+{
+    struct mb *m = arg;
+    if (!m->sweeping && !m->stopped)
+        arm(m, at, mb_mono_us(NULL));
+}
+
+/* Every link whose time has come, then the timer for the earliest next. */
+static void on_timer(void *arg)
+{
+    struct mb *m = arg;
+    int64_t now = mb_mono_us(NULL), next = INT64_MAX;
+
+    m->h->timer_stop(m->timer);
+    m->timer = NULL;
+    m->sweeping = true;
+    for (size_t i = 0; i < m->nlinks; i++) {
+        struct mb_link *l = m->links[i];
+        if (mb_link_is_rtu(l))
+            continue;
+        int64_t t = mb_tcp_next(l);
+        if (t <= now + m->grid_us / 2) {
+            mb_tcp_tick(l, now);
+            t = mb_tcp_next(l);
+        }
+        next = t < next ? t : next;
+    }
+    m->sweeping = false;
+    arm(m, next, now);
+}
+
+/* ---- RTU: worker polls ---- */
+
 static void begin_poll(void *arg)
 {
     struct slot *s = arg;
     struct mb *m = s->m;
     struct mb_link *l = m->links[s->i];
 
-    m->h->timer_stop(m->timers[s->i]);
-    m->timers[s->i] = NULL;
+    m->h->timer_stop(m->starts[s->i]);
+    m->starts[s->i] = NULL;
     int rc = m->h->poll_start(m->ctx, mb_link_tick_ms(l), mb_link_run, NULL, l, &m->polls[s->i]);
     if (rc)
         m->h->log(m->ctx, MITTARI_LOG_ERR, "cannot start polling: %d", rc);
 }
 
-/* Links start spread over their first tick, so 500 devices at 1 s are not
- * all asked in the same millisecond. */
+/* RTU links start spread over their first tick; TCP devices are spread over
+ * their interval on the grid (mb_tcp_plan). */
 static int mb_start(void *state)
 {
     struct mb *m = state;
+    int64_t now = mb_mono_us(NULL);
+    size_t nrtu = 0, k = 0;
+    bool tcp = false;
+
+    mb_tcp_plan(m->links, m->nlinks, now);
     for (size_t i = 0; i < m->nlinks; i++) {
-        uint64_t offset = mb_link_tick_ms(m->links[i]) * i / m->nlinks;
+        if (mb_link_is_rtu(m->links[i])) {
+            nrtu++;
+            continue;
+        }
+        mb_tcp_set_resched(m->links[i], resched, m);
+        m->grid_us = mb_tcp_grid_us(m->links[i]);
+        tcp = true;
+    }
+    for (size_t i = 0; i < m->nlinks; i++) {
+        if (!mb_link_is_rtu(m->links[i]))
+            continue;
+        uint64_t offset = mb_link_tick_ms(m->links[i]) * k++ / nrtu;
         m->slots[i] = (struct slot){m, i};
-        int rc = m->h->timer_start(m->ctx, offset, 0, begin_poll, &m->slots[i], &m->timers[i]);
+        int rc = m->h->timer_start(m->ctx, offset, 0, begin_poll, &m->slots[i], &m->starts[i]);
         if (rc)
             return rc;
     }
+    if (tcp)
+        arm(m, now, now);
     return 0;
 }
 
 static void mb_stop(void *state)
 {
     struct mb *m = state;
+    m->stopped = true;
+    if (m->timer)
+        m->h->timer_stop(m->timer);
+    m->timer = NULL;
     for (size_t i = 0; i < m->nlinks; i++) {
-        if (m->timers[i])
-            m->h->timer_stop(m->timers[i]);
+        if (m->starts[i])
+            m->h->timer_stop(m->starts[i]);
         if (m->polls[i])
             m->h->poll_stop(m->polls[i]);
-        m->timers[i] = NULL;
+        m->starts[i] = NULL;
         m->polls[i] = NULL;
+        if (!mb_link_is_rtu(m->links[i]))
+            mb_tcp_stop(m->links[i]);
     }
 }
 
@@ -219,7 +304,7 @@ static void mb_destroy(void *state)
     free(m->links);
     free(m->slots);
     free(m->polls);
-    free(m->timers);
+    free(m->starts);
     free(m);
 }
 

@@ -15,8 +15,9 @@
  * The state (JSON: ports, requests, counters and their true increments) is
  * written to FILE once everything listens. Commands, one a line, come from
  * the FIFO (or stdin): freeze [NAME], resume [NAME], reboot NAME [V],
- * exception NAME CODE (0 = off), mute NAME on|off, delay NAME MS,
- * crc NAME on|off, down NAME, up NAME, dump FILE, quit.
+ * exception NAME CODE|off (CODE 0-11; 0 is sent as 0), mute NAME on|off,
+ * delay NAME MS, drip NAME MS (register reads answered one byte every MS;
+ * 0 = off), crc NAME on|off, down NAME, up NAME, dump FILE, quit.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -41,11 +41,20 @@ struct pending {
     int len;
 };
 
+/* An answer sent one byte at a time (the slow-drip fault, issue 15 item 9). */
+struct drip {
+    bool on;
+    uint8_t buf[FRAME_MAX];
+    size_t len, pos;
+    int64_t next, every; /* ms */
+};
+
 struct conn {
     int fd;
     uint8_t buf[FRAME_MAX * 2];
     size_t len;
     struct pending p;
+    struct drip dr;
 };
 
 struct bus {
@@ -56,6 +65,7 @@ struct bus {
     size_t len;
     int64_t last_byte;
     struct pending p;
+    struct drip dr;
     struct dev *pdev; /* whose answer is pending */
     int slave_fd;     /* path=auto: our own pty's device side */
     int64_t answered_us; /* when the last answer was written */
@@ -65,7 +75,7 @@ struct bus {
 struct dev {
     char name[64];
     bool rtu, down, mute, crc, frozen;
-    int unit, exception, delay_ms, port, lfd;
+    int unit, exception, delay_ms, drip_ms, port, lfd; /* exception -1: off */
     struct bus *bus;
     modbus_t *mb; /* TCP: the device's own context */
     struct conn conns[MAX_CONN];
@@ -146,6 +156,7 @@ static void conn_close(struct conn *c)
     c->fd = -1;
     c->len = 0;
     c->p.on = false;
+    c->dr.on = false;
 }
 
 static void dev_unlisten(struct dev *d)
@@ -279,27 +290,64 @@ static void apply_clear(struct dev *d)
 
 /* ---- answering ---- */
 
-static void send_bad_crc(struct dev *d, int fd, const uint8_t *req)
+/* The answer to a read of holding or input registers, built here (not by
+ * libmodbus) for the faults that need its bytes: a TCP answer (MBAP header
+ * from the request) or an RTU one with its CRC, spoiled when bad_crc.
+ * Returns its length, 0 when the request is not such a read. */
+static size_t build_read_answer(struct dev *d, const uint8_t *req, bool bad_crc, uint8_t *rsp)
 {
-    uint8_t rsp[FRAME_MAX];
-    unsigned addr = (unsigned)(req[2] << 8 | req[3]), nb = (unsigned)(req[4] << 8 | req[5]);
+    int hdr = d->rtu ? 1 : 7;
+    const uint8_t *pdu = req + hdr;
+    unsigned addr = (unsigned)(pdu[1] << 8 | pdu[2]), nb = (unsigned)(pdu[3] << 8 | pdu[4]);
     size_t n = 0;
-    uint16_t *t = table(d, req[1] == 4 ? MBD_FN_INPUT : MBD_FN_HOLDING);
+    uint16_t *t = table(d, pdu[0] == 4 ? MBD_FN_INPUT : MBD_FN_HOLDING);
 
-    if (nb > 125 || addr + nb > SIM_REGS)
-        return;
-    rsp[n++] = req[0];
-    rsp[n++] = req[1];
+    if ((pdu[0] != 3 && pdu[0] != 4) || nb < 1 || nb > 125 || addr + nb > SIM_REGS)
+        return 0;
+    if (!d->rtu) {
+        memcpy(rsp, req, 4); /* transaction and protocol id */
+        rsp[4] = 0;
+        rsp[5] = (uint8_t)(3 + nb * 2);
+        n = 6;
+    }
+    rsp[n++] = req[hdr - 1]; /* unit id */
+    rsp[n++] = pdu[0];
     rsp[n++] = (uint8_t)(nb * 2);
     for (unsigned i = 0; i < nb; i++) {
         rsp[n++] = (uint8_t)(t[addr + i] >> 8);
         rsp[n++] = (uint8_t)t[addr + i];
     }
-    uint16_t crc = sim_crc16(rsp, n) ^ 0x5555; /* wrong on purpose */
-    rsp[n++] = (uint8_t)crc;
-    rsp[n++] = (uint8_t)(crc >> 8);
-    if (write(fd, rsp, n) < 0)
+    if (d->rtu) {
+        uint16_t crc = sim_crc16(rsp, n) ^ (bad_crc ? 0x5555 : 0); /* wrong on purpose */
+        rsp[n++] = (uint8_t)crc;
+        rsp[n++] = (uint8_t)(crc >> 8);
+    }
+    return n;
+}
+
+static void send_bad_crc(struct dev *d, int fd, const uint8_t *req)
+{
+    uint8_t rsp[FRAME_MAX];
+    size_t n = build_read_answer(d, req, true, rsp);
+    if (n && write(fd, rsp, n) < 0)
         return;
+}
+
+static void start_drip(struct dev *d, struct drip *dr, const uint8_t *req)
+{
+    dr->len = build_read_answer(d, req, false, dr->buf);
+    dr->pos = 0;
+    dr->every = d->drip_ms;
+    dr->next = now_ms() + d->drip_ms;
+    dr->on = dr->len > 0;
+}
+
+static struct drip *conn_of(struct dev *d, int fd)
+{
+    for (int i = 0; i < MAX_CONN; i++)
+        if (d->conns[i].fd == fd)
+            return &d->conns[i].dr;
+    return &d->conns[0].dr; /* cannot happen: the request came on fd */
 }
 
 static void answer(struct dev *d, modbus_t *mb, int fd, const uint8_t *req, int len)
@@ -308,8 +356,13 @@ static void answer(struct dev *d, modbus_t *mb, int fd, const uint8_t *req, int 
     const uint8_t *pdu = req + hdr;
 
     d->answered++;
-    if (d->exception) {
+    if (d->exception >= 0) {
         modbus_reply_exception(mb, req, (unsigned)d->exception);
+        return;
+    }
+    if (d->drip_ms > 0 && (pdu[0] == 3 || pdu[0] == 4)) {
+        mark_served(d, pdu);
+        start_drip(d, d->rtu ? &d->bus->dr : conn_of(d, fd), req);
         return;
     }
     if (d->crc && d->rtu && (pdu[0] == 3 || pdu[0] == 4)) {
@@ -574,6 +627,7 @@ static struct dev *new_dev(struct sim *s, const char *name)
     d->lfd = -1;
     for (int i = 0; i < MAX_CONN; i++)
         d->conns[i].fd = -1;
+    d->exception = -1;
     d->map = modbus_mapping_new(SIM_REGS, SIM_REGS, SIM_REGS, SIM_REGS);
     d->rng = s->seed + 0x9E3779B97F4A7C15ull * (s->ndevs + 1);
     if (!d->map) {
@@ -670,6 +724,23 @@ static void reboot(struct dev *d, uint64_t v)
         conn_close(&d->conns[i]); /* a reboot drops its connections */
 }
 
+/* off, or a code libmodbus's server sends: 0-11 (0 too, issue 15 item 10) */
+static int set_exception(struct dev *d, const char *v, char *err, size_t el)
+{
+    char *end;
+    long code = strtol(v, &end, 10);
+    if (!strcmp(v, "off")) {
+        d->exception = -1;
+        return 0;
+    }
+    if (!*v || *end || code < 0 || code > 11) {
+        snprintf(err, el, "exception: off or a code 0-11");
+        return -EINVAL;
+    }
+    d->exception = (int)code;
+    return 0;
+}
+
 static int cmd_fault(struct sim *s, const struct args *a, char *err, size_t el)
 {
     struct dev *d = a->n > 1 ? find_dev(s, a->v[1]) : NULL;
@@ -684,7 +755,9 @@ static int cmd_fault(struct sim *s, const struct args *a, char *err, size_t el)
     if (!strcmp(c, "reboot"))
         reboot(d, strtoull(v, NULL, 0));
     else if (!strcmp(c, "exception"))
-        d->exception = atoi(v);
+        return set_exception(d, v, err, el);
+    else if (!strcmp(c, "drip"))
+        d->drip_ms = atoi(v);
     else if (!strcmp(c, "mute"))
         d->mute = on;
     else if (!strcmp(c, "crc"))
@@ -741,7 +814,8 @@ int sim_command(struct sim *s, const char *line, char *err, size_t errlen)
     if (!strcmp(c, "dump") && a.n == 2)
         return cmd_dump(s, a.v[1]);
     if (!strcmp(c, "reboot") || !strcmp(c, "exception") || !strcmp(c, "mute") ||
-        !strcmp(c, "crc") || !strcmp(c, "delay") || !strcmp(c, "down") || !strcmp(c, "up"))
+        !strcmp(c, "crc") || !strcmp(c, "delay") || !strcmp(c, "drip") || !strcmp(c, "down") ||
+        !strcmp(c, "up"))
         return cmd_fault(s, &a, err, errlen);
     snprintf(err, errlen, "unknown command '%s'", c);
     return -EINVAL;
@@ -790,12 +864,16 @@ static size_t collect(struct sim *s, int64_t *wake)
                 add_pfd(s, &n, c->fd, P_CONN, c);
             if (c->fd >= 0 && c->p.on && c->p.due < *wake)
                 *wake = c->p.due;
+            if (c->fd >= 0 && c->dr.on && c->dr.next < *wake)
+                *wake = c->dr.next;
         }
     }
     for (size_t i = 0; i < s->nbuses; i++) {
         add_pfd(s, &n, s->buses[i]->fd, P_BUS, s->buses[i]);
         if (s->buses[i]->p.on && s->buses[i]->p.due < *wake)
             *wake = s->buses[i]->p.due;
+        if (s->buses[i]->dr.on && s->buses[i]->dr.next < *wake)
+            *wake = s->buses[i]->dr.next;
     }
     return n;
 }
@@ -808,12 +886,25 @@ static struct dev *conn_dev(struct sim *s, struct conn *c)
     return NULL;
 }
 
+/* One byte of a dripping answer when its time has come. */
+static void drip_step(struct drip *dr, int fd, int64_t now)
+{
+    if (!dr->on || dr->next > now)
+        return;
+    if (write(fd, dr->buf + dr->pos, 1) == 1)
+        dr->pos++;
+    dr->next = now + dr->every;
+    dr->on = dr->pos < dr->len;
+}
+
 static void due_answers(struct sim *s, int64_t now)
 {
     for (size_t i = 0; i < s->ndevs; i++) {
         struct dev *d = s->devs[i];
         for (int k = 0; !d->rtu && k < MAX_CONN; k++) {
             struct conn *c = &d->conns[k];
+            if (c->fd >= 0)
+                drip_step(&c->dr, c->fd, now);
             if (c->fd >= 0 && c->p.on && c->p.due <= now) {
                 c->p.on = false;
                 modbus_set_socket(d->mb, c->fd);
@@ -824,6 +915,7 @@ static void due_answers(struct sim *s, int64_t now)
     }
     for (size_t i = 0; i < s->nbuses; i++) {
         struct bus *b = s->buses[i];
+        drip_step(&b->dr, b->fd, now);
         if (b->p.on && b->p.due <= now) {
             b->p.on = false;
             modbus_set_slave(b->mb, b->pdev->unit);
@@ -874,8 +966,8 @@ void sim_dump(struct sim *s, FILE *f)
         struct dev *d = s->devs[i];
         bool pending = false;
         for (int k = 0; k < MAX_CONN; k++)
-            pending |= d->conns[k].fd >= 0 && d->conns[k].p.on;
-        pending |= d->rtu && d->bus->p.on && d->bus->pdev == d;
+            pending |= d->conns[k].fd >= 0 && (d->conns[k].p.on || d->conns[k].dr.on);
+        pending |= d->rtu && (d->bus->p.on || d->bus->dr.on) && d->bus->pdev == d;
         fprintf(f, "%s\n {\"name\": \"%s\", \"port\": %d, \"path\": \"%s\", \"received\": %llu, "
                    "\"answered\": %llu, \"pending\": %s, \"counters\": [",
                 i ? "," : "", d->name, d->rtu ? -1 : d->port, d->rtu ? d->bus->path : "",
@@ -931,7 +1023,7 @@ int sim_requests(struct sim *s, const char *dev, uint64_t *received, uint64_t *a
     *answered = d->answered;
     *pending = false;
     for (int k = 0; k < MAX_CONN; k++)
-        *pending |= d->conns[k].fd >= 0 && d->conns[k].p.on;
-    *pending |= d->rtu && d->bus->p.on && d->bus->pdev == d;
+        *pending |= d->conns[k].fd >= 0 && (d->conns[k].p.on || d->conns[k].dr.on);
+    *pending |= d->rtu && (d->bus->p.on || d->bus->dr.on) && d->bus->pdev == d;
     return 0;
 }

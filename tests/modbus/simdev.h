@@ -4,8 +4,8 @@
  * the benchmark). TCP devices listen on 127.0.0.1 (port 0 = a free one);
  * RTU devices answer on a tty (one side of a pty pair), several unit ids per
  * bus. Counter registers increase on a tick; faults are scripted:
- * exceptions, silence, slow answers, bad CRCs, refused connections,
- * reboots.
+ * exceptions, silence, slow answers, answers dripping one byte at a time,
+ * bad CRCs, refused connections, reboots.
  *
  * Owns its sockets, tty descriptors and libmodbus contexts. One thread runs
  * sim_step; other threads take sim_lock around sim_command and reads of the

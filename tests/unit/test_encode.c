@@ -367,6 +367,37 @@ static void cached_series_text_survives_collisions(void **state)
     }
 }
 
+/* The http/mqtt batch document (docs/outputs/http.md): the description,
+ * then the records as in JSON Lines; a suppressed figure has no value. */
+static void batch_json_document(void **state)
+{
+    struct fixture *f = *state;
+    const struct mt_series_info *s = series(f, "hki", "door-1", "people_in", "1",
+                                            MITTARI_KIND_DELTA, "");
+    struct mt_row rows[2] = {row(5, 1764084344000000, 3, ""), row(6, 1764084345000000, 9, "")};
+    rows[0].series = rows[1].series = s->id;
+    rows[1].flags = MT_RF_SUPPRESSED | (2 << 1);
+    rows[1].min_count = 5;
+    struct mt_batch_head h = {"gw-1", "web", "gw-1/42/web/5-6", 42, 5, 6, 2};
+    assert_int_equal(mt_encode_batch(&f->enc, &f->buf, MT_BATCH_JSON, &h, rows, 2, &f->reg), 0);
+    assert_string_equal(
+        mt_buf_cstr(&f->buf),
+        "{\"agent_id\":\"gw-1\",\"generation\":42,\"output\":\"web\",\"key\":\"gw-1/42/web/5-6\","
+        "\"first_seq\":5,\"last_seq\":6,\"count\":2,\"readings\":["
+        "{\"seq\":5,\"gen\":42,\"ts\":\"2025-11-25T15:25:44.000000Z\",\"site\":\"hki\","
+        "\"device\":\"door-1\",\"metric\":\"people_in\",\"value\":3,\"unit\":\"1\",\"kind\":\"delta\"},"
+        "{\"seq\":6,\"gen\":42,\"ts\":\"2025-11-25T15:25:45.000000Z\",\"site\":\"hki\","
+        "\"device\":\"door-1\",\"metric\":\"people_in\",\"value\":null,\"unit\":\"1\",\"kind\":\"delta\","
+        "\"revision\":2,\"suppressed_below\":5}]}");
+    f->buf.len = 0;
+    assert_int_equal(mt_encode_batch(&f->enc, &f->buf, MT_BATCH_NDJSON, &h, rows, 2, &f->reg), 0);
+    const char *t = mt_buf_cstr(&f->buf);
+    assert_non_null(strstr(t, "\"seq\":5,\"gen\":42,"));
+    assert_int_equal(t[strlen(t) - 1], '\n');
+    assert_null(strstr(t, "agent_id")); /* NDJSON: the description goes in headers */
+    assert_null(strstr(t, "\"value\":9"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -384,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(jsonl_has_no_header, setup, teardown),
         cmocka_unit_test_setup_teardown(csv_quotes_when_needed, setup, teardown),
         cmocka_unit_test_setup_teardown(rows_append_to_the_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_json_document, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,7 +92,8 @@ static void create(struct fixture *f, const char *format, uint64_t max_size, int
     snprintf(text, sizeof(text), "{path: %s, format: %s, max_size: %llu, max_files: %lld, fsync: true}",
              f->path, format, (unsigned long long)max_size, (long long)max_files);
     f->conf = tu_options(mt_output_file.options, mt_output_file.config_size, text);
-    assert_int_equal(mt_output_file.create(f->conf, "test", &f->state, err, sizeof(err)), 0);
+    struct mt_output_ctx ctx = {NULL, "test", "agent1", "output file[test]"};
+    assert_int_equal(mt_output_file.create(f->conf, &ctx, &f->state, err, sizeof(err)), 0);
 }
 
 static int64_t open_out(struct fixture *f)
@@ -555,10 +556,48 @@ static void open_reports_the_generation(void **state)
     assert_int_equal(h.ts, 1764084344000012);
 }
 
+/* Issue 8 (3): a file deleted to free disk space, or moved away by
+ * logrotate, is not written to any more: the next batch goes into a new file
+ * at the path. The old code kept appending to the unlinked inode. */
+static void deleted_file_is_reopened(void **state)
+{
+    struct fixture *f = *state;
+    int64_t seqs[16];
+    create(f, "jsonl", 0, 5);
+    assert_int_equal(open_out(f), 0);
+    assert_int_equal(deliver(f, 1, 3), 0);
+    assert_int_equal(unlink(f->path), 0);
+    assert_int_equal(deliver(f, 4, 5), 0);
+    assert_true(exists(f->path));
+    int n = seqs_of(f->path, seqs, 16);
+    assert_int_equal(n, 2);
+    assert_int_equal(seqs[0], 4);
+    assert_int_equal(seqs[1], 5);
+}
+
+static void rotated_away_file_is_reopened(void **state)
+{
+    struct fixture *f = *state;
+    int64_t seqs[16];
+    char *moved = rotated(f, 9);
+    create(f, "jsonl", 0, 5);
+    assert_int_equal(open_out(f), 0);
+    assert_int_equal(deliver(f, 1, 3), 0);
+    assert_int_equal(rename(f->path, moved), 0); /* logrotate's rename */
+    assert_int_equal(deliver(f, 4, 6), 0);
+    assert_int_equal(seqs_of(moved, seqs, 16), 3); /* nothing more went there */
+    int n = seqs_of(f->path, seqs, 16);
+    assert_int_equal(n, 3);
+    assert_int_equal(seqs[0], 4);
+    free(moved);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(deleted_file_is_reopened),
+        T(rotated_away_file_is_reopened),
         T(jsonl_contents),
         T(csv_contents_header_once),
         T(rotation_keeps_max_files),

@@ -125,7 +125,7 @@ static void faults(void **st)
     cmd("exception f 4");
     assert_int_equal(modbus_read_registers(mb, 0, 1, w), -1);
     assert_int_equal(errno, EMBXSFAIL);
-    cmd("exception f 0");
+    cmd("exception f off");
     cmd("mute f on");
     assert_int_equal(modbus_read_registers(mb, 0, 1, w), -1);
     assert_int_equal(errno, ETIMEDOUT);

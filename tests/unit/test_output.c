@@ -35,10 +35,10 @@ struct sink {
     bool destroyed;
 };
 
-static int sink_create(const void *conf, const char *instance, void **state, char *err,
-                       size_t errlen)
+static int sink_create(const void *conf, const struct mt_output_ctx *ctx, void **state,
+                       char *err, size_t errlen)
 {
-    (void)instance;
+    (void)ctx;
     (void)err;
     (void)errlen;
     *state = (void *)conf;
@@ -83,6 +83,141 @@ static const struct mt_output_type sink_type = {
     .destroy = sink_destroy,
 };
 
+/* An in-test asynchronous type: encode() on the worker notes the batch,
+ * send() answers from a timer on the loop (or holds the answer). */
+struct asink {
+    int fail_first;     /* this many sends fail transiently */
+    int64_t refuse_seq; /* a batch holding this seq is refused permanently */
+    bool hold;          /* never answer; abort answers */
+    bool ack_on_abort;  /* the abort finds the answer was a success */
+    int sends, encodes;
+    char keys[16][160];
+    int nkeys;
+    int64_t seen[MAXSEEN];
+    int nseen;
+    uv_timer_t timer;
+    struct mt_send *pending;
+    int pending_rc;
+    bool closed;
+};
+
+static int asink_create(const void *conf, const struct mt_output_ctx *ctx, void **state,
+                        char *err, size_t errlen)
+{
+    struct asink *a = (void *)conf;
+    (void)err;
+    (void)errlen;
+    uv_timer_init(ctx->loop, &a->timer);
+    a->timer.data = a;
+    *state = a;
+    return 0;
+}
+
+static int asink_encode(void *state, const struct mt_batch *b, void **payload,
+                        struct mt_deliver_result *res)
+{
+    struct asink *a = state;
+    (void)res;
+    a->encodes++; /* one batch at a time: no race with the loop's fields */
+    *payload = strdup(b->key);
+    return *payload ? 0 : -ENOMEM;
+}
+
+static void asink_free_payload(void *state, void *payload)
+{
+    (void)state;
+    free(payload);
+}
+
+static void asink_answer(uv_timer_t *t)
+{
+    struct asink *a = t->data;
+    struct mt_send *s = a->pending;
+    a->pending = NULL;
+    if (s)
+        s->done(s, a->pending_rc);
+}
+
+static void asink_send(void *state, struct mt_send *s)
+{
+    struct asink *a = state;
+    const struct mt_batch *b = s->batch;
+    assert_string_equal(s->payload, b->key); /* what encode made for this batch */
+    if (a->nkeys < 16)
+        snprintf(a->keys[a->nkeys++], sizeof(a->keys[0]), "%s", b->key);
+    a->sends++;
+    a->pending = s;
+    if (a->hold)
+        return;
+    a->pending_rc = 0;
+    if (a->sends <= a->fail_first) {
+        snprintf(s->res.error, sizeof(s->res.error), "busy");
+        a->pending_rc = -EAGAIN;
+    } else if (a->refuse_seq >= b->first_seq && a->refuse_seq <= b->last_seq) {
+        snprintf(s->res.error, sizeof(s->res.error), "bad batch");
+        a->pending_rc = -EPROTO;
+    } else {
+        for (size_t i = 0; i < b->n && a->nseen < MAXSEEN; i++)
+            a->seen[a->nseen++] = b->rows[i].seq;
+    }
+    uv_timer_start(&a->timer, asink_answer, 2, 0);
+}
+
+static void asink_abort(void *state)
+{
+    struct asink *a = state;
+    if (!a->pending)
+        return;
+    a->pending_rc = a->ack_on_abort ? 0 : -EAGAIN;
+    if (a->ack_on_abort)
+        for (size_t i = 0; i < a->pending->batch->n && a->nseen < MAXSEEN; i++)
+            a->seen[a->nseen++] = a->pending->batch->rows[i].seq;
+    asink_answer(&a->timer);
+}
+
+static void asink_timer_closed(uv_handle_t *h)
+{
+    struct asink *a = h->data;
+    void (**cb)(void *) = (void *)&a->timer.data; /* unused */
+    (void)cb;
+    a->closed = true;
+}
+
+static void (*asink_done)(void *);
+static void *asink_done_arg;
+
+static void asink_closed(uv_handle_t *h)
+{
+    asink_timer_closed(h);
+    asink_done(asink_done_arg);
+}
+
+static void asink_close(void *state, void (*done)(void *arg), void *arg)
+{
+    struct asink *a = state;
+    asink_done = done;
+    asink_done_arg = arg;
+    uv_close((uv_handle_t *)&a->timer, asink_closed);
+}
+
+static void asink_destroy(void *state)
+{
+    (void)state;
+}
+
+static const struct mt_output_type asink_type = {
+    .name = "asink",
+    .description = "test async sink",
+    .flags = MT_OUTPUT_ASYNC | MT_OUTPUT_STABLE_KEYS,
+    .create = asink_create,
+    .encode = asink_encode,
+    .free_payload = asink_free_payload,
+    .send = asink_send,
+    .abort = asink_abort,
+    .close = asink_close,
+    .destroy = asink_destroy,
+};
+
 struct fixture {
     char *dir;
     char *path;
@@ -96,6 +231,9 @@ struct fixture {
     void *fconf[MAXOUT];
     char *fpath[MAXOUT];
     struct sink sink[MAXOUT]; /* live until teardown has closed the outputs */
+    struct asink asink[MAXOUT];
+    void *match_conf;         /* owns common.match's items; freed at teardown */
+    uint32_t other;           /* a second series: hki/door-2/people_in */
     int closed;
     int64_t closed_cursor; /* what the last closed output reported */
 };
@@ -147,6 +285,10 @@ static int setup(void **state)
                                .tags = ""};
     if (mt_series_intern(&f->reg, &k, &f->gauge))
         return -1;
+    k.device = "door-2";
+    k.tags = "{\"theme\":\"culture\"}";
+    if (mt_series_intern(&f->reg, &k, &f->other))
+        return -1;
     *state = f;
     return 0;
 }
@@ -177,6 +319,7 @@ static void close_output(struct fixture *f, int i)
     free(f->fpath[i]);
     f->fconf[i] = NULL;
     f->fpath[i] = NULL;
+    memset(&f->asink[i], 0, sizeof(f->asink[i]));
 }
 
 static int teardown(void **state)
@@ -184,6 +327,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     for (int i = 0; i < MAXOUT; i++)
         close_output(f, i);
+    tu_options_free(f->match_conf);
     mt_writer_stop(f->w, 2000);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     mt_log_close(f->rd);
@@ -200,7 +344,8 @@ static int teardown(void **state)
 static struct mt_output *add(struct fixture *f, int i, const char *name,
                              const struct mt_output_type *type, const void *conf)
 {
-    struct mt_output_env env = {&f->loop, f->w, &f->reg, f->path, "agent1"};
+    struct mt_output_env env = {.loop = &f->loop, .writer = f->w, .series = &f->reg,
+                                .db_path = f->path, .agent_id = "agent1"};
     char err[256] = "";
     assert_null(f->out[i]);
     int rc = mt_output_create(&f->out[i], &env, name, type, conf, &f->common, err, sizeof(err));
@@ -219,6 +364,15 @@ static struct mt_output *add_file(struct fixture *f, int i, const char *name, co
              f->fpath[i]);
     f->fconf[i] = tu_options(mt_output_file.options, mt_output_file.config_size, text);
     return add(f, i, name, &mt_output_file, f->fconf[i]);
+}
+
+static void push_series(struct fixture *f, uint32_t series, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct mt_rec r = {
+            .ts = 1764084344000000 + i, .series = series, .kind = MITTARI_KIND_DELTA, .value = 1};
+        assert_int_equal(mt_writer_push(f->w, &r), 0);
+    }
 }
 
 static void push_n(struct fixture *f, int n)
@@ -249,10 +403,10 @@ static void wait_committed(struct fixture *f, int64_t seq)
     assert_true(tu_run_until(&f->loop, committed_reached, &u, 5000));
 }
 
-static bool busy_now(void *arg)
+static bool sending_now(void *arg)
 {
     struct until *u = arg;
-    return mt_output_busy(u->o);
+    return mt_output_sending(u->o);
 }
 
 static bool delivered_through(void *arg)
@@ -501,8 +655,8 @@ static void ack_during_close_is_kept(void **state)
     wait_committed(f, 4);
     struct mt_output *o = add(f, 0, "slow", &sink_type, s);
     struct until u = {.f = f, .o = o};
-    /* in flight: the first run reads the cursor, then delivers 1..4 */
-    assert_true(tu_run_until(&f->loop, busy_now, &u, 5000));
+    /* in flight: the opening read the cursor, the sender delivers 1..4 */
+    assert_true(tu_run_until(&f->loop, sending_now, &u, 5000));
     f->out[0] = NULL;
     f->closed = -1;
     mt_output_close(o, closed_cb, f);
@@ -511,6 +665,177 @@ static void ack_during_close_is_kept(void **state)
     assert_int_equal(f->closed_cursor, 4);
     /* and the writer was told: its durable cursor follows */
     wait_durable_cursor(f, "slow", 4);
+}
+
+/* ---- the asynchronous interface, match, batch_wait, stop, stable keys ---- */
+
+static void set_match(struct fixture *f, const char *yaml)
+{
+    struct mt_output_common *c = tu_options(mt_output_common_options, sizeof(*c), yaml);
+    f->common.match = c->match;
+    f->match_conf = c; /* the items live in it */
+}
+
+static void async_type_delivers_in_order(void **state)
+{
+    struct fixture *f = *state;
+    struct asink *a = &f->asink[0];
+    a->fail_first = 1;
+    push_n(f, 30);
+    wait_committed(f, 30);
+    struct mt_output *o = add(f, 0, "web", &asink_type, a);
+    wait_delivered(f, o, 30);
+    assert_run(a->seen, a->nseen, 1, 30);
+    assert_int_equal(mt_output_stats(o)->retries, 1);
+    assert_int_equal(mt_output_stats(o)->delivered, 30);
+    /* every batch encoded once, the failed one sent twice with its key */
+    assert_int_equal(a->sends, 30 / 4 + 1 + 1);
+    assert_string_equal(a->keys[0], a->keys[1]);
+    assert_int_equal(a->encodes, 30 / 4 + 1);
+    wait_durable_cursor(f, "web", 30);
+}
+
+static void match_selects_series_and_passes_the_rest(void **state)
+{
+    struct fixture *f = *state;
+    struct sink *s = &f->sink[0];
+    set_match(f, "{match: [{series: 'hki/door-2/*', tags: 'theme=cult*'}]}");
+    push_n(f, 5);                /* door-1: 1..5 */
+    push_series(f, f->other, 3); /* door-2: 6..8 */
+    push_n(f, 5);                /* door-1: 9..13 */
+    wait_committed(f, 13);
+    struct mt_output *o = add(f, 0, "culture", &sink_type, s);
+    wait_delivered(f, o, 13);
+    int64_t want[] = {6, 7, 8};
+    assert_int_equal(s->nseen, 3);
+    assert_memory_equal(s->seen, want, sizeof(want));
+    assert_int_equal(mt_output_stats(o)->lost, 0);
+    wait_durable_cursor(f, "culture", 13); /* passed what it does not take */
+}
+
+static void match_raw_or_derived(void **state)
+{
+    struct fixture *f = *state;
+    struct sink *s = &f->sink[0];
+    set_match(f, "{match: [{readings: derived}]}");
+    push_n(f, 3);
+    wait_committed(f, 3);
+    struct mt_rec d = {.ts = 1764084344000000, .series = f->gauge, .kind = MITTARI_KIND_DELTA,
+                       .value = 7, .flags = MT_RF_SUPPRESSED, .min_count = 5};
+    struct mt_consumer_step st = {.name = "rule-x", .cursor = 3, .recs = &d, .nrecs = 1};
+    assert_int_equal(mt_writer_step(f->w, &st, NULL), 0);
+    push_n(f, 2);
+    wait_committed(f, 6);
+    struct mt_output *o = add(f, 0, "figures", &sink_type, s);
+    wait_delivered(f, o, 6);
+    assert_int_equal(s->nseen, 1);
+    /* the derived one, committed with the step (the flags column says so) */
+    assert_int_equal(s->seen[0], sql_int(f->path, "SELECT seq FROM readings WHERE flags & 65536"));
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM readings WHERE flags & 65536"), 1);
+}
+
+static void batch_wait_waits_for_more(void **state)
+{
+    struct fixture *f = *state;
+    struct sink *s = &f->sink[0];
+    f->common.batch_wait_ms = 400;
+    struct mt_output *o = add(f, 0, "patient", &sink_type, s);
+    push_n(f, 2);
+    wait_committed(f, 2);
+    uint64_t t0 = uv_now(&f->loop);
+    tu_run_until(&f->loop, all_closed, f, 150); /* just runs the loop for 150 ms */
+    assert_int_equal(s->calls, 0);              /* two readings wait for more */
+    wait_delivered(f, o, 2);
+    assert_true(uv_now(&f->loop) - t0 >= 350);
+    assert_int_equal(s->calls, 1);
+    /* a full batch goes at once */
+    push_n(f, 4);
+    wait_committed(f, 6);
+    t0 = uv_now(&f->loop);
+    wait_delivered(f, o, 6);
+    assert_true(uv_now(&f->loop) - t0 < 350);
+    /* and a flush (a stop) sends what waits */
+    push_n(f, 1);
+    wait_committed(f, 7);
+    mt_output_flush(o);
+    t0 = uv_now(&f->loop);
+    wait_delivered(f, o, 7);
+    assert_true(uv_now(&f->loop) - t0 < 350);
+}
+
+static void stop_on_permanent_error(void **state)
+{
+    struct fixture *f = *state;
+    struct sink *s = &f->sink[0];
+    s->refuse_seq = 6;
+    f->common.on_permanent_error = MT_PERMANENT_STOP;
+    push_n(f, 12);
+    wait_committed(f, 12);
+    struct mt_output *o = add(f, 0, "strict", &sink_type, s);
+    struct until u = {.f = f, .o = o, .seq = 4};
+    assert_true(tu_run_until(&f->loop, delivered_through, &u, 5000));
+    assert_int_equal(mt_output_state(o), MT_OUT_STOPPED);
+    assert_int_equal(mt_output_cursor(o), 4); /* stays before the refused batch */
+    assert_true(mt_output_drained(o));        /* a stop does not wait for it */
+    int calls = s->calls;
+    tu_run_until(&f->loop, all_closed, f, 200);
+    assert_int_equal(s->calls, calls); /* never spins */
+    assert_int_equal(mt_output_stats(o)->parked_batches, 1);
+    wait_durable_cursor(f, "strict", 4);
+    close_output(f, 0);
+    assert_int_equal(sql_int(f->path, "SELECT first_seq FROM parked WHERE output='strict'"), 5);
+    /* the next start tries the batch again */
+    s->refuse_seq = 0;
+    s->nseen = 0;
+    o = add(f, 0, "strict", &sink_type, s);
+    wait_delivered(f, o, 12);
+    assert_run(s->seen, s->nseen, 5, 12);
+}
+
+/* Issue 11: a batch re-sent after a crash carries the key it had. The plan
+ * (its end, committed before the batch was sent) makes the boundaries the
+ * same although more readings are there by then. */
+static void stable_keys_survive_a_restart(void **state)
+{
+    struct fixture *f = *state;
+    struct asink *a = &f->asink[0];
+    a->fail_first = 1000; /* the destination never answers yes */
+    push_n(f, 3);
+    wait_committed(f, 3);
+    struct mt_output *o = add(f, 0, "keyed", &asink_type, a);
+    struct until u = {.f = f, .o = o};
+    assert_true(tu_run_until(&f->loop, sending_now, &u, 5000));
+    char first[160];
+    snprintf(first, sizeof(first), "%s", a->keys[0]);
+    assert_key(f, first, "keyed", "1-3");
+    close_output(f, 0); /* as if killed: nothing was acknowledged */
+    push_n(f, 5);
+    wait_committed(f, 8);
+    o = add(f, 0, "keyed", &asink_type, &f->asink[1]);
+    wait_delivered(f, o, 8);
+    assert_string_equal(f->asink[1].keys[0], first); /* 1-3 again, not 1-4 */
+    assert_key(f, f->asink[1].keys[1], "keyed", "4-7");
+    assert_key(f, f->asink[1].keys[2], "keyed", "8-8");
+}
+
+static void async_ack_during_close_is_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct asink *a = &f->asink[0];
+    a->hold = true;
+    a->ack_on_abort = true;
+    push_n(f, 4);
+    wait_committed(f, 4);
+    struct mt_output *o = add(f, 0, "racy", &asink_type, a);
+    struct until u = {.f = f, .o = o};
+    assert_true(tu_run_until(&f->loop, sending_now, &u, 5000));
+    f->out[0] = NULL;
+    f->closed = -1;
+    mt_output_close(o, closed_cb, f);
+    assert_true(tu_run_until(&f->loop, all_closed, f, 5000));
+    assert_int_equal(f->closed_cursor, 4);
+    assert_true(a->closed);
+    wait_durable_cursor(f, "racy", 4);
 }
 
 int main(void)
@@ -522,6 +847,13 @@ int main(void)
         T(transient_errors_are_retried),      T(permanent_error_parks_the_batch),
         T(dropped_readings_are_counted_lost),
         T(ack_during_close_is_kept),
+        T(async_type_delivers_in_order),
+        T(match_selects_series_and_passes_the_rest),
+        T(match_raw_or_derived),
+        T(batch_wait_waits_for_more),
+        T(stop_on_permanent_error),
+        T(stable_keys_survive_a_restart),
+        T(async_ack_during_close_is_kept),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -229,7 +229,13 @@ static void failing_output_is_degraded(void **state)
     mt_report_json(&x->s, &x->f, &h, NOW, &b);
     assert_non_null(strstr(mt_buf_cstr(&b), "\"last_success\":\""));
     assert_non_null(strstr(mt_buf_cstr(&b), "\"last_error_at\":\""));
-    assert_non_null(strstr(mt_buf_cstr(&b), "\"last_error\":null")); /* text only when parked */
+    assert_non_null(strstr(mt_buf_cstr(&b), "\"last_error\":null")); /* no text given */
+    mt_buf_free(&b);
+    x->out[0].last_error = "HTTP 503";
+    eval(x, &h);
+    assert_true(has_reason(&h, "the last failure 20 s ago: HTTP 503)"));
+    mt_report_json(&x->s, &x->f, &h, NOW, &b);
+    assert_non_null(strstr(mt_buf_cstr(&b), "\"last_error\":\"HTTP 503\""));
     mt_buf_free(&b);
     /* delivered again since: not failing */
     x->out[0].last_success_us = NOW - 5 * US;

@@ -1,0 +1,146 @@
+#!/bin/bash
+# Issue 11: a backlog of N readings (default 1,000,000) drained by the http,
+# postgresql and mqtt outputs, each beside its raw ceiling measured in the
+# same run against the same server:
+#   http        pre-built body of the same batch size, libcurl keep-alive
+#   postgresql  prepared multi-row INSERT ... ON CONFLICT of the same batch size
+#   mqtt        batched QoS 1 publishes with the same messages and window
+# While an output drains, a sim input keeps emitting (INGEST readings/s):
+# the figures show that ingest continues, and the agent's peak RSS.
+# Prints figures and ratios; asserts nothing about time.
+#
+#   bench/outputs.sh                      Release build in build-bench/
+#   N=200000 INGEST=500 bench/outputs.sh  smaller
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$src/build-bench}
+N=${N:-1000000}
+INGEST=${INGEST:-1000}
+BATCH=${BATCH:-1000}
+PER=${PER:-500}
+MQTT_BATCH=${MQTT_BATCH:-5000} # 10 messages a batch, for the output and its raw ceiling alike
+WINDOW=${WINDOW:-20}
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMITTARI_TESTS=OFF -DMITTARI_BENCH=ON >/dev/null
+cmake --build "$build" -j"$(nproc)" --target mittari sim bench_outputs_raw >/dev/null
+MITTARI=$build/mittari
+RAW=$build/bench/bench_outputs_raw
+
+# the tests' server helpers (they need these names)
+BUILD_DIR=$build SOURCE_DIR=$src
+. "$src/tests/integration/lib.sh"
+. "$src/tests/integration/outputs_lib.sh"
+set +u
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
+R=$T/recv
+http_receiver "$R"
+set_mode "$R" count
+pg_start
+mqtt_start "$T/mq"
+
+# the backlog, made once with no output
+mkdir -p "$T/conf"
+cat >"$T/conf/10.yaml" <<YAML
+agent: {site: bench, id: gw-bench, data_dir: $T/data, stats_interval: 0, sync: normal}
+inputs:
+  sim: {plugin: sim, rate: 0, limit: $N, opening_hours: "00:00-24:00", poll_interval: 1s}
+YAML
+t0=$(date +%s.%N)
+start_agent "$T/conf"
+until [ "$(sqlite3 "$T/data/mittari.db" 'select count(*) from readings' 2>/dev/null || echo 0)" -ge $((N - 100)) ]; do sleep 0.5; done
+stop_agent TERM
+backlog=$(sqlite3 "$T/data/mittari.db" 'select count(*) from readings')
+last=$(sqlite3 "$T/data/mittari.db" 'select max(seq) from readings')
+GEN=$(sqlite3 "$T/data/mittari.db" "select value from meta where key='generation'")
+export BENCH_LOG=$T/data/mittari.db # the raw ceilings send the backlog's first batch
+echo "backlog: $backlog readings ($(du -m "$T/data/mittari.db" | cut -f1) MB log, made in $(echo "$(date +%s.%N) - $t0" | bc) s)"
+echo
+
+# drain NAME YAML COUNTCMD: run the agent with one output and the ingest
+# input, until COUNTCMD (readings the server has) reaches the backlog
+drain() {
+  local name=$1 yaml=$2 count=$3
+  cat >"$T/conf/10.yaml" <<YAML
+agent: {site: bench, id: gw-bench, data_dir: $T/data, stats_interval: 0, sync: normal}
+inputs:
+  sim: {plugin: sim, rate: $INGEST, opening_hours: "00:00-24:00", poll_interval: 1s}
+outputs:
+  $name:
+$yaml
+    batch_size: ${DRAIN_BATCH:-$BATCH}
+YAML
+  local s0 t0 t1 tf= cf=0 rss=0 r base c
+  base=$(eval "$count")
+  s0=$(sqlite3 "$T/data/mittari.db" 'select max(seq) from readings')
+  t0=$(date +%s.%N)
+  start_agent "$T/conf"
+  while :; do
+    r=$(awk '/VmRSS/ {print $2}' /proc/"$AGENT_PID"/status 2>/dev/null || echo 0)
+    [ "${r:-0}" -gt "$rss" ] && rss=$r
+    c=$(($(eval "$count") - base))
+    if [ -z "$tf" ] && [ "$c" -gt 0 ]; then tf=$(date +%s.%N); cf=$c; fi
+    [ "$c" -ge "$backlog" ] && break
+    sleep "${POLL:-0.02}"
+  done
+  t1=$(date +%s.%N)
+  local s1 cpu
+  s1=$(sqlite3 "$T/data/mittari.db" 'select max(seq) from readings')
+  cpu=$(awk '{print ($14+$15)/100}' /proc/"$AGENT_PID"/stat)
+  stop_agent TERM
+  DRAIN_S=$(echo "$t1 - $t0" | bc)
+  # the rate while draining: from the first batch at the server to the last
+  # (the raw ceilings are timed from a connected client on, too)
+  DRAIN_RATE=$(echo "($backlog - $cf) / ($t1 - $tf)" | bc)
+  echo "  $name output: $DRAIN_RATE readings/s while draining; $backlog readings in $DRAIN_S s from the agent's start; agent CPU ${cpu}s, peak RSS $((rss / 1024)) MB; ingest during the drain: $((s1 - s0)) readings ($(echo "($s1 - $s0) / $DRAIN_S" | bc)/s, sim at $INGEST/s)"
+}
+raw_rate() { "$@" | awk '/^readings\/s/ {print $2}'; }
+# the machine is shared: the ceiling is measured just before and just after
+# the output's drain, and the mean is the baseline
+mean() { echo "($1 + $2) / 2" | bc; }
+ratio() { echo "scale=1; 100 * $1 / $2" | bc; }
+
+echo "== http (receiver: tests/integration/http_receiver.py, count mode) =="
+RAW_HTTP=$(raw_rate "$RAW" http "http://127.0.0.1:$HTTP_PORT/in" $((backlog / BATCH)) "$BATCH")
+echo "  raw ceiling: $RAW_HTTP readings/s (pre-built body, libcurl keep-alive)"
+drain web "    type: http
+    url: http://127.0.0.1:$HTTP_PORT/in" "awk '{print \$1}' '$R/count' 2>/dev/null || echo 0"
+RAW2=$(raw_rate "$RAW" http "http://127.0.0.1:$HTTP_PORT/in" $((backlog / BATCH)) "$BATCH")
+echo "  raw ceiling after: $RAW2 readings/s"
+RAW_HTTP=$(mean "$RAW_HTTP" "$RAW2")
+echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_HTTP") % of the raw ceiling (mean $RAW_HTTP; target >= 25 %, JSON encoding included)"
+echo
+
+echo "== postgresql (unix socket; fsync=off) =="
+# as many rows as the backlog: the server slows down as the table grows
+RAW_PG=$(raw_rate "$RAW" pg "host=$PG_DIR port=$PG_PORT user=test dbname=postgres" $((backlog / BATCH)) "$BATCH")
+echo "  raw ceiling: $RAW_PG readings/s (prepared multi-row INSERT ... ON CONFLICT, $BATCH rows)"
+# psql is a new connection (a server process) each time: look seldom
+POLL=0.5 drain db "    type: postgresql
+    conninfo: host=$PG_DIR port=$PG_PORT user=test dbname=postgres" \
+  "psql -X -A -t -q '$PG_CONN' -c \"select coalesce(max(seq),0) from mittari_readings where agent_id='gw-bench' and generation=$GEN\" 2>/dev/null || echo 0"
+psql_q "drop table mittari_readings" # the raw run after starts from an empty table too
+RAW2=$(raw_rate "$RAW" pg "host=$PG_DIR port=$PG_PORT user=test dbname=postgres" $((backlog / BATCH)) "$BATCH")
+echo "  raw ceiling after: $RAW2 readings/s"
+RAW_PG=$(mean "$RAW_PG" "$RAW2")
+echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_PG") % of the raw ceiling (mean $RAW_PG; target >= 80 %)"
+echo
+
+echo "== mqtt (mosquitto 2.0, QoS 1, $PER readings a message, window $WINDOW, batches of $MQTT_BATCH) =="
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t 'bench/#' -t 'mittari/gw-bench/bench' -F '%l' >"$T/mq.count" 2>/dev/null &
+SERVER_PIDS+=("$!")
+sleep 0.3
+RAW_MQ=$(raw_rate "$RAW" mqtt 127.0.0.1 "$MQTT_PORT" $((backlog / MQTT_BATCH)) "$MQTT_BATCH" "$PER" "$WINDOW")
+echo "  raw ceiling: $RAW_MQ readings/s (pre-built messages, threaded libmosquitto)"
+DRAIN_BATCH=$MQTT_BATCH drain broker "    type: mqtt
+    host: 127.0.0.1
+    port: $MQTT_PORT
+    readings_per_message: $PER
+    max_inflight: $WINDOW" "echo \$(( \$(wc -l <'$T/mq.count') * $PER ))"
+RAW2=$(raw_rate "$RAW" mqtt 127.0.0.1 "$MQTT_PORT" $((backlog / MQTT_BATCH)) "$MQTT_BATCH" "$PER" "$WINDOW")
+echo "  raw ceiling after: $RAW2 readings/s"
+RAW_MQ=$(mean "$RAW_MQ" "$RAW2")
+echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_MQ") % of the raw ceiling (mean $RAW_MQ; target >= 50 %)"
+echo
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+set +e
+exit 0
