@@ -253,7 +253,10 @@ static void free_op(struct op *op)
 /* lock held */
 static int push_op_locked(struct mt_writer *w, struct op *op)
 {
-    if (w->intake_closed && op->type == OP_STEP)
+    /* after the inputs stopped no new readings come in, also not derived
+     * ones; a step that only moves a consumer's cursor or state (an
+     * output's plan while it drains) still does */
+    if (w->intake_closed && op->type == OP_STEP && op->nrecs)
         return MITTARI_ESTOPPED;
     if (w->fault)
         return MITTARI_ESTORAGE;

@@ -183,8 +183,10 @@ const struct mt_writer_stats *mt_writer_stats(struct mt_writer *w);
 /* Loop thread. Takes effect at the thread's next turn; a changed cap or
  * policy is applied at once (a housekeeping round). */
 void mt_writer_set_conf(struct mt_writer *w, const struct mt_writer_conf *conf);
-/* Loop thread. Closes the intake (push refuses with MITTARI_ESTOPPED,
- * counted): at stop, once the inputs stopped or were given up on. */
+/* Loop thread. Closes the intake (push, and a step with derived readings,
+ * refuse with MITTARI_ESTOPPED, counted): at stop, once the inputs stopped
+ * or were given up on. A step without readings (an output's plan) is still
+ * taken. */
 void mt_writer_close_intake(struct mt_writer *w);
 /* Loop thread. Closes the intake and asks the thread to commit what it
  * holds, retrying a failing commit until deadline_ms from now, then end.

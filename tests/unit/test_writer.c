@@ -1490,6 +1490,24 @@ static void resets_logged_and_counted_per_input(void **state)
     assert_int_equal(st.wraps, 1);
 }
 
+/* At stop the intake closes: no more readings, also no derived ones; but an
+ * output draining the log still moves its cursor and plan (a step without
+ * readings), or its last batches could never be sent. */
+static void closed_intake_takes_steps_without_readings(void **state)
+{
+    struct fixture *f = *state;
+    int64_t t = 0;
+    start(f);
+    mt_writer_close_intake(f->w);
+    assert_int_equal(push(f, f->gauge, TS0, 1), MITTARI_ESTOPPED);
+    struct mt_rec d = {.ts = TS0, .series = f->gauge, .kind = MITTARI_KIND_GAUGE, .value = 9};
+    assert_int_equal(step(f, "rule", 0, "s", &d, 1, NULL), MITTARI_ESTOPPED);
+    assert_int_equal(step(f, "out", 0, "plan", NULL, 0, &t), 0);
+    mt_writer_flush(f->w);
+    wait_ticket(f, t);
+    assert_state(f, "out", "plan");
+}
+
 int main(void)
 {
     if (install_full_vfs()) {
@@ -1517,6 +1535,7 @@ int main(void)
         T(step_commits_readings_state_and_cursor),
         T(step_refuses_counters_and_bounds_the_queue),
         T(step_is_atomic_across_a_full_disk),
+        T(closed_intake_takes_steps_without_readings),
         T(block_inputs_unblocks_between_90_and_100),
         T(block_inputs_lifted_by_reload),
         T(block_inputs_without_consumers),
