@@ -1,4 +1,5 @@
 #include "config.h"
+#include "ruleconf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -70,11 +71,12 @@ const struct mittari_option mt_agent_options[] = {
      .help = "Most readings committed in one transaction."},
     {.name = "batch_interval",
      .type = MITTARI_OPT_DURATION,
-     .def = "100ms",
+     .def = "1s",
      .min = 1,
      .max = 10000,
      .offset = A(batch_interval_ms),
-     .help = "Longest a reading waits in memory before it is committed."},
+     .help = "Longest a reading waits in memory before it is committed (what a crash or a "
+             "power cut can lose of readings not yet committed)."},
     {.name = "queue_max",
      .type = MITTARI_OPT_INT,
      .def = "65536",
@@ -232,6 +234,7 @@ void mt_config_free(struct mt_config *c)
         mt_inst_conf_free(c->outputs[i]);
     free(c->inputs);
     free(c->outputs);
+    mt_ruleconf_free(c->rules, c->nrules);
     mt_arena_free(&c->arena);
     free(c);
 }
@@ -990,10 +993,19 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
     profiles_free(pr);
     free(pr);
     const struct mt_pair *rp = mt_node_pair(root, "rules");
-    if (rp && rp->value->type != MT_NODE_NULL &&
-        !(rp->value->type == MT_NODE_MAP && rp->value->npairs == 0))
-        mt_diags_add(d, &rp->key_pos, "remove the rules section for now",
-                     "rules: this version of mittari has no rule engine yet");
+    if (rp)
+        mt_ruleconf_load(rp->value, c->agent.timezone ? c->agent.timezone : "UTC", &c->rules,
+                         &c->nrules, d);
+    /* a rule and an output keep their cursors (and states) in the log under
+     * their names: one name for both would mix them up */
+    for (size_t i = 0; rp && i < c->nrules; i++) {
+        const struct mt_pair *kp = c->rules[i] ? mt_node_pair(rp->value, c->rules[i]->name) : NULL;
+        for (size_t k = 0; kp && k < c->noutputs; k++)
+            if (c->outputs[k] && strcmp(c->outputs[k]->name, c->rules[i]->name) == 0)
+                mt_diags_add(d, &kp->key_pos, "rename the rule or the output",
+                             "rule '%s' has the name of an output: each keeps its cursor in the "
+                             "log under its name", c->rules[i]->name);
+    }
     mt_cfgdoc_free(&doc);
     return d->n == before ? 0 : MITTARI_ECONFIG;
 }

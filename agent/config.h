@@ -69,6 +69,8 @@ struct mt_inst_conf {
     struct mt_arena arena;               /* owns conf's strings */
 };
 
+struct mt_rule_spec;
+
 struct mt_config {
     struct mt_arena arena;
     struct mt_agent_conf agent;
@@ -77,6 +79,8 @@ struct mt_config {
     size_t ninputs;
     struct mt_inst_conf **outputs;
     size_t noutputs;
+    struct mt_rule_spec **rules; /* ruleconf.c; an entry taken by the agent is NULL */
+    size_t nrules;
 };
 
 extern const struct mittari_option mt_agent_options[];

@@ -86,13 +86,22 @@ struct dev_counter {
     uint64_t v;
 };
 
+/* Kept small (issue 14): 88 bytes a device, the reason and the counters
+ * only when there are any (it was 0.9 KB a device, 0.44 MB at 500). */
 struct dev_status {
     char name[64]; /* "" = the instance */
     int health;
-    char reason[160];
-    size_t ncounters;
-    struct dev_counter counters[MAX_COUNTERS];
+    uint16_t ncounters, capcounters;
+    char *reason;                 /* NULL = none */
+    struct dev_counter *counters; /* at most MAX_COUNTERS */
 };
+
+#define MAX_REASON 159
+
+static const char *reason_of(const struct dev_status *d)
+{
+    return d->reason ? d->reason : "";
+}
 
 static void link_add(struct mittari_ctx *ctx, struct hlink *l, int kind)
 {
@@ -383,7 +392,10 @@ static void host_set_health(struct mittari_ctx *ctx, const char *device, int hea
     }
     int old = d->health;
     d->health = health;
-    snprintf(d->reason, sizeof(d->reason), "%s", reason ? reason : "");
+    if (!reason || strncmp(reason_of(d), reason, MAX_REASON) != 0) {
+        free(d->reason);
+        d->reason = reason && *reason ? strndup(reason, MAX_REASON) : NULL;
+    }
     pthread_mutex_unlock(&ctx->lock);
     if (old != health)
         mt_diag(health == MITTARI_HEALTH_UP ? MT_NOTICE : MT_WARNING, ctx->module, "%s%s %s%s%s",
@@ -409,6 +421,14 @@ static void host_count(struct mittari_ctx *ctx, const char *device, const char *
     struct dev_status *d = dev_find(ctx, device);
     for (size_t i = 0; d && i <= d->ncounters && i < MAX_COUNTERS; i++) {
         if (i == d->ncounters) {
+            if (d->ncounters == d->capcounters) {
+                uint16_t cap = d->capcounters ? d->capcounters * 2 : 4;
+                struct dev_counter *v = realloc(d->counters, cap * sizeof(*v));
+                if (!v)
+                    break;
+                d->counters = v;
+                d->capcounters = cap;
+            }
             snprintf(d->counters[i].name, sizeof(d->counters[i].name), "%s", counter);
             d->counters[i].v = 0;
             d->ncounters++;
@@ -661,6 +681,10 @@ const struct mittari_host mt_host_api = {
 static void free_ctx(struct mittari_ctx *ctx)
 {
     pthread_mutex_destroy(&ctx->lock);
+    for (size_t i = 0; i < ctx->ndevs; i++) {
+        free(ctx->devs[i].reason);
+        free(ctx->devs[i].counters);
+    }
     free(ctx->devs);
     mt_inst_conf_free(ctx->ic);
     free(ctx);
@@ -767,7 +791,7 @@ int mt_input_health(struct mittari_ctx *ctx, const char *device, char *reason, s
     pthread_mutex_lock(&ctx->lock);
     struct dev_status *d = dev_find(ctx, device);
     int h = d ? d->health : -1;
-    snprintf(reason, len, "%s", d ? d->reason : "");
+    snprintf(reason, len, "%s", d ? reason_of(d) : "");
     pthread_mutex_unlock(&ctx->lock);
     return h;
 }
@@ -799,7 +823,7 @@ void mt_input_devices(struct mittari_ctx *ctx,
         const struct dev_status *d = &ctx->devs[i];
         out.name = d->name;
         out.health = d->health;
-        out.reason = d->reason;
+        out.reason = reason_of(d);
         out.ncounters = d->ncounters < MT_ARRAY_SIZE(out.counters) ? d->ncounters
                                                                   : MT_ARRAY_SIZE(out.counters);
         for (size_t k = 0; k < out.ncounters; k++) {
@@ -838,7 +862,7 @@ void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b)
             up += d->name[0] != 0;
         } else {
             mt_buf_printf(b, "; %s %s", d->name[0] ? d->name : "instance", names[d->health]);
-            if (d->reason[0])
+            if (d->reason)
                 mt_buf_printf(b, " (%s)", d->reason);
         }
         for (size_t k = 0; k < d->ncounters; k++)

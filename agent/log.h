@@ -23,7 +23,7 @@
 #include "pseudo.h"
 #include "series.h"
 
-#define MT_LOG_SCHEMA 2
+#define MT_LOG_SCHEMA 3
 #define MT_LOG_APP_ID 0x4d545249 /* "MTRI" */
 
 /* What a rule said about a derived reading (mt_row.flags, mt_rec.flags);

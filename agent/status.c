@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -17,6 +16,7 @@
 #include "listen.h"
 #include "metrics.h"
 #include "report.h"
+#include "sdnotify.h"
 #include "snapshot.h"
 #include "statusd.h"
 #include "util.h"
@@ -488,7 +488,9 @@ static void notify(struct mt_status *st, const struct mt_snap *s)
     st->line_level = h.level;
     st->line_at = now;
     snprintf(st->line, sizeof(st->line), "%s", line);
-    sd_notifyf(0, "STATUS=%s", line);
+    char msg[sizeof(line) + 8];
+    snprintf(msg, sizeof(msg), "STATUS=%s", line);
+    mt_sdnotify(msg);
 }
 
 static void snapshot(struct mt_status *st, bool periodic)

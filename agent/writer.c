@@ -6,7 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <poll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mittari/mittari.h>
 
@@ -77,7 +81,8 @@ struct mt_writer {
     struct mt_series_reg *reg;
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    int efd; /* eventfd: wakes the thread now (flush, stop, a full batch, ...) */
+    int tfd; /* timerfd: wakes the thread at its deadline; pushers may move it earlier */
     uv_async_t async;
     mt_committed_cb cb;
     void *cb_arg;
@@ -98,6 +103,7 @@ struct mt_writer {
     size_t nderived; /* derived readings in ops not yet committed */
     int64_t next_ticket;
     bool flush_req, housekeep_req, stop_req, stop_retried, intake_closed, sleeping;
+    int64_t armed; /* while sleeping: when tfd fires (INT64_MAX: never) */
     int64_t stop_deadline;
     int fault; /* MITTARI_ESTORAGE once the log is known damaged */
     char fault_what[256];
@@ -137,6 +143,7 @@ struct mt_writer {
     _Atomic int64_t committed;
     _Atomic int64_t steps_committed;
     _Atomic bool full;
+    _Atomic bool listening; /* someone on the loop wants each commit (mt_writer_listen) */
     _Atomic int64_t heartbeat;
     _Atomic int error;
     struct mt_writer_stats stats;
@@ -158,6 +165,47 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     *p = v;
     *cap = n;
     return 0;
+}
+
+/* ---- waking the thread (lock held) ---- */
+
+/* Its timer fires at mono_us (absolute, CLOCK_MONOTONIC; INT64_MAX: never). */
+static void arm(struct mt_writer *w, int64_t mono_us)
+{
+    struct itimerspec its = {{0, 0}, {0, 0}}; /* all zero: disarmed */
+
+    if (mono_us != INT64_MAX) {
+        int64_t at = mono_us > 0 ? mono_us : 1; /* zero would disarm it */
+        its.it_value.tv_sec = at / 1000000;
+        its.it_value.tv_nsec = (at % 1000000) * 1000;
+    }
+    timerfd_settime(w->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+    w->armed = mono_us;
+}
+
+/* Now: something the thread must see at once (flush, stop, a full batch). */
+static void wake(struct mt_writer *w)
+{
+    uint64_t one = 1;
+    (void)!write(w->efd, &one, sizeof(one));
+}
+
+/* A batch's clock starts: the thread, asleep in IDLE or GATHER, must be up
+ * by deadline. Moving its timer earlier costs the pushing thread one
+ * syscall and the writer nothing: it then wakes once per batch, at the
+ * batch's end, not also at its first reading (issue 14). */
+static void start_clock(struct mt_writer *w, int64_t deadline)
+{
+    if (w->sleeping && (w->state == WS_IDLE || w->state == WS_GATHER) && deadline < w->armed)
+        arm(w, deadline);
+}
+
+/* How long cursor advances and steps wait on their own: a second at least,
+ * so an output's acknowledgements do not cost an fsync'ed commit each (a
+ * crash replays them at most). */
+static int64_t ops_wait_us(const struct mt_writer_conf *c)
+{
+    return mt_ms_to_us(c->batch_interval_ms > 1000 ? c->batch_interval_ms : 1000);
 }
 
 static const char *err_text(int rc)
@@ -193,12 +241,14 @@ int mt_writer_push(struct mt_writer *w, const struct mt_rec *r)
         pthread_mutex_unlock(&w->lock);
         return rc;
     }
-    if (w->qlen == 0)
+    if (w->qlen == 0) {
         w->q_first = mt_mono_us();
+        start_clock(w, mt_add_sat(w->q_first, mt_ms_to_us(w->conf.batch_interval_ms)));
+    }
     w->q[w->qlen++] = *r;
     w->held++;
-    if (w->sleeping && (w->qlen == 1 || (int64_t)w->qlen == w->conf.batch_size))
-        pthread_cond_signal(&w->cond);
+    if (w->sleeping && (int64_t)w->qlen == w->conf.batch_size)
+        wake(w);
     pthread_mutex_unlock(&w->lock);
     INC(queued);
     return 0;
@@ -262,11 +312,11 @@ static int push_op_locked(struct mt_writer *w, struct op *op)
         return MITTARI_ESTORAGE;
     if (grow((void **)&w->ops, &w->capops, w->nops + 1, sizeof(*w->ops)))
         return -ENOMEM;
-    if (w->nops == 0)
+    if (w->nops == 0) {
         w->ops_first = mt_mono_us();
+        start_clock(w, mt_add_sat(w->ops_first, ops_wait_us(&w->conf)));
+    }
     w->ops[w->nops++] = *op;
-    if (w->sleeping)
-        pthread_cond_signal(&w->cond);
     return 0;
 }
 
@@ -405,7 +455,7 @@ void mt_writer_fault(struct mt_writer *w, int err, const char *what)
         w->fault = err;
         snprintf(w->fault_what, sizeof(w->fault_what), "%s", what ? what : "");
     }
-    pthread_cond_signal(&w->cond);
+    wake(w);
     pthread_mutex_unlock(&w->lock);
     /* the thread tells the loop once it stopped writing */
 }
@@ -414,7 +464,7 @@ void mt_writer_flush(struct mt_writer *w)
 {
     pthread_mutex_lock(&w->lock);
     w->flush_req = true;
-    pthread_cond_signal(&w->cond);
+    wake(w);
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -470,7 +520,7 @@ void mt_writer_set_conf(struct mt_writer *w, const struct mt_writer_conf *conf)
     pthread_mutex_lock(&w->lock);
     w->conf = *conf;
     w->housekeep_req = true; /* a new cap or policy applies now, also while blocked */
-    pthread_cond_signal(&w->cond);
+    wake(w);
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -704,7 +754,8 @@ static int commit_round(struct mt_writer *w)
         atomic_store(&w->committed, w->next_seq - 1);
         tell = true;
     }
-    if (tell)
+    /* a wake of the loop only for someone who reads the log there */
+    if (tell && atomic_load(&w->listening))
         uv_async_send(&w->async);
     return 0;
 }
@@ -744,18 +795,28 @@ static int housekeeping(struct mt_writer *w, bool timed)
 
 /* ---- the thread: one function per state, lock held on entry and exit ---- */
 
+/* The one wait of the thread: until its timer (armed here for mono_us, or
+ * moved earlier by a push meanwhile) or its eventfd. Both are level
+ * triggered, so nothing said between the unlock and the poll is lost; the
+ * caller looks at the state again under the lock. */
 static void sleep_until(struct mt_writer *w, int64_t mono_us)
 {
-    struct timespec ts;
+    struct pollfd p[2] = {{.fd = w->efd, .events = POLLIN}, {.fd = w->tfd, .events = POLLIN}};
+    uint64_t v;
+    int n;
+
+    arm(w, mono_us);
     w->sleeping = true;
-    if (mono_us == INT64_MAX) {
-        pthread_cond_wait(&w->cond, &w->lock);
-    } else {
-        ts.tv_sec = mono_us / 1000000;
-        ts.tv_nsec = (mono_us % 1000000) * 1000;
-        pthread_cond_timedwait(&w->cond, &w->lock, &ts);
-    }
+    pthread_mutex_unlock(&w->lock);
+    while ((n = poll(p, 2, -1)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        nanosleep(&(struct timespec){0, 10 * 1000000}, NULL); /* never spin */
+    (void)!read(w->efd, &v, sizeof(v));
+    (void)!read(w->tfd, &v, sizeof(v));
+    pthread_mutex_lock(&w->lock);
     w->sleeping = false;
+    INC(wakes);
 }
 
 /* A burst grew the intake queue: give the memory back once it is drained. */
@@ -820,11 +881,9 @@ static enum wstate st_gather(struct mt_writer *w)
     if (w->flush_req || w->stop_req || (int64_t)w->qlen >= w->conf.batch_size)
         return WS_COMMIT;
     /* readings wait at most batch_interval; cursor advances alone wait up
-     * to a second, so an output's acknowledgements do not cost an fsync'ed
-     * commit each (a crash replays them at most) */
-    int64_t ms = w->conf.batch_interval_ms;
-    int64_t deadline = w->qlen ? mt_add_sat(w->q_first, mt_ms_to_us(ms))
-                               : mt_add_sat(w->ops_first, mt_ms_to_us(ms > 1000 ? ms : 1000));
+     * to a second (ops_wait_us) */
+    int64_t deadline = w->qlen ? mt_add_sat(w->q_first, mt_ms_to_us(w->conf.batch_interval_ms))
+                               : mt_add_sat(w->ops_first, ops_wait_us(&w->conf));
     if (mt_mono_us() >= deadline)
         return WS_COMMIT;
     sleep_until(w, deadline);
@@ -979,6 +1038,7 @@ static void *thread_main(void *arg)
     struct mt_writer *w = arg;
     enum wstate s = WS_IDLE;
 
+    pthread_setname_np(pthread_self(), "mt-writer"); /* for top -H, and bench_serial */
     pthread_mutex_lock(&w->lock);
     while (s != WS_ENDED) {
         w->state = s;
@@ -1068,7 +1128,10 @@ static void release(struct mt_writer *w)
     free(w->events);
     mt_log_close(w->db);
     pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
+    if (w->efd >= 0)
+        close(w->efd);
+    if (w->tfd >= 0)
+        close(w->tfd);
     free(w);
 }
 
@@ -1082,7 +1145,6 @@ int mt_writer_start(struct mt_writer **out, uv_loop_t *loop, struct mt_logdb *db
                     mt_committed_cb cb, void *arg)
 {
     struct mt_writer *w = calloc(1, sizeof(*w));
-    pthread_condattr_t ca;
     int64_t last = 0;
     int rc;
 
@@ -1091,16 +1153,23 @@ int mt_writer_start(struct mt_writer **out, uv_loop_t *loop, struct mt_logdb *db
         mt_log_close(db);
         return -ENOMEM;
     }
+    w->efd = w->tfd = -1;
     w->db = db;
     w->reg = reg;
     w->conf = w->tconf = *conf;
     w->cb = cb;
     w->cb_arg = arg;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    w->armed = INT64_MAX;
+    atomic_store(&w->listening, true);
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (w->efd < 0 || w->tfd < 0) {
+        rc = -errno;
+        mt_diag(MT_ERR, MOD, "cannot make the writer's wake-up descriptors: %s", strerror(-rc));
+        release(w);
+        return rc;
+    }
 
     rc = mt_log_load_series(db, reg);
     if (!rc)
@@ -1151,8 +1220,20 @@ void mt_writer_end(struct mt_writer *w, int64_t deadline_ms, mt_writer_ended_cb 
     w->intake_closed = true;
     w->stop_req = true;
     w->stop_deadline = mt_add_sat(mt_mono_us(), mt_ms_to_us(deadline_ms));
-    pthread_cond_signal(&w->cond);
+    wake(w);
     pthread_mutex_unlock(&w->lock);
+}
+
+void mt_writer_listen(struct mt_writer *w, bool on)
+{
+    /* a listener that comes late hears where the log is now */
+    if (!atomic_exchange(&w->listening, on) && on)
+        uv_async_send(&w->async);
+}
+
+bool mt_writer_listening(struct mt_writer *w)
+{
+    return atomic_load(&w->listening);
 }
 
 void mt_writer_free(struct mt_writer *w)

@@ -4,7 +4,8 @@
  * assigns sequence numbers and commits in batches (by size, or
  * batch_interval after the first queued reading), together with the counter
  * states, new series and consumer cursors, in one transaction. Then tells
- * the loop (uv_async) the highest committed seq.
+ * the loop (uv_async) the highest committed seq, if anyone there listens
+ * (mt_writer_listen; errors and the end are always told).
  *
  * Also runs housekeeping on its thread (housekeep.h): retention and the size
  * cap with its policy (drop_oldest or block_inputs), counted and logged,
@@ -22,7 +23,12 @@
  * log is damaged) the readings it held are counted as lost and reported.
  *
  * The thread is a state machine; its state is only ever changed by the
- * thread, under the lock, and every wait is a timed wait on one condition:
+ * thread, under the lock, and every wait is the one wait of sleep_until:
+ * until the thread's timerfd fires (armed for the state's deadline) or its
+ * eventfd is written (flush, stop, fault, new settings, batch_size
+ * readings queued). A push that starts a batch (the first reading, or the
+ * first op) does not wake the thread: it moves the timer to the batch's
+ * end if that is earlier, so a batch costs the thread one wake-up.
  *
  *   state      does / waits for                          next
  *   IDLE       nothing held: sleeps until a reading or    GATHER (something queued)
@@ -94,7 +100,8 @@ struct mt_rec {
 struct mt_writer_stats {
     _Atomic uint64_t queued, stored, refused_queue, refused_full, refused_stopped,
         refused_storage, dropped_cap, deleted_retention, deleted_cap_delivered, commits,
-        commit_errors, counter_first, counter_wraps, counter_resets, derived, steps;
+        commit_errors, counter_first, counter_wraps, counter_resets, derived, steps,
+        wakes; /* the thread's returns from its wait */
 };
 
 /* Per origin (input instance name): what the normalizer met on its series. */
@@ -195,6 +202,13 @@ void mt_writer_close_intake(struct mt_writer *w);
  * mt_writer_free. */
 void mt_writer_end(struct mt_writer *w, int64_t deadline_ms, mt_writer_ended_cb ended,
                    void *arg);
+/* Loop thread. Whether cb runs after each commit that stored readings
+ * (default: yes). Off, a commit costs the loop no wake-up: for an agent with
+ * nothing that reads the log as it grows (no output, no rule). Errors and
+ * the end are told either way. Turning it on runs cb once with where the
+ * log is now. */
+void mt_writer_listen(struct mt_writer *w, bool on);
+bool mt_writer_listening(struct mt_writer *w);
 /* Loop thread, after the ended callback: closes the async handle; the
  * struct is freed in its close callback (the loop must run). */
 void mt_writer_free(struct mt_writer *w);

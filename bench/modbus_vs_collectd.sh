@@ -5,6 +5,10 @@
 #   bench/modbus_vs_collectd.sh                    N = 100 and 500, 2 rounds
 #   NS="100" ROUNDS=1 SETTLE=10 WINDOW=20 bench/modbus_vs_collectd.sh
 #   BUILD=dir MITTARI=... PLUGIN_DIR=... MBSIM=...  use an existing build
+#   BEFORE=dir   also run the mittari built in dir (its mittari and plugins/),
+#                e.g. a build of the branch point: before/after in the same run
+#   SMAPS=1      print each agent's resident memory by mapping at the end of
+#                the window (/proc/PID/smaps: libraries, heap, stacks)
 #
 # Each agent gets its own tests/modbus mbsim (the same layout: N TCP devices on
 # 127.0.0.1, one port each, a u32 CDAB counter at holding 0 that grows every
@@ -56,12 +60,13 @@ COLLECTD=/usr/sbin/collectd
 [ -x "$COLLECTD" ] || { echo "no $COLLECTD" >&2; exit 1; }
 
 exec python3 - "$MITTARI" "$PLUGIN_DIR" "$MBSIM" "$COLLECTD" "$NS" "$ROUNDS" "$SETTLE" \
-  "$WINDOW" <<'PY'
+  "$WINDOW" "${BEFORE:-}" "${SMAPS:-0}" <<'PY'
 import json, os, shutil, signal, sqlite3, subprocess, sys, tempfile, time
 
 mittari, plugin_dir, mbsim, collectd = sys.argv[1:5]
 ns = [int(x) for x in sys.argv[5].split()]
 rounds, settle, window = int(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
+before, want_smaps = sys.argv[9], sys.argv[10] == "1"
 HZ = os.sysconf("SC_CLK_TCK")
 
 def load():
@@ -79,6 +84,18 @@ def status(pid):
         if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "Threads"):
             out[k] = int(v.split()[0])
     return out
+
+def smaps(pid):
+    """Rss (kB) by mapping: a library's file name, or [heap], [stack], [anon]."""
+    by, name = {}, None
+    for line in open("/proc/%d/smaps" % pid):
+        f = line.split()
+        if "-" in f[0] and len(f) >= 5 and not f[0].endswith(":"):
+            path = f[5] if len(f) > 5 else "[anon]"
+            name = os.path.basename(path) if path.startswith("/") else path
+        elif f[0] == "Rss:":
+            by[name] = by.get(name, 0) + int(f[1])
+    return by
 
 def start_sim(d, n):
     spec = os.path.join(d, "spec")
@@ -114,7 +131,7 @@ def sim_received(d, fd):
         time.sleep(0.05)
     sys.exit("simulator did not dump its state")
 
-def mittari_conf(d, ports):
+def mittari_conf(d, ports, binary=mittari, plugins=plugin_dir):
     lines = ["agent:", "  site: bench", "  data_dir: %s/data" % d, "  stats_interval: 0",
              "inputs:", "  mb:", "    plugin: modbus", "    devices:"]
     for i, p in enumerate(ports):
@@ -122,7 +139,10 @@ def mittari_conf(d, ports):
                      "[{metric: visitors, address: 0, type: u32, kind: cumulative}]}" % (i, p))
     path = os.path.join(d, "mittari.yaml")
     open(path, "w").write("\n".join(lines) + "\n")
-    return [mittari, "run", "-c", path, "--plugin-dir", plugin_dir]
+    return [binary, "run", "-c", path, "--plugin-dir", plugins]
+
+def before_conf(d, ports):
+    return mittari_conf(d, ports, os.path.join(before, "mittari"), os.path.join(before, "plugins"))
 
 def collectd_conf(d, ports):
     c = ['BaseDir "%s"' % d, 'PIDFile "%s/collectd.pid"' % d, 'PluginDir "/usr/lib/collectd"',
@@ -171,7 +191,9 @@ def one_round(n):
     env.pop("NOTIFY_SOCKET", None)
     env.pop("WATCHDOG_USEC", None)
     try:
-        for name, conf in (("mittari", mittari_conf), ("collectd", collectd_conf)):
+        kinds = [("mittari", mittari_conf)] + ([("before", before_conf)] if before else []) + \
+            [("collectd", collectd_conf)]
+        for name, conf in kinds:
             d = tempfile.mkdtemp(prefix="mbpeer-%s-" % name)
             dirs[name] = d
             sims[name] = start_sim(d, n)
@@ -184,8 +206,8 @@ def one_round(n):
                 sys.exit("%s exited with %s: see %s/agent.log" % (name, p.returncode, dirs[name]))
         la0 = load()
         rx0 = {k: sim_received(dirs[k], sims[k][1]) for k in agents}
-        st0 = {"mittari": stored_mittari(dirs["mittari"]),
-               "collectd": stored_collectd(dirs["collectd"])}
+        stored = lambda k: stored_collectd(dirs[k]) if k == "collectd" else stored_mittari(dirs[k])
+        st0 = {k: stored(k) for k in agents}
         c0 = {k: cpu_s(p.pid) for k, p in agents.items()}
         s0 = {k: cpu_s(sims[k][0].pid) for k in agents}
         t0 = time.monotonic()
@@ -194,9 +216,9 @@ def one_round(n):
         s1 = {k: cpu_s(sims[k][0].pid) for k in agents}
         wall = time.monotonic() - t0
         mem = {k: status(p.pid) for k, p in agents.items()}
+        maps = {k: smaps(p.pid) for k, p in agents.items()} if want_smaps else {}
         rx1 = {k: sim_received(dirs[k], sims[k][1]) for k in agents}
-        st1 = {"mittari": stored_mittari(dirs["mittari"]),
-               "collectd": stored_collectd(dirs["collectd"])}
+        st1 = {k: stored(k) for k in agents}
         la1 = load()
         res = {}
         for k in agents:
@@ -205,7 +227,7 @@ def one_round(n):
                           req=sum(per) / wall, low=sum(1 for x in per if x < wall / 2),
                           stored=(st1[k] - st0[k]) / wall, **mem[k])
         ok = all(r["low"] == 0 and r["stored"] > 0 for r in res.values())
-        return res, la0, la1, ok, dirs
+        return res, la0, la1, ok, dirs, maps
     finally:
         for p in agents.values():
             stop(p)
@@ -230,8 +252,8 @@ fails = 0
 summary = {}
 for n in ns:
     for r in range(1, rounds + 1):
-        res, la0, la1, ok, dirs = one_round(n)
-        for k in ("mittari", "collectd"):
+        res, la0, la1, ok, dirs, maps = one_round(n)
+        for k in [k for k in ("mittari", "before", "collectd") if k in res]:
             x = res[k]
             print("%5d %5d %-9s %7.2f %8.1f %8.1f %8.1f %8.1f %9.1f %9.1f %8s" % (
                 n, r, k, x["cpu"], x["req"], x["stored"], x["VmRSS"] / 1024,
@@ -241,6 +263,16 @@ for n in ns:
             res["mittari"]["VmRSS"] / res["collectd"]["VmRSS"],
             res["mittari"]["RssAnon"] / max(res["collectd"]["RssAnon"], 1),
             res["mittari"]["RssFile"] / max(res["collectd"]["RssFile"], 1)))
+        if "before" in res:
+            print("%5d %5d %-9s %7.2f %8s %8s %8.2f %8.2f %9.2f" % (
+                n, r, "/before", res["mittari"]["cpu"] / max(res["before"]["cpu"], 1e-9), "", "",
+                res["mittari"]["VmRSS"] / res["before"]["VmRSS"],
+                res["mittari"]["RssAnon"] / max(res["before"]["RssAnon"], 1),
+                res["mittari"]["RssFile"] / max(res["before"]["RssFile"], 1)))
+        for k, by in maps.items():
+            top = sorted(by.items(), key=lambda x: -x[1])
+            print("#   %s Rss by mapping (kB): %s" % (k, ", ".join(
+                "%s %d" % (name, kb) for name, kb in top if kb >= 32)))
         sys.stdout.flush()
         summary.setdefault(n, []).append(res)
         if not ok:
@@ -250,9 +282,11 @@ for n in ns:
         else:
             for d in dirs.values():
                 shutil.rmtree(d, ignore_errors=True)
-print("# summary: mittari/collectd CPU ratio per N (each round), the figure issue 14 asks <= 1")
+print("# summary: mittari/collectd ratios per N (each round); issue 14 asks CPU <= 1, "
+      "VmRSS <= 1.5")
 for n, rs in summary.items():
-    print("#   N=%d: %s" % (n, ", ".join("%.2f" % (x["mittari"]["cpu"] / max(x["collectd"]["cpu"],
-                                                                             1e-9)) for x in rs)))
+    print("#   N=%d: CPU %s; VmRSS %s" % (n, ", ".join(
+        "%.2f" % (x["mittari"]["cpu"] / max(x["collectd"]["cpu"], 1e-9)) for x in rs), ", ".join(
+        "%.2f" % (x["mittari"]["VmRSS"] / x["collectd"]["VmRSS"]) for x in rs)))
 sys.exit(1 if fails else 0)
 PY

@@ -23,7 +23,7 @@ if [ "${1:-}" = "--devices" ]; then
   export DEMO_DEV=$(mktemp -d -t mittari-demo.XXXXXX)
   conf=$DEMO_DEV/conf.d
   mkdir -p "$conf"
-  cp conf.d/*.yaml "$conf/" && cp -r conf.d/profiles "$conf/"
+  cp conf.d/*.yaml "$conf/" && cp -r conf.d/profiles "$conf/" && cp -r scripts "$DEMO_DEV/"
   cp packaging/dev/demo-devices.yaml "$conf/25-devices.yaml"
   tests/devsim/devsim.py counter --link "$DEMO_DEV/ttyDoor" --interval 2 >/dev/null &
   tests/devsim/devsim.py feedback --link "$DEMO_DEV/ttySmiley" --interval 5 >/dev/null &

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "devloop.h"
@@ -24,10 +25,20 @@ struct mtl {
     int last_err; /* errno of the last failed open, to log a kind once */
     struct mittari_watch *watch;
     struct mittari_timer *timer;
+    struct mittari_timer *hold; /* repeating every hold_ms while holding */
+    int64_t last_data_us;       /* monotonic: the last read that gave bytes */
     uint8_t buf[READ_SIZE];
 };
 
 static void try_open(void *arg);
+static void on_readable(void *arg, int fd, int events);
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 int mtl_create(struct mtl **out, const struct mittari_host *host, struct mittari_ctx *ctx,
                const struct mtl_conf *c, const struct mtl_ops *ops, void *arg)
@@ -62,8 +73,16 @@ static int schedule_reopen(struct mtl *l)
     return l->h->timer_start(l->ctx, (uint64_t)l->c.reopen_ms, 0, try_open, l, &l->timer);
 }
 
+static void end_hold(struct mtl *l)
+{
+    if (l->hold)
+        l->h->timer_stop(l->hold);
+    l->hold = NULL;
+}
+
 static void close_dev(struct mtl *l)
 {
+    end_hold(l);
     if (l->watch)
         l->h->fd_unwatch(l->watch);
     l->watch = NULL;
@@ -90,10 +109,11 @@ static void lost(struct mtl *l, int err)
     schedule_reopen(l);
 }
 
-static void on_readable(void *arg, int fd, int events)
+/* Reads what is there (at most READS_PER_WAKEUP buffers): the bytes read,
+ * or -1 when the device went away. */
+static ssize_t read_all(struct mtl *l, int events)
 {
-    struct mtl *l = arg;
-    (void)fd;
+    ssize_t total = 0;
 
     for (int i = 0; i < READS_PER_WAKEUP && l->open; i++) {
         ssize_t n = read(l->fd, l->buf, sizeof(l->buf));
@@ -101,17 +121,75 @@ static void on_readable(void *arg, int fd, int events)
             l->ops->data(l->arg, l->buf, (size_t)n);
             /* card readers type raw card numbers: none stays in memory */
             explicit_bzero(l->buf, (size_t)n);
+            total += n;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             /* an error or hang-up with nothing to read would wake us forever */
-            if (events & MITTARI_FD_ERROR)
+            if (events & MITTARI_FD_ERROR) {
                 lost(l, -EIO);
-            return;
+                return -1;
+            }
+            return total;
         }
         lost(l, n == 0 ? 0 : -errno);
+        return -1;
+    }
+    return l->open ? total : -1;
+}
+
+static int watch(struct mtl *l)
+{
+    return l->h->fd_watch(l->ctx, l->fd, MITTARI_FD_READ, on_readable, l, &l->watch);
+}
+
+/* Every hold_ms while holding: what came meanwhile, in one go. A hold
+ * that finds nothing ends it: the next bytes wake us at once again. */
+static void hold_tick(void *arg)
+{
+    struct mtl *l = arg;
+    ssize_t n = read_all(l, 0);
+
+    if (n < 0 || !l->open) /* lost: close_dev ended the hold */
+        return;
+    if (n > 0) {
+        l->last_data_us = mono_us();
         return;
     }
+    end_hold(l);
+    int rc = watch(l);
+    if (rc) {
+        l->watch = NULL;
+        lost(l, rc < 0 && rc > -4096 ? rc : -EIO);
+    }
+}
+
+/* Bytes came less than hold_ms after the last ones: stop watching, read
+ * every hold_ms instead. Without a timer, simply go on watching. */
+static void start_hold(struct mtl *l)
+{
+    if (l->h->timer_start(l->ctx, (uint64_t)l->c.hold_ms, (uint64_t)l->c.hold_ms, hold_tick, l,
+                          &l->hold)) {
+        l->hold = NULL;
+        return;
+    }
+    l->h->fd_unwatch(l->watch);
+    l->watch = NULL;
+}
+
+static void on_readable(void *arg, int fd, int events)
+{
+    struct mtl *l = arg;
+    (void)fd;
+
+    ssize_t n = read_all(l, events);
+    if (n <= 0 || l->c.hold_ms <= 0)
+        return;
+    int64_t now = mono_us();
+    bool fast = l->last_data_us && now - l->last_data_us < l->c.hold_ms * 1000;
+    l->last_data_us = now;
+    if (fast && !l->hold)
+        start_hold(l);
 }
 
 static void open_failed(struct mtl *l, int rc, const char *err)
@@ -150,7 +228,8 @@ static void try_open(void *arg)
     }
     l->open = true;
     l->fd = fd;
-    rc = l->h->fd_watch(l->ctx, fd, MITTARI_FD_READ, on_readable, l, &l->watch);
+    l->last_data_us = 0;
+    rc = watch(l);
     if (rc) {
         l->watch = NULL;
         close_dev(l);

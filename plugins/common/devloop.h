@@ -7,6 +7,14 @@
  * device down with host->set_health, and reopens it on a timer, so an
  * adapter plugged back in works again without restarting the agent.
  *
+ * A read hold (hold_ms > 0) saves wake-ups when data comes fast: after a
+ * read that came less than hold_ms after the one before, the descriptor is
+ * left unwatched and read again hold_ms later, for as long as each hold
+ * finds data; a hold that finds none watches it again. A device that sends
+ * now and then is read at once, as without a hold; one that sends many
+ * lines a second is read once per hold instead of once per line, and its
+ * bytes wait at most hold_ms in the kernel's buffer.
+ *
  * Failing to open is not an error of the instance: the device is reported
  * down (the agent logs the change) and retried every reopen_ms; another
  * kind of failure while down is logged once, repeats are not. Each open
@@ -45,6 +53,7 @@ struct mtl_conf {
     const char *device; /* health and counters of this device; NULL = the instance */
     const char *path;   /* for log lines */
     int64_t reopen_ms;
+    int64_t hold_ms; /* read hold; 0 = none: every read as soon as there are bytes */
 };
 
 struct mtl;

@@ -11,7 +11,7 @@
 
 #include "testhost.h"
 
-enum { H_TIMER, H_WATCH };
+enum { H_TIMER = TH_TIMER, H_WATCH = TH_WATCH };
 
 struct th_handle {
     struct th_handle *next, **prev;

@@ -85,7 +85,9 @@ uint64_t th_counter(const struct th *t, const char *device, const char *name);
 int th_health(const struct th *t, const char *device);
 const struct th_health *th_health_of(const struct th *t, const char *device);
 size_t th_logs_with(const struct th *t, const char *needle);
-/* Timers and fd watches the plugin holds through the host now; -1 = all. */
+/* Timers (TH_TIMER) and fd watches (TH_WATCH) the plugin holds through the
+ * host now; -1 = all. */
+enum { TH_TIMER = 0, TH_WATCH = 1 };
 size_t th_handles(const struct th *t, int kind);
 
 #endif

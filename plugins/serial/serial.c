@@ -55,6 +55,7 @@ struct conf {
     int64_t command_ms;
     int64_t log_ms;
     bool log_frames;
+    int64_t hold_ms;
 };
 
 static const char *const framings[] = {"line", "stxetx", "fixed", NULL};
@@ -160,6 +161,16 @@ static const struct mittari_option options[] = {
      .offset = offsetof(struct conf, log_frames),
      .help = "Log the bytes of bad frames too (for setting a device up; never for card "
              "readers)."},
+    {.name = "read_hold",
+     .type = MITTARI_OPT_DURATION,
+     .def = "50ms",
+     .min = 0,
+     .max = 1000,
+     .offset = offsetof(struct conf, hold_ms),
+     .help = "Bytes that come less than this after the last ones are read together once per "
+             "hold, not line by line: one wake-up of the agent per hold at high rates; a frame "
+             "then waits at most this long (less at high baud rates) before it is read and "
+             "timestamped. 0 = read each frame as soon as it comes."},
     {0},
 };
 
@@ -178,6 +189,7 @@ struct ser {
     size_t cmd_len;
     struct mtr_limit bad_log, frame_log, drop_log;
     struct mtr_limit lua_drop_log;     /* the decoder thread's (lua_done) */
+    int64_t last_ts;                   /* of the last frame (loop thread) */
     const struct mittari_checker *chk; /* set when only checking the configuration */
 };
 
@@ -284,10 +296,25 @@ static int decode_fields(struct ser *s, const uint8_t *p, size_t len, struct mtd
     return rc;
 }
 
+/* A frame's time: when it was read. Frames read together (a read hold,
+ * or an adapter that hands over its buffer every few ms) are put a
+ * microsecond apart at least, in their order: two values of one counter at
+ * the very same time would be refused as two counters feeding one series
+ * (issue 8 §5). A clock that stepped back by more than a millisecond is
+ * taken as it is. */
+static int64_t frame_ts(struct ser *s)
+{
+    int64_t ts = s->h->now(s->ctx);
+    if (ts <= s->last_ts && s->last_ts - ts < 1000)
+        ts = s->last_ts + 1;
+    s->last_ts = ts;
+    return ts;
+}
+
 static void on_frame(void *arg, const uint8_t *p, size_t len)
 {
     struct ser *s = arg;
-    int64_t ts = s->h->now(s->ctx);
+    int64_t ts = frame_ts(s);
     struct mtd_fields fs;
     struct mtm_out out;
     const char *why = NULL;
@@ -474,6 +501,17 @@ static int make_command(struct ser *s)
     return 0;
 }
 
+/* The read hold in effect: at most what the option says, and short enough
+ * that the bytes a hold lets pile up (at 10 bits per byte) stay under
+ * HOLD_MAX_BYTES, far below the kernel's 4 KiB tty buffer (issue 14). */
+#define HOLD_MAX_BYTES 1024
+
+int64_t mtser_hold_ms(int64_t hold_ms, int64_t baud)
+{
+    int64_t cap = baud > 0 ? HOLD_MAX_BYTES * 10 * 1000 / baud : hold_ms;
+    return hold_ms < cap ? hold_ms : cap;
+}
+
 /* ---- lifecycle ---- */
 
 static void ser_destroy(void *state)
@@ -504,7 +542,10 @@ static int ser_create(const struct mittari_host *h, struct mittari_ctx *ctx, con
     s->bad_log.interval_us = s->frame_log.interval_us = s->drop_log.interval_us =
         s->lua_drop_log.interval_us = c->log_ms * 1000;
     struct mtl_conf lc = {
-        .device = c->device, .path = c->line.port, .reopen_ms = c->line.reopen_ms};
+        .device = c->device,
+        .path = c->line.port,
+        .reopen_ms = c->line.reopen_ms,
+        .hold_ms = mtser_hold_ms(c->hold_ms, c->line.baud)};
     rc = make_framer(s);
     if (!rc)
         rc = make_decoder(s);

@@ -375,6 +375,41 @@ static void device_health_and_counters(void **state)
     assert_non_null(strstr(t, "1 devices up"));
     mt_host_api.set_health(f->ctx, "gate-1", MITTARI_HEALTH_UP, NULL);
     assert_true(tu_captured("device gate-1 up"));
+    /* up again: no reason left over */
+    assert_int_equal(mt_input_health(f->ctx, "gate-1", reason, sizeof(reason)), MITTARI_HEALTH_UP);
+    assert_string_equal(reason, "");
+    /* a reason is kept to 159 bytes; a new one replaces it */
+    char longr[300];
+    memset(longr, 'r', sizeof(longr) - 1);
+    longr[sizeof(longr) - 1] = '\0';
+    mt_host_api.set_health(f->ctx, "gate-1", MITTARI_HEALTH_DEGRADED, longr);
+    mt_input_health(f->ctx, "gate-1", reason, sizeof(reason));
+    assert_int_equal(strlen(reason), 159);
+    mt_host_api.set_health(f->ctx, "gate-1", MITTARI_HEALTH_DEGRADED, "slow");
+    mt_input_health(f->ctx, "gate-1", reason, sizeof(reason));
+    assert_string_equal(reason, "slow");
+    /* at most 16 counters a device, each kept */
+    for (int i = 0; i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "c%d", i);
+        mt_host_api.count(f->ctx, "gate-3", name, (uint64_t)i + 1);
+    }
+    for (int i = 0; i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "c%d", i);
+        assert_int_equal(mt_input_counter(f->ctx, "gate-3", name), i < 16 ? i + 1 : 0);
+    }
+    /* many devices: each found again with its own state */
+    for (int i = 0; i < 600; i++) {
+        char dev[16];
+        snprintf(dev, sizeof(dev), "d%d", i);
+        mt_host_api.count(f->ctx, dev, "polls", (uint64_t)i);
+    }
+    for (int i = 0; i < 600; i += 37) {
+        char dev[16];
+        snprintf(dev, sizeof(dev), "d%d", i);
+        assert_int_equal(mt_input_counter(f->ctx, dev, "polls"), i);
+    }
     mt_buf_free(&b);
     stop_input(f);
 }

@@ -638,6 +638,74 @@ static void cursor_alone_waits_up_to_a_second(void **state)
     assert_true(mt_mono_us() - t0 < 800000);
 }
 
+/* Issue 14: a batch costs the writer one wake-up, at its end. The first
+ * reading only moves the thread's timer (it used to wake the thread to
+ * start the clock, then the clock woke it again). */
+static void one_wake_per_batch(void **state)
+{
+    struct fixture *f = *state;
+    f->conf.batch_interval_ms = 300;
+    f->conf.housekeeping_ms = 600000; /* nothing else wakes it */
+    start(f);
+    settle(f, 50); /* the thread has gone to sleep */
+    uint64_t wakes = STAT(f, wakes), commits = STAT(f, commits);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(push(f, f->gauge, TS0 + i, i), 0);
+        settle(f, 10);
+    }
+    wait_committed(f, 5);
+    settle(f, 50);
+    uint64_t nc = STAT(f, commits) - commits, nw = STAT(f, wakes) - wakes;
+    assert_true(nc >= 1); /* one, unless the machine stalled the pushes */
+    assert_int_equal(nw, nc);
+    /* cursor advances alone: also one wake, at the end of their second */
+    wakes = STAT(f, wakes);
+    commits = STAT(f, commits);
+    mt_writer_cursor(f->w, "http", 5);
+    wait_cursor(f, "http", 5);
+    settle(f, 50);
+    assert_int_equal(STAT(f, commits) - commits, 1);
+    assert_int_equal(STAT(f, wakes) - wakes, 1);
+    /* batch_size readings still wake it at once */
+    f->conf.batch_size = 3;
+    f->conf.batch_interval_ms = 60000;
+    mt_writer_set_conf(f->w, &f->conf);
+    settle(f, 50);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(push(f, f->gauge, TS0 + 10 + i, i), 0);
+    wait_committed(f, 8);
+}
+
+static bool calls_reached(void *arg)
+{
+    struct wait *w = arg;
+    return w->f->cb_calls >= w->seq;
+}
+
+/* Issue 14: with nobody listening on the loop a commit does not wake it;
+ * a listener that comes later hears where the log is. */
+static void commits_wake_the_loop_only_for_listeners(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    mt_writer_listen(f->w, false);
+    int calls = f->cb_calls;
+    assert_int_equal(push(f, f->gauge, TS0, 1), 0);
+    assert_int_equal(push(f, f->gauge, TS0 + 1, 2), 0);
+    mt_writer_flush(f->w);
+    for (int i = 0; i < 500 && mt_writer_committed(f->w) < 2; i++)
+        settle(f, 10);
+    assert_int_equal(mt_writer_committed(f->w), 2);
+    settle(f, 50);
+    assert_int_equal(f->cb_calls, calls);
+    mt_writer_listen(f->w, true);
+    struct wait w = {.f = f, .seq = calls + 1};
+    assert_true(tu_run_until(&f->loop, calls_reached, &w, 5000));
+    assert_int_equal(f->cb_seq, 2);
+    assert_int_equal(push(f, f->gauge, TS0 + 2, 3), 0);
+    wait_committed(f, 3);
+}
+
 static void parked_batches_are_committed(void **state)
 {
     struct fixture *f = *state;
@@ -1523,6 +1591,8 @@ int main(void)
         T(counter_state_survives_restart),
         T(cursors_are_committed),
         T(cursor_alone_waits_up_to_a_second),
+        T(one_wake_per_batch),
+        T(commits_wake_the_loop_only_for_listeners),
         T(parked_batches_are_committed),
         T(queue_max_refuses),
         T(retention_waits_for_every_consumer),
