@@ -1011,10 +1011,11 @@ static void signal_cb(uv_signal_t *s, int signum)
 static void watchdog_cb(uv_timer_t *t)
 {
     struct mt_agent *a = t->data;
-    int64_t stale = mt_mono_us() - mt_writer_heartbeat(a->writer);
+    int64_t since = mt_writer_busy_since(a->writer);
     /* a writer stuck in a commit for longer than the watchdog period is a
-     * hang systemd should see; an idle writer waits on purpose */
-    if (mt_writer_idle(a->writer) || stale < (int64_t)uv_timer_get_repeat(t) * 2000)
+     * hang systemd should see; one idle, gathering a batch (batch_interval)
+     * or backing off waits on purpose */
+    if (!since || mt_mono_us() - since < (int64_t)uv_timer_get_repeat(t) * 2000)
         mt_sdnotify("WATCHDOG=1");
 }
 
