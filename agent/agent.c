@@ -19,6 +19,7 @@
 #include "rules.h"
 #include "sdnotify.h"
 #include "series.h"
+#include "status.h"
 #include "stopwatch.h"
 #include "util.h"
 
@@ -98,6 +99,7 @@ struct mt_agent {
 
     void (*commit_cb)(void *arg, int64_t seq);
     void *commit_arg;
+    struct mt_status *status; /* the local HTTP endpoint (status.h) */
 };
 
 #define FOR_INST(a, i)                                                                             \
@@ -578,6 +580,7 @@ static void lag_cb(uv_prepare_t *p)
         if (busy > a->lag_max_ns)
             a->lag_max_ns = busy;
         a->lag_busy_ns += busy;
+        mt_status_lag(a->status, busy);
     }
     a->lag_last_ns = now;
     a->lag_idle_ns = idle;
@@ -588,6 +591,8 @@ static void lag_cb(uv_prepare_t *p)
 
 static void close_handles(struct mt_agent *a)
 {
+    mt_status_stop(a->status);
+    a->status = NULL;
     /* the rules are stopped by now (or never started): their async handle
      * goes with the rest */
     mt_rules_free(a->rules);
@@ -844,6 +849,7 @@ static void apply_agent_conf(struct mt_agent *a, struct mt_config *c)
     if (c->agent.stats_interval_ms > 0)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)c->agent.stats_interval_ms,
                        (uint64_t)c->agent.stats_interval_ms);
+    mt_status_reconfigure(a->status);
 }
 
 static void reload_done(struct mt_agent *a)
@@ -1005,10 +1011,11 @@ static void signal_cb(uv_signal_t *s, int signum)
 static void watchdog_cb(uv_timer_t *t)
 {
     struct mt_agent *a = t->data;
-    int64_t stale = mt_mono_us() - mt_writer_heartbeat(a->writer);
+    int64_t since = mt_writer_busy_since(a->writer);
     /* a writer stuck in a commit for longer than the watchdog period is a
-     * hang systemd should see; an idle writer waits on purpose */
-    if (mt_writer_idle(a->writer) || stale < (int64_t)uv_timer_get_repeat(t) * 2000)
+     * hang systemd should see; one idle, gathering a batch (batch_interval)
+     * or backing off waits on purpose */
+    if (!since || mt_mono_us() - since < (int64_t)uv_timer_get_repeat(t) * 2000)
         mt_sdnotify("WATCHDOG=1");
 }
 
@@ -1048,6 +1055,7 @@ int mt_agent_run(struct mt_agent *a)
                        (uint64_t)a->conf->agent.stats_interval_ms);
     if (mt_sdnotify_watchdog(&wd_usec) > 0 && wd_usec >= 2000)
         uv_timer_start(&a->watchdog, watchdog_cb, 0, wd_usec / 2000);
+    mt_status_start(&a->status, &a->loop, a, a->db_path, &a->series);
     mt_diag(MT_INFO, MOD, "running: site %s, %zu inputs, %zu outputs, log %s (last seq %" PRId64 ")",
             a->conf->agent.site, alive(a, MT_INST_INPUT), alive(a, MT_INST_OUTPUT), a->db_path,
             mt_writer_committed(a->writer));
@@ -1131,6 +1139,38 @@ struct mt_output *mt_agent_output(struct mt_agent *a, size_t k)
         (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
         return i->out;
     return NULL;
+}
+
+size_t mt_agent_ninputs(struct mt_agent *a)
+{
+    size_t n = 0;
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT && (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
+        n++;
+    return n;
+}
+
+struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->in;
+    return NULL;
+}
+
+const char *mt_agent_output_type(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->ic ? i->ic->plugin : "";
+    return NULL;
+}
+
+const struct mt_config *mt_agent_config(struct mt_agent *a)
+{
+    return a->conf;
 }
 
 void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg)

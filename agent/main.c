@@ -28,6 +28,7 @@
 #include "ruletest.h"
 #include "rulewin.h"
 #include "salvage.h"
+#include "statuscli.h"
 #include "util.h"
 
 #ifndef MITTARI_VERSION
@@ -42,7 +43,7 @@ static const char usage_text[] =
     "  run -c DIR                 run the agent on the configuration in DIR\n"
     "  check -c DIR               check the configuration, report its problems\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
-    "                             (NAME agent: the agent section; output: every output;\n"
+    "                             (NAME agent, status: those sections; output: every output;\n"
     "                             rules: every rule)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--tag KEY=VALUE]...\n"
     "        [--every 1h|1d|1w|1mo --agg sum|count|mean|max|distinct] [--format csv|jsonl]\n"
@@ -61,6 +62,8 @@ static const char usage_text[] =
     "                             batches (read from the log: works with the agent down)\n"
     "  replay -c DIR OUTPUT --since T [--until T]\n"
     "                             send OUTPUT's readings of that time range again\n"
+    "  status -c DIR              the running agent's health, inputs, outputs and backlog\n"
+    "                             (from the log when the agent is down)\n"
     "\n"
     "options:\n"
     "  -c, --config DIR           configuration directory or file (default " DEFAULT_CONF ")\n"
@@ -168,6 +171,10 @@ static int cmd_plugins(const struct cli *c)
         if (!c->markdown)
             printf("the agent section:\n\noptions:\n");
         mt_options_print(stdout, mt_agent_options, c->markdown);
+    } else if (strcmp(c->name, "status") == 0) {
+        if (!c->markdown)
+            printf("the status section (the local HTTP endpoint):\n\noptions:\n");
+        mt_options_print(stdout, mt_status_options, c->markdown);
     } else if (strcmp(c->name, "rules") == 0) {
         if (!c->markdown)
             printf("options of every rule (besides series, where, from, tags, enabled; "
@@ -302,6 +309,25 @@ static int cmd_query(const struct cli *c)
     }
 out:
     mt_tz_free(tzobj);
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    mt_registry_free(&reg);
+    return rc;
+}
+
+static int cmd_status(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_registry reg = {0};
+    struct mt_config *conf = NULL;
+    int rc;
+
+    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+        mt_diags_print(&d, stderr);
+        rc = MT_EXIT_CONFIG;
+    } else {
+        rc = mt_statuscli_run(conf, stdout, stderr);
+    }
     mt_diags_free(&d);
     mt_config_free(conf);
     mt_registry_free(&reg);
@@ -466,6 +492,8 @@ int main(int argc, char **argv)
             return usage_error("replay: which output? mittari replay -c DIR OUTPUT --since T");
         return mt_cli_replay(c.conf, c.plugin_dir, c.name, c.since, c.until, stdout);
     }
+    if (strcmp(c.cmd, "status") == 0 && !c.name)
+        return cmd_status(&c);
     if (strcmp(c.cmd, "ports") == 0 && !c.name)
         return mt_ports_print(stdout) ? MT_EXIT_FAILURE : MT_EXIT_OK;
     if (c.name)
