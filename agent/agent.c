@@ -17,8 +17,10 @@
 #include "logcheck.h"
 #include "plugin.h"
 #include "pseudo.h"
+#include "rules.h"
 #include "sdnotify.h"
 #include "series.h"
+#include "status.h"
 #include "stopwatch.h"
 #include "util.h"
 
@@ -68,6 +70,8 @@ struct mt_agent {
     struct mt_series_reg series;
     struct mt_pseudo pseudo;
     struct mt_writer *writer;
+    struct mt_rules *rules; /* rules.c: the rule threads */
+    bool rules_stopped;
     char db_path[PATH_MAX];
     char agent_id[64]; /* outlives reloads: outputs keep a pointer to it */
     int lock_fd;
@@ -103,6 +107,7 @@ struct mt_agent {
     struct mt_crash_record crashed;
     bool crash_hold;
     uv_timer_t calm; /* ends the hold-back's memory: see hold_back */
+    struct mt_status *status; /* the local HTTP endpoint (status.h) */
 };
 
 #define FOR_INST(a, i)                                                                             \
@@ -143,13 +148,14 @@ static struct inst *inst_new(struct mt_agent *a, enum mt_inst_kind kind, const c
 }
 
 /* The loop hears of each commit only while something here reads the log
- * as it grows: a running output, or the commit callback of a test or a
- * benchmark. Otherwise a commit costs the loop no wake-up (issue 14). */
+ * as it grows: a running output or rule, or the commit callback of a test
+ * or a benchmark. Otherwise a commit costs the loop no wake-up (issue 14). */
 static void update_listening(struct mt_agent *a)
 {
     bool on = a->commit_cb != NULL;
     FOR_INST(a, i)
     on = on || (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING);
+    on = on || mt_rules_active(a->rules); /* rules read the log as it grows */
     if (a->writer)
         mt_writer_listen(a->writer, on);
 }
@@ -443,6 +449,8 @@ static void on_commit(void *arg, int64_t seq)
     FOR_INST(a, i)
     if (i->kind == MT_INST_OUTPUT && i->state == MT_INST_RUNNING)
         mt_output_notify(i->out, seq);
+    if (a->rules)
+        mt_rules_notify(a->rules, seq);
     if (a->commit_cb)
         a->commit_cb(a->commit_arg, seq);
 }
@@ -466,13 +474,16 @@ static struct mt_writer_conf writer_conf(const struct mt_agent_conf *c)
  * the cursors of removed outputs stop holding readings back. */
 static void keep_configured_consumers(struct mt_agent *a, const struct mt_config *c)
 {
-    const char **names = calloc(c->noutputs + 1, sizeof(*names));
+    const char **names = calloc(c->noutputs + c->nrules + 1, sizeof(*names));
     size_t n = 0;
     if (!names)
         return;
     for (size_t i = 0; i < c->noutputs; i++)
         if (c->outputs[i])
             names[n++] = c->outputs[i]->name;
+    for (size_t i = 0; i < c->nrules; i++) /* rules read the log like outputs */
+        if (c->rules[i])
+            names[n++] = c->rules[i]->name;
     mt_writer_keep_consumers(a->writer, names, n);
     free(names);
 }
@@ -552,6 +563,12 @@ static int open_storage(struct mt_agent *a)
     else if (rc)
         mt_diag(MT_ERR, MOD, "cannot start the log writer: %s",
                 mittari_strerror_own(rc) ? mittari_strerror_own(rc) : strerror(-rc));
+    if (rc)
+        return rc;
+    struct mt_rules_env re = {&a->loop, a->writer, &a->series, a->db_path, NULL, NULL};
+    rc = mt_rules_create(&a->rules, &re);
+    if (rc)
+        mt_diag(MT_ERR, MOD, "cannot set up the rules: %s", strerror(-rc));
     return rc;
 }
 
@@ -624,6 +641,8 @@ static void log_stats(struct mt_agent *a, const char *when)
         mt_buf_adds(&b, "; ");
         mt_input_summary(i->in, &b);
     }
+    if (a->rules)
+        mt_rules_summary(a->rules, &b);
     FOR_INST(a, i)
     if (i->kind == MT_INST_OUTPUT) {
         const struct mt_output_stats *os = mt_output_stats(i->out);
@@ -652,6 +671,7 @@ static void lag_cb(uv_prepare_t *p)
         if (busy > a->lag_max_ns)
             a->lag_max_ns = busy;
         a->lag_busy_ns += busy;
+        mt_status_lag(a->status, busy);
     }
     a->lag_last_ns = now;
     a->lag_idle_ns = idle;
@@ -662,6 +682,12 @@ static void lag_cb(uv_prepare_t *p)
 
 static void close_handles(struct mt_agent *a)
 {
+    mt_status_stop(a->status);
+    a->status = NULL;
+    /* the rules are stopped by now (or never started): their async handle
+     * goes with the rest */
+    mt_rules_free(a->rules);
+    a->rules = NULL;
     uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm,  (uv_handle_t *)&a->sigint,
                          (uv_handle_t *)&a->sighup,   (uv_handle_t *)&a->tick,
                          (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
@@ -685,6 +711,8 @@ static void describe_wait(struct mt_agent *a, struct mt_buf *b)
             mt_buf_printf(b, ", %d polls of its plugin still running", mt_input_polls_busy(i->in));
         mt_buf_adds(b, ")");
     }
+    if (a->phase == PH_STOP_INPUTS && !a->rules_stopped)
+        mt_buf_adds(b, "; rules handing over their last step");
     if (a->writer && a->phase < PH_WAIT)
         mt_buf_printf(b, "; %" PRIu64 " readings not yet stored", mt_writer_held(a->writer));
 }
@@ -755,7 +783,10 @@ static void stop_step(struct mt_agent *a)
     }
     switch (a->phase) {
     case PH_STOP_INPUTS:
-        if (alive(a, MT_INST_INPUT) && !late)
+        /* rules are waited for even late: each hands the writer its last
+         * step, which must reach it before the intake closes (a rule's
+         * calls are bounded by its time limit, its last step by 5 s) */
+        if (!a->rules_stopped || (alive(a, MT_INST_INPUT) && !late))
             return;
         warn_stuck(a, MT_INST_INPUT);
         mt_writer_close_intake(a->writer);
@@ -809,6 +840,12 @@ static void tick_cb(uv_timer_t *t)
     stop_step(t->data);
 }
 
+static void rules_stopped(void *arg)
+{
+    struct mt_agent *a = arg;
+    a->rules_stopped = true;
+}
+
 void mt_agent_stop(struct mt_agent *a)
 {
     if (a->phase != PH_RUNNING) {
@@ -842,6 +879,10 @@ void mt_agent_stop(struct mt_agent *a)
     if (i->kind != MT_INST_OUTPUT &&
         (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
         stop_inst(i, MT_INST_STOPPING);
+    a->rules_stopped = !a->rules;
+    if (a->rules)
+        mt_rules_stop(a->rules, rules_stopped, a);
+    update_listening(a);
     uv_timer_start(&a->tick, tick_cb, 0, 10);
 }
 
@@ -899,6 +940,7 @@ static void apply_agent_conf(struct mt_agent *a, struct mt_config *c)
     if (c->agent.stats_interval_ms > 0)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)c->agent.stats_interval_ms,
                        (uint64_t)c->agent.stats_interval_ms);
+    mt_status_reconfigure(a->status);
 }
 
 static void reload_done(struct mt_agent *a)
@@ -927,6 +969,12 @@ static void reload_check_done(struct mt_agent *a)
         return;
     }
     instantiate(a, c); /* the new ones; replacements were made as their predecessors went */
+    /* changed rules restart with their state once the old thread handed over */
+    mt_rules_apply(a->rules, c->rules, c->nrules, c->agent.site, c->agent.timezone);
+    update_listening(a);
+    free(c->rules);
+    c->rules = NULL;
+    c->nrules = 0;
     apply_agent_conf(a, c);
     start_created(a);
     size_t nin = alive(a, MT_INST_INPUT), nout = alive(a, MT_INST_OUTPUT);
@@ -1054,10 +1102,11 @@ static void signal_cb(uv_signal_t *s, int signum)
 static void watchdog_cb(uv_timer_t *t)
 {
     struct mt_agent *a = t->data;
-    int64_t stale = mt_mono_us() - mt_writer_heartbeat(a->writer);
+    int64_t since = mt_writer_busy_since(a->writer);
     /* a writer stuck in a commit for longer than the watchdog period is a
-     * hang systemd should see; an idle writer waits on purpose */
-    if (mt_writer_idle(a->writer) || stale < (int64_t)uv_timer_get_repeat(t) * 2000)
+     * hang systemd should see; one idle, gathering a batch (batch_interval)
+     * or backing off waits on purpose */
+    if (!since || mt_mono_us() - since < (int64_t)uv_timer_get_repeat(t) * 2000)
         mt_sdnotify("WATCHDOG=1");
 }
 
@@ -1087,11 +1136,18 @@ int mt_agent_run(struct mt_agent *a)
     a->phase = PH_RUNNING;
     start_created(a);
     start_check(a);
+    mt_rules_apply(a->rules, a->conf->rules, a->conf->nrules, a->conf->agent.site,
+                   a->conf->agent.timezone);
+    update_listening(a);
+    free(a->conf->rules); /* the specs belong to the rules now */
+    a->conf->rules = NULL;
+    a->conf->nrules = 0;
     if (a->conf->agent.stats_interval_ms > 0)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)a->conf->agent.stats_interval_ms,
                        (uint64_t)a->conf->agent.stats_interval_ms);
     if (mt_sdnotify_watchdog(&wd_usec) > 0 && wd_usec >= 2000)
         uv_timer_start(&a->watchdog, watchdog_cb, 0, wd_usec / 2000);
+    mt_status_start(&a->status, &a->loop, a, a->db_path, &a->series);
     mt_diag(MT_INFO, MOD, "running: site %s, %zu inputs, %zu outputs, log %s (last seq %" PRId64 ")",
             a->conf->agent.site, alive(a, MT_INST_INPUT), alive(a, MT_INST_OUTPUT), a->db_path,
             mt_writer_committed(a->writer));
@@ -1121,6 +1177,8 @@ void mt_agent_free(struct mt_agent *a)
     if (a->writer)
         teardown(a);
     mt_stopwatch_free(a->stopwatch);
+    mt_rules_free(a->rules); /* stopped by now, or never started */
+    a->rules = NULL;
     if (a->loop.data == a) {
         if (a->handles_inited)
             close_handles(a);
@@ -1151,6 +1209,11 @@ struct mt_writer *mt_agent_writer(struct mt_agent *a)
     return a->writer;
 }
 
+struct mt_rules *mt_agent_rules(struct mt_agent *a)
+{
+    return a->rules;
+}
+
 size_t mt_agent_noutputs(struct mt_agent *a)
 {
     size_t n = 0;
@@ -1168,6 +1231,38 @@ struct mt_output *mt_agent_output(struct mt_agent *a, size_t k)
         (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
         return i->out;
     return NULL;
+}
+
+size_t mt_agent_ninputs(struct mt_agent *a)
+{
+    size_t n = 0;
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT && (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
+        n++;
+    return n;
+}
+
+struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->in;
+    return NULL;
+}
+
+const char *mt_agent_output_type(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->ic ? i->ic->plugin : "";
+    return NULL;
+}
+
+const struct mt_config *mt_agent_config(struct mt_agent *a)
+{
+    return a->conf;
 }
 
 void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg)

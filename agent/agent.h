@@ -83,7 +83,9 @@
 #include <uv.h>
 
 #include "cfgtree.h"
+#include "config.h"
 #include "output.h"
+#include "rules.h"
 #include "writer.h"
 
 /* Exit codes (documented in docs/cli.md) */
@@ -138,6 +140,12 @@ void mt_agent_reload(struct mt_agent *a);
 /* Outputs created or running (not those closing). */
 size_t mt_agent_noutputs(struct mt_agent *a);
 struct mt_output *mt_agent_output(struct mt_agent *a, size_t i);
+/* For the status endpoint (snapshot.h), loop thread. */
+size_t mt_agent_ninputs(struct mt_agent *a);
+struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t i);
+const char *mt_agent_output_type(struct mt_agent *a, size_t i);
+const struct mt_config *mt_agent_config(struct mt_agent *a);
+struct mt_rules *mt_agent_rules(struct mt_agent *a); /* NULL once stopped */
 /* Called on the loop thread every time the writer commits (after outputs
  * were notified). */
 void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg);

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "ruleconf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include "crash.h"
 #include "diag.h"
 #include "isowire.h"
+#include "listen.h"
 #include "options.h"
 
 static const char *const log_levels[] = {"err", "warning", "notice", "info", "debug", NULL};
@@ -147,7 +149,62 @@ const struct mittari_option mt_agent_options[] = {
 };
 #undef A
 
-static const char *const sections[] = {"agent", "inputs", "outputs", "rules"};
+#define S(f) offsetof(struct mt_status_conf, f)
+const struct mittari_option mt_status_options[] = {
+    {.name = "listen",
+     .type = MITTARI_OPT_STRING,
+     .def = "127.0.0.1:9465",
+     .offset = S(listen),
+     .help = "Address of the status endpoint: ADDRESS:PORT ([::1]:PORT for IPv6), a port alone "
+             "(loopback), or off."},
+    {.name = "token",
+     .type = MITTARI_OPT_STRING,
+     .flags = MITTARI_OPT_SECRET,
+     .offset = S(token),
+     .help = "Bearer token clients must send (use token_file; >= 16 bytes). Required when listen "
+             "is not a loopback address; honoured on loopback too when set."},
+    {.name = "connections",
+     .type = MITTARI_OPT_INT,
+     .def = "16",
+     .min = 1,
+     .max = 1024,
+     .offset = S(connections),
+     .help = "Most clients connected at once; one more is answered 503 and closed."},
+    {.name = "timeout",
+     .type = MITTARI_OPT_DURATION,
+     .def = "10s",
+     .min = 100,
+     .max = 600000,
+     .offset = S(timeout_ms),
+     .help = "Time a connection has to send its request and read the reply; a slow or stuck "
+             "client is cut off."},
+    {.name = "refresh",
+     .type = MITTARI_OPT_DURATION,
+     .def = "10s",
+     .min = 1000,
+     .max = 3600000,
+     .offset = S(refresh_ms),
+     .help = "How often the page reloads its figures, the log's figures (backlog age, log "
+             "size, visitors) are read again when readings came, and the loop copies its "
+             "snapshot (STATUS=)."},
+    {.name = "backlog_warn",
+     .type = MITTARI_OPT_DURATION,
+     .def = "1h",
+     .min = 1000,
+     .offset = S(backlog_warn_ms),
+     .help = "Health is degraded while an output's oldest undelivered reading is older than "
+             "this."},
+    {.name = "visitors",
+     .type = MITTARI_OPT_STRING,
+     .def = "visitors_in",
+     .offset = S(visitors),
+     .help = "Metrics the page charts as visitors: names or globs (visitors_*), separated by "
+             "spaces or commas; counts, not gauges; derived readings are not counted."},
+    {0},
+};
+#undef S
+
+static const char *const sections[] = {"agent", "inputs", "outputs", "rules", "status"};
 static const char *const input_reserved[] = {"plugin", "site", "tags", "enabled", "isolate", NULL};
 
 static bool valid_ident(const char *s, bool dots)
@@ -179,6 +236,7 @@ void mt_config_free(struct mt_config *c)
         mt_inst_conf_free(c->outputs[i]);
     free(c->inputs);
     free(c->outputs);
+    mt_ruleconf_free(c->rules, c->nrules);
     mt_arena_free(&c->arena);
     free(c);
 }
@@ -809,6 +867,44 @@ static void check_agent(struct mt_config *c, const struct mt_node *an, struct mt
     }
 }
 
+static void load_status(struct mt_config *c, const struct mt_node *root, struct mt_diags *d)
+{
+    const struct mt_pair *sp = mt_node_pair(root, "status");
+    const struct mt_node *sn = sp ? sp->value : NULL;
+    struct mt_status_conf *s = &c->status;
+    struct mt_listen l;
+    char err[200];
+
+    if (sn && sn->type != MT_NODE_MAP && sn->type != MT_NODE_NULL) {
+        mt_diags_add(d, &sn->pos, NULL, "'status' must be a mapping, found %s",
+                     mt_node_type_name(sn->type));
+        sn = NULL;
+    }
+    struct mt_optset os = {mt_status_options, sizeof(*s), "the status section", NULL, false,
+                           "status"};
+    struct mt_pos where = sp ? sp->key_pos : root ? root->pos : (struct mt_pos){NULL, 0, 0};
+    mt_options_apply(&os, s, sn, &where, &c->arena, d);
+    if (!s->listen)
+        return; /* reported */
+    const struct mt_node *ln = mt_node_get(sn, "listen");
+    if (mt_listen_parse(s->listen, &l, err, sizeof(err))) {
+        mt_diags_add(d, ln ? &ln->pos : &where, NULL, "status.listen: %s", err);
+        return;
+    }
+    const struct mt_node *tn = mt_node_get(sn, "token");
+    if (!tn)
+        tn = mt_node_get(sn, "token_file");
+    if (s->token && strlen(s->token) < 16)
+        mt_diags_add(d, tn ? &tn->pos : &where, "e.g. openssl rand -hex 32 > FILE; chmod 600 FILE",
+                     "the status token is shorter than 16 bytes");
+    if (!l.off && !l.loopback && !s->token)
+        mt_diags_add(d, ln ? &ln->pos : &where,
+                     "set status.token_file, or listen on 127.0.0.1 and let a proxy add "
+                     "authentication",
+                     "status.listen %s is reachable from other machines: a token is required",
+                     l.text);
+}
+
 /* plugin_path: absolute directories that exist (a typo would otherwise
  * only show as "no plugin" of some input) */
 static void check_plugin_path(const char *path, const struct mt_node *an,
@@ -881,7 +977,7 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
             const char *best = mt_did_you_mean(p->key, sections, MT_ARRAY_SIZE(sections));
             char hint[120];
             snprintf(hint, sizeof(hint), best ? "did you mean '%s'?" : "sections are: %s",
-                     best ? best : "agent, inputs, outputs, rules");
+                     best ? best : "agent, inputs, outputs, rules, status");
             mt_diags_add(d, &p->key_pos, hint, "unknown section '%s'", p->key);
         }
     }
@@ -901,6 +997,8 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
     c->agent.log_level += MT_ERR; /* enum index -> syslog priority */
     if (c->agent.site)
         check_agent(c, ap ? ap->value : NULL, d);
+
+    load_status(c, root, d);
 
     const char *pdir = plugin_dir_override   ? plugin_dir_override
                        : c->agent.plugin_dir ? c->agent.plugin_dir
@@ -935,10 +1033,19 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
     profiles_free(pr);
     free(pr);
     const struct mt_pair *rp = mt_node_pair(root, "rules");
-    if (rp && rp->value->type != MT_NODE_NULL &&
-        !(rp->value->type == MT_NODE_MAP && rp->value->npairs == 0))
-        mt_diags_add(d, &rp->key_pos, "remove the rules section for now",
-                     "rules: this version of mittari has no rule engine yet");
+    if (rp)
+        mt_ruleconf_load(rp->value, c->agent.timezone ? c->agent.timezone : "UTC", &c->rules,
+                         &c->nrules, d);
+    /* a rule and an output keep their cursors (and states) in the log under
+     * their names: one name for both would mix them up */
+    for (size_t i = 0; rp && i < c->nrules; i++) {
+        const struct mt_pair *kp = c->rules[i] ? mt_node_pair(rp->value, c->rules[i]->name) : NULL;
+        for (size_t k = 0; kp && k < c->noutputs; k++)
+            if (c->outputs[k] && strcmp(c->outputs[k]->name, c->rules[i]->name) == 0)
+                mt_diags_add(d, &kp->key_pos, "rename the rule or the output",
+                             "rule '%s' has the name of an output: each keeps its cursor in the "
+                             "log under its name", c->rules[i]->name);
+    }
     mt_cfgdoc_free(&doc);
     return d->n == before ? 0 : MITTARI_ECONFIG;
 }

@@ -32,7 +32,8 @@ int mt_encode_header(struct mt_encoder *e, struct mt_buf *b)
     if (e->fmt != MT_FMT_CSV)
         return 0;
     return mt_buf_adds(
-        b, "seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below\n");
+        b, "seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below,"
+           "origin\n");
 }
 
 /* "2026-11-25T15:25:44.123456Z" with the date part cached per second */
@@ -131,7 +132,7 @@ struct text {
 };
 
 static const struct mt_series_info unknown = {.site = "", .device = "", .metric = "",
-                                              .unit = "", .tags = ""};
+                                              .unit = "", .tags = "", .origin = ""};
 
 static int jsonl(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
                  const struct mt_series_info *s, const struct text *c)
@@ -165,6 +166,10 @@ static int jsonl(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
         rc |= mt_buf_adds(b, ",\"suppressed_below\":");
         rc |= mt_buf_i64(b, r->min_count);
     }
+    if (s->origin && s->origin[0]) {
+        rc |= mt_buf_adds(b, ",\"origin\":");
+        rc |= mt_buf_json_str(b, s->origin);
+    }
     rc |= mt_buf_adds(b, "}\n");
     return rc ? -ENOMEM : 0;
 }
@@ -190,6 +195,8 @@ static int csv(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
     rc |= mt_buf_addc(b, ',');
     if (suppressed)
         rc |= mt_buf_i64(b, r->min_count);
+    rc |= mt_buf_addc(b, ',');
+    rc |= mt_buf_csv_str(b, s->origin ? s->origin : "");
     rc |= mt_buf_addc(b, '\n');
     return rc ? -ENOMEM : 0;
 }

@@ -81,6 +81,7 @@ struct mittari_ctx {
     size_t ndevs;
     struct mt_complain c_invalid, c_refused, c_conflict;
     _Atomic uint64_t emitted, refused, invalid, polls_skipped, conflicts;
+    _Atomic int64_t last_reading; /* wall clock µs of the last accepted reading */
 };
 
 #define MAX_DEVICES 4096
@@ -345,6 +346,7 @@ static int emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
         return rc;
     }
     atomic_fetch_add_explicit(&ctx->emitted, 1, memory_order_relaxed);
+    atomic_store_explicit(&ctx->last_reading, mt_now_us(), memory_order_relaxed);
     return 0;
 }
 
@@ -928,6 +930,33 @@ uint64_t mt_input_counter(struct mittari_ctx *ctx, const char *device, const cha
             v = d->counters[i].v;
     pthread_mutex_unlock(&ctx->lock);
     return v;
+}
+
+int64_t mt_input_last_reading(struct mittari_ctx *ctx)
+{
+    return atomic_load_explicit(&ctx->last_reading, memory_order_relaxed);
+}
+
+void mt_input_devices(struct mittari_ctx *ctx,
+                      void (*cb)(void *arg, const struct mt_input_device *d), void *arg)
+{
+    struct mt_input_device out;
+
+    pthread_mutex_lock(&ctx->lock);
+    for (size_t i = 0; i < ctx->ndevs; i++) {
+        const struct dev_status *d = &ctx->devs[i];
+        out.name = d->name;
+        out.health = d->health;
+        out.reason = reason_of(d);
+        out.ncounters = d->ncounters < MT_ARRAY_SIZE(out.counters) ? d->ncounters
+                                                                  : MT_ARRAY_SIZE(out.counters);
+        for (size_t k = 0; k < out.ncounters; k++) {
+            out.counters[k].name = d->counters[k].name;
+            out.counters[k].value = d->counters[k].v;
+        }
+        cb(arg, &out);
+    }
+    pthread_mutex_unlock(&ctx->lock);
 }
 
 void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b)

@@ -96,6 +96,25 @@ void mt_input_get_stats(struct mittari_ctx *ctx, struct mt_input_stats *st);
 /* Health of a device (NULL: the instance); -1 if unknown. */
 int mt_input_health(struct mittari_ctx *ctx, const char *device, char *reason, size_t len);
 uint64_t mt_input_counter(struct mittari_ctx *ctx, const char *device, const char *counter);
+/* Wall-clock time (µs) the last reading was accepted; 0 = none yet. Any thread. */
+int64_t mt_input_last_reading(struct mittari_ctx *ctx);
+/* What the plugin reported of a device (name "" = the instance itself):
+ * health (MITTARI_HEALTH_*), reason and its counters. */
+struct mt_input_device {
+    const char *name;
+    int health;
+    const char *reason;
+    size_t ncounters;
+    struct {
+        const char *name;
+        uint64_t value;
+    } counters[16];
+};
+/* Any thread: calls cb for every device, in the order first reported,
+ * under the instance's lock: cb copies what it keeps and calls nothing of
+ * the input. */
+void mt_input_devices(struct mittari_ctx *ctx,
+                      void (*cb)(void *arg, const struct mt_input_device *d), void *arg);
 /* One part of the statistics line: emitted, refused, devices not up, counters. */
 void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b);
 

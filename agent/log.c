@@ -30,8 +30,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_PUT_READING] = "INSERT INTO readings(seq, ts, series, value, subject, flags) "
                        "VALUES(?,?,?,?,?,?)",
-    [ST_PUT_SERIES] = "INSERT INTO series(id, site, device, metric, unit, kind, bits, tags) "
-                      "VALUES(?,?,?,?,?,?,?,?)",
+    [ST_PUT_SERIES] = "INSERT INTO series(id, site, device, metric, unit, kind, bits, tags, origin) "
+                      "VALUES(?,?,?,?,?,?,?,?,?)",
     [ST_PUT_COUNTER] = "INSERT OR REPLACE INTO counters(series, last, ts) VALUES(?,?,?)",
     [ST_PUT_CURSOR] = "INSERT OR REPLACE INTO cursors(name, seq, updated) VALUES(?,?,?)",
     [ST_READ] = "SELECT seq, ts, series, value, subject, flags FROM readings "
@@ -44,7 +44,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, site TEXT NOT NULL,"
     " device TEXT NOT NULL, metric TEXT NOT NULL, unit TEXT NOT NULL, kind INTEGER NOT NULL,"
-    " bits INTEGER NOT NULL, tags TEXT NOT NULL);"
+    " bits INTEGER NOT NULL, tags TEXT NOT NULL, origin TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE IF NOT EXISTS readings(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
     " series INTEGER NOT NULL, value REAL NOT NULL, subject TEXT,"
     " flags INTEGER NOT NULL DEFAULT 0);"
@@ -62,6 +62,8 @@ static const char upgrade1_sql[] =
     "ALTER TABLE readings ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;"
     "CREATE TABLE IF NOT EXISTS consumer_state(name TEXT PRIMARY KEY, version INTEGER NOT NULL,"
     " state BLOB, updated INTEGER NOT NULL);";
+/* Schema 2 -> 3: the rule a derived series comes from. */
+static const char upgrade2_sql[] = "ALTER TABLE series ADD COLUMN origin TEXT NOT NULL DEFAULT '';";
 
 struct mt_logdb {
     sqlite3 *db;
@@ -182,9 +184,12 @@ static int prepare_schema(struct mt_logdb *db, int64_t app, int64_t ver, char *e
         return 0;
     if (ver == MT_LOG_SCHEMA && app == MT_LOG_APP_ID)
         return 0;
+    bool upgrade = app == MT_LOG_APP_ID && ver >= 1;
     rc = exec(db, "BEGIN IMMEDIATE");
     if (!rc)
-        rc = exec(db, ver == 1 && app == MT_LOG_APP_ID ? upgrade1_sql : schema_sql);
+        rc = exec(db, !upgrade ? schema_sql : ver == 1 ? upgrade1_sql : "");
+    if (!rc && upgrade && ver <= 2)
+        rc = exec(db, upgrade2_sql);
     if (!rc) {
         /* a log upgraded from schema 1 gets its generation now: what it
          * delivered before carried none */
@@ -274,7 +279,7 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
         const char *sql = db->schema == 1 && stmt_sql_v1[i] ? stmt_sql_v1[i] : stmt_sql[i];
         if ((flags & MT_LOG_READONLY) && i >= ST_PUT_READING && i <= ST_PUT_CURSOR)
             continue;
-        if (db->schema == 1 && i == ST_PUT_READING)
+        if ((db->schema == 1 && i == ST_PUT_READING) || (db->schema < 3 && i == ST_PUT_SERIES))
             continue; /* not a writer: nothing is put */
         rc = sqlite3_prepare_v3(db->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &db->st[i], NULL);
         if (rc) {
@@ -313,6 +318,17 @@ int mt_log_begin(struct mt_logdb *db)
     return step_done(db->st[ST_BEGIN]);
 }
 
+int mt_log_begin_read(struct mt_logdb *db)
+{
+    return map_rc(sqlite3_exec(db->db, "BEGIN DEFERRED", NULL, NULL, NULL));
+}
+
+void mt_log_end_read(struct mt_logdb *db)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL);
+}
+
 int mt_log_commit(struct mt_logdb *db)
 {
     return step_done(db->st[ST_COMMIT]);
@@ -335,6 +351,7 @@ int mt_log_put_series(struct mt_logdb *db, const struct mt_series_info *s)
     sqlite3_bind_int(st, 6, s->kind);
     sqlite3_bind_int(st, 7, (int)s->bits);
     sqlite3_bind_text(st, 8, s->tags, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, s->origin ? s->origin : "", -1, SQLITE_STATIC);
     return step_done(st);
 }
 
@@ -538,9 +555,13 @@ static const char *col_text(sqlite3_stmt *st, int i)
 int mt_log_load_series(struct mt_logdb *db, struct mt_series_reg *reg)
 {
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(
-        db->db, "SELECT id, site, device, metric, unit, kind, bits, tags FROM series ORDER BY id",
-        -1, &st, NULL);
+    /* a reader of an older log that no writer upgraded: no origins yet */
+    int rc = sqlite3_prepare_v2(db->db,
+                                db->schema >= 3 ? "SELECT id, site, device, metric, unit, kind, "
+                                                  "bits, tags, origin FROM series ORDER BY id"
+                                                : "SELECT id, site, device, metric, unit, kind, "
+                                                  "bits, tags, '' FROM series ORDER BY id",
+                                -1, &st, NULL);
     if (rc)
         return map_rc(rc);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -553,6 +574,7 @@ int mt_log_load_series(struct mt_logdb *db, struct mt_series_reg *reg)
             .kind = sqlite3_column_int(st, 5),
             .bits = (unsigned)sqlite3_column_int(st, 6),
             .tags = col_text(st, 7),
+            .origin = col_text(st, 8),
         };
         int r = mt_series_add_loaded(reg, &s);
         if (r) {
@@ -593,6 +615,36 @@ int mt_log_load_cursors(struct mt_logdb *db,
         return map_rc(rc);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int r = cb(arg, col_text(st, 0), sqlite3_column_int64(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    sqlite3_finalize(st);
+    return map_rc(rc);
+}
+
+int mt_log_parked_summary(struct mt_logdb *db,
+                          int (*cb)(void *arg, const struct mt_parked_summary *p), void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(
+        db->db,
+        "SELECT output, count(*), sum(last_seq - first_seq + 1), max(at),"
+        " (SELECT error FROM parked q WHERE q.output = p.output ORDER BY at DESC LIMIT 1)"
+        " FROM parked p GROUP BY output ORDER BY output",
+        -1, &st, NULL);
+    if (rc)
+        return map_rc(rc);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mt_parked_summary ps = {
+            .output = col_text(st, 0),
+            .batches = sqlite3_column_int64(st, 1),
+            .readings = sqlite3_column_int64(st, 2),
+            .last_at = sqlite3_column_int64(st, 3),
+            .last_error = col_text(st, 4),
+        };
+        int r = cb(arg, &ps);
         if (r) {
             sqlite3_finalize(st);
             return r;

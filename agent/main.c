@@ -1,6 +1,6 @@
 /*
- * main: the mittari command line: run, check, plugins, query, ports, salvage,
- * outputs, replay. Exit codes:
+ * main: the mittari command line: run, check, plugins, query, rule test, ports,
+ * salvage, outputs, replay. Exit codes:
  * docs/cli.md and enum in agent.h.
  */
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <mittari/mittari.h>
 
 #include "agent.h"
+#include "aggquery.h"
 #include "config.h"
 #include "crash.h"
 #include "diag.h"
@@ -24,7 +25,12 @@
 #include "plugin.h"
 #include "ports.h"
 #include "query.h"
+#include "ruleagg.h"
+#include "ruleconf.h"
+#include "ruletest.h"
+#include "rulewin.h"
 #include "salvage.h"
+#include "statuscli.h"
 #include "util.h"
 
 #ifndef MITTARI_VERSION
@@ -39,11 +45,18 @@ static const char usage_text[] =
     "  run -c DIR                 run the agent on the configuration in DIR\n"
     "  check -c DIR               check the configuration, report its problems\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
-    "                             (NAME agent: the agent section; output: every output)\n"
-    "  query -c DIR [--since T] [--until T] [--series GLOB] [--format csv|jsonl] [--limit N]\n"
-    "                             print readings from the log\n"
+    "                             (NAME agent, status: those sections; output: every output;\n"
+    "                             rules: every rule)\n"
+    "  query -c DIR [--since T] [--until T] [--series GLOB] [--tag KEY=VALUE]...\n"
+    "        [--every 1h|1d|1w|1mo --agg sum|count|mean|max|distinct] [--format csv|jsonl]\n"
+    "        [--limit N]          print readings from the log, or their sums (counts, ...)\n"
+    "                             per series and local hour, day, ISO week or month\n"
     "  query --data-dir DIR [...] the same from DIR/mittari.db, without a configuration\n"
     "                             (a copied log; local times in Europe/Helsinki)\n"
+    "  rule test SCRIPT --input FILE [--tz ZONE] [--format table|csv|jsonl] [--until T]\n"
+    "            [--site NAME] [--series GLOB]\n"
+    "                             replay readings (CSV or JSON Lines, as query writes them)\n"
+    "                             through a rule and print what it derives (docs/rules.md)\n"
     "  ports                      list serial ports: USB ids, serial numbers, stable by-id paths\n"
     "  salvage -c DIR             the agent stopped: copy what can be read of a damaged log\n"
     "                             into a new one (same numbering), move the damaged files aside\n"
@@ -51,6 +64,8 @@ static const char usage_text[] =
     "                             batches (read from the log: works with the agent down)\n"
     "  replay -c DIR OUTPUT --since T [--until T]\n"
     "                             send OUTPUT's readings of that time range again\n"
+    "  status -c DIR              the running agent's health, inputs, outputs and backlog\n"
+    "                             (from the log when the agent is down)\n"
     "\n"
     "options:\n"
     "  -c, --config DIR           configuration directory or file (default " DEFAULT_CONF ")\n"
@@ -60,7 +75,8 @@ static const char usage_text[] =
     "  -V, --version              version and plugin ABI\n"
     "\n"
     "Times (T) are local in agent.timezone unless they end in Z or +hh:mm:\n"
-    "  2026-11-25, 2026-11-25T08:00, 2026-11-25T06:00Z, now, -2h, -7d\n"
+    "  2026-11-25, 2026-11-25T08:00, 2026-11-25T06:00Z, now, -2h, -7d,\n"
+    "  today, yesterday, this-month, last-month (the start of that local day or month)\n"
     "GLOB matches site/device/metric, e.g. 'kuusamo-*/*/visitors_in'.\n"
     "\n"
     "exit status: 0 ok, 1 runtime failure, 2 usage, 3 configuration invalid,\n"
@@ -73,7 +89,11 @@ struct cli {
     const char *plugin_dir;
     const char *data_dir;
     const char *since, *until, *series, *format, *limit;
-    const char *name;
+    const char *input, *tz, *site;
+    const char *every, *agg;
+    const char *tags[MT_QUERY_MAX_TAGS];
+    size_t ntags;
+    const char *name, *arg;
     bool markdown;
 };
 
@@ -106,8 +126,8 @@ static int cmd_check(const struct cli *c)
     if (rc)
         fprintf(stderr, "%s: %zu problem%s\n", c->conf, d.n, d.n == 1 ? "" : "s");
     else
-        printf("%s: ok (site %s, %zu inputs, %zu outputs)\n", c->conf, conf->agent.site,
-               conf->ninputs, conf->noutputs);
+        printf("%s: ok (site %s, %zu inputs, %zu outputs, %zu rules)\n", c->conf,
+               conf->agent.site, conf->ninputs, conf->noutputs, conf->nrules);
     mt_diags_free(&d);
     mt_config_free(conf);
     mt_registry_free(&reg);
@@ -165,6 +185,15 @@ static int cmd_plugins(const struct cli *c)
         if (!c->markdown)
             printf("the agent section:\n\noptions:\n");
         mt_options_print(stdout, mt_agent_options, c->markdown);
+    } else if (strcmp(c->name, "status") == 0) {
+        if (!c->markdown)
+            printf("the status section (the local HTTP endpoint):\n\noptions:\n");
+        mt_options_print(stdout, mt_status_options, c->markdown);
+    } else if (strcmp(c->name, "rules") == 0) {
+        if (!c->markdown)
+            printf("options of every rule (besides series, where, from, tags, enabled; "
+                   "docs/rules.md):\n\n");
+        mt_options_print(stdout, mt_rule_options, c->markdown);
     } else if (strcmp(c->name, "output") == 0) {
         if (!c->markdown)
             printf("options of every output:\n\n");
@@ -211,6 +240,7 @@ static int cmd_query(const struct cli *c)
     char path[4096], err[600];
     int64_t now = mt_now_us();
     const char *tz = default_timezone(), *data_dir = c->data_dir;
+    struct mt_tz *tzobj = NULL;
     int rc;
 
     /* --data-dir alone reads a log without a configuration (an analyst's
@@ -227,11 +257,30 @@ static int cmd_query(const struct cli *c)
     }
     setenv("TZ", tz, 1);
     tzset();
-    if ((c->since && mt_parse_time(c->since, now, &q.since)) ||
-        (c->until && mt_parse_time(c->until, now, &q.until))) {
-        rc = usage_error("bad time; use 2026-11-25, 2026-11-25T08:00, ...Z, now or -2h");
+    if (mt_tz_load(&tzobj, tz, err, sizeof(err))) {
+        fprintf(stderr, "mittari: %s\n", err);
+        rc = MT_EXIT_CONFIG;
         goto out;
     }
+    /* today, yesterday, this-month, last-month: the site's local day or
+     * month (agent.timezone), not the machine's */
+    if ((c->since && mt_query_period_word(c->since, tzobj, now, &q.since) &&
+         mt_parse_time(c->since, now, &q.since)) ||
+        (c->until && mt_query_period_word(c->until, tzobj, now, &q.until) &&
+         mt_parse_time(c->until, now, &q.until))) {
+        rc = usage_error("bad time; use 2026-11-25, 2026-11-25T08:00, ...Z, now, -2h, today, "
+                         "yesterday, this-month or last-month");
+        goto out;
+    }
+    for (size_t i = 0; i < c->ntags; i++) {
+        const char *eq = strchr(c->tags[i], '=');
+        if (!eq || eq == c->tags[i]) {
+            rc = usage_error("--tag takes KEY=VALUE, e.g. --tag service=library");
+            goto out;
+        }
+    }
+    q.tags = c->tags;
+    q.ntags = c->ntags;
     if (c->format && strcmp(c->format, "csv") == 0)
         q.format = MT_FMT_CSV;
     else if (!c->format || strcmp(c->format, "jsonl") == 0)
@@ -250,16 +299,66 @@ static int cmd_query(const struct cli *c)
     }
     snprintf(path, sizeof(path), "%s/mittari.db", data_dir);
     q.db_path = path;
-    rc = mt_query_run(&q, stdout, err, sizeof(err));
+    if (c->every || c->agg) {
+        struct mt_aggquery aq = {.db_path = path, .since = q.since, .until = q.until,
+                                 .series_glob = q.series_glob, .tags = q.tags, .ntags = q.ntags,
+                                 .every = c->every ? mt_unit_parse(c->every) : 0,
+                                 .agg = c->agg ? mt_agg_parse(c->agg) : MT_AGG_SUM,
+                                 .format = q.format, .tz = tzobj};
+        if (!aq.every || strcmp(c->every, "minute") == 0 || strcmp(c->every, "1min") == 0) {
+            rc = usage_error("--every is 1h, 1d, 1w, 1mo (or hour, day, week, month, year)");
+            goto out;
+        }
+        if (aq.agg != MT_AGG_SUM && aq.agg != MT_AGG_COUNT && aq.agg != MT_AGG_MEAN &&
+            aq.agg != MT_AGG_MAX && aq.agg != MT_AGG_DISTINCT) {
+            rc = usage_error("--agg is sum, count, mean, max or distinct");
+            goto out;
+        }
+        rc = mt_aggquery_run(&aq, stdout, err, sizeof(err));
+    } else {
+        rc = mt_query_run(&q, stdout, err, sizeof(err));
+    }
     if (rc) {
         fprintf(stderr, "mittari: %s\n", err);
         rc = MT_EXIT_STORAGE;
     }
 out:
+    mt_tz_free(tzobj);
     mt_diags_free(&d);
     mt_config_free(conf);
     mt_registry_free(&reg);
     return rc;
+}
+
+static int cmd_status(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_registry reg = {0};
+    struct mt_config *conf = NULL;
+    int rc;
+
+    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+        mt_diags_print(&d, stderr);
+        rc = MT_EXIT_CONFIG;
+    } else {
+        rc = mt_statuscli_run(conf, stdout, stderr);
+    }
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    mt_registry_free(&reg);
+    return rc;
+}
+
+static int cmd_rule(const struct cli *c)
+{
+    if (!c->name || strcmp(c->name, "test") != 0)
+        return usage_error("rule: the subcommand is 'test': mittari rule test SCRIPT --input FILE");
+    if (!c->arg || !c->input)
+        return usage_error("rule test SCRIPT --input FILE");
+    struct mt_ruletest_opts o = {.script = c->arg, .input = c->input, .tz = c->tz,
+                                 .format = c->format, .until = c->until, .site = c->site,
+                                 .series = c->series};
+    return mt_ruletest_run(&o, stdout, stderr);
 }
 
 static int cmd_salvage(const struct cli *c)
@@ -323,6 +422,12 @@ int main(int argc, char **argv)
         {"format", required_argument, NULL, 'f'},
         {"limit", required_argument, NULL, 'n'},
         {"data-dir", required_argument, NULL, 'D'},
+        {"input", required_argument, NULL, 'i'},
+        {"tz", required_argument, NULL, 'z'},
+        {"site", required_argument, NULL, 't'},
+        {"every", required_argument, NULL, 'e'},
+        {"agg", required_argument, NULL, 'a'},
+        {"tag", required_argument, NULL, 'g'},
         {"markdown", no_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -351,6 +456,8 @@ int main(int argc, char **argv)
                 c.cmd = optarg;
             else if (!c.name)
                 c.name = optarg;
+            else if (!c.arg && strcmp(c.cmd, "rule") == 0)
+                c.arg = optarg;
             else
                 return usage_error("too many arguments");
             break;
@@ -365,6 +472,16 @@ int main(int argc, char **argv)
         case 'f': c.format = optarg; break;
         case 'n': c.limit = optarg; break;
         case 'D': c.data_dir = optarg; break;
+        case 'i': c.input = optarg; break;
+        case 'z': c.tz = optarg; break;
+        case 't': c.site = optarg; break;
+        case 'e': c.every = optarg; break;
+        case 'a': c.agg = optarg; break;
+        case 'g':
+            if (c.ntags == MT_QUERY_MAX_TAGS)
+                return usage_error("at most 8 --tag filters");
+            c.tags[c.ntags++] = optarg;
+            break;
         case 'm': c.markdown = true; break;
         case 'h': fputs(usage_text, stdout); return MT_EXIT_OK;
         case 'V':
@@ -386,6 +503,8 @@ int main(int argc, char **argv)
         return cmd_plugins(&c);
     if (strcmp(c.cmd, "query") == 0 && !c.name)
         return cmd_query(&c);
+    if (strcmp(c.cmd, "rule") == 0)
+        return cmd_rule(&c);
     if (strcmp(c.cmd, "salvage") == 0 && !c.name)
         return cmd_salvage(&c);
     if (strcmp(c.cmd, "outputs") == 0 && !c.name)
@@ -395,6 +514,8 @@ int main(int argc, char **argv)
             return usage_error("replay: which output? mittari replay -c DIR OUTPUT --since T");
         return mt_cli_replay(c.conf, c.plugin_dir, c.name, c.since, c.until, stdout);
     }
+    if (strcmp(c.cmd, "status") == 0 && !c.name)
+        return cmd_status(&c);
     if (strcmp(c.cmd, "ports") == 0 && !c.name)
         return mt_ports_print(stdout) ? MT_EXIT_FAILURE : MT_EXIT_OK;
     if (c.name)

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "aggquery.h"
 #include "config.h"
 #include "diag.h"
 #include "log.h"
@@ -322,9 +323,12 @@ int mt_cli_replay(const char *conf, const char *plugin_dir, const char *name, co
         rc = MT_EXIT_USAGE;
         goto out;
     }
-    if (!since || mt_parse_time(since, now, &from) || (until && mt_parse_time(until, now, &to))) {
+    const char *tz = c.conf->agent.timezone;
+    if (!since || mt_query_time(since, tz, now, &from) ||
+        (until && mt_query_time(until, tz, now, &to))) {
         fprintf(stderr, "mittari: replay needs --since T (and takes --until T): 2026-11-25, "
-                        "2026-11-25T08:00, ...Z, now or -2h\n");
+                        "2026-11-25T08:00, ...Z, now, -2h, today, yesterday, this-month or "
+                        "last-month\n");
         rc = MT_EXIT_USAGE;
         goto out;
     }

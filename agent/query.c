@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "aggquery.h"
 #include "encode.h"
 #include "log.h"
 #include "series.h"
@@ -114,7 +115,8 @@ int mt_query_run(const struct mt_query *q, FILE *out, char *err, size_t errlen)
         const struct mt_series_info *s = mt_series_get(&reg, id);
         char name[256];
         snprintf(name, sizeof(name), "%s/%s/%s", s->site, s->device, s->metric);
-        match[id] = !q->series_glob || fnmatch(q->series_glob, name, 0) == 0;
+        match[id] = (!q->series_glob || fnmatch(q->series_glob, name, 0) == 0) &&
+                    mt_query_tags_match(s->tags, q->tags, q->ntags);
     }
     int64_t gen = 0;
     mt_log_generation(db, &gen);

@@ -12,6 +12,8 @@ struct mt_query {
     const char *db_path;
     int64_t since, until;    /* µs, [since, until) */
     const char *series_glob; /* fnmatch over "site/device/metric"; NULL = all */
+    const char *const *tags; /* "key=value" filters (aggquery.c), all must hold */
+    size_t ntags;
     int format;              /* MT_FMT_* */
     uint64_t limit;          /* 0 = no limit */
 };

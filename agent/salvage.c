@@ -243,7 +243,7 @@ static bool is_int(sqlite3_stmt *st, int i)
 struct series_row {
     int64_t id;
     int kind, bits;
-    char *site, *device, *metric, *unit, *tags;
+    char *site, *device, *metric, *unit, *tags, *origin;
 };
 
 struct series_read {
@@ -255,13 +255,13 @@ struct series_read {
 static int series_row(void *arg, sqlite3_stmt *st)
 {
     struct series_read *sr = arg;
-    const char *f[5];
-    for (int i = 0; i < 5; i++)
-        f[i] = text_or_null(st, 1 + (i < 4 ? i : 6));
-    /* id, site, device, metric, unit, kind, bits, tags */
+    const char *f[6];
+    for (int i = 0; i < 6; i++)
+        f[i] = text_or_null(st, 1 + (i < 4 ? i : i + 2));
+    /* id, site, device, metric, unit, kind, bits, tags, origin (schema 3) */
     if (!is_int(st, 0) || sqlite3_column_int64(st, 0) < 1 ||
         sqlite3_column_int64(st, 0) > (int64_t)MT_SERIES_CHUNK * MT_SERIES_MAX_CHUNKS ||
-        !f[0] || !f[1] || !f[2] || !f[3] || !f[4] || !is_int(st, 5) || !is_int(st, 6))
+        !f[0] || !f[1] || !f[2] || !f[3] || !f[4] || !f[5] || !is_int(st, 5) || !is_int(st, 6))
         return 0; /* unreadable: its id gets a placeholder */
     if (sr->n == sr->cap) {
         size_t c = sr->cap ? sr->cap * 2 : 256;
@@ -279,9 +279,10 @@ static int series_row(void *arg, sqlite3_stmt *st)
                              .device = strdup(f[1]),
                              .metric = strdup(f[2]),
                              .unit = strdup(f[3]),
-                             .tags = strdup(f[4])};
+                             .tags = strdup(f[4]),
+                             .origin = strdup(f[5])};
     sr->n++;
-    if (!s->site || !s->device || !s->metric || !s->unit || !s->tags)
+    if (!s->site || !s->device || !s->metric || !s->unit || !s->tags || !s->origin)
         return -ENOMEM;
     return 0;
 }
@@ -294,6 +295,7 @@ static void free_series(struct series_read *sr)
         free(sr->rows[i].metric);
         free(sr->rows[i].unit);
         free(sr->rows[i].tags);
+        free(sr->rows[i].origin);
     }
     free(sr->rows);
 }
@@ -303,8 +305,16 @@ static void free_series(struct series_read *sr)
 static int copy_series(struct salvage *v)
 {
     struct series_read sr = {.v = v};
+    /* origin (schema 3): asked of the table itself, as a damaged header may
+     * hide user_version; without it every series is raw */
+    sqlite3_stmt *probe_st = NULL;
+    bool has_origin = sqlite3_prepare_v2(v->src, "SELECT origin FROM series LIMIT 0", -1,
+                                         &probe_st, NULL) == SQLITE_OK;
+    sqlite3_finalize(probe_st);
     struct scan s = {.db = v->src, .table = "series", .key = "id",
-                     .cols = "site, device, metric, unit, kind, bits, tags", .row = series_row,
+                     .cols = has_origin ? "site, device, metric, unit, kind, bits, tags, origin"
+                                        : "site, device, metric, unit, kind, bits, tags, ''",
+                     .row = series_row,
                      .arg = &sr, .bound = INT64_MAX / 4};
     int rc = scan_table(&s);
     if (s.damaged)
@@ -324,7 +334,8 @@ static int copy_series(struct salvage *v)
             info = (struct mt_series_info){.id = (uint32_t)id, .kind = x->kind,
                                            .bits = (unsigned)x->bits, .site = x->site,
                                            .device = x->device, .metric = x->metric,
-                                           .unit = x->unit, .tags = x->tags};
+                                           .unit = x->unit, .tags = x->tags,
+                                           .origin = x->origin};
             v->known[id] = 1;
             v->r->series++;
         } else {

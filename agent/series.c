@@ -19,7 +19,8 @@ struct mt_series_feed {
 static uint64_t hash_key(const struct mt_series_info *s)
 {
     uint64_t h = MT_HASH_INIT;
-    const char *f[] = {s->site, s->device, s->metric, s->unit ? s->unit : "", s->tags ? s->tags : ""};
+    const char *f[] = {s->site, s->device, s->metric, s->unit ? s->unit : "", s->tags ? s->tags : "",
+                       s->origin ? s->origin : ""};
     for (size_t i = 0; i < MT_ARRAY_SIZE(f); i++)
         h = mt_hash_bytes(h, f[i], strlen(f[i]) + 1);
     h = mt_hash_bytes(h, &s->kind, sizeof(s->kind));
@@ -32,7 +33,8 @@ static bool same(const struct mt_series_info *a, const struct mt_series_info *b)
     return a->hash == b->hash && a->kind == b->kind && a->bits == b->bits &&
            !strcmp(a->metric, b->metric) && !strcmp(a->device, b->device) &&
            !strcmp(a->site, b->site) && !strcmp(a->unit ? a->unit : "", b->unit ? b->unit : "") &&
-           !strcmp(a->tags ? a->tags : "", b->tags ? b->tags : "");
+           !strcmp(a->tags ? a->tags : "", b->tags ? b->tags : "") &&
+           !strcmp(a->origin ? a->origin : "", b->origin ? b->origin : "");
 }
 
 int mt_series_init(struct mt_series_reg *r)
@@ -116,7 +118,8 @@ static int add(struct mt_series_reg *r, const struct mt_series_info *key, size_t
     s->metric = mt_arena_strdup(&r->strings, key->metric);
     s->unit = mt_arena_strdup(&r->strings, key->unit ? key->unit : "");
     s->tags = mt_arena_strdup(&r->strings, key->tags ? key->tags : "");
-    if (!s->site || !s->device || !s->metric || !s->unit || !s->tags)
+    s->origin = mt_arena_strdup(&r->strings, key->origin ? key->origin : "");
+    if (!s->site || !s->device || !s->metric || !s->unit || !s->tags || !s->origin)
         return -ENOMEM;
     r->table[tslot] = s->id;
     atomic_store_explicit(&r->count, n + 1, memory_order_release);

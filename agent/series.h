@@ -1,6 +1,8 @@
 /*
  * series: the in-memory registry of series (site, device, metric, unit,
- * kind, counter width, tags) -> small dense ids starting at 1.
+ * kind, counter width, tags, origin) -> small dense ids starting at 1. A
+ * rule's derived readings are series of their own: same names, the rule as
+ * origin.
  *
  * Owns the series strings. Interning takes an internal mutex and is safe
  * from any thread; lookups by id are lock-free (entries never move or change
@@ -30,6 +32,7 @@ struct mt_series_info {
     unsigned bits; /* counter width for CUMULATIVE, else 0 */
     const char *site, *device, *metric, *unit;
     const char *tags; /* canonical JSON object text, "" = none */
+    const char *origin; /* the rule that derived the series' readings; "" or NULL = raw */
     uint64_t hash;
 };
 

@@ -7,7 +7,7 @@
 #   tests/run.sh --sanitize   ASan+UBSan build in build-asan/: unit tests, and the
 #                             integration tests but the long crash loop
 #   tests/run.sh --fuzz       clang libFuzzer build in build-fuzz/: every fuzz target
-#                             for FUZZ_SECONDS (default 20) from its corpus
+#                             for FUZZ_SECONDS (default 20; CI sets 10) from its corpus
 # Ends with "run.sh: ..." saying what passed, or the step that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   ctest -L unit --output-on-failure -j"$jobs"
   step "integration tests (ASan+UBSan)"
   # the kill -9 loops and the fleet run without the sanitizers only (CI time)
-  ctest -L integration -E "crash_durability|output_faults|output_fleet" --output-on-failure
+  ctest -L integration -E "crash_durability|output_faults|output_fleet" --output-on-failure -j2
   status_ok "unit and integration tests passed under ASan+UBSan"
   exit 0
 fi
@@ -81,6 +81,8 @@ cd build
 step "unit tests"
 ctest -L unit --output-on-failure -j"$jobs"
 step "integration tests"
-ctest -L integration --output-on-failure
+# two at a time; those that bound a latency or use something system-wide run
+# alone (RUN_SERIAL in tests/CMakeLists.txt)
+ctest -L integration --output-on-failure -j2
 status_ok "unit and integration tests passed"
 exit 0

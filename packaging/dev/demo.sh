@@ -23,7 +23,7 @@ if [ "${1:-}" = "--devices" ]; then
   export DEMO_DEV=$(mktemp -d -t mittari-demo.XXXXXX)
   conf=$DEMO_DEV/conf.d
   mkdir -p "$conf"
-  cp conf.d/*.yaml "$conf/" && cp -r conf.d/profiles "$conf/"
+  cp conf.d/*.yaml "$conf/" && cp -r conf.d/profiles "$conf/" && cp -r scripts "$DEMO_DEV/"
   cp packaging/dev/demo-devices.yaml "$conf/25-devices.yaml"
   tests/devsim/devsim.py counter --link "$DEMO_DEV/ttyDoor" --interval 2 >/dev/null &
   tests/devsim/devsim.py feedback --link "$DEMO_DEV/ttySmiley" --interval 5 >/dev/null &
@@ -34,5 +34,6 @@ if [ "${1:-}" = "--devices" ]; then
 fi
 step "run the agent (mittari run -c $conf)"
 echo "demo: log and archive in $MITTARI_DATA_DIR; readings below as CSV; Ctrl-C stops" >&2
+echo "demo: status page on http://127.0.0.1:9465/ (mittari status -c conf.d at the console)" >&2
 build/mittari run -c "$conf"
 status_ok "stopped"

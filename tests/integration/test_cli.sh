@@ -42,7 +42,7 @@ stop_agent TERM
 rows=$(db_count "$T/data/mittari.db")
 n=$("$MITTARI" query -c "$T/conf" "${P[@]}" | wc -l)
 [ "$n" = "$rows" ] || fail "query printed $n of $rows"
-"$MITTARI" query -c "$T/conf" "${P[@]}" --format csv | head -1 | grep -q "^seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below$" || fail "csv header"
+"$MITTARI" query -c "$T/conf" "${P[@]}" --format csv | head -1 | grep -q "^seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below,origin$" || fail "csv header"
 ins=$(sqlite3 "$T/data/mittari.db" "select count(*) from readings r join series s on s.id=r.series where s.metric='visitors_in'")
 n=$("$MITTARI" query -c "$T/conf" "${P[@]}" --series 'it-cli/*/visitors_in' | wc -l)
 [ "$n" = "$ins" ] && [ "$n" -gt 0 ] || fail "--series glob: $n vs $ins"
@@ -120,6 +120,33 @@ done
   fail "22:30 UTC on 1 December is 2 December in Helsinki"
 ok "local days at $checked fake clocks and days, DST included"
 
+# today, yesterday, this-month, last-month: local days and months of
+# agent.timezone at the (fake, UTC) clock, not the machine's date
+for now in "2026-12-01 22:45:00" "2026-03-29 01:30:00" "2026-10-25 02:00:00" "2026-10-31 22:30:00" "2026-11-01 10:00:00"; do
+  d=$(TZ=Europe/Helsinki date -d "@$(date -u -d "$now" +%s)" +%F)   # the local date at now
+  m1=${d:0:7}-01
+  want=$(fixed_between "$(local_midnight "$d")" 9999999999)
+  [ "$(q "$now" --since today)" = "$want" ] || fail "at $now: --since today gave [$(q "$now" --since today)], want [$want]"
+  want=$(fixed_between "$(local_midnight "$(date -d "$d - 1 day" +%F)")" "$(local_midnight "$d")")
+  [ "$(q "$now" --since yesterday --until today)" = "$want" ] || fail "at $now: yesterday gave [$(q "$now" --since yesterday --until today)], want [$want]"
+  want=$(fixed_between "$(local_midnight "$(date -d "$m1 - 1 month" +%F)")" "$(local_midnight "$m1")")
+  [ "$(q "$now" --since last-month --until this-month)" = "$want" ] || fail "at $now: last month gave [$(q "$now" --since last-month --until this-month)], want [$want]"
+done
+# not merely equal to the computation: at 00:30 on 1 November in Helsinki the
+# UTC clock still says October, and last month is October
+[ "$(q "2026-10-31 22:30:00" --since last-month --until this-month | wc -w)" = 6 ] || fail "last month at local 1 November"
+[ "$(q "2026-12-01 22:45:00" --since today)" = "2026-12-01T22:30:00.000000Z " ] || fail "today at 00:45 local"
+ok "today, yesterday, this-month, last-month at fake clocks"
+
+# --every: the hourly counts of visitors_in add up to the readings
+sum=$("$MITTARI" query -c "$T/conf" "${P[@]}" --series 'it-cli/*/visitors_in' --every 1h --agg count --format csv | tail -n +2 | awk -F, '{s += $(NF-1)} END {print s + 0}')
+[ "$sum" = "$ins" ] || fail "--every 1h --agg count: $sum vs $ins"
+"$MITTARI" query -c "$T/conf" "${P[@]}" --every 2h 2>/dev/null; [ $? = 2 ] || fail "--every 2h: exit 2"
+"$MITTARI" query -c "$T/conf" "${P[@]}" --tag service 2>/dev/null; [ $? = 2 ] || fail "--tag without =: exit 2"
+n=$("$MITTARI" query -c "$T/conf" "${P[@]}" --tag service=library | wc -l)
+m=$(sqlite3 "$T/data/mittari.db" "select count(*) from readings r join series s on s.id=r.series where s.tags like '%\"service\":\"library\"%'")
+[ "$n" = "$m" ] && [ "$n" -gt 0 ] || fail "--tag service=library: $n vs $m"
+
 # --data-dir: no configuration needed; with -c it only replaces the data dir
 "$MITTARI" query --data-dir "$T/fixed" -c /nonexistent >/dev/null 2>&1; [ $? = 3 ] || fail "--data-dir with a bad -c: not a config error"
 [ "$("$MITTARI" query --data-dir "$T/fixed" | wc -l)" = ${#FIXED[@]} ] || fail "--data-dir alone"
@@ -127,7 +154,7 @@ ok "local days at $checked fake clocks and days, DST included"
 "$MITTARI" query --data-dir "$T/nonexistent" 2>"$T/nodb.err"; [ $? = 4 ] || fail "--data-dir without a log: exit"
 grep -q "$T/nonexistent/mittari.db" "$T/nodb.err" || fail "--data-dir without a log: message names the file"
 "$MITTARI" check -c "$T/conf" --data-dir "$T/fixed" 2>/dev/null; [ $? = 2 ] || fail "--data-dir is for query only"
-"$MITTARI" query -c "$T/conf" "${P[@]}" --since yesterday 2>/dev/null; [ $? = 2 ] || fail "bad time: exit 2"
+"$MITTARI" query -c "$T/conf" "${P[@]}" --since someday 2>/dev/null; [ $? = 2 ] || fail "bad time: exit 2"
 "$MITTARI" query -c "$T/conf" "${P[@]}" --format xml 2>/dev/null; [ $? = 2 ] || fail "bad format: exit 2"
 
 # a second agent on the same data dir is refused, exit 4

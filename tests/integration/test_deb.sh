@@ -161,7 +161,7 @@ for p in cardreader feedback modbus serial sim; do expect_om "$PLUGDIR/$p.so" "r
 
 # as the service would: check, plugins, not configured yet
 as_mittari mittari check >"$T/check.out" 2>&1 || { cat "$T/check.out"; fail "check of the shipped configuration as mittari"; }
-grep -q "^/etc/mittari/conf.d: ok (site unconfigured, 0 inputs, 1 outputs)" "$T/check.out" || fail "check: $(cat "$T/check.out")"
+grep -q "^/etc/mittari/conf.d: ok (site unconfigured, 0 inputs, 1 outputs, 0 rules)" "$T/check.out" || fail "check: $(cat "$T/check.out")"
 as_mittari mittari plugins >"$T/plugins.out" 2>&1 || fail "mittari plugins as mittari"
 grep -q "^input plugins ($PLUGDIR):" "$T/plugins.out" || fail "plugins: $(head -1 "$T/plugins.out")"
 for p in cardreader feedback modbus serial sim file; do
@@ -177,13 +177,17 @@ chmod -R a+rX "$W/examples"
 as_mittari mittari check -c "$W/examples" >"$T/ex.out" 2>&1 || { cat "$T/ex.out"; fail "the input examples of 20-inputs.yaml are not valid"; }
 grep -q "ok (site unconfigured, 3 inputs" "$T/ex.out" || fail "examples: $(cat "$T/ex.out")"
 # man pages: present and clean
-for m in man1/mittari.1 man5/mittari.conf.5 man7/mittari-plugins.7; do
+for m in man1/mittari.1 man5/mittari.conf.5 man7/mittari-plugins.7 man7/mittari-rules.7; do
   f=/usr/share/man/$m.gz
   [ -f "$f" ] || fail "no $f"
   zcat "$f" | LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z 2>"$T/groff.out"
   [ -s "$T/groff.out" ] && fail "$m: $(head -3 "$T/groff.out")"
 done
 zcat /usr/share/man/man7/mittari-plugins.7.gz | grep -q '^\.SS "modbus"' || fail "mittari-plugins(7) lacks modbus"
+# the example rules, where the example conf.d's 40-rules.yaml looks for them
+for s in door-visitors occupancy families-monthly; do
+  [ -f "/usr/share/doc/mittari/examples/scripts/$s.lua" ] || fail "no example rule $s.lua"
+done
 
 # ---- the SDK example, out of tree, against the installed package --------
 cp -r /usr/share/doc/mittari/examples/plugin "$W/make"

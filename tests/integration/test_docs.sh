@@ -20,7 +20,7 @@ grep -q 'tests/run.sh' "$SOURCE_DIR/.ci/run" || fail ".ci/run does not call the 
 
 # the option names of every table, as the CLI prints them (markdown rows)
 mkdir -p "$T/tables"
-for name in agent output $("$MITTARI" plugins --plugin-dir "$BUILD_DIR/plugins" |
+for name in agent status output rules $("$MITTARI" plugins --plugin-dir "$BUILD_DIR/plugins" |
     awk '/^  [a-z_0-9]+ / {print $1}'); do
   "$MITTARI" plugins "$name" --markdown --plugin-dir "$BUILD_DIR/plugins" >"$T/tables/$name" ||
     fail "plugins $name --markdown"
@@ -48,8 +48,9 @@ for path in glob.glob(os.path.join(tables, "*")):
 outputs = {"file"}
 reserved_in = {"plugin", "site", "tags", "enabled", "isolate", "profile"}
 reserved_out = {"type", "enabled"} | opts["output"]
-sections = {"agent", "inputs", "outputs", "rules"}
-every = set().union(*opts.values()) | reserved_in | reserved_out
+reserved_rule = {"series", "where", "from", "tags", "enabled"}
+sections = {"agent", "inputs", "outputs", "rules", "status"}
+every = set().union(*opts.values()) | reserved_in | reserved_out | reserved_rule
 problems = []
 
 KEY = re.compile(r"^(\s*)(?:-\s+)?([A-Za-z_][A-Za-z0-9_.-]*):(?:\s|$)")
@@ -90,19 +91,28 @@ def check_block(doc, start, lines):
             stack.append((ind, m.group(2), i))
             keys.append(m.group(2))
         rest = line[m.end():] if m else line
-        keys += FLOWKEY.findall(rest if "{" in rest else "")
+        if not (stack and stack[0][1] == "rules" and m and m.group(2) == "where"):
+            keys += FLOWKEY.findall(rest if "{" in rest else "")
         if not stack:
             continue
         if any(e[1] == "tags" for e in (stack[:-1] if m else stack)):
             continue                                         # tag names are free
+        if stack[0][1] == "rules" and any(e[1] == "where" for e in (stack[:-1] if m else stack)):
+            continue                                         # so are a rule's where keys
         top = stack[0][1]
         for k in keys:
             if len(stack) == 1 and k == top:
                 if top in sections:
                     continue
                 allowed, what = every, "any option table"   # a profile's keys
+            elif top == "rules":
+                if len(stack) == 2 and k == stack[1][1]:
+                    continue                                 # a rule's name
+                allowed, what = opts["rules"] | reserved_rule, "the rules' table"
             elif top == "agent":
                 allowed, what = opts["agent"] | {"secret_file"}, "the agent section"
+            elif top == "status":
+                allowed, what = opts["status"] | {"token_file"}, "the status section"
             elif top in ("inputs", "outputs"):
                 if len(stack) == 2 and k == stack[1][1]:
                     continue                                 # an instance name

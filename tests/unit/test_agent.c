@@ -271,6 +271,32 @@ static void commits_told_to_the_loop_only_with_outputs(void **state)
     assert_true(rows(f, "") > 0);
 }
 
+/* The same for rules: a rule reads the log as it grows, so a reload that
+ * adds one (and no output) turns the writer's commit notices on; without
+ * them the rule would never hear of a commit. */
+static void commits_told_to_the_loop_with_rules(void **state)
+{
+    struct fx *f = *state;
+    char yaml2[1024];
+    free(tu_write(f->dir, "count.lua", "window { every = 'hour', metric = 'n', agg = 'count' }\n"));
+    write_conf(f, "", "  b:\n    plugin: probe\n    count: 1000000\n    poll_interval: 5ms\n");
+    snprintf(yaml2, sizeof(yaml2),
+             "agent:\n  site: t\n  data_dir: %s/data\n  stats_interval: 0\ninputs:\n"
+             "  b:\n    plugin: probe\n    count: 1000000\n    poll_interval: 5ms\n"
+             "rules:\n  count:\n    script: %s/count.lua\n",
+             f->dir, f->dir);
+    f->yaml2 = yaml2;
+    assert_int_equal(init(f), MT_EXIT_OK);
+    after(f, &f->t1, 300, note_listening);
+    after(f, &f->t2, 400, reload_now);
+    after(f, &f->t3, 1500, note_listening);
+    assert_int_equal(mt_agent_run(f->a), MT_EXIT_OK);
+    mt_agent_free(f->a);
+    assert_int_equal(f->nlistening, 2);
+    assert_false(f->listening[0]);
+    assert_true(f->listening[1]);
+}
+
 /* A damaged log at start: exit status 4 and the way out named. */
 static void damaged_log_at_start(void **state)
 {
@@ -378,6 +404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(damaged_log_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(commits_told_to_the_loop_only_with_outputs, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(commits_told_to_the_loop_with_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(stopwatch_ends_a_stuck_process, setup, teardown),
         cmocka_unit_test_setup_teardown(huge_durations_are_refused_or_clamped, setup, teardown),
     };

@@ -11,6 +11,7 @@
 
 #include "agentid.h"
 #include "config.h"
+#include "rules.h"
 #include "diag.h"
 
 struct fx {
@@ -554,12 +555,12 @@ static void registry_scan_counts_problems(void **s)
     assert_int_equal(mt_registry_scan(&r, count_problem), 1);
     assert_int_equal(scan_problems, 1);
     mt_registry_free(&r);
-    /* five deliberately broken plugins next to the probe, stall and crashy */
+    /* five deliberately broken plugins next to the probe, stall, loopstall and crashy */
     scan_problems = 0;
     assert_int_equal(mt_registry_init(&r, TEST_PLUGIN_DIR), 0);
     assert_int_equal(mt_registry_scan(&r, count_problem), 5);
     assert_int_equal(scan_problems, 5);
-    assert_int_equal(r.n, 3);
+    assert_int_equal(r.n, 4);
     mt_registry_free(&r);
     scan_problems = 0;
     assert_int_equal(mt_registry_init(&r, PLUGIN_DIR), 0);
@@ -717,17 +718,51 @@ static void enabled_false_still_instantiates(void **s)
     expect_one(f, 4, 29, "'enabled' of input 'x' (plugin sim): 'maybe' is not a boolean");
 }
 
+/* The rules section: options from the rule table, scripts compiled with
+ * their top level run (errors at the script's own line), tags, from. */
 static void rules_section(void **s)
 {
     struct fx *f = *s;
-    load(f, AGENT "rules:\n  r1: {when: x}\n");
-    expect_one(f, 3, 1, "rules: this version of mittari has no rule engine yet");
+    free(tu_write(f->dir, "ok.lua", "window { every = 'hour', metric = 'v', agg = 'sum' }\n"));
+    free(tu_write(f->dir, "syntax.lua", "window {\n  every = 'hour'\n  metric = 'v' }\n"));
+    free(tu_write(f->dir, "badwin.lua", "\nwindow { every = 'fortnight', metric = 'v', agg = 'sum' }\n"));
     load(f, AGENT "rules:\n");
     expect_ok(f);
     load(f, AGENT "rules: {}\n");
     expect_ok(f);
     load(f, AGENT "rules: [x]\n");
-    expect_one(f, 3, 1, "no rule engine yet");
+    expect_one(f, 3, 8, "'rules' must be a mapping of named rules");
+    load(f, AGENT "rules:\n  r1: {script: ok.lua, when: x}\n");
+    expect_one(f, 4, 24, "unknown option 'when' for rule 'r1'");
+    load(f, AGENT "rules:\n  r1: {memory: 1MiB}\n");
+    expect_one(f, 4, 3, "script");
+    load(f, AGENT "rules:\n  r1:\n    script: syntax.lua\n");
+    expect_one(f, 5, 13, "syntax.lua:3: '}' expected");
+    load(f, AGENT "rules:\n  r1:\n    script: badwin.lua\n");
+    expect_one(f, 5, 13, "badwin.lua:2: window: 'every' is");
+    load(f, AGENT "rules:\n  r1:\n    script: nosuch.lua\n");
+    expect_one(f, 5, 13, "nosuch.lua");
+    load(f, AGENT "rules:\n  r1: {script: ok.lua, from: r2}\n  r2: {script: ok.lua, from: [r1]}\n");
+    expect_one(f, 4, 30, "leads back to itself");
+    load(f, AGENT "rules:\n  r1: {script: ok.lua, from: r3}\n");
+    expect_one(f, 4, 30, "from names no rule 'r3'");
+    load(f, AGENT "rules:\n  r1: {script: ok.lua, tags: {'bad key': x}}\n");
+    expect_one(f, 4, 31, "bad tag name 'bad key'");
+    load(f, AGENT "rules:\n  r1:\n    script: ok.lua\n    series: [\"*/door-*/visitors_in\"]\n"
+                  "    tags:\n      theme: culture\n      area: {\"lib/*\": centre, \"*\": other}\n"
+                  "    pause_after: 3\n");
+    expect_ok(f);
+    assert_int_equal(f->c->nrules, 1);
+    const struct mt_rule_spec *r = f->c->rules[0];
+    assert_string_equal(r->name, "r1");
+    assert_non_null(strstr(r->script, "/ok.lua"));
+    assert_string_equal(r->series[0], "*/door-*/visitors_in");
+    assert_int_equal(r->ntags, 2);
+    assert_string_equal(r->tags[0].value, "culture");
+    assert_int_equal(r->tags[1].n, 2);
+    assert_int_equal(r->pause_after, 3);
+    assert_int_equal(r->close_delay_us, 2000000);
+    assert_int_equal(r->lua_mem, 16u << 20);
 }
 
 static void plugin_dir_from_config(void **s)

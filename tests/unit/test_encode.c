@@ -136,7 +136,7 @@ static void unknown_series_gives_empty_fields(void **state)
                         "{\"seq\":5,\"gen\":7,\"ts\":\"1970-01-01T00:00:00.000000Z\",\"site\":\"\","
                         "\"device\":\"\",\"metric\":\"\",\"value\":2,\"kind\":\"unknown\"}\n");
     assert_string_equal(enc(f, MT_FMT_CSV, &r, NULL),
-                        "5,7,1970-01-01T00:00:00.000000Z,,,,2,,unknown,,,0,\n");
+                        "5,7,1970-01-01T00:00:00.000000Z,,,,2,,unknown,,,0,,\n");
 }
 
 /* the text between "value": and the next comma */
@@ -275,18 +275,47 @@ static void csv_header_and_row(void **state)
     assert_int_equal(mt_encode_header(&f->enc, &h), 0);
     assert_string_equal(mt_buf_cstr(&h),
                         "seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,"
-                        "suppressed_below\n");
+                        "suppressed_below,origin\n");
     mt_buf_free(&h);
     const struct mt_series_info *s =
         series(f, "hki", "door-1", "people_in", "1", MITTARI_KIND_DELTA, "");
     struct mt_row r = row(42, 1764084344123456, 3, "AbCdEfGhIjKlMnOpQrStUv");
     assert_string_equal(enc(f, MT_FMT_CSV, &r, s),
                         "42,7,2025-11-25T15:25:44.123456Z,hki,door-1,people_in,3,1,delta,"
-                        "AbCdEfGhIjKlMnOpQrStUv,,0,\n");
+                        "AbCdEfGhIjKlMnOpQrStUv,,0,,\n");
     r.value = 0.25;
     r.subject[0] = 0;
     assert_string_equal(enc(f, MT_FMT_CSV, &r, s),
-                        "42,7,2025-11-25T15:25:44.123456Z,hki,door-1,people_in,0.25,1,delta,,,0,\n");
+                        "42,7,2025-11-25T15:25:44.123456Z,hki,door-1,people_in,0.25,1,delta,,,0,,\n");
+}
+
+/* A rule's derived figures: origin, correction and suppression in both
+ * formats; a suppressed figure's value is never written. */
+static void derived_reading_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct mt_series_info k = {.site = "lib", .device = "fam", .metric = "families", .unit = "",
+                               .kind = MITTARI_KIND_GAUGE, .tags = "{\"period\":\"month\"}",
+                               .origin = "families-monthly"};
+    uint32_t id = 0;
+    assert_int_equal(mt_series_intern(&f->reg, &k, &id), 0);
+    const struct mt_series_info *s = mt_series_get(&f->reg, id);
+    struct mt_row r = row(9, 0, 0, "");
+    r.flags = MT_RF_SUPPRESSED | 2u << 1;
+    r.min_count = 5;
+    assert_string_equal(enc(f, MT_FMT_JSONL, &r, s),
+                        "{\"seq\":9,\"gen\":7,\"ts\":\"1970-01-01T00:00:00.000000Z\",\"site\":\"lib\","
+                        "\"device\":\"fam\",\"metric\":\"families\",\"value\":null,\"kind\":\"gauge\","
+                        "\"tags\":{\"period\":\"month\"},\"revision\":2,\"suppressed_below\":5,"
+                        "\"origin\":\"families-monthly\"}\n");
+    assert_string_equal(enc(f, MT_FMT_CSV, &r, s),
+                        "9,7,1970-01-01T00:00:00.000000Z,lib,fam,families,,,gauge,,"
+                        "\"{\"\"period\"\":\"\"month\"\"}\",2,5,families-monthly\n");
+    r.flags = 0;
+    r.value = 12;
+    assert_string_equal(enc(f, MT_FMT_CSV, &r, s),
+                        "9,7,1970-01-01T00:00:00.000000Z,lib,fam,families,12,,gauge,,"
+                        "\"{\"\"period\"\":\"\"month\"\"}\",0,,families-monthly\n");
 }
 
 static void jsonl_has_no_header(void **state)
@@ -308,12 +337,12 @@ static void csv_quotes_when_needed(void **state)
     assert_string_equal(
         enc(f, MT_FMT_CSV, &r, s),
         "3,7,1970-01-01T00:00:00.000000Z,\"a,b\",\"say \"\"hi\"\"\","
-        "\"line\nbreak\",1,\"cr\rx\",gauge,,\"{\"\"theme\"\":\"\"a\"\",\"\"x\"\":1}\",0,\n");
+        "\"line\nbreak\",1,\"cr\rx\",gauge,,\"{\"\"theme\"\":\"\"a\"\",\"\"x\"\":1}\",0,,\n");
     /* plain fields stay unquoted, spaces and semicolons included */
     const struct mt_series_info *p =
         series(f, "my site", "d;1", "m", "kWh", MITTARI_KIND_GAUGE, "");
     assert_string_equal(enc(f, MT_FMT_CSV, &r, p),
-                        "3,7,1970-01-01T00:00:00.000000Z,my site,d;1,m,1,kWh,gauge,,,0,\n");
+                        "3,7,1970-01-01T00:00:00.000000Z,my site,d;1,m,1,kWh,gauge,,,0,,\n");
 }
 
 static void rows_append_to_the_buffer(void **state)
@@ -412,6 +441,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(timestamps_with_microseconds, setup, teardown),
         cmocka_unit_test_setup_teardown(timestamps_before_the_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(csv_header_and_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(derived_reading_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(jsonl_has_no_header, setup, teardown),
         cmocka_unit_test_setup_teardown(csv_quotes_when_needed, setup, teardown),
         cmocka_unit_test_setup_teardown(rows_append_to_the_buffer, setup, teardown),

@@ -19,7 +19,8 @@
 
 #define MAXROWS 512
 
-#define HEADER "seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below\n"
+#define HEADER                                                                                     \
+    "seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below,origin\n"
 
 struct fixture {
     char *dir;
@@ -228,11 +229,11 @@ static void csv_contents_header_once(void **state)
     char *t = slurp(f->path);
     assert_string_equal(t, HEADER
                            "1,1764084344123456,2025-11-25T15:25:44.000001Z,hki,\"t, 1\",temp,1,"
-                           "C,gauge,,\"{\"\"room\"\":\"\"a\"\"}\",0,\n"
+                           "C,gauge,,\"{\"\"room\"\":\"\"a\"\"}\",0,,\n"
                            "2,1764084344123456,2025-11-25T15:25:44.000002Z,hki,door-1,people_in,"
-                           "2,1,delta,,,0,\n"
+                           "2,1,delta,,,0,,\n"
                            "3,1764084344123456,2025-11-25T15:25:44.000003Z,hki,\"t, 1\",temp,3,"
-                           "C,gauge,Subj000000000000000003,\"{\"\"room\"\":\"\"a\"\"}\",0,\n");
+                           "C,gauge,Subj000000000000000003,\"{\"\"room\"\":\"\"a\"\"}\",0,,\n");
     free(t);
     /* a restart appends to the same file: still one header */
     create(f, "csv", 0, 5);

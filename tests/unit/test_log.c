@@ -176,17 +176,17 @@ static void refuses_newer_schema(void **state)
     open_writer(f);
     mt_log_close(f->db);
     f->db = NULL;
-    sql_exec(f->path, "PRAGMA user_version=3");
+    sql_exec(f->path, "PRAGMA user_version=4");
     assert_int_equal(mt_log_open(&f->db, f->path, MT_LOG_WRITER, f->err, sizeof(f->err)),
                      MITTARI_ESTORAGE);
     assert_null(f->db);
     assert_non_null(strstr(f->err, "newer"));
-    assert_non_null(strstr(f->err, "schema 3"));
+    assert_non_null(strstr(f->err, "schema 4"));
     f->err[0] = 0;
     assert_int_equal(mt_log_open(&f->db, f->path, MT_LOG_READER, f->err, sizeof(f->err)),
                      MITTARI_ESTORAGE);
     assert_non_null(strstr(f->err, "newer"));
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 4);
 }
 
 static void refuses_garbage_file(void **state)
@@ -828,7 +828,7 @@ static void schema_1_log_is_upgraded(void **state)
     assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 1); /* a reader changes nothing */
     /* the writer upgrades */
     open_writer(f);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), MT_LOG_SCHEMA);
     assert_true(generation_of(f) > 0);
     assert_int_equal(mt_log_read(f->db, 0, INT64_MAX, 4, rows, &n), 0);
     assert_int_equal(n, 2);
@@ -848,6 +848,49 @@ static void schema_1_log_is_upgraded(void **state)
     assert_int_equal(len, 2);
     assert_memory_equal(blob, "xy", 2);
     free(blob);
+}
+
+/* Schema 3: a series' origin (the rule of a derived series). A schema 2 log
+ * is upgraded in place, its series keep "" (raw); a reader of one that no
+ * writer upgraded reads origins as "". */
+static void schema_2_log_gets_origins(void **state)
+{
+    struct fixture *f = *state;
+    struct mt_series_reg reg;
+    open_writer(f);
+    mt_log_close(f->db);
+    f->db = NULL;
+    sql_exec(f->path, "ALTER TABLE series DROP COLUMN origin;"
+                      "INSERT INTO series VALUES(1, 's', 'd', 'm', '', 1, 0, '');"
+                      "PRAGMA user_version=2;");
+    assert_int_equal(mt_log_open(&f->db, f->path, MT_LOG_READONLY, f->err, sizeof(f->err)), 0);
+    mt_series_init(&reg);
+    assert_int_equal(mt_log_load_series(f->db, &reg), 0);
+    assert_string_equal(mt_series_get(&reg, 1)->origin, "");
+    mt_series_free(&reg);
+    mt_log_close(f->db);
+    f->db = NULL;
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    open_writer(f);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
+    struct mt_series_info k = {.id = 2, .site = "s", .device = "d", .metric = "m", .unit = "",
+                               .kind = 1, .tags = "", .origin = "door-visitors"};
+    assert_int_equal(mt_log_begin(f->db), 0);
+    assert_int_equal(mt_log_put_series(f->db, &k), 0);
+    assert_int_equal(mt_log_commit(f->db), 0);
+    mt_series_init(&reg);
+    assert_int_equal(mt_log_load_series(f->db, &reg), 0);
+    assert_string_equal(mt_series_get(&reg, 1)->origin, "");
+    assert_string_equal(mt_series_get(&reg, 2)->origin, "door-visitors");
+    /* the same names with another origin are another series */
+    uint32_t id = 0;
+    struct mt_series_info raw = k;
+    raw.origin = NULL;
+    assert_int_equal(mt_series_intern(&reg, &raw, &id), 0);
+    assert_int_equal(id, 1);
+    assert_int_equal(mt_series_intern(&reg, &k, &id), 0);
+    assert_int_equal(id, 2);
+    mt_series_free(&reg);
 }
 
 static void consumer_state_round_trip(void **state)
@@ -906,6 +949,7 @@ int main(void)
         T(integrity_finds_damage),
         T(generation_is_chosen_once_per_log),
         T(schema_1_log_is_upgraded),
+        T(schema_2_log_gets_origins),
         T(consumer_state_round_trip),
     };
 #undef T

@@ -1,0 +1,1 @@
+window { every = "hour", metric = "v", agg = "sum" }

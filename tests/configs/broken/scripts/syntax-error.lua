@@ -1,0 +1,3 @@
+window {
+  every = "hour"
+  metric = "v" }
