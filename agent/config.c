@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "agentid.h"
+#include "crash.h"
 #include "diag.h"
+#include "isowire.h"
 #include "listen.h"
 #include "options.h"
 
@@ -203,7 +205,7 @@ const struct mittari_option mt_status_options[] = {
 #undef S
 
 static const char *const sections[] = {"agent", "inputs", "outputs", "rules", "status"};
-static const char *const input_reserved[] = {"plugin", "site", "tags", "enabled", NULL};
+static const char *const input_reserved[] = {"plugin", "site", "tags", "enabled", "isolate", NULL};
 
 static bool valid_ident(const char *s, bool dots)
 {
@@ -301,22 +303,30 @@ static const char *tags_json(struct mt_inst_conf *ic, const struct mt_node *n, c
     return out;
 }
 
-static int parse_enabled(const struct mt_node *map, bool *enabled, const char *what,
-                         struct mt_diags *d)
+/* A boolean key the agent handles for every instance ('enabled',
+ * 'isolate'): def when absent. */
+static int parse_flag(const struct mt_node *map, const char *key, bool def, bool *v,
+                      const char *what, struct mt_diags *d)
 {
-    const struct mt_node *n = mt_node_get(map, "enabled");
-    *enabled = true;
+    const struct mt_node *n = mt_node_get(map, key);
+    *v = def;
     if (!n)
         return 0;
-    const char *s = scalar(n, "enabled", d);
+    const char *s = scalar(n, key, d);
     if (!s)
         return 1;
-    if (mt_parse_bool(s, enabled)) {
-        mt_diags_add(d, &n->pos, "true or false", "'enabled' of %s: '%s' is not a boolean", what,
+    if (mt_parse_bool(s, v)) {
+        mt_diags_add(d, &n->pos, "true or false", "'%s' of %s: '%s' is not a boolean", key, what,
                      s);
         return 1;
     }
     return 0;
+}
+
+static int parse_enabled(const struct mt_node *map, bool *enabled, const char *what,
+                         struct mt_diags *d)
+{
+    return parse_flag(map, "enabled", true, enabled, what, d);
 }
 
 static struct mt_inst_conf *new_inst(const struct mt_pair *p)
@@ -571,17 +581,44 @@ static void check_error(const struct mittari_checker *chk, const char *path, con
     cc->n++;
 }
 
-static void plugin_check(const struct mittari_plugin *desc, const void *conf,
+static void plugin_check(const struct mt_plugin *pl, const char *name, const void *conf,
                          const struct mt_node *map, const char *what, const struct mt_pos *owner,
                          struct mt_diags *d)
 {
+    const struct mittari_plugin *desc = pl->desc;
     if (desc->size < offsetof(struct mittari_plugin, check) + sizeof(desc->check) || !desc->check)
         return;
     struct check_ctx cc = {map, what, *owner, d, 0};
     struct mittari_checker chk = {&cc, check_error};
+    /* plugin code, also of an isolated input: a crash in it is named */
+    struct mt_crash_who who;
+    char module[128];
+    snprintf(module, sizeof(module), "input %s[%s]", pl->name, name);
+    mt_crash_who_init(&who, module, name, pl->name, pl->path);
+    struct mt_crash_mark m = mt_crash_enter(&who, "check");
     int r = desc->check(conf, &chk);
+    mt_crash_leave(m);
     if (r > 0 && cc.n == 0)
         mt_diags_add(d, owner, NULL, "%s: refused by the plugin's check", what);
+}
+
+/* What an isolated input's process is given must fit in one message
+ * (isowire.h): said here, not when its process cannot be started. */
+static void isolate_check(const struct mt_plugin *pl, const struct mt_inst_conf *ic,
+                          const struct mt_node *map, const char *what, struct mt_diags *d)
+{
+    struct mt_buf b = {0};
+    int rc = mt_isowire_put_init(&b, pl->path, &pl->st, pl->name, ic->name, "", 0,
+                                 pl->desc->options, ic->conf);
+    const struct mt_node *n = mt_node_get(map, "isolate");
+    if (!rc && b.len > MT_ISOWIRE_INIT_MAX)
+        mt_diags_add(d, n ? &n->pos : &ic->pos, "run it in the agent (isolate: false)",
+                     "%s: its options take %zu bytes, more than an isolated process is given "
+                     "(%d)",
+                     what, b.len, MT_ISOWIRE_INIT_MAX);
+    if (b.p)
+        explicit_bzero(b.p, b.len); /* secrets */
+    mt_buf_free(&b);
 }
 
 /* "did you mean 'sim'?" for a plugin name that has no file: among the
@@ -658,12 +695,15 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     ic->site = mt_arena_strdup(&ic->arena, ic->site ? ic->site : "");
     ic->tags_json = tags_json(ic, mt_node_get(map, "tags"), what, d);
     parse_enabled(map, &ic->enabled, what, d);
+    parse_flag(map, "isolate", false, &ic->isolate, what, d);
     ic->conf = mt_arena_alloc(&ic->arena, pl->desc->config_size ? pl->desc->config_size : 1);
     struct mt_optset os = {
         pl->desc->options, pl->desc->config_size, what, input_reserved, false, pname};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->conf)
-        plugin_check(pl->desc, ic->conf, map, what, &ic->pos, d);
+        plugin_check(pl, ic->name, ic->conf, map, what, &ic->pos, d);
+    if (d->n == before && ic->conf && ic->isolate)
+        isolate_check(pl, ic, map, what, d);
     if (d->n != before || !ic->conf || !ic->tags_json) {
         mt_inst_conf_free(ic);
         return NULL;
@@ -671,8 +711,8 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     /* a buffer, not a fixed array: 16 long tags must not be cut off, or a
      * reload would miss a change in the last of them */
     struct mt_buf b = {0};
-    mt_buf_printf(&b, "plugin=%s\nsite=%s\ntags=%s\nenabled=%d\n", pname, ic->site, ic->tags_json,
-                  ic->enabled);
+    mt_buf_printf(&b, "plugin=%s\nsite=%s\ntags=%s\nenabled=%d\nisolate=%d\n", pname, ic->site,
+                  ic->tags_json, ic->enabled, ic->isolate);
     finish_canonical(ic, pl->desc->options, mt_buf_cstr(&b));
     mt_buf_free(&b);
     return ic;

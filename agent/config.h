@@ -60,6 +60,7 @@ struct mt_inst_conf {
     struct mittari_tag tags[16]; /* input: the same tags, sorted by key */
     size_t ntags;
     bool enabled;
+    bool isolate;          /* input: its plugin runs in a child process (isolate.h) */
     struct mt_pos pos;
     const struct mt_plugin *plugin_ref;  /* input */
     const struct mt_output_type *otype;  /* output */

@@ -15,8 +15,10 @@
 #include "agent.h"
 #include "aggquery.h"
 #include "config.h"
+#include "crash.h"
 #include "diag.h"
 #include "encode.h"
+#include "isolate_child.h"
 #include "options.h"
 #include "output.h"
 #include "outputs_cli.h"
@@ -78,7 +80,7 @@ static const char usage_text[] =
     "GLOB matches site/device/metric, e.g. 'kuusamo-*/*/visitors_in'.\n"
     "\n"
     "exit status: 0 ok, 1 runtime failure, 2 usage, 3 configuration invalid,\n"
-    "             4 log database unusable or data dir in use\n";
+    "             4 log database unusable or data dir in use, 5 a plugin crashed\n";
 
 struct cli {
     const char *cmd;
@@ -101,11 +103,23 @@ static int usage_error(const char *msg)
     return MT_EXIT_USAGE;
 }
 
+/* A fatal signal in a plugin's code names it, and the status says so
+ * (issue 13; docs/operations.md, "A plugin crashed"). then: what the line
+ * says happens next. */
+static void install_crash_report(const char *then)
+{
+    struct mt_crash_conf cc = {.exit_status = MT_EXIT_PLUGIN, .then = then, .packet_fd = -1};
+    int rc = mt_crash_install(&cc);
+    if (rc)
+        mt_diag(MT_WARNING, "agent", "cannot install the crash report: %s", strerror(-rc));
+}
+
 static int cmd_check(const struct cli *c)
 {
     struct mt_diags d = {0};
     struct mt_registry reg = {0};
     struct mt_config *conf = NULL;
+    install_crash_report("mittari check exits with status 5");
     int rc = mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d);
 
     mt_diags_print(&d, stderr);
@@ -197,7 +211,8 @@ static int cmd_plugins(const struct cli *c)
                    MITTARI_ABI_MINOR_OF(p->desc->abi_version), p->desc->description);
         mt_options_print(stdout, p->desc->options, c->markdown);
         if (!c->markdown)
-            printf("\noptions of every input: plugin, site, tags (key: value), enabled\n");
+            printf("\noptions of every input: plugin, site, tags (key: value), enabled, "
+                   "isolate\n");
     } else {
         fprintf(stderr, "mittari: %s\n", err);
         rc = MT_EXIT_FAILURE;
@@ -379,7 +394,10 @@ static int cmd_run(const struct cli *c)
 {
     struct mt_diags d = {0};
     struct mt_agent *a = NULL;
-    struct mt_agent_opts o = {c->conf, c->plugin_dir};
+    struct mt_agent_opts o = {c->conf, c->plugin_dir, NULL};
+    install_crash_report("mittari exits with status 5; systemd starts it again and holds this "
+                         "input back for a while, the other inputs go on; `isolate: true` on this "
+                         "input keeps the agent up (docs/operations.md)");
     int rc = mt_agent_init(&a, &o, &d);
 
     if (d.n) {
@@ -426,6 +444,10 @@ int main(int argc, char **argv)
     mode_t mask = umask(0);
     umask(mask | 027);
     mt_diag_init();
+    /* the process of an isolated input (isolate.c starts it): not a
+     * command for people, so not in the usage text */
+    if (argc >= 2 && strcmp(argv[1], "__isolate") == 0)
+        return mt_isolate_child_main(argc, argv);
     /* "-": words come back in order as option 1: the command, then a name */
     while ((opt = getopt_long(argc, argv, "-c:P:mhV", longopts, NULL)) != -1) {
         switch (opt) {

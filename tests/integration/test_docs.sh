@@ -46,7 +46,7 @@ for path in glob.glob(os.path.join(tables, "*")):
             names.add(m.group(1).split(".")[-1].replace("[]", ""))
     opts[os.path.basename(path)] = names
 outputs = {"file"}
-reserved_in = {"plugin", "site", "tags", "enabled", "profile"}
+reserved_in = {"plugin", "site", "tags", "enabled", "isolate", "profile"}
 reserved_out = {"type", "enabled"} | opts["output"]
 reserved_rule = {"series", "where", "from", "tags", "enabled"}
 sections = {"agent", "inputs", "outputs", "rules", "status"}
