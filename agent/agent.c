@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "crash.h"
 #include "diag.h"
 #include "input.h"
 #include "log.h"
@@ -19,6 +20,7 @@
 #include "rules.h"
 #include "sdnotify.h"
 #include "series.h"
+#include "status.h"
 #include "stopwatch.h"
 #include "util.h"
 
@@ -98,6 +100,14 @@ struct mt_agent {
 
     void (*commit_cb)(void *arg, int64_t seq);
     void *commit_arg;
+
+    /* the last run ended in a plugin's crash: that input is held back at
+     * start (hold_back) */
+    char crash_path[PATH_MAX];
+    struct mt_crash_record crashed;
+    bool crash_hold;
+    uv_timer_t calm; /* ends the hold-back's memory: see hold_back */
+    struct mt_status *status; /* the local HTTP endpoint (status.h) */
 };
 
 #define FOR_INST(a, i)                                                                             \
@@ -106,6 +116,7 @@ struct mt_agent {
 
 static void stop_step(struct mt_agent *a);
 static void reload_check_done(struct mt_agent *a);
+static bool hold_back(struct mt_agent *a, struct inst *i);
 void mt_agent_stop(struct mt_agent *a);
 
 static void set_exit(struct mt_agent *a, int code)
@@ -202,10 +213,24 @@ static void check_gone(void *arg, int rc)
     on_inst_gone(arg, 0);
 }
 
+/* How long a stop waits for an isolated input's process before SIGKILL:
+ * within shutdown_timeout, so that the agent's own stop need not wait for
+ * it beyond. */
+static int64_t isolate_stop_ms(const struct mt_agent *a)
+{
+    int64_t t = a->conf->agent.shutdown_timeout_ms;
+    return t > 1000 ? t - 500 : t / 2 + 1;
+}
+
 /* CREATED from ic (taken, even on error). */
 static void add_input(struct mt_agent *a, struct mt_inst_conf *ic)
 {
-    struct mt_input_env env = {&a->loop, a->writer, &a->series, &a->pseudo};
+    struct mt_input_env env = {.loop = &a->loop,
+                               .writer = a->writer,
+                               .series = &a->series,
+                               .pseudo = &a->pseudo,
+                               .isolate_exe = a->opts.isolate_exe,
+                               .isolate_stop_ms = isolate_stop_ms(a)};
     struct inst *i = inst_new(a, MT_INST_INPUT, ic->name);
     char err[512];
 
@@ -263,6 +288,72 @@ static void instantiate(struct mt_agent *a, struct mt_config *c)
     }
 }
 
+/* ---- a crash loop (issue 13) ---- */
+
+/* The last run ended in a crash of a plugin (crash.h's marker, at most
+ * MT_AGENT_CRASH_MEMORY_S old): said, and that input is held back at this
+ * start (hold_back). */
+static void read_crash_marker(struct mt_agent *a)
+{
+    struct mt_crash_record *r = &a->crashed;
+
+    snprintf(a->crash_path, sizeof(a->crash_path), "%s/%s", a->conf->agent.data_dir,
+             MT_AGENT_CRASH_MARKER);
+    int rc = mt_crash_read_marker(a->crash_path, r);
+    int64_t age = mt_now_us() / 1000000 - r->time_s;
+    if (rc || age < 0 || age >= MT_AGENT_CRASH_MEMORY_S) {
+        mt_crash_set_marker(a->crash_path, NULL, 0);
+        return;
+    }
+    a->crash_hold = true;
+    mt_crash_set_marker(a->crash_path, r->name, r->count);
+    mt_diag(MT_WARNING, MOD,
+            "the last run ended %lld s ago in a crash of input %s (plugin %s: %s in its %s), "
+            "%u in a row",
+            (long long)age, r->name, r->plugin, r->signal, r->what, r->count);
+}
+
+static void calm_cb(uv_timer_t *t)
+{
+    struct mt_agent *a = t->data;
+    if (a->crash_path[0] && unlink(a->crash_path) == 0) {
+        /* it has started: a restart from now on does not hold it back;
+         * the count of crashes in a row lasts until it ran a while */
+        uv_timer_start(&a->calm, calm_cb, MT_AGENT_CRASH_CALM_MS, 0);
+        return;
+    }
+    mt_crash_forget();
+}
+
+/* The input that crashed the last run starts after 10 s, 20 s, 40 s ...
+ * (by its crashes in a row, at most 10 min): systemd restarts the agent
+ * at once, so the other inputs lose seconds, not hours, to a crash loop,
+ * and the loop is in the journal and the statistics line. An isolated
+ * input needs none: its own process is restarted with a backoff. */
+static bool hold_back(struct mt_agent *a, struct inst *i)
+{
+    if (!a->crash_hold || strcmp(i->name, a->crashed.name) != 0 || mt_input_isolated(i->in))
+        return false;
+    a->crash_hold = false;
+    uint64_t ms = MT_AGENT_HOLD_MIN_MS;
+    for (unsigned k = 1; k < a->crashed.count && ms < MT_AGENT_HOLD_MAX_MS; k++)
+        ms *= 2;
+    if (ms > MT_AGENT_HOLD_MAX_MS)
+        ms = MT_AGENT_HOLD_MAX_MS;
+    char reason[160];
+    snprintf(reason, sizeof(reason),
+             "held back for %llu s after %u crashes in a row (%s in its %s)",
+             (unsigned long long)ms / 1000, a->crashed.count, a->crashed.signal, a->crashed.what);
+    mt_diag(MT_WARNING, MOD,
+            "input %s: %s; the other inputs start now; `isolate: true` keeps its "
+            "crashes away from them",
+            i->name, reason);
+    if (mt_input_start_after(i->in, ms, reason))
+        return false;
+    uv_timer_start(&a->calm, calm_cb, ms, 0);
+    return true;
+}
+
 /* Starts every CREATED instance: outputs first, so the first commit finds
  * them listening. */
 static void start_created(struct mt_agent *a)
@@ -275,7 +366,8 @@ static void start_created(struct mt_agent *a)
     FOR_INST(a, i)
     if (i->state == MT_INST_CREATED && i->kind == MT_INST_INPUT) {
         inst_set(i, MT_INST_RUNNING);
-        mt_input_start(i->in);
+        if (!hold_back(a, i))
+            mt_input_start(i->in);
     }
 }
 
@@ -516,6 +608,7 @@ int mt_agent_init(struct mt_agent **out, const struct mt_agent_opts *opts, struc
     if (setup_pseudo(a))
         return MT_EXIT_STORAGE;
     mt_pseudo_set_rotation(&a->pseudo, a->conf->agent.pseudonym_rotation); /* MT_ROTATE_* order */
+    read_crash_marker(a);
     keep_configured_consumers(a, a->conf);
     instantiate(a, a->conf);
     return MT_EXIT_OK;
@@ -578,6 +671,7 @@ static void lag_cb(uv_prepare_t *p)
         if (busy > a->lag_max_ns)
             a->lag_max_ns = busy;
         a->lag_busy_ns += busy;
+        mt_status_lag(a->status, busy);
     }
     a->lag_last_ns = now;
     a->lag_idle_ns = idle;
@@ -588,14 +682,16 @@ static void lag_cb(uv_prepare_t *p)
 
 static void close_handles(struct mt_agent *a)
 {
+    mt_status_stop(a->status);
+    a->status = NULL;
     /* the rules are stopped by now (or never started): their async handle
      * goes with the rest */
     mt_rules_free(a->rules);
     a->rules = NULL;
-    uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm, (uv_handle_t *)&a->sigint,
-                         (uv_handle_t *)&a->sighup,  (uv_handle_t *)&a->tick,
+    uv_handle_t *hs[] = {(uv_handle_t *)&a->sigterm,  (uv_handle_t *)&a->sigint,
+                         (uv_handle_t *)&a->sighup,   (uv_handle_t *)&a->tick,
                          (uv_handle_t *)&a->watchdog, (uv_handle_t *)&a->stats,
-                         (uv_handle_t *)&a->lag};
+                         (uv_handle_t *)&a->lag,      (uv_handle_t *)&a->calm};
     for (size_t i = 0; i < MT_ARRAY_SIZE(hs); i++)
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], NULL);
@@ -844,6 +940,7 @@ static void apply_agent_conf(struct mt_agent *a, struct mt_config *c)
     if (c->agent.stats_interval_ms > 0)
         uv_timer_start(&a->stats, stats_cb, (uint64_t)c->agent.stats_interval_ms,
                        (uint64_t)c->agent.stats_interval_ms);
+    mt_status_reconfigure(a->status);
 }
 
 static void reload_done(struct mt_agent *a)
@@ -1005,10 +1102,11 @@ static void signal_cb(uv_signal_t *s, int signum)
 static void watchdog_cb(uv_timer_t *t)
 {
     struct mt_agent *a = t->data;
-    int64_t stale = mt_mono_us() - mt_writer_heartbeat(a->writer);
+    int64_t since = mt_writer_busy_since(a->writer);
     /* a writer stuck in a commit for longer than the watchdog period is a
-     * hang systemd should see; an idle writer waits on purpose */
-    if (mt_writer_idle(a->writer) || stale < (int64_t)uv_timer_get_repeat(t) * 2000)
+     * hang systemd should see; one idle, gathering a batch (batch_interval)
+     * or backing off waits on purpose */
+    if (!since || mt_mono_us() - since < (int64_t)uv_timer_get_repeat(t) * 2000)
         mt_sdnotify("WATCHDOG=1");
 }
 
@@ -1022,8 +1120,9 @@ int mt_agent_run(struct mt_agent *a)
     uv_timer_init(&a->loop, &a->tick);
     uv_timer_init(&a->loop, &a->watchdog);
     uv_timer_init(&a->loop, &a->stats);
+    uv_timer_init(&a->loop, &a->calm);
     a->sigterm.data = a->sigint.data = a->sighup.data = a;
-    a->tick.data = a->watchdog.data = a->stats.data = a;
+    a->tick.data = a->watchdog.data = a->stats.data = a->calm.data = a;
     uv_prepare_init(&a->loop, &a->lag);
     a->lag.data = a;
     uv_prepare_start(&a->lag, lag_cb);
@@ -1048,6 +1147,7 @@ int mt_agent_run(struct mt_agent *a)
                        (uint64_t)a->conf->agent.stats_interval_ms);
     if (mt_sdnotify_watchdog(&wd_usec) > 0 && wd_usec >= 2000)
         uv_timer_start(&a->watchdog, watchdog_cb, 0, wd_usec / 2000);
+    mt_status_start(&a->status, &a->loop, a, a->db_path, &a->series);
     mt_diag(MT_INFO, MOD, "running: site %s, %zu inputs, %zu outputs, log %s (last seq %" PRId64 ")",
             a->conf->agent.site, alive(a, MT_INST_INPUT), alive(a, MT_INST_OUTPUT), a->db_path,
             mt_writer_committed(a->writer));
@@ -1131,6 +1231,38 @@ struct mt_output *mt_agent_output(struct mt_agent *a, size_t k)
         (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
         return i->out;
     return NULL;
+}
+
+size_t mt_agent_ninputs(struct mt_agent *a)
+{
+    size_t n = 0;
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT && (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING))
+        n++;
+    return n;
+}
+
+struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_INPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->in;
+    return NULL;
+}
+
+const char *mt_agent_output_type(struct mt_agent *a, size_t k)
+{
+    FOR_INST(a, i)
+    if (i->kind == MT_INST_OUTPUT &&
+        (i->state == MT_INST_CREATED || i->state == MT_INST_RUNNING) && k-- == 0)
+        return i->ic ? i->ic->plugin : "";
+    return NULL;
+}
+
+const struct mt_config *mt_agent_config(struct mt_agent *a)
+{
+    return a->conf;
 }
 
 void mt_agent_on_commit(struct mt_agent *a, void (*cb)(void *arg, int64_t seq), void *arg)

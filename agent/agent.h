@@ -54,6 +54,12 @@
  *                  plugin): the writer is freed only after them.
  *   DONE           handles closed; the loop ends.
  *
+ * Crashes (crash.h): a fatal signal in plugin code is reported with the
+ * instance and callback and ends the process with MT_EXIT_PLUGIN; the
+ * next start holds that input back (MT_AGENT_HOLD_*). An isolated input
+ * (isolate.h) is an input instance like the others here: its plugin runs
+ * in a child process, whose crash ends only the child.
+ *
  * Hard stop: when a stop begins, a stopwatch (stopwatch.h) is armed for
  * shutdown_timeout + 15 s; if the stop has not finished by then it logs what
  * is stuck and ends the process with _exit (status 1, or 4 for a damaged
@@ -77,6 +83,7 @@
 #include <uv.h>
 
 #include "cfgtree.h"
+#include "config.h"
 #include "output.h"
 #include "rules.h"
 #include "writer.h"
@@ -88,14 +95,31 @@ enum {
     MT_EXIT_USAGE = 2,   /* bad command line */
     MT_EXIT_CONFIG = 3,  /* configuration invalid */
     MT_EXIT_STORAGE = 4, /* log database unusable, or data dir in use */
+    MT_EXIT_PLUGIN = 5,  /* a plugin crashed (a fatal signal in its code): crash.h */
 };
 
 /* The margin of the hard stop after agent.shutdown_timeout. */
 #define MT_AGENT_HARD_STOP_MARGIN_MS 15000
 
+/* A crash loop (issue 13): the input whose plugin crashed the last run
+ * (crash.h's marker DATA_DIR/plugin-crash, if at most an hour old) starts
+ * MT_AGENT_HOLD_MIN_MS after the others, doubled for each crash in a row,
+ * at most MT_AGENT_HOLD_MAX_MS. The marker is removed once it started, and
+ * the count of crashes in a row forgotten once it then ran calm for
+ * MT_AGENT_CRASH_CALM_MS. */
+#define MT_AGENT_CRASH_MARKER "plugin-crash"
+#define MT_AGENT_CRASH_MEMORY_S 3600
+#define MT_AGENT_HOLD_MIN_MS 10000
+#define MT_AGENT_HOLD_MAX_MS 600000
+#define MT_AGENT_CRASH_CALM_MS 600000
+
 struct mt_agent_opts {
     const char *conf_path;
     const char *plugin_dir; /* NULL = from the configuration */
+    /* the binary an isolated input runs as its process (`mittari
+     * __isolate`); NULL = this program (/proc/self/exe). Tests and
+     * benchmarks, whose program is not mittari, name it. */
+    const char *isolate_exe;
 };
 
 struct mt_agent;
@@ -116,6 +140,11 @@ void mt_agent_reload(struct mt_agent *a);
 /* Outputs created or running (not those closing). */
 size_t mt_agent_noutputs(struct mt_agent *a);
 struct mt_output *mt_agent_output(struct mt_agent *a, size_t i);
+/* For the status endpoint (snapshot.h), loop thread. */
+size_t mt_agent_ninputs(struct mt_agent *a);
+struct mittari_ctx *mt_agent_input(struct mt_agent *a, size_t i);
+const char *mt_agent_output_type(struct mt_agent *a, size_t i);
+const struct mt_config *mt_agent_config(struct mt_agent *a);
 struct mt_rules *mt_agent_rules(struct mt_agent *a); /* NULL once stopped */
 /* Called on the loop thread every time the writer commits (after outputs
  * were notified). */

@@ -10,7 +10,10 @@
 #include <unistd.h>
 
 #include "agentid.h"
+#include "crash.h"
 #include "diag.h"
+#include "isowire.h"
+#include "listen.h"
 #include "options.h"
 #include "outmod.h"
 
@@ -147,8 +150,63 @@ const struct mittari_option mt_agent_options[] = {
 };
 #undef A
 
-static const char *const sections[] = {"agent", "inputs", "outputs", "rules"};
-static const char *const input_reserved[] = {"plugin", "site", "tags", "enabled", NULL};
+#define S(f) offsetof(struct mt_status_conf, f)
+const struct mittari_option mt_status_options[] = {
+    {.name = "listen",
+     .type = MITTARI_OPT_STRING,
+     .def = "127.0.0.1:9465",
+     .offset = S(listen),
+     .help = "Address of the status endpoint: ADDRESS:PORT ([::1]:PORT for IPv6), a port alone "
+             "(loopback), or off."},
+    {.name = "token",
+     .type = MITTARI_OPT_STRING,
+     .flags = MITTARI_OPT_SECRET,
+     .offset = S(token),
+     .help = "Bearer token clients must send (use token_file; >= 16 bytes). Required when listen "
+             "is not a loopback address; honoured on loopback too when set."},
+    {.name = "connections",
+     .type = MITTARI_OPT_INT,
+     .def = "16",
+     .min = 1,
+     .max = 1024,
+     .offset = S(connections),
+     .help = "Most clients connected at once; one more is answered 503 and closed."},
+    {.name = "timeout",
+     .type = MITTARI_OPT_DURATION,
+     .def = "10s",
+     .min = 100,
+     .max = 600000,
+     .offset = S(timeout_ms),
+     .help = "Time a connection has to send its request and read the reply; a slow or stuck "
+             "client is cut off."},
+    {.name = "refresh",
+     .type = MITTARI_OPT_DURATION,
+     .def = "10s",
+     .min = 1000,
+     .max = 3600000,
+     .offset = S(refresh_ms),
+     .help = "How often the page reloads its figures, the log's figures (backlog age, log "
+             "size, visitors) are read again when readings came, and the loop copies its "
+             "snapshot (STATUS=)."},
+    {.name = "backlog_warn",
+     .type = MITTARI_OPT_DURATION,
+     .def = "1h",
+     .min = 1000,
+     .offset = S(backlog_warn_ms),
+     .help = "Health is degraded while an output's oldest undelivered reading is older than "
+             "this."},
+    {.name = "visitors",
+     .type = MITTARI_OPT_STRING,
+     .def = "visitors_in",
+     .offset = S(visitors),
+     .help = "Metrics the page charts as visitors: names or globs (visitors_*), separated by "
+             "spaces or commas; counts, not gauges; derived readings are not counted."},
+    {0},
+};
+#undef S
+
+static const char *const sections[] = {"agent", "inputs", "outputs", "rules", "status"};
+static const char *const input_reserved[] = {"plugin", "site", "tags", "enabled", "isolate", NULL};
 
 static bool valid_ident(const char *s, bool dots)
 {
@@ -246,22 +304,30 @@ static const char *tags_json(struct mt_inst_conf *ic, const struct mt_node *n, c
     return out;
 }
 
-static int parse_enabled(const struct mt_node *map, bool *enabled, const char *what,
-                         struct mt_diags *d)
+/* A boolean key the agent handles for every instance ('enabled',
+ * 'isolate'): def when absent. */
+static int parse_flag(const struct mt_node *map, const char *key, bool def, bool *v,
+                      const char *what, struct mt_diags *d)
 {
-    const struct mt_node *n = mt_node_get(map, "enabled");
-    *enabled = true;
+    const struct mt_node *n = mt_node_get(map, key);
+    *v = def;
     if (!n)
         return 0;
-    const char *s = scalar(n, "enabled", d);
+    const char *s = scalar(n, key, d);
     if (!s)
         return 1;
-    if (mt_parse_bool(s, enabled)) {
-        mt_diags_add(d, &n->pos, "true or false", "'enabled' of %s: '%s' is not a boolean", what,
+    if (mt_parse_bool(s, v)) {
+        mt_diags_add(d, &n->pos, "true or false", "'%s' of %s: '%s' is not a boolean", key, what,
                      s);
         return 1;
     }
     return 0;
+}
+
+static int parse_enabled(const struct mt_node *map, bool *enabled, const char *what,
+                         struct mt_diags *d)
+{
+    return parse_flag(map, "enabled", true, enabled, what, d);
 }
 
 static struct mt_inst_conf *new_inst(const struct mt_pair *p)
@@ -516,17 +582,44 @@ static void check_error(const struct mittari_checker *chk, const char *path, con
     cc->n++;
 }
 
-static void plugin_check(const struct mittari_plugin *desc, const void *conf,
+static void plugin_check(const struct mt_plugin *pl, const char *name, const void *conf,
                          const struct mt_node *map, const char *what, const struct mt_pos *owner,
                          struct mt_diags *d)
 {
+    const struct mittari_plugin *desc = pl->desc;
     if (desc->size < offsetof(struct mittari_plugin, check) + sizeof(desc->check) || !desc->check)
         return;
     struct check_ctx cc = {map, what, *owner, d, 0};
     struct mittari_checker chk = {&cc, check_error};
+    /* plugin code, also of an isolated input: a crash in it is named */
+    struct mt_crash_who who;
+    char module[128];
+    snprintf(module, sizeof(module), "input %s[%s]", pl->name, name);
+    mt_crash_who_init(&who, module, name, pl->name, pl->path);
+    struct mt_crash_mark m = mt_crash_enter(&who, "check");
     int r = desc->check(conf, &chk);
+    mt_crash_leave(m);
     if (r > 0 && cc.n == 0)
         mt_diags_add(d, owner, NULL, "%s: refused by the plugin's check", what);
+}
+
+/* What an isolated input's process is given must fit in one message
+ * (isowire.h): said here, not when its process cannot be started. */
+static void isolate_check(const struct mt_plugin *pl, const struct mt_inst_conf *ic,
+                          const struct mt_node *map, const char *what, struct mt_diags *d)
+{
+    struct mt_buf b = {0};
+    int rc = mt_isowire_put_init(&b, pl->path, &pl->st, pl->name, ic->name, "", 0,
+                                 pl->desc->options, ic->conf);
+    const struct mt_node *n = mt_node_get(map, "isolate");
+    if (!rc && b.len > MT_ISOWIRE_INIT_MAX)
+        mt_diags_add(d, n ? &n->pos : &ic->pos, "run it in the agent (isolate: false)",
+                     "%s: its options take %zu bytes, more than an isolated process is given "
+                     "(%d)",
+                     what, b.len, MT_ISOWIRE_INIT_MAX);
+    if (b.p)
+        explicit_bzero(b.p, b.len); /* secrets */
+    mt_buf_free(&b);
 }
 
 /* "did you mean 'sim'?" for a plugin name that has no file: among the
@@ -603,12 +696,15 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     ic->site = mt_arena_strdup(&ic->arena, ic->site ? ic->site : "");
     ic->tags_json = tags_json(ic, mt_node_get(map, "tags"), what, d);
     parse_enabled(map, &ic->enabled, what, d);
+    parse_flag(map, "isolate", false, &ic->isolate, what, d);
     ic->conf = mt_arena_alloc(&ic->arena, pl->desc->config_size ? pl->desc->config_size : 1);
     struct mt_optset os = {
         pl->desc->options, pl->desc->config_size, what, input_reserved, false, pname};
     mt_options_apply(&os, ic->conf, map, &ic->pos, &ic->arena, d);
     if (d->n == before && ic->conf)
-        plugin_check(pl->desc, ic->conf, map, what, &ic->pos, d);
+        plugin_check(pl, ic->name, ic->conf, map, what, &ic->pos, d);
+    if (d->n == before && ic->conf && ic->isolate)
+        isolate_check(pl, ic, map, what, d);
     if (d->n != before || !ic->conf || !ic->tags_json) {
         mt_inst_conf_free(ic);
         return NULL;
@@ -616,8 +712,8 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     /* a buffer, not a fixed array: 16 long tags must not be cut off, or a
      * reload would miss a change in the last of them */
     struct mt_buf b = {0};
-    mt_buf_printf(&b, "plugin=%s\nsite=%s\ntags=%s\nenabled=%d\n", pname, ic->site, ic->tags_json,
-                  ic->enabled);
+    mt_buf_printf(&b, "plugin=%s\nsite=%s\ntags=%s\nenabled=%d\nisolate=%d\n", pname, ic->site,
+                  ic->tags_json, ic->enabled, ic->isolate);
     finish_canonical(ic, pl->desc->options, mt_buf_cstr(&b));
     mt_buf_free(&b);
     return ic;
@@ -764,6 +860,44 @@ static void check_agent(struct mt_config *c, const struct mt_node *an, struct mt
     }
 }
 
+static void load_status(struct mt_config *c, const struct mt_node *root, struct mt_diags *d)
+{
+    const struct mt_pair *sp = mt_node_pair(root, "status");
+    const struct mt_node *sn = sp ? sp->value : NULL;
+    struct mt_status_conf *s = &c->status;
+    struct mt_listen l;
+    char err[200];
+
+    if (sn && sn->type != MT_NODE_MAP && sn->type != MT_NODE_NULL) {
+        mt_diags_add(d, &sn->pos, NULL, "'status' must be a mapping, found %s",
+                     mt_node_type_name(sn->type));
+        sn = NULL;
+    }
+    struct mt_optset os = {mt_status_options, sizeof(*s), "the status section", NULL, false,
+                           "status"};
+    struct mt_pos where = sp ? sp->key_pos : root ? root->pos : (struct mt_pos){NULL, 0, 0};
+    mt_options_apply(&os, s, sn, &where, &c->arena, d);
+    if (!s->listen)
+        return; /* reported */
+    const struct mt_node *ln = mt_node_get(sn, "listen");
+    if (mt_listen_parse(s->listen, &l, err, sizeof(err))) {
+        mt_diags_add(d, ln ? &ln->pos : &where, NULL, "status.listen: %s", err);
+        return;
+    }
+    const struct mt_node *tn = mt_node_get(sn, "token");
+    if (!tn)
+        tn = mt_node_get(sn, "token_file");
+    if (s->token && strlen(s->token) < 16)
+        mt_diags_add(d, tn ? &tn->pos : &where, "e.g. openssl rand -hex 32 > FILE; chmod 600 FILE",
+                     "the status token is shorter than 16 bytes");
+    if (!l.off && !l.loopback && !s->token)
+        mt_diags_add(d, ln ? &ln->pos : &where,
+                     "set status.token_file, or listen on 127.0.0.1 and let a proxy add "
+                     "authentication",
+                     "status.listen %s is reachable from other machines: a token is required",
+                     l.text);
+}
+
 /* plugin_path: absolute directories that exist (a typo would otherwise
  * only show as "no plugin" of some input) */
 static void check_plugin_path(const char *path, const struct mt_node *an,
@@ -836,7 +970,7 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
             const char *best = mt_did_you_mean(p->key, sections, MT_ARRAY_SIZE(sections));
             char hint[120];
             snprintf(hint, sizeof(hint), best ? "did you mean '%s'?" : "sections are: %s",
-                     best ? best : "agent, inputs, outputs, rules");
+                     best ? best : "agent, inputs, outputs, rules, status");
             mt_diags_add(d, &p->key_pos, hint, "unknown section '%s'", p->key);
         }
     }
@@ -856,6 +990,8 @@ int mt_config_load(struct mt_config **out, const char *path, const char *plugin_
     c->agent.log_level += MT_ERR; /* enum index -> syslog priority */
     if (c->agent.site)
         check_agent(c, ap ? ap->value : NULL, d);
+
+    load_status(c, root, d);
 
     const char *pdir = plugin_dir_override   ? plugin_dir_override
                        : c->agent.plugin_dir ? c->agent.plugin_dir

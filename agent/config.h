@@ -41,6 +41,17 @@ struct mt_agent_conf {
     int pseudonym_rotation;
 };
 
+/* The status section: the local HTTP endpoint (status.h). */
+struct mt_status_conf {
+    const char *listen; /* listen.h syntax; "off" */
+    const char *token;  /* bearer token (token_file); NULL = none */
+    int64_t connections;
+    int64_t timeout_ms;
+    int64_t refresh_ms;
+    int64_t backlog_warn_ms;
+    const char *visitors; /* metric names or globs, separated by spaces or commas */
+};
+
 struct mt_inst_conf {
     const char *name;
     const char *plugin;    /* input: plugin name; output: type name */
@@ -49,6 +60,7 @@ struct mt_inst_conf {
     struct mittari_tag tags[16]; /* input: the same tags, sorted by key */
     size_t ntags;
     bool enabled;
+    bool isolate;          /* input: its plugin runs in a child process (isolate.h) */
     struct mt_pos pos;
     const struct mt_plugin *plugin_ref;  /* input */
     const struct mt_output_type *otype;  /* output */
@@ -63,6 +75,7 @@ struct mt_rule_spec;
 struct mt_config {
     struct mt_arena arena;
     struct mt_agent_conf agent;
+    struct mt_status_conf status;
     struct mt_inst_conf **inputs;
     size_t ninputs;
     struct mt_inst_conf **outputs;
@@ -72,6 +85,7 @@ struct mt_config {
 };
 
 extern const struct mittari_option mt_agent_options[];
+extern const struct mittari_option mt_status_options[];
 
 /* reg: if reg->dir is NULL it is initialised with the effective plugin
  * dir (plugin_dir_override, else agent.plugin_dir, else the default) and

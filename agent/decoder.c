@@ -13,6 +13,7 @@
 
 #include <lauxlib.h>
 
+#include "crash.h"
 #include "diag.h"
 #include "input.h"
 #include "util.h"
@@ -674,8 +675,13 @@ static int process(struct mittari_decoder *d, const void *frame, size_t len, int
         } else {
             result = emit_all(d, &emitted, &refused);
         }
-        if (done)
+        if (done) { /* plugin code, on the decoder's thread */
+            const struct mt_crash_who *who =
+                d->host == &mt_host_api && d->ctx ? mt_input_who(d->ctx) : NULL;
+            struct mt_crash_mark m = mt_crash_enter(who, "decoder done callback");
             done(arg, result);
+            mt_crash_leave(m);
+        }
         count(d, "decoder_pauses", ev == BR_PAUSED);
         count(d, "decoder_skipped", nflushed);
         if (ev != BR_NONE)
@@ -737,13 +743,20 @@ static void *thread_main(void *arg)
 }
 
 /* Signals stay with the loop thread (libuv's handlers): the thread blocks
- * them all. */
+ * them all but the fatal ones its own faults raise, which must reach the
+ * crash report (crash.h): a fault with its signal blocked kills the
+ * process without a word. */
 static int start_thread(struct mittari_decoder *d)
 {
     sigset_t all, old;
     pthread_t t;
 
     sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     atomic_fetch_add(&d->refs, 1);
     int rc = pthread_create(&t, NULL, thread_main, d);

@@ -25,6 +25,11 @@ void mt_diag_init(void)
     journal = getenv("JOURNAL_STREAM") != NULL;
 }
 
+bool mt_diag_journal(void)
+{
+    return journal;
+}
+
 void mt_diag_set_level(int level)
 {
     atomic_store_explicit(&max_level, level, memory_order_relaxed);

@@ -19,6 +19,9 @@ enum { MT_ERR = 3, MT_WARNING = 4, MT_NOTICE = 5, MT_INFO = 6, MT_DEBUG = 7 };
 typedef void (*mt_diag_sink)(int level, const char *line, void *arg);
 
 void mt_diag_init(void);
+/* Lines go to journald (JOURNAL_STREAM was set at mt_diag_init): they
+ * start with a syslog priority, not a time (crash.c writes the same). */
+bool mt_diag_journal(void);
 void mt_diag_set_level(int max_level);
 int mt_diag_level(void);
 /* Tests capture lines; NULL restores stderr. */

@@ -11,6 +11,7 @@
 
 #include "decoder.h"
 #include "diag.h"
+#include "isolate.h"
 #include "normalize.h"
 #include "util.h"
 
@@ -32,6 +33,7 @@ struct mittari_timer {
     struct mittari_ctx *ctx;
     mittari_timer_cb cb;
     void *arg;
+    bool agent; /* the agent's own (a hold-back), not the plugin's */
 };
 
 struct mittari_watch {
@@ -61,6 +63,10 @@ struct mittari_ctx {
     const struct mittari_plugin *desc;
     void *state;
     char module[128];
+    struct mt_crash_who who; /* for the crash handler: read while plugin code runs */
+    struct mt_isolate *iso;  /* isolated: the child's supervisor (the plugin runs there) */
+    bool iso_stopped;        /* its child is gone and its handles closed */
+    bool held;               /* started with a hold-back that has not ended */
     _Atomic int running;
     uint16_t origin; /* the writer's number for this instance's name */
     struct hlink handles; /* list head */
@@ -75,6 +81,7 @@ struct mittari_ctx {
     size_t ndevs;
     struct mt_complain c_invalid, c_refused, c_conflict;
     _Atomic uint64_t emitted, refused, invalid, polls_skipped, conflicts;
+    _Atomic int64_t last_reading; /* wall clock µs of the last accepted reading */
 };
 
 #define MAX_DEVICES 4096
@@ -121,6 +128,15 @@ static void link_del(struct hlink *l)
 }
 
 static void maybe_finish_stop(struct mittari_ctx *ctx);
+
+/* Every call into plugin code goes through these, so a fatal signal names
+ * the instance and the callback (crash.h). */
+#define PLUGIN_CALL(ctx, what, call)                                                               \
+    do {                                                                                           \
+        struct mt_crash_mark m_ = mt_crash_enter(&(ctx)->who, what);                               \
+        call;                                                                                      \
+        mt_crash_leave(m_);                                                                        \
+    } while (0)
 
 /* ---- emit (any thread) ---- */
 
@@ -226,7 +242,7 @@ static int feed(struct mittari_ctx *ctx, const struct mittari_reading *r, const 
     return MITTARI_EREADING;
 }
 
-static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
+static int emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
 {
     struct mt_rec rec;
     char tags[2048];
@@ -330,7 +346,22 @@ static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
         return rc;
     }
     atomic_fetch_add_explicit(&ctx->emitted, 1, memory_order_relaxed);
+    atomic_store_explicit(&ctx->last_reading, mt_now_us(), memory_order_relaxed);
     return 0;
+}
+
+static int host_emit(struct mittari_ctx *ctx, const struct mittari_reading *r)
+{
+    const char *h = mt_crash_host_enter("emit");
+    int rc;
+    if (ctx->env.sink) /* in an isolated input's child: to the agent */
+        rc = atomic_load_explicit(&ctx->running, memory_order_acquire)
+                 ? ctx->env.sink->emit(ctx->env.sink->arg, r)
+                 : MITTARI_ESTOPPED;
+    else
+        rc = emit(ctx, r);
+    mt_crash_host_leave(h);
+    return rc;
 }
 
 static void host_log(struct mittari_ctx *ctx, int level, const char *fmt, ...)
@@ -382,6 +413,10 @@ static void host_set_health(struct mittari_ctx *ctx, const char *device, int hea
     static const char *const names[] = {"up", "degraded", "down"};
     if (health < MITTARI_HEALTH_UP || health > MITTARI_HEALTH_DOWN)
         return;
+    if (ctx->env.sink) { /* the agent keeps and logs it */
+        ctx->env.sink->set_health(ctx->env.sink->arg, device, health, reason);
+        return;
+    }
     pthread_mutex_lock(&ctx->lock);
     struct dev_status *d = dev_find(ctx, device);
     if (!d) {
@@ -415,6 +450,10 @@ static void host_count(struct mittari_ctx *ctx, const char *device, const char *
 {
     if (!counter || !valid_counter(counter))
         return;
+    if (ctx->env.sink) {
+        ctx->env.sink->count(ctx->env.sink->arg, device, counter, n);
+        return;
+    }
     pthread_mutex_lock(&ctx->lock);
     struct dev_status *d = dev_find(ctx, device);
     for (size_t i = 0; d && i <= d->ncounters && i < MAX_COUNTERS; i++) {
@@ -444,7 +483,10 @@ static void host_count(struct mittari_ctx *ctx, const char *device, const char *
 static void timer_fire(uv_timer_t *t)
 {
     struct mittari_timer *tm = t->data;
-    tm->cb(tm->arg);
+    if (tm->agent)
+        tm->cb(tm->arg);
+    else
+        PLUGIN_CALL(tm->ctx, "timer callback", tm->cb(tm->arg));
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -509,7 +551,7 @@ static void watch_fire(uv_poll_t *p, int status, int events)
         ev |= MITTARI_FD_READ;
     if (events & UV_WRITABLE)
         ev |= MITTARI_FD_WRITE;
-    w->cb(w->arg, w->fd, ev);
+    PLUGIN_CALL(w->ctx, "fd callback", w->cb(w->arg, w->fd, ev));
 }
 
 static int host_fd_watch(struct mittari_ctx *ctx, int fd, int events, mittari_fd_cb cb, void *arg,
@@ -566,7 +608,7 @@ static void host_fd_unwatch(struct mittari_watch *w)
 static void poll_work(uv_work_t *req)
 {
     struct mittari_poll *p = req->data;
-    p->result = p->work_cb(p->arg);
+    PLUGIN_CALL(p->ctx, "poll work", p->result = p->work_cb(p->arg));
 }
 
 static void close_poll_timer(struct mittari_poll *p)
@@ -592,7 +634,7 @@ static void poll_after(uv_work_t *req, int status)
         return;
     }
     if (p->done_cb)
-        p->done_cb(p->arg, p->result);
+        PLUGIN_CALL(ctx, "poll done callback", p->done_cb(p->arg, p->result));
 }
 
 static void poll_fire(uv_timer_t *t)
@@ -600,6 +642,8 @@ static void poll_fire(uv_timer_t *t)
     struct mittari_poll *p = t->data;
     if (p->busy) {
         atomic_fetch_add(&p->ctx->polls_skipped, 1);
+        if (p->ctx->env.sink) /* the agent's statistics show it */
+            p->ctx->env.sink->count(p->ctx->env.sink->arg, NULL, "polls_skipped", 1);
         return;
     }
     p->busy = true;
@@ -653,6 +697,14 @@ static void host_poll_stop(struct mittari_poll *p)
         stop_poll(p);
 }
 
+static int host_decoder_run(struct mittari_decoder *d, const void *frame, size_t len, int64_t ts_us)
+{
+    const char *h = mt_crash_host_enter("decoder_run");
+    int rc = mt_decoder_run(d, frame, len, ts_us);
+    mt_crash_host_leave(h);
+    return rc;
+}
+
 const struct mittari_host mt_host_api = {
     .abi_version = MITTARI_ABI_VERSION,
     .size = sizeof(struct mittari_host),
@@ -669,7 +721,7 @@ const struct mittari_host mt_host_api = {
     .instance_name = host_instance_name,
     .count = host_count,
     .decoder_load = mt_decoder_load,
-    .decoder_run = mt_decoder_run,
+    .decoder_run = host_decoder_run,
     .decoder_free = mt_decoder_free,
     .decoder_submit = mt_decoder_submit,
 };
@@ -686,6 +738,11 @@ static void free_ctx(struct mittari_ctx *ctx)
     free(ctx->devs);
     mt_inst_conf_free(ctx->ic);
     free(ctx);
+}
+
+static const char *err_text(int rc)
+{
+    return mittari_strerror_own(rc) ? mittari_strerror_own(rc) : strerror(-rc);
 }
 
 int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
@@ -708,11 +765,22 @@ int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
     dev_find(ctx, NULL); /* the instance's own status is entry 0 */
     pthread_mutex_unlock(&ctx->lock);
     snprintf(ctx->module, sizeof(ctx->module), "input %s[%s]", ic->plugin, ic->name);
-    ctx->origin = mt_writer_origin(env->writer, ic->name);
-    rc = ctx->desc->create(&mt_host_api, ctx, ic->conf, &ctx->state);
+    mt_crash_who_init(&ctx->who, ctx->module, ic->name, ic->plugin, ic->plugin_ref->path);
+    if (env->writer)
+        ctx->origin = mt_writer_origin(env->writer, ic->name);
+    if (ic->isolate && !env->sink) {
+        /* the plugin is created in the child, once it runs */
+        struct mt_isolate_env ie = {env->loop, env->isolate_exe, env->isolate_stop_ms};
+        rc = mt_isolate_create(&ctx->iso, ctx, &ie, ic);
+        if (rc)
+            snprintf(err, errlen, "cannot prepare its process: %s", strerror(-rc));
+    } else {
+        PLUGIN_CALL(ctx, "create",
+                    rc = ctx->desc->create(&mt_host_api, ctx, ic->conf, &ctx->state));
+        if (rc)
+            snprintf(err, errlen, "create failed: %s", err_text(rc));
+    }
     if (rc) {
-        snprintf(err, errlen, "create failed: %s",
-                 mittari_strerror_own(rc) ? mittari_strerror_own(rc) : strerror(-rc));
         free_ctx(ctx);
         return rc;
     }
@@ -722,24 +790,54 @@ int mt_input_create(struct mittari_ctx **out, const struct mt_input_env *env,
 
 int mt_input_start(struct mittari_ctx *ctx)
 {
+    int rc;
+
+    if (ctx->held) {
+        ctx->held = false;
+        mt_host_api.set_health(ctx, NULL, MITTARI_HEALTH_UP, "");
+    }
     atomic_store(&ctx->running, 1);
-    int rc = ctx->desc->start(ctx->state);
+    if (ctx->iso)
+        return mt_isolate_start(ctx->iso);
+    PLUGIN_CALL(ctx, "start", rc = ctx->desc->start(ctx->state));
     if (rc)
-        mt_diag(MT_ERR, ctx->module, "start failed: %s",
-                mittari_strerror_own(rc) ? mittari_strerror_own(rc) : strerror(-rc));
+        mt_diag(MT_ERR, ctx->module, "start failed: %s", err_text(rc));
     return rc;
+}
+
+static void held_start(void *arg)
+{
+    struct mittari_ctx *ctx = arg;
+    mt_diag(MT_NOTICE, ctx->module, "hold-back over: starting");
+    mt_input_start(ctx);
+}
+
+int mt_input_start_after(struct mittari_ctx *ctx, uint64_t delay_ms, const char *reason)
+{
+    struct mittari_timer *tm;
+    int rc = host_timer_start(ctx, delay_ms, 0, held_start, ctx, &tm);
+    if (rc)
+        return mt_input_start(ctx);
+    tm->agent = true; /* agent code, not the plugin's timer */
+    ctx->held = true;
+    mt_host_api.set_health(ctx, NULL, MITTARI_HEALTH_DOWN, reason);
+    return 0;
 }
 
 static void maybe_finish_stop(struct mittari_ctx *ctx)
 {
     if (!ctx->stopping || ctx->pending_close || ctx->polls_busy ||
-        ctx->handles.next != &ctx->handles)
+        ctx->handles.next != &ctx->handles || (ctx->iso && !ctx->iso_stopped))
         return;
     atomic_store(&ctx->running, 0);
-    if (ctx->state)
-        ctx->desc->destroy(ctx->state);
-    mt_series_release(ctx->env.series, ctx); /* its counters may go to a replacement */
+    if (ctx->iso)
+        mt_isolate_free(ctx->iso);
+    else if (ctx->state)
+        PLUGIN_CALL(ctx, "destroy", ctx->desc->destroy(ctx->state));
+    if (ctx->env.series)
+        mt_series_release(ctx->env.series, ctx); /* its counters may go to a replacement */
     ctx->state = NULL;
+    ctx->iso = NULL;
     void (*cb)(void *) = ctx->stopped_cb;
     void *arg = ctx->stopped_arg;
     free_ctx(ctx);
@@ -747,12 +845,19 @@ static void maybe_finish_stop(struct mittari_ctx *ctx)
         cb(arg);
 }
 
+static void iso_gone(void *arg)
+{
+    struct mittari_ctx *ctx = arg;
+    ctx->iso_stopped = true;
+    maybe_finish_stop(ctx);
+}
+
 void mt_input_stop(struct mittari_ctx *ctx, void (*done)(void *arg), void *arg)
 {
     ctx->stopped_cb = done;
     ctx->stopped_arg = arg;
-    if (atomic_load(&ctx->running))
-        ctx->desc->stop(ctx->state);
+    if (atomic_load(&ctx->running) && !ctx->iso)
+        PLUGIN_CALL(ctx, "stop", ctx->desc->stop(ctx->state));
     ctx->stopping = true;
     while (ctx->handles.next != &ctx->handles) {
         struct hlink *l = ctx->handles.next;
@@ -762,7 +867,28 @@ void mt_input_stop(struct mittari_ctx *ctx, void (*done)(void *arg), void *arg)
         case H_POLL: stop_poll((struct mittari_poll *)l); break;
         }
     }
+    if (ctx->iso) {
+        /* a clean stop message, then the deadline and SIGKILL; the
+         * readings it still sends are taken until it is gone */
+        mt_isolate_stop(ctx->iso, iso_gone, ctx);
+        return;
+    }
     maybe_finish_stop(ctx);
+}
+
+bool mt_input_isolated(const struct mittari_ctx *ctx)
+{
+    return ctx->iso != NULL;
+}
+
+const char *mt_input_module(const struct mittari_ctx *ctx)
+{
+    return ctx->module;
+}
+
+const struct mt_crash_who *mt_input_who(const struct mittari_ctx *ctx)
+{
+    return &ctx->who;
 }
 
 int mt_input_polls_busy(const struct mittari_ctx *ctx)
@@ -806,6 +932,33 @@ uint64_t mt_input_counter(struct mittari_ctx *ctx, const char *device, const cha
     return v;
 }
 
+int64_t mt_input_last_reading(struct mittari_ctx *ctx)
+{
+    return atomic_load_explicit(&ctx->last_reading, memory_order_relaxed);
+}
+
+void mt_input_devices(struct mittari_ctx *ctx,
+                      void (*cb)(void *arg, const struct mt_input_device *d), void *arg)
+{
+    struct mt_input_device out;
+
+    pthread_mutex_lock(&ctx->lock);
+    for (size_t i = 0; i < ctx->ndevs; i++) {
+        const struct dev_status *d = &ctx->devs[i];
+        out.name = d->name;
+        out.health = d->health;
+        out.reason = reason_of(d);
+        out.ncounters = d->ncounters < MT_ARRAY_SIZE(out.counters) ? d->ncounters
+                                                                  : MT_ARRAY_SIZE(out.counters);
+        for (size_t k = 0; k < out.ncounters; k++) {
+            out.counters[k].name = d->counters[k].name;
+            out.counters[k].value = d->counters[k].v;
+        }
+        cb(arg, &out);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+}
+
 void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b)
 {
     static const char *const names[] = {"up", "degraded", "down"};
@@ -844,4 +997,6 @@ void mt_input_summary(struct mittari_ctx *ctx, struct mt_buf *b)
     if (up)
         mt_buf_printf(b, "; %zu devices up", up);
     pthread_mutex_unlock(&ctx->lock);
+    if (ctx->iso)
+        mt_isolate_summary(ctx->iso, b);
 }

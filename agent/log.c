@@ -318,6 +318,17 @@ int mt_log_begin(struct mt_logdb *db)
     return step_done(db->st[ST_BEGIN]);
 }
 
+int mt_log_begin_read(struct mt_logdb *db)
+{
+    return map_rc(sqlite3_exec(db->db, "BEGIN DEFERRED", NULL, NULL, NULL));
+}
+
+void mt_log_end_read(struct mt_logdb *db)
+{
+    if (!sqlite3_get_autocommit(db->db))
+        sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL);
+}
+
 int mt_log_commit(struct mt_logdb *db)
 {
     return step_done(db->st[ST_COMMIT]);
@@ -604,6 +615,36 @@ int mt_log_load_cursors(struct mt_logdb *db,
         return map_rc(rc);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int r = cb(arg, col_text(st, 0), sqlite3_column_int64(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    sqlite3_finalize(st);
+    return map_rc(rc);
+}
+
+int mt_log_parked_summary(struct mt_logdb *db,
+                          int (*cb)(void *arg, const struct mt_parked_summary *p), void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(
+        db->db,
+        "SELECT output, count(*), sum(last_seq - first_seq + 1), max(at),"
+        " (SELECT error FROM parked q WHERE q.output = p.output ORDER BY at DESC LIMIT 1)"
+        " FROM parked p GROUP BY output ORDER BY output",
+        -1, &st, NULL);
+    if (rc)
+        return map_rc(rc);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mt_parked_summary ps = {
+            .output = col_text(st, 0),
+            .batches = sqlite3_column_int64(st, 1),
+            .readings = sqlite3_column_int64(st, 2),
+            .last_at = sqlite3_column_int64(st, 3),
+            .last_error = col_text(st, 4),
+        };
+        int r = cb(arg, &ps);
         if (r) {
             sqlite3_finalize(st);
             return r;

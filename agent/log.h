@@ -57,6 +57,10 @@ const char *mt_log_errmsg(struct mt_logdb *db);
 const char *mt_log_path(struct mt_logdb *db);
 
 int mt_log_begin(struct mt_logdb *db);
+/* A reader's transaction: the reads until end_read see one state of the
+ * log (WAL: the writer goes on meanwhile). */
+int mt_log_begin_read(struct mt_logdb *db);
+void mt_log_end_read(struct mt_logdb *db);
 int mt_log_commit(struct mt_logdb *db);
 void mt_log_rollback(struct mt_logdb *db);
 
@@ -96,6 +100,15 @@ int mt_log_load_counters(struct mt_logdb *db,
 int mt_log_get_cursor(struct mt_logdb *db, const char *name, int64_t *seq);
 int mt_log_load_cursors(struct mt_logdb *db,
                         int (*cb)(void *arg, const char *name, int64_t seq), void *arg);
+/* Parked batches, per output: how many, the readings they span, when the
+ * last was parked (µs) and why. cb returns 0 to go on. */
+struct mt_parked_summary {
+    const char *output;
+    int64_t batches, readings, last_at;
+    const char *last_error;
+};
+int mt_log_parked_summary(struct mt_logdb *db,
+                          int (*cb)(void *arg, const struct mt_parked_summary *p), void *arg);
 /* The log's generation: a number chosen when the log file was created
  * (microseconds of the creation time with random low bits), carried with
  * every reading it delivers. A log moved aside and started anew has another

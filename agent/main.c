@@ -15,8 +15,10 @@
 #include "agent.h"
 #include "aggquery.h"
 #include "config.h"
+#include "crash.h"
 #include "diag.h"
 #include "encode.h"
+#include "isolate_child.h"
 #include "options.h"
 #include "outmod.h"
 #include "output.h"
@@ -29,6 +31,7 @@
 #include "ruletest.h"
 #include "rulewin.h"
 #include "salvage.h"
+#include "statuscli.h"
 #include "util.h"
 
 #ifndef MITTARI_VERSION
@@ -43,7 +46,7 @@ static const char usage_text[] =
     "  run -c DIR                 run the agent on the configuration in DIR\n"
     "  check -c DIR               check the configuration, report its problems\n"
     "  plugins [NAME]             list input plugins and output types, or one's options\n"
-    "                             (NAME agent: the agent section; output: every output;\n"
+    "                             (NAME agent, status: those sections; output: every output;\n"
     "                             rules: every rule)\n"
     "  query -c DIR [--since T] [--until T] [--series GLOB] [--tag KEY=VALUE]...\n"
     "        [--every 1h|1d|1w|1mo --agg sum|count|mean|max|distinct] [--format csv|jsonl]\n"
@@ -62,6 +65,8 @@ static const char usage_text[] =
     "                             batches (read from the log: works with the agent down)\n"
     "  replay -c DIR OUTPUT --since T [--until T]\n"
     "                             send OUTPUT's readings of that time range again\n"
+    "  status -c DIR              the running agent's health, inputs, outputs and backlog\n"
+    "                             (from the log when the agent is down)\n"
     "\n"
     "options:\n"
     "  -c, --config DIR           configuration directory or file (default " DEFAULT_CONF ")\n"
@@ -76,7 +81,7 @@ static const char usage_text[] =
     "GLOB matches site/device/metric, e.g. 'kuusamo-*/*/visitors_in'.\n"
     "\n"
     "exit status: 0 ok, 1 runtime failure, 2 usage, 3 configuration invalid,\n"
-    "             4 log database unusable or data dir in use\n";
+    "             4 log database unusable or data dir in use, 5 a plugin crashed\n";
 
 struct cli {
     const char *cmd;
@@ -99,11 +104,23 @@ static int usage_error(const char *msg)
     return MT_EXIT_USAGE;
 }
 
+/* A fatal signal in a plugin's code names it, and the status says so
+ * (issue 13; docs/operations.md, "A plugin crashed"). then: what the line
+ * says happens next. */
+static void install_crash_report(const char *then)
+{
+    struct mt_crash_conf cc = {.exit_status = MT_EXIT_PLUGIN, .then = then, .packet_fd = -1};
+    int rc = mt_crash_install(&cc);
+    if (rc)
+        mt_diag(MT_WARNING, "agent", "cannot install the crash report: %s", strerror(-rc));
+}
+
 static int cmd_check(const struct cli *c)
 {
     struct mt_diags d = {0};
     struct mt_registry reg = {0};
     struct mt_config *conf = NULL;
+    install_crash_report("mittari check exits with status 5");
     int rc = mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d);
 
     mt_diags_print(&d, stderr);
@@ -177,6 +194,10 @@ static int cmd_plugins(const struct cli *c)
         if (!c->markdown)
             printf("the agent section:\n\noptions:\n");
         mt_options_print(stdout, mt_agent_options, c->markdown);
+    } else if (strcmp(c->name, "status") == 0) {
+        if (!c->markdown)
+            printf("the status section (the local HTTP endpoint):\n\noptions:\n");
+        mt_options_print(stdout, mt_status_options, c->markdown);
     } else if (strcmp(c->name, "rules") == 0) {
         if (!c->markdown)
             printf("options of every rule (besides series, where, from, tags, enabled; "
@@ -203,7 +224,8 @@ static int cmd_plugins(const struct cli *c)
                    MITTARI_ABI_MINOR_OF(p->desc->abi_version), p->desc->description);
         mt_options_print(stdout, p->desc->options, c->markdown);
         if (!c->markdown)
-            printf("\noptions of every input: plugin, site, tags (key: value), enabled\n");
+            printf("\noptions of every input: plugin, site, tags (key: value), enabled, "
+                   "isolate\n");
     } else {
         fprintf(stderr, "mittari: %s\n", err);
         rc = MT_EXIT_FAILURE;
@@ -321,6 +343,25 @@ out:
     return rc;
 }
 
+static int cmd_status(const struct cli *c)
+{
+    struct mt_diags d = {0};
+    struct mt_registry reg = {0};
+    struct mt_config *conf = NULL;
+    int rc;
+
+    if (mt_config_load(&conf, c->conf, c->plugin_dir, &reg, &d)) {
+        mt_diags_print(&d, stderr);
+        rc = MT_EXIT_CONFIG;
+    } else {
+        rc = mt_statuscli_run(conf, stdout, stderr);
+    }
+    mt_diags_free(&d);
+    mt_config_free(conf);
+    mt_registry_free(&reg);
+    return rc;
+}
+
 static int cmd_rule(const struct cli *c)
 {
     if (!c->name || strcmp(c->name, "test") != 0)
@@ -366,7 +407,10 @@ static int cmd_run(const struct cli *c)
 {
     struct mt_diags d = {0};
     struct mt_agent *a = NULL;
-    struct mt_agent_opts o = {c->conf, c->plugin_dir};
+    struct mt_agent_opts o = {c->conf, c->plugin_dir, NULL};
+    install_crash_report("mittari exits with status 5; systemd starts it again and holds this "
+                         "input back for a while, the other inputs go on; `isolate: true` on this "
+                         "input keeps the agent up (docs/operations.md)");
     int rc = mt_agent_init(&a, &o, &d);
 
     if (d.n) {
@@ -413,6 +457,10 @@ int main(int argc, char **argv)
     mode_t mask = umask(0);
     umask(mask | 027);
     mt_diag_init();
+    /* the process of an isolated input (isolate.c starts it): not a
+     * command for people, so not in the usage text */
+    if (argc >= 2 && strcmp(argv[1], "__isolate") == 0)
+        return mt_isolate_child_main(argc, argv);
     /* "-": words come back in order as option 1: the command, then a name */
     while ((opt = getopt_long(argc, argv, "-c:P:mhV", longopts, NULL)) != -1) {
         switch (opt) {
@@ -479,6 +527,8 @@ int main(int argc, char **argv)
             return usage_error("replay: which output? mittari replay -c DIR OUTPUT --since T");
         return mt_cli_replay(c.conf, c.plugin_dir, c.name, c.since, c.until, stdout);
     }
+    if (strcmp(c.cmd, "status") == 0 && !c.name)
+        return cmd_status(&c);
     if (strcmp(c.cmd, "ports") == 0 && !c.name)
         return mt_ports_print(stdout) ? MT_EXIT_FAILURE : MT_EXIT_OK;
     if (c.name)

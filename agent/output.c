@@ -405,6 +405,11 @@ const struct mt_output_stats *mt_output_stats(const struct mt_output *o)
     return &o->stats;
 }
 
+const struct mt_output_status *mt_output_last(const struct mt_output *o)
+{
+    return &o->status;
+}
+
 bool mt_output_busy(const struct mt_output *o)
 {
     return o->rjob || o->sjob || o->sst == MT_S_BUSY;

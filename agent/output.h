@@ -236,6 +236,7 @@ enum mt_reader_state { MT_R_IDLE, MT_R_WAIT, MT_R_PLAN, MT_R_BUSY };
 enum mt_sender_state { MT_S_IDLE, MT_S_BUSY, MT_S_BACKOFF };
 
 struct mt_output;
+struct mt_output_status;
 
 /* Loop thread. conf and common are borrowed until destroy. */
 int mt_output_create(struct mt_output **out, const struct mt_output_env *env, const char *name,
@@ -258,6 +259,9 @@ int64_t mt_output_cursor(const struct mt_output *o);
 const char *mt_output_name(const struct mt_output *o);
 enum mt_output_state mt_output_state(const struct mt_output *o);
 const struct mt_output_stats *mt_output_stats(const struct mt_output *o);
+/* Loop thread: the output's last success and last error as it keeps them
+ * (struct mt_output_status below; the status endpoint shows them). */
+const struct mt_output_status *mt_output_last(const struct mt_output *o);
 /* Loop thread: stops retrying; frees itself (and calls type destroy) once no
  * work is in flight and its handles are closed, then calls done(arg, cursor)
  * with the cursor it reached: a batch acknowledged while it was closing

@@ -171,7 +171,12 @@ static int load(struct mt_registry *r, const char *name, const char *path,
 
     if (stat(path, &st) != 0)
         memset(&st, 0, sizeof(st));
-    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_NODELETE: a plugin's code and its libraries stay mapped until the
+     * process ends. libuv's worker threads, which ran its polls, outlive the
+     * registry; after a dlclose their thread-local storage of the plugin's
+     * libraries (libpcsclite's) points into unmapped memory, and whatever
+     * walks it at exit (a TLS destructor, LeakSanitizer) crashes. */
+    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!dl) {
         snprintf(err, errlen, "cannot load plugin %s: %s", path, dlerror());
         return -ENOENT;

@@ -505,9 +505,12 @@ void mt_writer_fault_text(struct mt_writer *w, char *buf, size_t len)
     pthread_mutex_unlock(&w->lock);
 }
 
-int64_t mt_writer_heartbeat(struct mt_writer *w)
+int64_t mt_writer_busy_since(struct mt_writer *w)
 {
-    return atomic_load(&w->heartbeat);
+    pthread_mutex_lock(&w->lock);
+    bool busy = w->state == WS_COMMIT || w->state == WS_HOUSEKEEP;
+    pthread_mutex_unlock(&w->lock);
+    return busy ? atomic_load(&w->heartbeat) : 0;
 }
 
 const struct mt_writer_stats *mt_writer_stats(struct mt_writer *w)

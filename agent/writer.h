@@ -184,8 +184,10 @@ int64_t mt_writer_committed(struct mt_writer *w);
 int mt_writer_error(struct mt_writer *w);
 /* Where the damage was met, for the message ("" = none). */
 void mt_writer_fault_text(struct mt_writer *w, char *buf, size_t len);
-/* Liveness for the watchdog (monotonic µs of the thread's last turn). */
-int64_t mt_writer_heartbeat(struct mt_writer *w);
+/* Liveness for the watchdog: since when (monotonic µs) the thread has been in
+ * its current commit or housekeeping step; 0 while it waits on purpose (idle,
+ * gathering a batch, backing off). Any thread. */
+int64_t mt_writer_busy_since(struct mt_writer *w);
 const struct mt_writer_stats *mt_writer_stats(struct mt_writer *w);
 /* Loop thread. Takes effect at the thread's next turn; a changed cap or
  * policy is applied at once (a housekeeping round). */

@@ -10,9 +10,10 @@
  *   wakeups  voluntary + involuntary context switches of every thread
  *            (/proc/PID/task/TID/status) over a window, after the agent has
  *            settled. (1) an agent with no inputs, one file output,
- *            housekeeping_interval 10s and stats_interval 0: the only timer
- *            is the writer's housekeeping, so window/10s wakeups are
- *            expected, and nothing else should wake. (2) the demo config
+ *            housekeeping_interval 10s, stats_interval 0 and the status
+ *            endpoint with refresh 10s: the timers are the writer's
+ *            housekeeping and the status snapshot, so 2 x window/10s
+ *            wakeups are expected, and nothing else should wake. (2) the demo config
  *            (sim at rate 4, two file outputs), for information.
  *
  * Usage: bench_idle [-w WINDOW_SECONDS]
@@ -46,6 +47,7 @@
 #define MAX_THREADS 64
 #define HOUSEKEEPING_S 10
 #define MT_BENCH_ARRAY(a) (sizeof(a) / sizeof((a)[0]))
+#define STATUS_REFRESH_S 10 /* status.refresh: the status snapshot timer */
 
 /* ---- the baseline child ---- */
 
@@ -480,8 +482,11 @@ static int quiet_agent(int window)
                  "outputs:\n"
                  "  archive:\n"
                  "    type: file\n"
-                 "    path: %s/out.jsonl\n",
-                 dir, HOUSEKEEPING_S, dir) < 0)
+                 "    path: %s/out.jsonl\n"
+                 "status:\n"
+                 "  listen: \"127.0.0.1:0\"\n"
+                 "  refresh: %ds\n",
+                 dir, HOUSEKEEPING_S, dir, STATUS_REFRESH_S) < 0)
         goto out;
     snprintf(path, sizeof(path), "%s/conf/10-quiet.yaml", dir);
     if (bench_write_file(path, text))
@@ -496,19 +501,20 @@ static int quiet_agent(int window)
         goto stop;
     }
     printf("\nidle wakeups, no inputs, one file output, housekeeping_interval %ds, "
-           "stats_interval 0; %d s window after %d s settling:\n",
-           HOUSEKEEPING_S, window, SETTLE);
+           "stats_interval 0, status refresh %ds; %d s window after %d s settling:\n",
+           HOUSEKEEPING_S, STATUS_REFRESH_S, window, SETTLE);
     print_mem("mittari (no inputs)", &m);
     if (measure_wakeups(&c, window, &total, true)) {
         fprintf(stderr, "bench_idle: the quiet agent died\n");
         goto stop;
     }
-    /* the writer's housekeeping timer, nothing else */
-    double expected = (double)window / HOUSEKEEPING_S;
+    /* the writer's housekeeping timer and the status snapshot, nothing else */
+    double expected = (double)window / HOUSEKEEPING_S + (double)window / STATUS_REFRESH_S;
     bool ok = total <= (long)expected + 1;
     printf("  measured %ld wakeups, expected %.0f (housekeeping every %d s on the writer "
-           "thread); ratio %.2f: %s\n",
-           total, expected, HOUSEKEEPING_S, expected > 0 ? total / expected : 0.0,
+           "thread, the status snapshot every %d s on the loop); ratio %.2f: %s\n",
+           total, expected, HOUSEKEEPING_S, STATUS_REFRESH_S,
+           expected > 0 ? total / expected : 0.0,
            ok ? "as expected: only the configured timer wakes the agent"
               : "MORE wakeups than the configured timers imply");
     rc = 0;

@@ -14,8 +14,8 @@ set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build-bench}
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMITTARI_TESTS=OFF -DMITTARI_BENCH=ON >/dev/null
-cmake --build "$build" -j"$(nproc)" --target bench_throughput bench_idle bench_modbus bench_decoder bench_ble bench_serial bench_rules \
-  >/dev/null
+cmake --build "$build" -j"$(nproc)" --target bench_throughput bench_idle bench_modbus bench_decoder bench_ble bench_serial \
+  bench_isolate bench_rules >/dev/null
 "$build/bench/bench_throughput" -n "${N:-2000000}" -r "${ROUNDS:-3}"
 echo
 "$build/bench/bench_idle" -w "${WINDOW:-20}"
@@ -28,6 +28,7 @@ echo
 echo
 "$build/bench/bench_ble" -w "${WINDOW:-20}"
 echo
+"$build/bench/bench_isolate" -n "${ISOLATE_N:-300000}" -r "${ROUNDS:-3}"
 "$build/bench/bench_rules" -r "${ROUNDS:-3}"
 if [ "${PEER:-1}" != 0 ]; then
   echo

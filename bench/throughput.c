@@ -21,10 +21,13 @@
  * line's seq = last stored seq; a mismatch fails the program.
  *
  * Usage: bench_throughput [-n READINGS] [-r ROUNDS] [-o raw,full,normal]
- *        [-A 'agent_key: value']...
+ *        [-A 'agent_key: value']... [-s LISTEN]
  * (-o runs only the named measurements, e.g. under perf record; -A adds a
  * line to the agent section, e.g. -A 'queue_max: 65536', to try a setting.
- * Without -A the agent runs with its defaults, apart from sync.)
+ * Without -A the agent runs with its defaults, apart from sync. -s sets
+ * status.listen: the status endpoint (on by default, port 0 here so that
+ * runs never meet) reads every committed row for its visitors figures; -s
+ * off measures the agent without it.)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -52,7 +55,8 @@
 struct job {
     long n;
     bool sync_full;
-    const char *extra; /* more lines for the agent section, or "" */
+    const char *extra;  /* more lines for the agent section, or "" */
+    const char *listen; /* status.listen */
 };
 
 /* ---- raw SQLite ceiling ---- */
@@ -314,8 +318,10 @@ static int write_config(const char *dir, const struct job *j)
                  "    path: %s/out.jsonl\n"
                  "    format: jsonl\n"
                  "    max_size: 0\n"
-                 "    batch_size: 10000\n",
-                 dir, j->sync_full ? "full" : "normal", j->extra, j->n, dir) < 0)
+                 "    batch_size: 10000\n"
+                 "status:\n"
+                 "  listen: \"%s\"\n",
+                 dir, j->sync_full ? "full" : "normal", j->extra, j->n, dir, j->listen) < 0)
         return -ENOMEM;
     snprintf(path, sizeof(path), "%s/conf/10-bench.yaml", dir);
     rc = bench_write_file(path, text);
@@ -467,10 +473,11 @@ struct series {
 };
 
 static char extra[1024];
+static const char *status_listen = "127.0.0.1:0";
 
 static int measure(int m, long n, struct series *s, int round)
 {
-    struct job j = {.n = n, .sync_full = m == M_FULL, .extra = extra};
+    struct job j = {.n = n, .sync_full = m == M_FULL, .extra = extra, .listen = status_listen};
     struct bench_result res;
     long rss;
     char g[32];
@@ -507,8 +514,11 @@ int main(int argc, char **argv)
     struct series s[M_COUNT];
     char g[3][32];
 
-    while ((opt = getopt(argc, argv, "n:r:o:A:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:r:o:A:s:")) != -1) {
         switch (opt) {
+        case 's':
+            status_listen = optarg;
+            break;
         case 'n':
             n = atol(optarg);
             break;
@@ -529,7 +539,7 @@ int main(int argc, char **argv)
         default:
             fprintf(stderr,
                     "usage: %s [-n READINGS] [-r ROUNDS (1-%d)] [-o raw,full,normal] [-A 'key: "
-                    "value']\n",
+                    "value'] [-s LISTEN]\n",
                     argv[0], MAX_ROUNDS);
             return 2;
         }
@@ -545,6 +555,7 @@ int main(int argc, char **argv)
     printf("# SQLite %s\n", sqlite3_libversion());
     if (extra[0])
         printf("# extra agent settings:\n%s", extra);
+    printf("# status.listen: %s\n", status_listen);
     printf("%5s  %-26s %14s %10s %11s\n", "round", "what", "readings/s", "elapsed", "peak RSS");
     for (int r = 1; r <= rounds; r++)
         for (int m = 0; m < M_COUNT; m++)

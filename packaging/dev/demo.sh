@@ -34,5 +34,6 @@ if [ "${1:-}" = "--devices" ]; then
 fi
 step "run the agent (mittari run -c $conf)"
 echo "demo: log and archive in $MITTARI_DATA_DIR; readings below as CSV; Ctrl-C stops" >&2
+echo "demo: status page on http://127.0.0.1:9465/ (mittari status -c conf.d at the console)" >&2
 build/mittari run -c "$conf"
 status_ok "stopped"

@@ -19,7 +19,9 @@ BUILD_PKGS=(
 )
 # test: what the tests run, start or compare against; never on a gateway
 # (libssl-dev: the reference HMAC; systemd: systemd-analyze; groff-base: the
-# man page check; clang: the fuzz targets)
+# man page check; clang: the fuzz targets; chromium and a font: the status
+# page in a headless browser; python3-prometheus-client: an independent
+# parser of /metrics)
 TEST_PKGS=(
   libcmocka-dev libssl-dev sqlite3 valgrind procps systemd groff-base
   socat pcscd vsmartcard-vpcd
@@ -27,6 +29,7 @@ TEST_PKGS=(
   clang-14 libclang-rt-14-dev
   faketime openssl util-linux
   mosquitto mosquitto-clients postgresql
+  chromium fonts-dejavu-core python3-prometheus-client
 )
 # run: what the installed agent needs besides the libraries it links (the
 # .deb gets those from dpkg-shlibdeps): the same as the non-library part of

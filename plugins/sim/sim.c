@@ -15,6 +15,12 @@
  * time), as a Poisson process with `rate` readings per second at the peak.
  * rate 0 emits up to 4096 readings a millisecond, as fast as the agent takes
  * them (benchmarks), backing off when emit says the intake queue is full.
+ *
+ * replay_from/replay_until simulate the past instead: the traffic of that
+ * stretch of local time, with those timestamps, emitted as fast as the
+ * agent takes it (a reading refused with -EAGAIN is offered again), then
+ * nothing more: a log with known days for the demo and for tests whose
+ * figures must not depend on the hour they run at.
  */
 #include <errno.h>
 #include <math.h>
@@ -37,6 +43,7 @@ struct sim_conf {
     int64_t poll_ms;
     const char *service;
     int64_t seed;
+    const char *replay_from, *replay_until;
 };
 
 static const char *const gate_bits_values[] = {"16", "32", NULL};
@@ -112,6 +119,15 @@ static const struct mittari_option sim_options[] = {
      .def = "0",
      .offset = offsetof(struct sim_conf, seed),
      .help = "Random seed; 0 = different every start."},
+    {.name = "replay_from",
+     .type = MITTARI_OPT_STRING,
+     .offset = offsetof(struct sim_conf, replay_from),
+     .help = "Simulate the past from this local time (YYYY-MM-DDTHH:MM) to replay_until, as fast "
+             "as the agent takes it, then stop; rate is per simulated second."},
+    {.name = "replay_until",
+     .type = MITTARI_OPT_STRING,
+     .offset = offsetof(struct sim_conf, replay_until),
+     .help = "End of the replayed stretch (local YYYY-MM-DDTHH:MM, exclusive)."},
     {0},
 };
 
@@ -130,6 +146,10 @@ struct sim {
     struct mittari_timer *poll;
     int64_t last_tick_us;
     bool done;
+    /* replay: the simulated clock, the end, and the step being emitted */
+    int64_t replay_t, replay_end, next_gate;
+    uint64_t step_left;
+    bool replaying;
 };
 
 static uint64_t next_rand(struct sim *s)
@@ -278,6 +298,31 @@ static int one(struct sim *s, int64_t ts, double day_frac)
     return 0;
 }
 
+/* "YYYY-MM-DDTHH:MM" -> 0 and its fields, or -EINVAL */
+static int parse_local(const char *txt, struct tm *tm)
+{
+    int n = 0;
+    memset(tm, 0, sizeof(*tm));
+    if (sscanf(txt, "%4d-%2d-%2dT%2d:%2d%n", &tm->tm_year, &tm->tm_mon, &tm->tm_mday,
+               &tm->tm_hour, &tm->tm_min, &n) != 5 ||
+        txt[n] || n != 16 || tm->tm_mon < 1 || tm->tm_mon > 12 || tm->tm_mday < 1 ||
+        tm->tm_mday > 31 || tm->tm_hour > 23 || tm->tm_min > 59 || tm->tm_year < 1970)
+        return -EINVAL;
+    tm->tm_year -= 1900;
+    tm->tm_mon -= 1;
+    tm->tm_isdst = -1;
+    return 0;
+}
+
+/* Local time (the agent's TZ, agent.timezone) to µs since the epoch */
+static int64_t local_us(const char *txt)
+{
+    struct tm tm;
+    if (parse_local(txt, &tm))
+        return -1;
+    return (int64_t)mktime(&tm) * 1000000;
+}
+
 static bool limit_reached(struct sim *s)
 {
     if (s->c->limit && s->emitted >= (uint64_t)s->c->limit) {
@@ -321,6 +366,42 @@ static void tick_fast(void *arg)
     /* -EAGAIN: the intake queue is full; the next tick (1 ms) tries again */
 }
 
+#define REPLAY_STEP_US (60 * 1000000LL)
+
+/* Replay: walks the simulated clock a minute at a time, emitting that
+ * minute's traffic; a refused reading is offered again at the next tick. */
+static void tick_replay(void *arg)
+{
+    struct sim *s = arg;
+    int budget = 4096;
+
+    while (s->replaying && budget > 0 && !limit_reached(s)) {
+        if (s->next_gate <= s->replay_t) {
+            if (emit_gate(s, s->next_gate) == -EAGAIN)
+                return;
+            s->next_gate += s->c->poll_ms * 1000;
+            continue;
+        }
+        if (s->step_left) {
+            int64_t ts = s->replay_t + (int64_t)(uniform(s) * (double)REPLAY_STEP_US);
+            if (one(s, ts, curve(s, s->replay_t)) == -EAGAIN)
+                return;
+            s->step_left--;
+            budget--;
+            continue;
+        }
+        s->replay_t += REPLAY_STEP_US;
+        if (s->replay_t >= s->replay_end) {
+            s->replaying = false;
+            s->host->log(s->ctx, MITTARI_LOG_NOTICE, "replayed %s to %s: %llu readings",
+                         s->c->replay_from, s->c->replay_until,
+                         (unsigned long long)s->emitted);
+            break;
+        }
+        s->step_left = poisson(s, s->c->rate * curve(s, s->replay_t) * 60);
+    }
+}
+
 static void poll_gate(void *arg)
 {
     struct sim *s = arg;
@@ -354,16 +435,51 @@ static int sim_create(const struct mittari_host *host, struct mittari_ctx *ctx, 
     return 0;
 }
 
-/* mittari check: what create would refuse */
+/* mittari check: what create would refuse, and a replay that cannot run */
+static int check_replay(const struct sim_conf *c, const struct mittari_checker *chk)
+{
+    struct tm a, b;
+    int n = 0;
+
+    if (!c->replay_from != !c->replay_until) {
+        chk->error(chk, c->replay_from ? "replay_from" : "replay_until",
+                   "replay_from and replay_until go together");
+        return 1;
+    }
+    if (!c->replay_from)
+        return 0;
+    if (parse_local(c->replay_from, &a)) {
+        chk->error(chk, "replay_from", "'%s' is not a local time YYYY-MM-DDTHH:MM",
+                   c->replay_from);
+        n++;
+    }
+    if (parse_local(c->replay_until, &b)) {
+        chk->error(chk, "replay_until", "'%s' is not a local time YYYY-MM-DDTHH:MM",
+                   c->replay_until);
+        n++;
+    }
+    /* the same fixed-width form: text order is time order */
+    if (!n && strcmp(c->replay_from, c->replay_until) >= 0) {
+        chk->error(chk, "replay_until", "is not after replay_from");
+        n++;
+    }
+    if (!n && c->rate == 0) {
+        chk->error(chk, "rate", "a replay needs a rate (readings per simulated second)");
+        n++;
+    }
+    return n;
+}
+
 static int sim_check(const void *config, const struct mittari_checker *chk)
 {
     const struct sim_conf *c = config;
-    int open_min, close_min;
+    int open_min, close_min, n = 0;
 
-    if (!parse_hours(c->opening_hours, &open_min, &close_min))
-        return 0;
-    chk->error(chk, "opening_hours", "opening_hours '%s' %s", c->opening_hours, HOURS_HELP);
-    return 1;
+    if (parse_hours(c->opening_hours, &open_min, &close_min)) {
+        chk->error(chk, "opening_hours", "opening_hours '%s' %s", c->opening_hours, HOURS_HELP);
+        n++;
+    }
+    return n + check_replay(c, chk);
 }
 
 static int sim_start(void *state)
@@ -372,6 +488,14 @@ static int sim_start(void *state)
     int rc;
 
     s->last_tick_us = s->host->now(s->ctx);
+    if (s->c->replay_from) {
+        s->replay_t = local_us(s->c->replay_from);
+        s->replay_end = local_us(s->c->replay_until);
+        s->next_gate = s->replay_t;
+        s->step_left = poisson(s, s->c->rate * curve(s, s->replay_t) * 60);
+        s->replaying = s->replay_t < s->replay_end;
+        return s->host->timer_start(s->ctx, 0, 1, tick_replay, s, &s->tick);
+    }
     if (s->c->rate == 0)
         return s->host->timer_start(s->ctx, 0, 1, tick_fast, s, &s->tick);
     rc = s->host->timer_start(s->ctx, 100, 100, tick_paced, s, &s->tick);

@@ -20,7 +20,7 @@ grep -q 'tests/run.sh' "$SOURCE_DIR/.ci/run" || fail ".ci/run does not call the 
 
 # the option names of every table, as the CLI prints them (markdown rows)
 mkdir -p "$T/tables"
-for name in agent output rules $("$MITTARI" plugins --plugin-dir "$BUILD_DIR/plugins" |
+for name in agent status output rules $("$MITTARI" plugins --plugin-dir "$BUILD_DIR/plugins" |
     awk '/^  [a-z_0-9]+ / {print $1}'); do
   "$MITTARI" plugins "$name" --markdown --plugin-dir "$BUILD_DIR/plugins" >"$T/tables/$name" ||
     fail "plugins $name --markdown"
@@ -46,10 +46,10 @@ for path in glob.glob(os.path.join(tables, "*")):
             names.add(m.group(1).split(".")[-1].replace("[]", ""))
     opts[os.path.basename(path)] = names
 outputs = {"file"}
-reserved_in = {"plugin", "site", "tags", "enabled", "profile"}
+reserved_in = {"plugin", "site", "tags", "enabled", "isolate", "profile"}
 reserved_out = {"type", "enabled"} | opts["output"]
 reserved_rule = {"series", "where", "from", "tags", "enabled"}
-sections = {"agent", "inputs", "outputs", "rules"}
+sections = {"agent", "inputs", "outputs", "rules", "status"}
 every = set().union(*opts.values()) | reserved_in | reserved_out | reserved_rule
 problems = []
 
@@ -111,6 +111,8 @@ def check_block(doc, start, lines):
                 allowed, what = opts["rules"] | reserved_rule, "the rules' table"
             elif top == "agent":
                 allowed, what = opts["agent"] | {"secret_file"}, "the agent section"
+            elif top == "status":
+                allowed, what = opts["status"] | {"token_file"}, "the status section"
             elif top in ("inputs", "outputs"):
                 if len(stack) == 2 and k == stack[1][1]:
                     continue                                 # an instance name

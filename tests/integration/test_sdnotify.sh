@@ -65,7 +65,7 @@ stop_agent TERM
 [ "$AGENT_STATUS" = 0 ] || fail "exit status $AGENT_STATUS"
 wait "$RECV" 2>/dev/null
 grep -qx "STOPPING=1" "$T/notes" || fail "no STOPPING=1: $(tr '\n' ' ' <"$T/notes")"
-bad=$(grep -vxE 'READY=1|RELOADING=1|STOPPING=1|WATCHDOG=1' "$T/notes")
+bad=$(grep -vxE 'READY=1|RELOADING=1|STOPPING=1|WATCHDOG=1|STATUS=(ok|degraded|failing).*' "$T/notes")
 [ -z "$bad" ] || fail "unexpected notifications: $bad"
 ok "READY, WATCHDOG ($(grep -cx WATCHDOG=1 "$T/notes")), RELOADING, READY, STOPPING over the notify socket; no libsystemd"
 

@@ -67,7 +67,7 @@ static void write_conf(struct fx *f, const char *agent_extra, const char *inputs
 static int init(struct fx *f)
 {
     struct mt_diags d = {0};
-    struct mt_agent_opts o = {f->conf, TEST_PLUGIN_DIR};
+    struct mt_agent_opts o = {f->conf, TEST_PLUGIN_DIR, BUILD_DIR "/mittari"};
     int rc = mt_agent_init(&f->a, &o, &d);
     if (d.n)
         mt_diags_print(&d, stderr);
@@ -328,7 +328,7 @@ static void huge_durations_are_refused_or_clamped(void **state)
     struct fx *f = *state;
     write_conf(f, "  retention: 1000000000d\n", "  p:\n    plugin: probe\n");
     struct mt_diags d = {0};
-    struct mt_agent_opts o = {f->conf, TEST_PLUGIN_DIR};
+    struct mt_agent_opts o = {f->conf, TEST_PLUGIN_DIR, BUILD_DIR "/mittari"};
     assert_int_equal(mt_agent_init(&f->a, &o, &d), MT_EXIT_CONFIG);
     bool said = false;
     for (size_t i = 0; i < d.n; i++)

@@ -67,7 +67,7 @@ static int setup(void **state)
     assert_int_equal(rc, 0);
     mt_diags_free(&d);
     free(path);
-    struct mt_input_env env = {&f->loop, f->w, &f->series, &f->pseudo};
+    struct mt_input_env env = {.loop = &f->loop, .writer = f->w, .series = &f->series, .pseudo = &f->pseudo};
     struct mt_inst_conf *ic = f->conf->inputs[0];
     f->conf->inputs[0] = NULL;
     assert_int_equal(mt_input_create(&f->ctx, &env, ic, err, sizeof(err)), 0);

@@ -88,7 +88,7 @@ static int make_named(struct fx *f, const char *name, const char *opts, char *er
     assert_int_equal(rc, 0);
     mt_diags_free(&d);
     free(path);
-    struct mt_input_env env = {&f->loop, f->w, &f->series, &f->pseudo};
+    struct mt_input_env env = {.loop = &f->loop, .writer = f->w, .series = &f->series, .pseudo = &f->pseudo};
     struct mt_inst_conf *ic = f->conf->inputs[0];
     f->conf->inputs[0] = NULL;
     return mt_input_create(&f->ctx, &env, ic, err, errlen);

@@ -25,6 +25,7 @@
 static sqlite3_vfs *real_vfs;
 static sqlite3_vfs full_vfs;
 static atomic_bool disk_full;
+static atomic_bool write_stalled; /* xWrite waits while set: a commit that hangs */
 
 struct full_file {
     sqlite3_file base;
@@ -45,6 +46,8 @@ static int ff_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
 
 static int ff_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
 {
+    while (atomic_load(&write_stalled))
+        usleep(1000);
     if (atomic_load(&disk_full))
         return SQLITE_FULL;
     return REAL(f)->pMethods->xWrite(REAL(f), p, n, off);
@@ -261,6 +264,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    atomic_store(&write_stalled, false); /* a failed assertion must not hang the close */
     struct fixture *f = *state;
     atomic_store(&disk_full, false);
     tu_capture_stop();
@@ -982,6 +986,38 @@ static void stop_gives_up_at_its_deadline(void **state)
     assert_true(tu_captured("3 readings accepted from inputs could not be stored"));
 }
 
+/* The watchdog's question (agent.c): a writer gathering a batch for its
+ * batch_interval waits on purpose (not busy); one hanging in a commit is
+ * busy since the commit began, for as long as it hangs. */
+static void busy_only_while_committing(void **state)
+{
+    struct fixture *f = *state;
+    f->conf.batch_interval_ms = 60000;
+    start(f);
+    assert_int_equal(mt_writer_busy_since(f->w), 0); /* idle */
+    assert_int_equal(push(f, f->gauge, TS0 + 1, 1), 0);
+    settle(f, 200);
+    assert_int_equal(mt_writer_committed(f->w), 0); /* still gathering */
+    assert_int_equal(mt_writer_busy_since(f->w), 0);
+
+    atomic_store(&write_stalled, true);
+    int64_t t0 = mt_mono_us();
+    mt_writer_flush(f->w);
+    int64_t since = 0;
+    while (!since && mt_mono_us() - t0 < 5000000) {
+        usleep(1000);
+        since = mt_writer_busy_since(f->w);
+    }
+    assert_true(since >= t0);
+    usleep(300000);
+    assert_int_equal(mt_writer_busy_since(f->w), since); /* still that commit */
+    assert_true(mt_mono_us() - since >= 300000);
+    atomic_store(&write_stalled, false);
+    wait_committed(f, 1);
+    settle(f, 50);
+    assert_int_equal(mt_writer_busy_since(f->w), 0);
+}
+
 /* ---- consumer steps (the rule engine's commits) ---- */
 
 static int step(struct fixture *f, const char *name, int64_t cursor, const char *state,
@@ -1602,6 +1638,7 @@ int main(void)
         T(disk_full_is_retried_nothing_lost),
         T(stop_commits_what_is_queued),
         T(stop_gives_up_at_its_deadline),
+        T(busy_only_while_committing),
         T(step_commits_readings_state_and_cursor),
         T(step_refuses_counters_and_bounds_the_queue),
         T(step_is_atomic_across_a_full_disk),
