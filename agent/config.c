@@ -15,6 +15,7 @@
 #include "isowire.h"
 #include "listen.h"
 #include "options.h"
+#include "outmod.h"
 
 static const char *const log_levels[] = {"err", "warning", "notice", "info", "debug", NULL};
 static const char *const policies[] = {"drop_oldest", "block_inputs", NULL};
@@ -632,7 +633,7 @@ static void plugin_hint(const struct mt_registry *reg, const char *name, char *h
 
     if (best)
         snprintf(hint, len, "did you mean '%s'? ('mittari plugins' lists them)", best);
-    else if (mt_output_type_find(name))
+    else if (mt_outmod_is_type(name))
         snprintf(hint, len, "'%s' is an output type: put it under 'outputs:' as 'type: %s'", name,
                  name);
     for (size_t i = 0; i < n; i++)
@@ -718,7 +719,8 @@ static struct mt_inst_conf *load_input(const struct mt_config *c, const struct m
     return ic;
 }
 
-static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags *d)
+static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_registry *reg,
+                                        struct mt_diags *d)
 {
     char what[160];
     const struct mt_node *map = p->value;
@@ -747,19 +749,10 @@ static struct mt_inst_conf *load_output(const struct mt_pair *p, struct mt_diags
     const char *tname = scalar(tn, "type", d);
     if (!tname)
         return NULL;
-    const struct mt_output_type *t = mt_output_type_find(tname);
-    if (!t) {
-        const char *names[16];
-        size_t n = 0;
-        char hint[200];
-        for (; mt_output_types[n] && n < 16; n++)
-            names[n] = mt_output_types[n]->name;
-        const char *best = mt_did_you_mean(tname, names, n);
-        if (best)
-            snprintf(hint, sizeof(hint), "did you mean '%s'?", best);
-        else
-            snprintf(hint, sizeof(hint), "'mittari plugins' lists the output types");
-        mt_diags_add(d, &tn->pos, hint, "%s: unknown output type '%s'", what, tname);
+    const struct mt_output_type *t;
+    char err[800], hint[300];
+    if (mt_outmod_find(reg, tname, &t, err, sizeof(err), hint, sizeof(hint))) {
+        mt_diags_add(d, &tn->pos, hint, "%s: %s", what, err);
         return NULL;
     }
     ic = new_inst(p);
@@ -824,7 +817,7 @@ static void load_instances(struct mt_config *c, const struct mt_pair *sec, bool 
         p.value = (struct mt_node *)expand(pr, p.value, d, 0);
         if (d->n != before)
             continue;
-        struct mt_inst_conf *ic = inputs ? load_input(c, &p, reg, d) : load_output(&p, d);
+        struct mt_inst_conf *ic = inputs ? load_input(c, &p, reg, d) : load_output(&p, reg, d);
         if (ic)
             (*v)[(*nv)++] = ic;
     }

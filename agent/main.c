@@ -20,6 +20,7 @@
 #include "encode.h"
 #include "isolate_child.h"
 #include "options.h"
+#include "outmod.h"
 #include "output.h"
 #include "outputs_cli.h"
 #include "plugin.h"
@@ -171,16 +172,24 @@ static int cmd_plugins(const struct cli *c)
             printf("  %-14s %-8s %s%s%s\n", reg.v[i]->desc->name, reg.v[i]->desc->version,
                    reg.v[i]->desc->description, reg.npath ? "  " : "",
                    reg.npath ? reg.v[i]->path : "");
+        /* modules: loaded to be listed; one that cannot be is an error */
+        if (mt_outmod_scan(&reg, scan_err))
+            rc = MT_EXIT_FAILURE;
         printf("output types:\n");
         for (size_t i = 0; mt_output_types[i]; i++)
             printf("  %-14s %-8s %s\n", mt_output_types[i]->name, "builtin",
                    mt_output_types[i]->description);
+        for (size_t i = 0; i < reg.nom; i++)
+            printf("  %-14s %-8s %s%s%s\n", reg.om[i]->name, "module",
+                   reg.om[i]->type->description, reg.npath ? "  " : "",
+                   reg.npath ? reg.om[i]->path : "");
         printf("\n'mittari plugins NAME' prints the options of one.\n");
         goto out;
     }
-    const struct mt_output_type *ot = mt_output_type_find(c->name);
+    const struct mt_output_type *ot = NULL;
     const struct mt_plugin *p = NULL;
-    char err[600];
+    char err[800], hint[300];
+    int orc = mt_outmod_find(&reg, c->name, &ot, err, sizeof(err), hint, sizeof(hint));
     if (strcmp(c->name, "agent") == 0) {
         if (!c->markdown)
             printf("the agent section:\n\noptions:\n");
@@ -198,12 +207,16 @@ static int cmd_plugins(const struct cli *c)
         if (!c->markdown)
             printf("options of every output:\n\n");
         mt_options_print(stdout, mt_output_common_options, c->markdown);
-    } else if (ot) {
+    } else if (orc == 0) {
         if (!c->markdown)
             printf("output %s: %s\n\noptions:\n", ot->name, ot->description);
         mt_options_print(stdout, ot->options, c->markdown);
         if (!c->markdown)
             printf("\noptions of every output: type, enabled, and 'mittari plugins output'\n");
+    } else if (orc != -ENOENT || mt_outmod_is_type(c->name)) {
+        /* an output type whose module is missing or cannot be loaded */
+        fprintf(stderr, "mittari: %s\n  hint: %s\n", err, hint);
+        rc = MT_EXIT_FAILURE;
     } else if (mt_registry_get(&reg, c->name, &p, err, sizeof(err)) == 0) {
         if (!c->markdown)
             printf("input plugin %s %s (ABI %u.%u): %s\n\noptions:\n", p->desc->name,
@@ -485,8 +498,8 @@ int main(int argc, char **argv)
         case 'm': c.markdown = true; break;
         case 'h': fputs(usage_text, stdout); return MT_EXIT_OK;
         case 'V':
-            printf("mittari %s (plugin ABI %u.%u)\n", MITTARI_VERSION, MITTARI_ABI_MAJOR,
-                   MITTARI_ABI_MINOR);
+            printf("mittari %s (plugin ABI %u.%u)\noutput module interface %s\n",
+                   MITTARI_VERSION, MITTARI_ABI_MAJOR, MITTARI_ABI_MINOR, mt_outmod_interface());
             return MT_EXIT_OK;
         default: return usage_error("unknown option");
         }

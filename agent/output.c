@@ -56,8 +56,8 @@ const struct mittari_option mt_output_common_options[] = {
     {0},
 };
 
-const struct mt_output_type *const mt_output_types[] = {
-    &mt_output_file, &mt_output_http, &mt_output_mqtt, &mt_output_postgresql, NULL};
+/* http, mqtt and postgresql are modules (outmod.h) */
+const struct mt_output_type *const mt_output_types[] = {&mt_output_file, NULL};
 
 const struct mt_output_type *mt_output_type_find(const char *name)
 {

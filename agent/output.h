@@ -9,7 +9,8 @@
  * (recorded in the log, reported) and, as configured, skip it or stop the
  * output. Nothing spins and nothing is dropped silently.
  *
- * Two kinds of types (outputs/):
+ * Two kinds of types (outputs/; file is built in, the others are modules
+ * loaded when configured: outmod.h):
  *  - blocking (file): open() and deliver() run on a libuv worker;
  *  - asynchronous (http, mqtt, postgresql): encode() runs on a worker while
  *    the previous batch is being sent, send() runs on the loop and reports
@@ -165,12 +166,15 @@ struct mt_output_type {
     void (*destroy)(void *state);
 };
 
+/* built in */
 extern const struct mt_output_type mt_output_file;
+/* modules (outmod.h): each defined in its own output-TYPE.so */
 extern const struct mt_output_type mt_output_http;
 extern const struct mt_output_type mt_output_mqtt;
 extern const struct mt_output_type mt_output_postgresql;
 /* NULL-terminated list of built-in output types */
 extern const struct mt_output_type *const mt_output_types[];
+/* A built-in type; modules: mt_outmod_find (outmod.h). */
 const struct mt_output_type *mt_output_type_find(const char *name);
 
 enum { MT_PERMANENT_SKIP = 0, MT_PERMANENT_STOP = 1 };

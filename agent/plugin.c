@@ -11,6 +11,7 @@
 
 #include "diag.h"
 #include "options.h"
+#include "outmod.h"
 #include "util.h"
 
 #ifndef MITTARI_PLUGIN_DIR
@@ -89,6 +90,13 @@ void mt_registry_free(struct mt_registry *r)
         free(r->v[i]);
     }
     free(r->v);
+    for (size_t i = 0; i < r->nom; i++) {
+        dlclose(r->om[i]->dl); /* loaded RTLD_NODELETE: stays mapped */
+        free(r->om[i]->name);
+        free(r->om[i]->path);
+        free(r->om[i]);
+    }
+    free(r->om);
     free(r->dir);
     memset(r, 0, sizeof(*r));
 }
@@ -268,8 +276,9 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Adds the NAME of every NAME.so in dir to names (at most max). -errno when
- * dir cannot be read. */
+/* Adds the NAME of every NAME.so in dir to names (at most max), output
+ * modules (output-TYPE.so, outmod.h) left out. -errno when dir cannot be
+ * read. */
 static int list_dir(const char *dir, char **names, size_t *n, size_t max)
 {
     DIR *d = opendir(dir);
@@ -280,6 +289,7 @@ static int list_dir(const char *dir, char **names, size_t *n, size_t max)
     while ((de = readdir(d)) && *n < max) {
         size_t l = strlen(de->d_name);
         if (l > 3 && strcmp(de->d_name + l - 3, ".so") == 0 &&
+            strncmp(de->d_name, MT_OUTPUT_MODULE_PREFIX, strlen(MT_OUTPUT_MODULE_PREFIX)) != 0 &&
             (names[*n] = strndup(de->d_name, l - 3)))
             (*n)++;
     }

@@ -14,6 +14,10 @@
  *
  * A loaded plugin stays loaded: a file replaced on disk is not loaded again
  * (a reload logs a warning naming it; the agent must be restarted).
+ *
+ * The registry also owns the output modules loaded from the same search path
+ * (output-TYPE.so: outmod.h); they are never input plugins, and the input
+ * plugins' listing and scan pass over them.
  */
 #ifndef MT_PLUGIN_H
 #define MT_PLUGIN_H
@@ -33,12 +37,23 @@ struct mt_plugin {
     bool warned;    /* its change on disk was logged */
 };
 
+struct mt_output_type;
+/* an output module loaded (outmod.c) */
+struct mt_outmod {
+    char *name;
+    char *path;
+    void *dl;
+    const struct mt_output_type *type;
+};
+
 struct mt_registry {
     char *dir;   /* the plugin dir, searched last */
     char **path; /* agent.plugin_path: searched first, in order */
     size_t npath;
     struct mt_plugin **v; /* each its own allocation: configs keep pointers to them */
     size_t n;
+    struct mt_outmod **om; /* configs keep pointers to their types */
+    size_t nom;
 };
 
 int mt_registry_init(struct mt_registry *r, const char *dir);

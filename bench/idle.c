@@ -19,6 +19,7 @@
  * Usage: bench_idle [-w WINDOW_SECONDS]
  * (bench_idle --baseline DIR is the baseline child; not for direct use.)
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,6 +46,7 @@
 #define SETTLE 3
 #define MAX_THREADS 64
 #define HOUSEKEEPING_S 10
+#define MT_BENCH_ARRAY(a) (sizeof(a) / sizeof((a)[0]))
 #define STATUS_REFRESH_S 10 /* status.refresh: the status snapshot timer */
 
 /* ---- the baseline child ---- */
@@ -72,6 +75,134 @@ static int baseline_main(const char *dir)
     uv_loop_init(&loop);
     uv_timer_init(&loop, &t);
     uv_timer_start(&t, idle_timer, 3600 * 1000, 3600 * 1000);
+    uv_run(&loop, UV_RUN_DEFAULT); /* until SIGTERM */
+    return 0;
+}
+
+/* ---- the http receiver child ---- */
+
+/* One connection: reads requests (headers, then Content-Length bytes of
+ * body), answers each with 200 and counts it in DIR/count. */
+struct receiver {
+    const char *dir;
+    unsigned long count;
+};
+
+struct rconn {
+    uv_tcp_t tcp;
+    char buf[1 << 16];
+    size_t len;  /* bytes in buf */
+    size_t skip; /* body bytes still to discard */
+    struct receiver *rx;
+};
+
+static void rconn_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void rconn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct rconn *c = h->data;
+    (void)hint;
+    *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
+}
+
+static void answered(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void answer(struct rconn *c)
+{
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    uv_write_t *w = malloc(sizeof(*w));
+    uv_buf_t b = uv_buf_init((char *)ok, sizeof(ok) - 1);
+    char path[4096], n[32];
+
+    if (w && uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, answered) != 0)
+        free(w);
+    c->rx->count++;
+    snprintf(path, sizeof(path), "%s/count", c->rx->dir);
+    snprintf(n, sizeof(n), "%lu\n", c->rx->count);
+    bench_write_file(path, n);
+}
+
+static void rconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct rconn *c = s->data;
+    (void)b;
+    if (nread < 0) {
+        uv_close((uv_handle_t *)s, rconn_closed);
+        return;
+    }
+    c->len += (size_t)nread;
+    for (;;) {
+        if (c->skip) { /* a body: dropped */
+            size_t k = c->skip < c->len ? c->skip : c->len;
+            memmove(c->buf, c->buf + k, c->len - k);
+            c->len -= k;
+            c->skip -= k;
+            if (c->skip)
+                return;
+            answer(c);
+        }
+        char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+        if (!end) {
+            if (c->len == sizeof(c->buf)) /* headers too long: not ours */
+                uv_close((uv_handle_t *)s, rconn_closed);
+            return;
+        }
+        size_t head = (size_t)(end - c->buf) + 4;
+        long body = 0;
+        for (char *p = c->buf; p < end; p++)
+            if ((p == c->buf || p[-1] == '\n') && strncasecmp(p, "content-length:", 15) == 0)
+                body = strtol(p + 15, NULL, 10);
+        memmove(c->buf, c->buf + head, c->len - head);
+        c->len -= head;
+        c->skip = body > 0 ? (size_t)body : 0;
+        if (!c->skip)
+            answer(c);
+    }
+}
+
+static void receiver_accept(uv_stream_t *server, int status)
+{
+    struct rconn *c;
+    if (status < 0 || !(c = calloc(1, sizeof(*c))))
+        return;
+    c->rx = server->data;
+    uv_tcp_init(server->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) == 0)
+        uv_read_start((uv_stream_t *)&c->tcp, rconn_alloc, rconn_read);
+    else
+        uv_close((uv_handle_t *)&c->tcp, rconn_closed);
+}
+
+static int receiver_main(const char *dir)
+{
+    uv_loop_t loop;
+    uv_tcp_t server;
+    struct sockaddr_in addr;
+    struct sockaddr_storage got;
+    int len = sizeof(got);
+    char path[4096], port[32];
+    struct receiver rx = {dir, 0};
+
+    uv_loop_init(&loop);
+    uv_tcp_init(&loop, &server);
+    server.data = &rx;
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    if (uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0) ||
+        uv_listen((uv_stream_t *)&server, 16, receiver_accept) ||
+        uv_tcp_getsockname(&server, (struct sockaddr *)&got, &len))
+        return 1;
+    snprintf(port, sizeof(port), "%d\n", ntohs(((struct sockaddr_in *)&got)->sin_port));
+    snprintf(path, sizeof(path), "%s/port", dir);
+    if (bench_write_file(path, port))
+        return 1;
     uv_run(&loop, UV_RUN_DEFAULT); /* until SIGTERM */
     return 0;
 }
@@ -148,7 +279,34 @@ static void show_log(const struct child *c)
 
 struct mem {
     long rss, anon, file, shmem, hwm, threads; /* kB; threads a count */
+    long libs;                                 /* shared objects mapped */
 };
+
+/* The shared objects pid has mapped: distinct paths with ".so" in their
+ * name in /proc/PID/maps. */
+static long count_libs(pid_t pid)
+{
+    char path[64], line[4608], seen[256][256];
+    long n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        char *name = strchr(line, '/');
+        if (!name || !strstr(name, ".so"))
+            continue;
+        name[strcspn(name, "\n")] = 0;
+        bool dup = false;
+        for (long i = 0; i < n && !dup; i++)
+            dup = strncmp(seen[i], name, sizeof(seen[i]) - 1) == 0;
+        if (!dup && n < (long)MT_BENCH_ARRAY(seen))
+            snprintf(seen[n++], sizeof(seen[0]), "%s", name);
+    }
+    fclose(f);
+    return n;
+}
 
 static int read_mem(pid_t pid, struct mem *m)
 {
@@ -162,6 +320,7 @@ static int read_mem(pid_t pid, struct mem *m)
     m->shmem = bench_field(buf, "\nRssShmem:");
     m->hwm = bench_field(buf, "\nVmHWM:");
     m->threads = bench_field(buf, "\nThreads:");
+    m->libs = count_libs(pid);
     return 0;
 }
 
@@ -217,9 +376,9 @@ static long wakeups(pid_t pid, const struct snapshot *a, const struct snapshot *
 static void print_mem(const char *what, const struct mem *m)
 {
     printf("  %-34s VmRSS %6.2f MB  (RssAnon %5.2f, RssFile %5.2f, RssShmem %5.2f MB; "
-           "VmHWM %5.2f MB; %ld threads)\n",
+           "VmHWM %5.2f MB; %ld threads; %ld libraries)\n",
            what, m->rss / 1024.0, m->anon / 1024.0, m->file / 1024.0, m->shmem / 1024.0,
-           m->hwm / 1024.0, m->threads);
+           m->hwm / 1024.0, m->threads, m->libs);
 }
 
 static int measure_rss_baseline(const char *self, struct mem *base)
@@ -369,20 +528,159 @@ out:
     return rc;
 }
 
+/* ---- builds and the http output module ---- */
+
+struct build {
+    const char *label;
+    char mittari[4096];
+    char plugins[4096];
+};
+
+/* The demo configuration in dir/conf (links to conf.d's files), with an
+ * http output to 127.0.0.1:port when port > 0. */
+static int demo_conf(const char *dir, int port)
+{
+    static const char *const files[] = {"10-agent.yaml", "20-inputs.yaml", "30-outputs.yaml",
+                                        "profiles"};
+    char from[4096], to[4096], text[512];
+
+    snprintf(to, sizeof(to), "%s/conf", dir);
+    if (mkdir(to, 0700))
+        return -1;
+    for (size_t i = 0; i < MT_BENCH_ARRAY(files); i++) {
+        snprintf(from, sizeof(from), "%s/conf.d/%s", BENCH_SOURCE_DIR, files[i]);
+        snprintf(to, sizeof(to), "%s/conf/%s", dir, files[i]);
+        if (symlink(from, to))
+            return -1;
+    }
+    if (port <= 0)
+        return 0;
+    snprintf(text, sizeof(text),
+             "outputs:\n  warehouse:\n    type: http\n    url: http://127.0.0.1:%d/ingest\n",
+             port);
+    snprintf(to, sizeof(to), "%s/conf/40-http.yaml", dir);
+    return bench_write_file(to, text);
+}
+
+static long read_count(const char *dir)
+{
+    char path[4096], buf[64];
+    snprintf(path, sizeof(path), "%s/count", dir);
+    return bench_read_text(path, buf, sizeof(buf)) ? 0 : strtol(buf, NULL, 10);
+}
+
+/* b's agent on the demo config (+ http to port): its memory after RSS_WAIT
+ * s; with http, the receiver in recv_dir must have got a batch. */
+static int demo_rss(const struct build *b, int port, const char *recv_dir, struct mem *m)
+{
+    char *dir = bench_tmpdir("idle-rss");
+    char conf[4096];
+    struct child c = {.what = b->label};
+    int rc = -1;
+
+    if (!dir)
+        return -1;
+    snprintf(conf, sizeof(conf), "%s/conf", dir);
+    char *argv[] = {(char *)b->mittari, "run", "-c", conf, "-P", (char *)b->plugins, NULL};
+    if (demo_conf(dir, port) || spawn(&c, argv, dir, dir))
+        goto out;
+    long before = port > 0 ? read_count(recv_dir) : 0;
+    sleep(RSS_WAIT);
+    if (!alive(&c) || read_mem(c.pid, m))
+        fprintf(stderr, "bench_idle: %s is not running\n", b->label);
+    else if (port > 0 && read_count(recv_dir) <= before)
+        fprintf(stderr, "bench_idle: %s: the http output delivered nothing\n", b->label);
+    else
+        rc = 0;
+    if (stop_child(&c) != 0 || rc)
+        show_log(&c);
+out:
+    bench_rmtree(dir);
+    free(dir);
+    return rc;
+}
+
+static void print_diff(const char *what, const struct mem *a, const struct mem *b)
+{
+    printf("  %-34s %+6.2f MB VmRSS, %+5.2f MB RssAnon, %+5.2f MB RssFile, %+ld libraries\n",
+           what, (b->rss - a->rss) / 1024.0, (b->anon - a->anon) / 1024.0,
+           (b->file - a->file) / 1024.0, b->libs - a->libs);
+}
+
+/* The demo config with and without an http output, for each build. */
+static int http_module(const struct build *builds, size_t n, const char *self)
+{
+    char *dir = bench_tmpdir("idle-recv"), path[4096], buf[32];
+    struct child r = {.what = "http receiver"};
+    struct mem m[2][2];
+    int rc = -1, port = 0;
+
+    if (!dir)
+        return -1;
+    char *argv[] = {(char *)self, "--receiver", dir, NULL};
+    if (spawn(&r, argv, NULL, dir))
+        goto out;
+    snprintf(path, sizeof(path), "%s/port", dir);
+    for (int i = 0; i < 500 && bench_read_text(path, buf, sizeof(buf)); i++)
+        usleep(10000);
+    port = atoi(buf);
+    if (port <= 0) {
+        fprintf(stderr, "bench_idle: the http receiver did not start\n");
+        goto stop;
+    }
+    printf("\nRSS after %d s, the demo config alone and with one http output delivering to a "
+           "receiver on 127.0.0.1:\n", RSS_WAIT);
+    for (size_t i = 0; i < n; i++) {
+        char what[128];
+        if (demo_rss(&builds[i], 0, dir, &m[i][0]) || demo_rss(&builds[i], port, dir, &m[i][1]))
+            goto stop;
+        snprintf(what, sizeof(what), "%s, demo", builds[i].label);
+        print_mem(what, &m[i][0]);
+        snprintf(what, sizeof(what), "%s, demo + http", builds[i].label);
+        print_mem(what, &m[i][1]);
+    }
+    printf("  the http output's cost (demo + http minus demo):\n");
+    for (size_t i = 0; i < n; i++)
+        print_diff(builds[i].label, &m[i][0], &m[i][1]);
+    if (n == 2)
+        printf("  %s / %s: demo %.2fx VmRSS (%ld / %ld libraries), demo + http %.2fx VmRSS\n",
+               builds[0].label, builds[1].label, (double)m[0][0].rss / (double)m[1][0].rss,
+               m[0][0].libs, m[1][0].libs, (double)m[0][1].rss / (double)m[1][1].rss);
+    printf("  the receiver got %ld batches\n", read_count(dir));
+    rc = 0;
+stop:
+    stop_child(&r);
+out:
+    bench_rmtree(dir);
+    free(dir);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int window = 20, opt;
     struct mem base;
+    struct build builds[2] = {{.label = "this build", .mittari = BENCH_MITTARI,
+                               .plugins = BENCH_PLUGIN_DIR}};
+    size_t nbuilds = 1;
 
     if (argc == 3 && strcmp(argv[1], "--baseline") == 0)
         return baseline_main(argv[2]);
-    while ((opt = getopt(argc, argv, "w:")) != -1) {
+    if (argc == 3 && strcmp(argv[1], "--receiver") == 0)
+        return receiver_main(argv[2]);
+    while ((opt = getopt(argc, argv, "w:B:")) != -1) {
         switch (opt) {
         case 'w':
             window = atoi(optarg);
             break;
+        case 'B':
+            builds[1].label = "before";
+            snprintf(builds[1].mittari, sizeof(builds[1].mittari), "%s/mittari", optarg);
+            snprintf(builds[1].plugins, sizeof(builds[1].plugins), "%s/plugins", optarg);
+            nbuilds = 2;
+            break;
         default:
-            fprintf(stderr, "usage: %s [-w WINDOW_SECONDS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-w WINDOW_SECONDS] [-B BUILD_DIR]\n", argv[0]);
             return 2;
         }
     }
@@ -399,6 +697,10 @@ int main(int argc, char **argv)
     if (demo_agent(window, &base))
         return 1;
     if (quiet_agent(window))
+        return 1;
+    if (nbuilds == 2)
+        printf("\nbefore: %s\n", builds[1].mittari);
+    if (http_module(builds, nbuilds, "/proc/self/exe"))
         return 1;
     bench_print_load("at end");
     return 0;

@@ -48,22 +48,29 @@ halls, trails), pseudonymises identifiers at the edge, stores every reading in
 a local SQLite log first and delivers it from there to the municipality's
 knowledge-management systems.
 .
-This package holds the agent, its device plugins, the plugin SDK (header,
-pkg-config file, CMake package), the systemd unit, man pages and a production
-configuration in /etc/mittari/conf.d. The service starts once the
-configuration names a site and an input.")
+This package holds the agent, its device plugins, its output modules (HTTP,
+MQTT, PostgreSQL; their client libraries are recommended and needed only by
+a configuration that uses them), the plugin SDK (header, pkg-config file,
+CMake package), the systemd unit, man pages and a production configuration
+in /etc/mittari/conf.d. The service starts once the configuration names a
+site and an input.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_PACKAGE_RELEASE ${MITTARI_DEB_REVISION})
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION misc)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# Run-time dependencies only: the libraries the binary and plugins link
-# (dpkg-shlibdeps), plus what postinst and the agent use without linking
-# (keep in step with RUN_PKGS in packaging/dev/deps.sh; test_deb checks).
+# Run-time dependencies only: the libraries the binary and the input plugins
+# link (dpkg-shlibdeps) plus what postinst and the agent use without linking
+# (CPACK_MITTARI_DEPENDS; keep in step with RUN_PKGS in packaging/dev/deps.sh;
+# test_deb checks); what only the output modules link is recommended, not
+# required. Computed at cpack time by packaging/deb-deps.cmake, since CPack's
+# own SHLIBDEPS would put every library of every file into Depends.
 # Never a compiler, valgrind or a test daemon.
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, tzdata")
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS OFF)
+set(CPACK_MITTARI_DEPENDS "passwd, tzdata")
+set(CPACK_MITTARI_BINARY_DIR ${CMAKE_BINARY_DIR})
+set(CPACK_PROJECT_CONFIG_FILE ${PROJECT_SOURCE_DIR}/packaging/deb-deps.cmake)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "pcscd, bluez")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${CMAKE_BINARY_DIR}/debian/conffiles ${CMAKE_BINARY_DIR}/debian/postinst

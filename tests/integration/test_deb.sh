@@ -3,15 +3,20 @@
 #   - built with CPack (packaging/build-deb.sh), twice: revisions 0test1 and
 #     0test2 of the same version, for the upgrade;
 #   - its Depends: run-time only (RUN_PKGS of deps.sh and libraries, no
-#     build or test package), its conffiles: the production configuration;
+#     build or test package), not the output modules' client libraries
+#     (libcurl4, libmosquitto1, libpq5): those are its Recommends, and are
+#     the packages the agent names when a module cannot be loaded; its
+#     conffiles: the production configuration;
 #   - dpkg -i: the mittari system user (in dialout, not in input), owners
 #     and modes of /etc/mittari (root:mittari 0750, files 0640) and
 #     /var/lib/mittari (mittari:mittari 0750), the unit enabled but the
 #     service not started while unconfigured (postinst says so), systemd not
 #     running as PID 1 (as on CI);
 #   - as the mittari user: `mittari check` of the shipped configuration,
-#     `mittari plugins`, the commented input examples are valid, the man
-#     pages are clean for groff;
+#     `mittari plugins` (input plugins and output modules), a configuration
+#     with an http, an mqtt and a postgresql output checks (the installed
+#     modules load), the commented input examples are valid, the man pages
+#     are clean for groff;
 #   - the SDK example of the installed docs built out of tree with its
 #     Makefile (pkg-config mittari) and with CMake (find_package), loaded
 #     from agent.plugin_path by the installed agent run as mittari for a few
@@ -118,6 +123,17 @@ done
 for lib in libuv1 libsqlite3-0 libyaml-0-2 liblua5.4-0 libsodium23 libmodbus5; do
   grep -q "$lib" <<<"$depends" || fail "Depends lacks $lib (dpkg-shlibdeps): $depends"
 done
+recommends=$(dpkg-deb -f "$deb1" Recommends)
+for lib in libcurl4 libmosquitto1 libpq5; do
+  grep -q "$lib" <<<"$depends" && fail "Depends names $lib, which only an output module needs: $depends"
+  grep -q "$lib" <<<"$recommends" || fail "Recommends lacks $lib: $recommends"
+  # the agent's hint names the same packages (CMakeLists.txt, mittari_output_module DEB)
+  grep -q "$lib" "$BUILD_DIR/generated/mt_output_modules.h" || fail "the agent's hints do not name $lib"
+done
+for lib in $(sed 's/ ([^)]*)//g; s/,/ /g' <<<"$recommends"); do
+  grep -q "\"[a-z]*\", \"[^\"]*\b$lib\b" "$BUILD_DIR/generated/mt_output_modules.h" ||
+    fail "Recommends has $lib, which no module's hint names"
+done
 dpkg-deb --ctrl-tarfile "$deb1" | tar -xO ./conffiles >"$T/conffiles" || fail "no conffiles"
 for f in 10-agent.yaml 20-inputs.yaml 30-outputs.yaml profiles/adam-6051.yaml; do
   grep -qx "/etc/mittari/conf.d/$f" "$T/conffiles" || fail "not a conffile: $f"
@@ -156,7 +172,9 @@ expect_om /usr/bin/mittari "root:root 755"
 expect_om /usr/libexec/mittari/configured "root:root 755"
 expect_om /usr/lib/systemd/system/mittari.service "root:root 644"
 PLUGDIR=$(realpath "$(pkg-config --variable=plugindir mittari)") || fail "pkg-config mittari"
-for p in cardreader feedback modbus serial sim; do expect_om "$PLUGDIR/$p.so" "root:root 644"; done
+for p in cardreader feedback modbus serial sim output-http output-mqtt output-postgresql; do
+  expect_om "$PLUGDIR/$p.so" "root:root 644"
+done
 [ -L /etc/systemd/system/multi-user.target.wants/mittari.service ] || fail "the unit is not enabled"
 
 # as the service would: check, plugins, not configured yet
@@ -164,9 +182,20 @@ as_mittari mittari check >"$T/check.out" 2>&1 || { cat "$T/check.out"; fail "che
 grep -q "^/etc/mittari/conf.d: ok (site unconfigured, 0 inputs, 1 outputs, 0 rules)" "$T/check.out" || fail "check: $(cat "$T/check.out")"
 as_mittari mittari plugins >"$T/plugins.out" 2>&1 || fail "mittari plugins as mittari"
 grep -q "^input plugins ($PLUGDIR):" "$T/plugins.out" || fail "plugins: $(head -1 "$T/plugins.out")"
-for p in cardreader feedback modbus serial sim file; do
+for p in cardreader feedback modbus serial sim file http mqtt postgresql; do
   grep -q "^  $p " "$T/plugins.out" || fail "mittari plugins does not list $p"
 done
+# the installed output modules load (check reads their option tables)
+mkdir -m 755 "$W/net"
+cp /etc/mittari/conf.d/10-agent.yaml "$W/net/"
+cat >"$W/net/30-outputs.yaml" <<YAML
+outputs:
+  wh: {type: http, url: "https://warehouse.invalid/ingest"}
+  broker: {type: mqtt, host: broker.invalid}
+  db: {type: postgresql, conninfo: "host=db.invalid dbname=mittari"}
+YAML
+chmod -R a+rX "$W/net"
+as_mittari mittari check -c "$W/net" >"$T/net.out" 2>&1 || { cat "$T/net.out"; fail "check of http, mqtt and postgresql outputs with the installed modules"; }
 as_mittari /usr/libexec/mittari/configured 2>"$T/cond.out" && fail "unconfigured counts as configured"
 grep -q "not configured yet" "$T/cond.out" || fail "ExecCondition gives no reason"
 # the examples in 20-inputs.yaml are valid (the plugins check them)
