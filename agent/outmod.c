@@ -40,17 +40,6 @@ bool mt_outmod_is_type(const char *name)
     return mt_output_type_find(name) || packages_of(name);
 }
 
-/* the same rule as input plugin names: the name becomes a file name */
-static bool valid_name(const char *n)
-{
-    if (!*n || strlen(n) > 63)
-        return false;
-    for (; *n; n++)
-        if (!((*n >= 'a' && *n <= 'z') || (*n >= '0' && *n <= '9') || *n == '_'))
-            return false;
-    return true;
-}
-
 int mt_outmod_check(const struct mt_output_module *m, const char *expect_name, char *err,
                     size_t errlen)
 {
@@ -73,7 +62,7 @@ int mt_outmod_check(const struct mt_output_module *m, const char *expect_name, c
         return MITTARI_EABI;
     }
     const struct mt_output_type *t = m->type;
-    if (!t || !t->name || !valid_name(t->name)) {
+    if (!t || !t->name || !mt_plugin_valid_name(t->name)) {
         snprintf(err, errlen, "no output type, or its name is not [a-z0-9_]+");
         return MITTARI_EPLUGIN;
     }
@@ -190,7 +179,7 @@ int mt_outmod_find(struct mt_registry *r, const char *name, const struct mt_outp
             return 0;
         }
     }
-    if (valid_name(name)) {
+    if (mt_plugin_valid_name(name)) {
         for (size_t i = 0; i <= r->npath; i++) {
             snprintf(path, sizeof(path), "%s/" MT_OUTPUT_MODULE_PREFIX "%s.so",
                      i < r->npath ? r->path[i] : r->dir, name);

@@ -101,7 +101,7 @@ void mt_registry_free(struct mt_registry *r)
     memset(r, 0, sizeof(*r));
 }
 
-static bool valid_name(const char *n)
+bool mt_plugin_valid_name(const char *n)
 {
     if (!*n || strlen(n) > 63)
         return false;
@@ -139,7 +139,7 @@ int mt_plugin_check_desc(const struct mittari_plugin *d, const char *expect_name
                  sizeof(struct mittari_plugin));
         return MITTARI_EABI;
     }
-    if (!d->name || !valid_name(d->name)) {
+    if (!d->name || !mt_plugin_valid_name(d->name)) {
         snprintf(err, errlen, "plugin name is missing or not [a-z0-9_]+");
         return MITTARI_EPLUGIN;
     }
@@ -256,7 +256,7 @@ int mt_registry_get(struct mt_registry *r, const char *name, const struct mt_plu
             return 0;
         }
     }
-    if (!valid_name(name)) {
+    if (!mt_plugin_valid_name(name)) {
         snprintf(err, errlen, "'%s' is not a plugin name (lower-case letters, digits, _)", name);
         return -EINVAL;
     }

@@ -80,6 +80,8 @@ size_t mt_registry_scan(struct mt_registry *r, void (*err_cb)(const char *path, 
 size_t mt_registry_names(const struct mt_registry *r, char **names, size_t max);
 
 /* The checks, on a descriptor already in memory (tests use it directly). */
+/* A plugin's or output module's name: [a-z0-9_]{1,63} (it becomes a file name). */
+bool mt_plugin_valid_name(const char *n);
 int mt_plugin_check_desc(const struct mittari_plugin *d, const char *expect_name, char *err,
                          size_t errlen);
 

@@ -17,6 +17,7 @@
 #include "encode.h"
 #include "log.h"
 #include "series.h"
+#include "tz.h"
 #include "util.h"
 
 /* "2026-11-25", "2026-11-25T10:00[:05]", "2026-11-25 10:00", optional "Z"
@@ -53,7 +54,7 @@ int mt_parse_time(const char *s, int64_t now_us, int64_t *us)
             p += 3;
         }
     }
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+    if (!mt_civil_valid(y, mo, d) || h > 23 || mi > 59 || sec > 60)
         return -EINVAL;
     memset(&tm, 0, sizeof(tm));
     tm.tm_year = y - 1900;

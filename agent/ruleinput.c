@@ -79,7 +79,7 @@ int mt_parse_iso8601(const char *s, int64_t *us)
     } else {
         return -EINVAL; /* a time without a zone means nothing here */
     }
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
+    if (*p || !mt_civil_valid(y, mo, d) || h > 23 || mi > 59 || sec > 60 ||
         oh > 23 || om > 59)
         return -EINVAL;
     int64_t days = mt_days_from_civil(y, (unsigned)mo, (unsigned)d);

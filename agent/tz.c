@@ -50,6 +50,15 @@ int64_t mt_floordiv(int64_t a, int64_t b)
 
 /* Days from 1970-01-01 to y-m-d, counting in 400-year eras of 146097 days
  * with the year starting in March (so the leap day is the era's last). */
+bool mt_civil_valid(int64_t y, int m, int d)
+{
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12 || d < 1)
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return d <= mdays[m - 1] + (m == 2 && leap);
+}
+
 int64_t mt_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;

@@ -39,6 +39,8 @@ int32_t mt_tz_offset(const struct mt_tz *tz, int64_t t);
 
 /* Civil calendar. */
 int64_t mt_days_from_civil(int64_t y, unsigned m, unsigned d);
+/* Whether y-m-d is a day of the calendar (no 2026-02-31, no 2025-02-29). */
+bool mt_civil_valid(int64_t y, int m, int d);
 void mt_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 /* 0 = Monday .. 6 = Sunday */
 unsigned mt_weekday(int64_t days);

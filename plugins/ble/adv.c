@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "text.h" /* plugins/common */
+
 /* 0000xxxx-0000-1000-8000-00805f9b34fb */
 static const uint8_t base_uuid[16] = {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00,
                                       0x80, 0x00, 0x00, 0x80, 0x5f, 0x9b, 0x34, 0xfb};
@@ -137,23 +139,12 @@ double ble_tlm_celsius(int16_t raw)
     return raw / 256.0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int ble_hex_parse(const char *s, size_t len, uint8_t *out, size_t n)
 {
     if (len != 2 * n)
         return -EINVAL;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = mtx_hexval(s[2 * i]), lo = mtx_hexval(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -EINVAL;
         out[i] = (uint8_t)(hi << 4 | lo);
@@ -207,7 +198,7 @@ int ble_addr_from_path(const char *path, const char *adapter_path, uint8_t out[6
     if (strlen(p) != 17)
         return -EINVAL;
     for (size_t i = 0; i < 6; i++) {
-        int hi = hexval(p[3 * i]), lo = hexval(p[3 * i + 1]);
+        int hi = mtx_hexval(p[3 * i]), lo = mtx_hexval(p[3 * i + 1]);
         if (hi < 0 || lo < 0 || (i < 5 && p[3 * i + 2] != '_'))
             return -EINVAL;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -20,6 +20,7 @@ agent:
   site: it-status
   data_dir: $T/data
   stats_interval: 0
+  batch_interval: 100ms # the output's progress is watched over 1.5 s below
 inputs:
   lobby:
     plugin: sim

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "query.h"
+#include "ruleinput.h"
 #include "util.h"
 
 #define S 1000000LL
@@ -75,13 +76,37 @@ static void bad_times_are_refused(void **s)
     static const char *const bad[] = {"yesterday",        "2026-13-01",    "2026-12-32",
                                       "2026-12-01T25:00", "2026-12-01T10", "2026-12-01T10:00+2",
                                       "2026-12-01X",      "-2 fortnights", "",
-                                      "26-12-01"};
+                                      "26-12-01",         "2026-02-29",    "2026-02-31",
+                                      "2026-04-31",       "2100-02-29",    "2026-00-10"};
     for (size_t i = 0; i < MT_ARRAY_SIZE(bad); i++) {
         int64_t us = 42;
         if (mt_parse_time(bad[i], now, &us) != -EINVAL)
             fail_msg("'%s' was accepted", bad[i]);
         assert_int_equal(us, 42);
     }
+}
+
+static void leap_days_are_days(void **s)
+{
+    (void)s;
+    int64_t a, b;
+    assert_int_equal(mt_parse_time("2028-02-29T12:00Z", now, &a), 0);
+    assert_int_equal(mt_parse_time("2028-03-01T12:00Z", now, &b), 0);
+    assert_int_equal(b - a, 86400LL * 1000000);
+    assert_int_equal(mt_parse_time("2000-02-29", now, &a), 0);
+    assert_int_equal(mt_parse_time("2026-12-31", now, &a), 0);
+}
+
+/* rule test's input (ruleinput.c) reads ts with its own parser: the same days */
+static void iso8601_refuses_days_not_in_the_calendar(void **s)
+{
+    (void)s;
+    int64_t us = 42;
+    assert_int_equal(mt_parse_iso8601("2026-02-31T10:00:00Z", &us), -EINVAL);
+    assert_int_equal(mt_parse_iso8601("2025-02-29T10:00:00+02:00", &us), -EINVAL);
+    assert_int_equal(us, 42);
+    assert_int_equal(mt_parse_iso8601("2024-02-29T10:00:00Z", &us), 0);
+    assert_int_equal(us, 1709200800LL * 1000000);
 }
 
 int main(void)
@@ -92,6 +117,8 @@ int main(void)
         cmocka_unit_test(zones_given_are_used),
         cmocka_unit_test(now_and_relative_come_from_the_given_now),
         cmocka_unit_test(bad_times_are_refused),
+        cmocka_unit_test(leap_days_are_days),
+        cmocka_unit_test(iso8601_refuses_days_not_in_the_calendar),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
