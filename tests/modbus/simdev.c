@@ -370,9 +370,12 @@ static void answer(struct dev *d, modbus_t *mb, int fd, const uint8_t *req, int 
         return;
     }
     mark_served(d, pdu);
+    /* stamped before the write: a stamp after it could come after the master
+     * already read the answer (this thread preempted), and shorten the gap */
+    int64_t answering = now_us();
     modbus_reply(mb, req, len, d->map);
     if (d->rtu)
-        d->bus->answered_us = now_us();
+        d->bus->answered_us = answering;
     if (pdu[0] == 5 || pdu[0] == 15)
         apply_clear(d);
 }
@@ -510,7 +513,8 @@ static void rtu_read(struct sim *s, struct bus *b)
     if (b->len && now_ms() - b->last_byte > 200)
         b->len = 0; /* a silence ended the old partial frame */
     if (b->len == 0 && b->answered_us) {
-        /* a lower bound of the master's pause: it read our answer after we wrote it */
+        /* at least the master's pause: it read our answer after we began to
+         * write it, and wrote this request before we read it */
         int64_t gap = now_us() - b->answered_us;
         if (b->min_gap_us == 0 || gap < b->min_gap_us)
             b->min_gap_us = gap;
