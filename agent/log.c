@@ -244,6 +244,8 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
     }
     sqlite3_extended_result_codes(db->db, 0);
     sqlite3_busy_timeout(db->db, 5000);
+    if (flags & MT_LOG_LEAN) /* before any statement: nothing holds lookaside yet */
+        sqlite3_db_config(db->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 0, 0);
     rc = check_identity(db, &app, &ver, err, errlen);
     if (rc)
         goto fail;
@@ -265,7 +267,7 @@ int mt_log_open(struct mt_logdb **out, const char *path, int flags, char *err, s
         if (!rc)
             rc = pragma_int(db, "PRAGMA page_count", &dummy);
     } else {
-        rc = exec(db, "PRAGMA cache_size=-512");
+        rc = exec(db, (flags & MT_LOG_LEAN) ? "PRAGMA cache_size=-64" : "PRAGMA cache_size=-512");
     }
     if (rc) {
         snprintf(err, errlen, "cannot use %s: %s", path, sqlite3_errmsg(db->db));

@@ -46,7 +46,10 @@ struct mt_row {
     char subject[MT_SUBJECT_SIZE]; /* "" = none */
 };
 
-enum { MT_LOG_WRITER = 1, MT_LOG_READER = 2, MT_LOG_READONLY = 4, MT_LOG_SYNC_FULL = 8 };
+/* MT_LOG_LEAN: a reader that reads a few pages at a time, for a long time
+ * (the status worker): 64 KiB of page cache instead of 512, no lookaside. */
+enum { MT_LOG_WRITER = 1, MT_LOG_READER = 2, MT_LOG_READONLY = 4, MT_LOG_SYNC_FULL = 8,
+       MT_LOG_LEAN = 16 };
 
 struct mt_logdb;
 

@@ -7,6 +7,7 @@
 #   BUILD=dir MITTARI=... PLUGIN_DIR=... MBSIM=...  use an existing build
 #   BEFORE=dir   also run the mittari built in dir (its mittari and plugins/),
 #                e.g. a build of the branch point: before/after in the same run
+#   STATUS_LISTEN=off  the agents' status.listen (default: the agent's default)
 #   SMAPS=1      print each agent's resident memory by mapping at the end of
 #                the window (/proc/PID/smaps: libraries, heap, stacks)
 #
@@ -137,6 +138,8 @@ def mittari_conf(d, ports, binary=mittari, plugins=plugin_dir):
     for i, p in enumerate(ports):
         lines.append("      - {name: d%d, host: 127.0.0.1, port: %d, order: CDAB, registers: "
                      "[{metric: visitors, address: 0, type: u32, kind: cumulative}]}" % (i, p))
+    if os.environ.get("STATUS_LISTEN"):  # e.g. off: the agent without its status endpoint
+        lines += ["status:", "  listen: %s" % os.environ["STATUS_LISTEN"]]
     path = os.path.join(d, "mittari.yaml")
     open(path, "w").write("\n".join(lines) + "\n")
     return [binary, "run", "-c", path, "--plugin-dir", plugins]

@@ -348,6 +348,39 @@ static void reader_sees_committed_only(void **state)
     mt_log_close(rd);
 }
 
+/* SQLite's heap while a reader that has read every row is open */
+static int64_t reader_cost(struct fixture *f, int flags)
+{
+    struct mt_logdb *rd;
+    static struct mt_row rows[512];
+    size_t n;
+    int64_t after = 0, m0 = sqlite3_memory_used();
+    assert_int_equal(mt_log_open(&rd, f->path, flags, f->err, sizeof(f->err)), 0);
+    do {
+        assert_int_equal(mt_log_read(rd, after, INT64_MAX, 512, rows, &n), 0);
+        if (n)
+            after = rows[n - 1].seq;
+    } while (n);
+    assert_int_equal(after, 40000);
+    int64_t cost = sqlite3_memory_used() - m0;
+    mt_log_close(rd);
+    return cost;
+}
+
+/* the status worker's reader (statusd.c) reads every row for as long as the
+ * agent runs: a small page cache and no lookaside */
+static void lean_reader_keeps_little(void **state)
+{
+    struct fixture *f = *state;
+    open_writer(f);
+    put_rows(f->db, 1, 40000, 0); /* about 1.5 MB of pages */
+    int64_t normal = reader_cost(f, MT_LOG_READER);
+    int64_t lean = reader_cost(f, MT_LOG_READER | MT_LOG_LEAN);
+    if (lean > normal - 400 * 1024 || lean > 300 * 1024)
+        fail_msg("a lean reader holds %lld bytes, a normal one %lld", (long long)lean,
+                 (long long)normal);
+}
+
 /* ---- series, counters, cursors, parked, meta ---- */
 
 static void series_round_trip(void **state)
@@ -951,6 +984,7 @@ int main(void)
         T(schema_1_log_is_upgraded),
         T(schema_2_log_gets_origins),
         T(consumer_state_round_trip),
+        T(lean_reader_keeps_little),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
