@@ -50,40 +50,6 @@
 
 #define SETTLE 5
 
-static pid_t spawn(char *const argv[], const char *log)
-{
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int out = open("/dev/null", O_WRONLY);
-        int err = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (out < 0 || err < 0)
-            _exit(127);
-        dup2(out, STDOUT_FILENO);
-        dup2(err, STDERR_FILENO);
-        unsetenv("NOTIFY_SOCKET");
-        unsetenv("WATCHDOG_USEC");
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void stop(pid_t pid)
-{
-    int st;
-    if (pid <= 0)
-        return;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return;
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-}
-
 static double cpu_seconds(pid_t pid)
 {
     struct bench_thread t[256];
@@ -170,11 +136,11 @@ static int measure(const char *dir, const char *bus, pid_t busd, int mode, int n
         snprintf(nd, sizeof(nd), "%d", ndev);
         snprintf(rt, sizeof(rt), "%g", mode == 2 ? rate : 0.0);
         char *argv[] = {BENCH_BLESIM, (char *)bus, nd, rt, count, NULL};
-        sim = spawn(argv, simlog);
+        sim = bench_spawn(argv, simlog);
         usleep(300000); /* owns org.bluez before the agent asks */
     }
     char *argv[] = {BENCH_MITTARI, "run", "-c", conf, "--plugin-dir", BENCH_PLUGIN_DIR, NULL};
-    agent = spawn(argv, log);
+    agent = bench_spawn(argv, log);
     sleep(SETTLE);
     double a0 = cpu_seconds(agent), b0 = cpu_seconds(busd), s0 = sim ? cpu_seconds(sim) : 0;
     double t0 = bench_now();
@@ -187,7 +153,7 @@ static int measure(const char *dir, const char *bus, pid_t busd, int mode, int n
     r->bus = b1 - b0;
     r->sim = s1 - s0;
     if (sim) {
-        stop(sim);
+        bench_stop(sim);
         FILE *f = wait_path(count, 5) ? fopen(count, "r") : NULL;
         if (!f || fscanf(f, "%lld", &r->sent) != 1)
             r->sent = -1;
@@ -196,7 +162,7 @@ static int measure(const char *dir, const char *bus, pid_t busd, int mode, int n
         usleep(1500000); /* one more statistics line */
         r->counted = last_counter(log, "adverts");
     }
-    stop(agent);
+    bench_stop(agent);
     if (a0 < 0 || a1 < 0)
         rc = -1;
     if (mode == 2 && (r->sent <= 0 || r->counted < r->sent * 95 / 100)) {
@@ -387,7 +353,7 @@ int main(int argc, char **argv)
     char *dargv[] = {"dbus-daemon", "--config-file=/usr/share/dbus-1/session.conf",
                      addr_arg,      "--nofork",
                      "--nopidfile", NULL};
-    busd = spawn(dargv, buslog);
+    busd = bench_spawn(dargv, buslog);
     if (!wait_path(sock, 10)) {
         fprintf(stderr, "dbus-daemon did not start; see %s\n", buslog);
         goto out;
@@ -425,7 +391,7 @@ int main(int argc, char **argv)
            per > 0 ? ns / per * 100 : 0);
     rc = 0;
 out:
-    stop(busd);
+    bench_stop(busd);
     bench_print_load("after");
     if (rc == 0)
         bench_rmtree(dir);

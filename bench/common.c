@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -226,4 +227,38 @@ void bench_print_load(const char *when)
         printf("# load average %s: %.2f %.2f %.2f (other work on the machine skews every "
                "figure; compare ratios)\n",
                when, l[0], l[1], l[2]);
+}
+
+pid_t bench_spawn(char *const argv[], const char *log)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int out = open("/dev/null", O_WRONLY);
+        int err = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (out < 0 || err < 0)
+            _exit(127);
+        dup2(out, STDOUT_FILENO);
+        dup2(err, STDERR_FILENO);
+        unsetenv("NOTIFY_SOCKET");
+        unsetenv("WATCHDOG_USEC");
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+void bench_stop(pid_t pid)
+{
+    int st;
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 1500; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return;
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
 }

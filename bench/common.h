@@ -59,5 +59,10 @@ const char *bench_group(double v, char *buf, size_t len);
 void bench_print_machine(void);
 /* "# load average WHEN: 1m 5m 15m" */
 void bench_print_load(const char *when);
+/* Starts argv (PATH searched) with stdout to /dev/null, stderr to log, and no
+ * systemd notify variables; the pid, or -1. */
+pid_t bench_spawn(char *const argv[], const char *log);
+/* SIGTERM, then SIGKILL after 15 s; reaps it. pid <= 0: nothing. */
+void bench_stop(pid_t pid);
 
 #endif

@@ -36,38 +36,6 @@
 
 #define SETTLE 5
 
-static pid_t spawn(char *const argv[], const char *log)
-{
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int out = open("/dev/null", O_WRONLY);
-        int err = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (out < 0 || err < 0)
-            _exit(127);
-        dup2(out, STDOUT_FILENO);
-        dup2(err, STDERR_FILENO);
-        unsetenv("NOTIFY_SOCKET");
-        unsetenv("WATCHDOG_USEC");
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void stop(pid_t pid)
-{
-    int st;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return;
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-}
-
 /* CPU time of a process in seconds (every thread's time on a CPU, in ns
  * from schedstat: clock ticks are too coarse for an idle agent), or -1 */
 static double cpu_seconds(pid_t pid)
@@ -158,7 +126,7 @@ static int start_sim(const char *dir, int n, pid_t *pid)
         fprintf(f, "tcp d%d\ncounter d%d fn=holding addr=0 type=u32 order=CDAB start=0 step=3\n", i, i);
     fclose(f);
     char *argv[] = {BENCH_MBSIM, "--tick", "100", "--state", state, "--ctl", ctl, spec, NULL};
-    *pid = spawn(argv, log);
+    *pid = bench_spawn(argv, log);
     return wait_file(state, 30) ? 0 : -ETIMEDOUT;
 }
 
@@ -211,7 +179,7 @@ static int measure(int n, double window, struct run *r)
     snprintf(conf, sizeof(conf), "%s/conf.yaml", dir);
     snprintf(log, sizeof(log), "%s/agent.log", dir);
     char *argv[] = {BENCH_MITTARI, "run", "-c", conf, "--plugin-dir", BENCH_PLUGIN_DIR, NULL};
-    agent = spawn(argv, log);
+    agent = bench_spawn(argv, log);
     sleep(SETTLE);
     double a0 = cpu_seconds(agent), s0 = n ? cpu_seconds(sim) : 0, t0 = bench_now();
     usleep((useconds_t)(window * 1e6));
@@ -222,14 +190,14 @@ static int measure(int n, double window, struct run *r)
     r->agent_cpu = a1 - a0;
     r->sim_cpu = s1 - s0;
     r->silent = n ? silent_devices(dir, sim) : 0;
-    stop(agent);
+    bench_stop(agent);
     rc = a0 < 0 || a1 < 0 || r->silent != 0 ? -1 : 0;
     if (rc)
         fprintf(stderr, "N=%d: the run did not poll every device (silent %d); see %s\n", n,
                 r->silent, log);
 out:
     if (sim > 0)
-        stop(sim);
+        bench_stop(sim);
     if (rc == 0)
         bench_rmtree(dir);
     free(dir);

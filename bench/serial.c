@@ -65,38 +65,6 @@ struct result {
     long rss;
 };
 
-static pid_t spawn(char *const argv[], const char *log)
-{
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int out = open("/dev/null", O_WRONLY);
-        int err = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (out < 0 || err < 0)
-            _exit(127);
-        dup2(out, STDOUT_FILENO);
-        dup2(err, STDERR_FILENO);
-        unsetenv("NOTIFY_SOCKET");
-        unsetenv("WATCHDOG_USEC");
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void stop(pid_t pid)
-{
-    int st;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return;
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-}
-
 static enum role role_of(pid_t pid, const struct bench_thread *t)
 {
     char path[96], comm[64] = "";
@@ -240,7 +208,7 @@ static int run(const struct variant *v, const char *decoder, double rate, double
         goto done;
     char *argv[] = {(char *)v->binary, "run",         "-c", conf, "--plugin-dir",
                     (char *)v->plugins, NULL};
-    pid = spawn(argv, log);
+    pid = bench_spawn(argv, log);
     if (pid < 0)
         goto done;
     struct sample s0, s1;
@@ -270,7 +238,7 @@ static int run(const struct variant *v, const char *decoder, double rate, double
         fprintf(stderr, "# %s %s %.0f/s stored nothing; see %s\n", v->label, decoder, rate, log);
 done:
     if (pid > 0)
-        stop(pid);
+        bench_stop(pid);
     if (master >= 0)
         close(master);
     if (sl >= 0)
