@@ -142,7 +142,7 @@ if [ "$run_demo" = 1 ]; then
   wait "$pid" || st=$?
   tail -5 "$work/demo.err"
   [ "$st" = 0 ] || { tail -30 "$work/demo.err"; echo "demo: exit $st after Ctrl-C" >&2; exit 1; }
-  grep -q '^seq,ts,site,device,metric,value,unit,kind,subject,tags$' "$work/demo.out" ||
+  grep -q '^seq,gen,ts,site,device,metric,value,unit,kind,subject,tags,revision,suppressed_below,origin$' "$work/demo.out" ||
     { echo "demo: no CSV header on standard output" >&2; exit 1; }
   grep -q '^demo.sh: stopped$' "$work/demo.out" || { echo "demo: no 'demo.sh: stopped'" >&2; exit 1; }
   echo "demo: $(grep -c ',demo-library,' "$work/demo.out") readings shown, stopped on Ctrl-C with status 0 ($(((SECONDS - t0) / 60)) min)"
