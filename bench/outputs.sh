@@ -11,6 +11,8 @@
 #
 #   bench/outputs.sh                      Release build in build-bench/
 #   N=200000 INGEST=500 bench/outputs.sh  smaller
+#   STATUS_LISTEN=127.0.0.1:0 bench/...   with the status endpoint (default: off;
+#                                         see docs/performance.md)
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build-bench}
@@ -62,6 +64,7 @@ drain() {
   local name=$1 yaml=$2 count=$3
   cat >"$T/conf/10.yaml" <<YAML
 agent: {site: bench, id: gw-bench, data_dir: $T/data, stats_interval: 0, sync: normal}
+status: {listen: ${STATUS_LISTEN:-off}}
 inputs:
   sim: {plugin: sim, rate: $INGEST, opening_hours: "00:00-24:00", poll_interval: 1s}
 outputs:
