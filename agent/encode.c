@@ -24,6 +24,7 @@ void mt_encoder_init(struct mt_encoder *e, int fmt, int64_t gen)
     memset(e, 0, sizeof(*e)); /* cache ids 0: empty */
     e->fmt = fmt;
     e->gen = gen;
+    e->gen_of = INT64_MIN; /* gen_text not made yet */
     e->sec = INT64_MIN;
 }
 
@@ -36,11 +37,12 @@ int mt_encode_header(struct mt_encoder *e, struct mt_buf *b)
            "origin\n");
 }
 
-/* "2026-11-25T15:25:44.123456Z" with the date part cached per second */
-static int add_ts(struct mt_encoder *e, struct mt_buf *b, int64_t us)
+/* "2026-11-25T15:25:44.123456Z" (at most MAX_TS bytes) at w, with the date
+ * part cached per second; returns the end. */
+enum { MAX_TS = 64 + 8 };
+static char *put_ts(struct mt_encoder *e, char *w, int64_t us)
 {
     int64_t sec = us / 1000000, frac = us % 1000000;
-    char tail[10];
 
     if (frac < 0) {
         frac += 1000000;
@@ -50,19 +52,44 @@ static int add_ts(struct mt_encoder *e, struct mt_buf *b, int64_t us)
         struct tm tm;
         time_t t = (time_t)sec;
         gmtime_r(&t, &tm);
-        snprintf(e->sec_text, sizeof(e->sec_text), "%04d-%02d-%02dT%02d:%02d:%02d",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        int n = snprintf(e->sec_text, sizeof(e->sec_text), "%04d-%02d-%02dT%02d:%02d:%02d",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec);
+        e->sec_len = n < 0 ? 0 : (size_t)n < sizeof(e->sec_text) ? (size_t)n : sizeof(e->sec_text) - 1;
         e->sec = sec;
     }
-    tail[0] = '.';
+    memcpy(w, e->sec_text, e->sec_len);
+    w += e->sec_len;
+    *w++ = '.';
     for (int i = 6; i >= 1; i--) {
-        tail[i] = (char)('0' + frac % 10);
+        w[i - 1] = (char)('0' + frac % 10);
         frac /= 10;
     }
-    tail[7] = 'Z';
-    mt_buf_adds(b, e->sec_text);
-    return mt_buf_add(b, tail, 8);
+    w += 6;
+    *w++ = 'Z';
+    return w;
 }
+
+static int add_ts(struct mt_encoder *e, struct mt_buf *b, int64_t us)
+{
+    if (mt_buf_reserve(b, MAX_TS))
+        return -ENOMEM;
+    char *w = put_ts(e, b->p + b->len, us);
+    b->len = (size_t)(w - b->p);
+    b->p[b->len] = 0;
+    return 0;
+}
+
+/* The generation's text, made when it changes. */
+static void gen_text(struct mt_encoder *e)
+{
+    if (e->gen_of != e->gen) {
+        e->gen_len = mt_fmt_i64(e->gen_text, e->gen);
+        e->gen_of = e->gen;
+    }
+}
+
+#define PUT_LIT(w, lit) (memcpy((w), (lit), sizeof(lit) - 1), (w) + sizeof(lit) - 1)
 
 /* The series' constant text: the fields before the value (head) and
  * between value and subject (mid). */
@@ -138,18 +165,32 @@ static int jsonl(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
                  const struct mt_series_info *s, const struct text *c)
 {
     bool suppressed = r->flags & MT_RF_SUPPRESSED;
-    int rc = mt_buf_adds(b, "{\"seq\":");
-    rc |= mt_buf_i64(b, r->seq);
-    rc |= mt_buf_adds(b, ",\"gen\":");
-    rc |= mt_buf_i64(b, e->gen);
-    rc |= mt_buf_adds(b, ",\"ts\":\"");
-    rc |= add_ts(e, b, r->ts);
-    rc |= mt_buf_add(b, c->head, c->head_len);
+
+    /* the fields every record has, written into room made once */
+    gen_text(e);
+    if (mt_buf_reserve(b, 32 + MT_FMT_I64 + e->gen_len + MAX_TS + c->head_len + MT_FMT_DOUBLE +
+                              c->mid_len))
+        return -ENOMEM;
+    char *w = b->p + b->len;
+    w = PUT_LIT(w, "{\"seq\":");
+    w += mt_fmt_i64(w, r->seq);
+    w = PUT_LIT(w, ",\"gen\":");
+    memcpy(w, e->gen_text, e->gen_len);
+    w += e->gen_len;
+    w = PUT_LIT(w, ",\"ts\":\"");
+    w = put_ts(e, w, r->ts);
+    memcpy(w, c->head, c->head_len);
+    w += c->head_len;
     if (suppressed)
-        rc |= mt_buf_adds(b, "null"); /* the figure never leaves the site */
+        w = PUT_LIT(w, "null"); /* the figure never leaves the site */
     else
-        rc |= mt_buf_double(b, r->value);
-    rc |= mt_buf_add(b, c->mid, c->mid_len);
+        w += mt_fmt_double(w, r->value);
+    memcpy(w, c->mid, c->mid_len);
+    w += c->mid_len;
+    b->len = (size_t)(w - b->p);
+    b->p[b->len] = 0;
+
+    int rc = 0;
     if (r->subject[0]) {
         rc |= mt_buf_adds(b, ",\"subject\":");
         rc |= mt_buf_json_str(b, r->subject);
@@ -178,9 +219,10 @@ static int csv(struct mt_encoder *e, struct mt_buf *b, const struct mt_row *r,
                const struct mt_series_info *s, const struct text *c)
 {
     bool suppressed = r->flags & MT_RF_SUPPRESSED;
+    gen_text(e);
     int rc = mt_buf_i64(b, r->seq);
     rc |= mt_buf_addc(b, ',');
-    rc |= mt_buf_i64(b, e->gen);
+    rc |= mt_buf_add(b, e->gen_text, e->gen_len);
     rc |= mt_buf_addc(b, ',');
     rc |= add_ts(e, b, r->ts);
     rc |= mt_buf_add(b, c->head, c->head_len);

@@ -27,8 +27,12 @@ struct mt_encode_cached {
 struct mt_encoder {
     int fmt;
     int64_t gen;        /* the log's generation, written with every row */
+    int64_t gen_of;     /* cache: the generation gen_text is of */
+    char gen_text[24];
+    size_t gen_len;
     int64_t sec;        /* cache: the second last formatted */
     char sec_text[64];  /* "2026-11-25T15:25:44" */
+    size_t sec_len;
     struct mt_encode_cached cache[MT_ENCODE_CACHE];
 };
 

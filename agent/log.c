@@ -802,10 +802,11 @@ static int fetch_rows(sqlite3_stmt *st, size_t max, struct mt_row *rows, size_t 
         r->min_count = (uint8_t)((f >> 8) & 0xff);
         r->derived = (f & MT_LOG_DERIVED) != 0;
         const unsigned char *s = sqlite3_column_text(st, 4);
-        if (s)
-            snprintf(r->subject, sizeof(r->subject), "%s", (const char *)s);
-        else
-            r->subject[0] = 0;
+        size_t len = s ? (size_t)sqlite3_column_bytes(st, 4) : 0;
+        if (len >= sizeof(r->subject))
+            len = sizeof(r->subject) - 1;
+        memcpy(r->subject, s ? (const char *)s : "", len);
+        r->subject[len] = 0;
     }
     if (*n == max)
         rc = SQLITE_DONE;

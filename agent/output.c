@@ -825,8 +825,11 @@ static void read_work(uv_work_t *req)
                 s->lost_last = r->seq - 1;
             }
             after = r->seq;
-            if (mt_matcher_row(o->matcher, o->env.series, r))
-                s->rows[keep++] = *r;
+            if (mt_matcher_row(o->matcher, o->env.series, r)) {
+                if (keep != i)
+                    s->rows[keep] = *r;
+                keep++;
+            }
         }
         bool short_read = got < max - n;
         n = keep;
@@ -1157,10 +1160,13 @@ static void sent(struct mt_output *o, int rc, const struct mt_deliver_result *re
     kick(o);
 }
 
+/* The reader first: its work goes to a worker at once and runs while the
+ * sender hands a batch to its type (an asynchronous send() may take a
+ * while on the loop, e.g. libmosquitto copying every message). */
 static void kick(struct mt_output *o)
 {
-    kick_sender(o);
     kick_reader(o);
+    kick_sender(o);
 }
 
 static void retry_cb(uv_timer_t *t)

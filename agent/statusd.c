@@ -5,7 +5,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "diag.h"
 #include "log.h"
@@ -18,6 +20,7 @@
 /* rows read per turn before the figures are published again: the first
  * turn of a big log shows progress instead of nothing */
 #define ROWS_PER_TURN (256 * 1024)
+#define STATUS_NICE 10 /* the worker runs this much nicer than the agent */
 #define OLD_DAYS 4                        /* results of old days kept */
 #define OLD_DAY_TTL (300 * 1000000LL)      /* for so long */
 
@@ -256,6 +259,13 @@ static void *thread_main(void *arg)
     struct mt_statusd *d = arg;
     bool caught_up = true;
 
+    /* the charts can wait, the readings cannot: this worker's reading of
+     * the log (all of today's rows at start) gives way to the writer, the
+     * rules and the outputs when the CPU is short (Linux: per thread) */
+    pthread_setname_np(pthread_self(), "mt-status");
+    id_t self = (id_t)gettid();
+    int nice = getpriority(PRIO_PROCESS, self) + STATUS_NICE;
+    setpriority(PRIO_PROCESS, self, nice < 19 ? nice : 19);
     for (;;) {
         pthread_mutex_lock(&d->lock);
         while (caught_up && !d->stop && !d->kick)

@@ -186,35 +186,62 @@ int mt_buf_csv_str(struct mt_buf *b, const char *s)
     return mt_buf_addc(b, '"');
 }
 
-int mt_buf_i64(struct mt_buf *b, int64_t v)
+size_t mt_fmt_i64(char out[MT_FMT_I64], int64_t v)
 {
-    char tmp[24];
+    /* two digits at a time: an encoder writes two or three of these a reading */
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    char tmp[MT_FMT_I64];
     char *e = tmp + sizeof(tmp), *p = e;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100);
+        u /= 100;
+        p -= 2;
+        memcpy(p, pairs + 2 * d, 2);
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, pairs + 2 * u, 2);
+    } else {
+        *--p = (char)('0' + u);
+    }
     if (v < 0)
         *--p = '-';
-    return mt_buf_add(b, p, (size_t)(e - p));
+    size_t n = (size_t)(e - p);
+    memcpy(out, p, n);
+    return n;
 }
 
-int mt_buf_double(struct mt_buf *b, double v)
+int mt_buf_i64(struct mt_buf *b, int64_t v)
 {
-    char tmp[40];
+    char tmp[MT_FMT_I64];
+    return mt_buf_add(b, tmp, mt_fmt_i64(tmp, v));
+}
+
+size_t mt_fmt_double(char out[MT_FMT_DOUBLE], double v)
+{
     int n;
 
     /* counts are integers: keep the hot path off printf */
     if (v == floor(v) && fabs(v) < 9007199254740992.0)
-        return mt_buf_i64(b, (int64_t)v);
-    if (!isfinite(v))
-        return mt_buf_adds(b, "null");
-    n = snprintf(tmp, sizeof(tmp), "%.15g", v);
-    if (strtod(tmp, NULL) != v)
-        n = snprintf(tmp, sizeof(tmp), "%.17g", v);
-    return mt_buf_add(b, tmp, (size_t)n);
+        return mt_fmt_i64(out, (int64_t)v);
+    if (!isfinite(v)) {
+        memcpy(out, "null", 4);
+        return 4;
+    }
+    n = snprintf(out, MT_FMT_DOUBLE, "%.15g", v);
+    if (strtod(out, NULL) != v)
+        n = snprintf(out, MT_FMT_DOUBLE, "%.17g", v);
+    return (size_t)n;
+}
+
+int mt_buf_double(struct mt_buf *b, double v)
+{
+    char tmp[MT_FMT_DOUBLE];
+    return mt_buf_add(b, tmp, mt_fmt_double(tmp, v));
 }
 
 const char *mt_buf_cstr(struct mt_buf *b)

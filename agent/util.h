@@ -48,9 +48,14 @@ int mt_buf_printf(struct mt_buf *b, const char *fmt, ...) __attribute__((format(
 int mt_buf_json_str(struct mt_buf *b, const char *s);
 /* RFC 4180 field: quoted only when it holds , " CR or LF. */
 int mt_buf_csv_str(struct mt_buf *b, const char *s);
-/* Shortest text that reads back as the same double; integers without ".0". */
+/* Shortest text that reads back as the same double; integers without ".0";
+ * "null" for NaN and infinities. */
 int mt_buf_double(struct mt_buf *b, double v);
 int mt_buf_i64(struct mt_buf *b, int64_t v);
+/* The same into out (not NUL-terminated); the length written. */
+enum { MT_FMT_I64 = 24, MT_FMT_DOUBLE = 40 };
+size_t mt_fmt_i64(char out[MT_FMT_I64], int64_t v);
+size_t mt_fmt_double(char out[MT_FMT_DOUBLE], double v);
 const char *mt_buf_cstr(struct mt_buf *b); /* NUL-terminated view ("" if empty) */
 
 size_t mt_base64url(const uint8_t *in, size_t n, char *out, size_t outlen);

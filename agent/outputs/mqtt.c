@@ -97,14 +97,24 @@ static const struct mittari_option mqtt_options[] = {
 };
 
 struct message {
-    char *topic;
+    char topic[256];
     struct mt_buf body;
 };
 
+/* A batch's messages. Payloads are kept and reused (spare, below): a drain
+ * encodes megabytes a second, and fresh buffers for each batch cost more in
+ * page faults than the encoding itself. The scratch arrays of encode() stay
+ * with the payload for the same reason. */
 struct payload {
     struct message *m;
-    size_t n;
+    size_t n, cap; /* messages in this batch; allocated */
+    uint32_t *tix;     /* encode scratch: topic of each reading */
+    struct mt_row *sub; /* encode scratch: one message's readings */
+    size_t rows_cap, rows; /* allocated; the last batch's readings */
+    char (*topics)[256]; /* encode scratch: the batch's distinct topics */
+    size_t topics_cap;
 };
+enum { SPARE_PAYLOADS = 2 }; /* an output has at most two batches: sent and read */
 
 struct mq_out {
     const struct mqtt_conf *conf;
@@ -156,6 +166,12 @@ struct mq_out {
     void *closed_arg;
 
     struct mt_encoder enc; /* worker only */
+
+    /* payloads for reuse: taken by encode() on a worker, given back by
+     * free_payload() on the loop; spare_lock is a leaf */
+    pthread_mutex_t spare_lock;
+    struct payload *spare[SPARE_PAYLOADS];
+    size_t nspare;
 };
 
 static int mqtt_check(const void *conf, char *err, size_t errlen)
@@ -601,27 +617,105 @@ static void mqtt_abort(void *state)
 
 static void free_payload(struct payload *p)
 {
-    for (size_t i = 0; i < p->n; i++) {
-        free(p->m[i].topic);
+    for (size_t i = 0; i < p->cap; i++)
         mt_buf_free(&p->m[i].body);
-    }
     free(p->m);
+    free(p->tix);
+    free(p->sub);
+    free(p->topics);
     free(p);
+}
+
+/* A payload to fill: a spare one, or a new one. */
+static struct payload *take_payload(struct mq_out *q)
+{
+    struct payload *p = NULL;
+    pthread_mutex_lock(&q->spare_lock);
+    if (q->nspare)
+        p = q->spare[--q->nspare];
+    pthread_mutex_unlock(&q->spare_lock);
+    if (!p)
+        p = calloc(1, sizeof(*p));
+    else
+        p->n = 0;
+    return p;
+}
+
+/* Keeps p for the next batch, with what the last batch used: a buffer that
+ * was less than half full is freed, so that after a drain a caught-up
+ * output does not hold a drain's worth of memory. */
+static void give_back(struct mq_out *q, struct payload *p)
+{
+    for (size_t i = 0; i < p->cap; i++) {
+        struct mt_buf *b = &p->m[i].body;
+        if (i >= p->n || b->cap > 2 * b->len + 4096)
+            mt_buf_free(b);
+    }
+    if (p->rows_cap > 64 && p->rows_cap > 2 * p->rows) {
+        free(p->tix);
+        free(p->sub);
+        p->tix = NULL;
+        p->sub = NULL;
+        p->rows_cap = 0;
+    }
+    pthread_mutex_lock(&q->spare_lock);
+    if (q->nspare < SPARE_PAYLOADS) {
+        q->spare[q->nspare++] = p;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&q->spare_lock);
+    if (p)
+        free_payload(p);
+}
+
+/* The next message of p, its body empty. */
+static struct message *next_message(struct payload *p)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 16;
+        struct message *m = realloc(p->m, cap * sizeof(*m));
+        if (!m)
+            return NULL;
+        memset(m + p->cap, 0, (cap - p->cap) * sizeof(*m));
+        p->m = m;
+        p->cap = cap;
+    }
+    struct message *msg = &p->m[p->n++];
+    msg->body.len = 0;
+    return msg;
+}
+
+/* Rough size of n readings' JSON: the body is allocated once. */
+static size_t body_estimate(size_t n)
+{
+    return 512 + n * 192;
 }
 
 static int mqtt_encode(void *state, const struct mt_batch *b, void **out,
                        struct mt_deliver_result *res)
 {
     struct mq_out *q = state;
-    struct payload *p = calloc(1, sizeof(*p));
-    char (*topics)[256] = NULL;
-    uint32_t *tix = calloc(b->n ? b->n : 1, sizeof(*tix));
-    struct mt_row *sub = calloc(b->n ? b->n : 1, sizeof(*sub));
+    struct payload *p = take_payload(q);
     size_t ntopics = 0, per = (size_t)q->conf->readings_per_message;
+    size_t rows = b->n ? b->n : 1;
     int rc = -ENOMEM;
 
-    if (!p || !tix || !sub)
+    if (!p)
         goto out;
+    if (p->rows_cap < rows) {
+        uint32_t *t = realloc(p->tix, rows * sizeof(*t));
+        if (t)
+            p->tix = t;
+        struct mt_row *r = realloc(p->sub, rows * sizeof(*r));
+        if (r)
+            p->sub = r;
+        if (!t || !r)
+            goto out;
+        p->rows_cap = rows;
+    }
+    p->rows = b->n;
+    uint32_t *tix = p->tix;
+    struct mt_row *sub = p->sub;
     /* the topic of each reading, and the distinct topics in first-seen order;
      * a topic depends only on the series: made once per series of the batch */
     struct {
@@ -637,14 +731,18 @@ static int mqtt_encode(void *state, const struct mt_batch *b, void **out,
         render(q->conf->topic, b->agent_id, b->output, mt_series_get(b->series, b->rows[i].series),
                t, sizeof(t));
         size_t k = 0;
-        while (k < ntopics && strcmp(topics[k], t) != 0)
+        while (k < ntopics && strcmp(p->topics[k], t) != 0)
             k++;
         if (k == ntopics) {
-            void *nt = realloc(topics, (ntopics + 1) * sizeof(*topics));
-            if (!nt)
-                goto out;
-            topics = nt;
-            memcpy(topics[ntopics++], t, sizeof(t));
+            if (ntopics == p->topics_cap) {
+                size_t cap = p->topics_cap ? 2 * p->topics_cap : 16;
+                void *nt = realloc(p->topics, cap * sizeof(*p->topics));
+                if (!nt)
+                    goto out;
+                p->topics = nt;
+                p->topics_cap = cap;
+            }
+            memcpy(p->topics[ntopics++], t, sizeof(t));
         }
         tix[i] = (uint32_t)k;
         seen[sid % 64].series = sid;
@@ -657,20 +755,15 @@ static int mqtt_encode(void *state, const struct mt_batch *b, void **out,
                 sub[n++] = b->rows[i];
             if (n == 0 || (n < per && i < b->n))
                 continue;
-            void *nm = realloc(p->m, (p->n + 1) * sizeof(*p->m));
-            if (!nm)
+            struct message *msg = next_message(p);
+            if (!msg || mt_buf_reserve(&msg->body, body_estimate(n)))
                 goto out;
-            p->m = nm;
-            struct message *msg = &p->m[p->n];
-            memset(msg, 0, sizeof(*msg));
             char key[240];
-            snprintf(key, sizeof(key), "%s#%zu", b->key, p->n);
+            snprintf(key, sizeof(key), "%s#%zu", b->key, p->n - 1);
             struct mt_batch_head h = {b->agent_id, b->output, key, b->generation,
                                       sub[0].seq, sub[n - 1].seq, n};
-            msg->topic = strdup(topics[k]);
-            p->n++;
-            if (!msg->topic ||
-                mt_encode_batch(&q->enc, &msg->body, MT_BATCH_JSON, &h, sub, n, b->series))
+            memcpy(msg->topic, p->topics[k], sizeof(msg->topic));
+            if (mt_encode_batch(&q->enc, &msg->body, MT_BATCH_JSON, &h, sub, n, b->series))
                 goto out;
             n = 0;
         }
@@ -683,16 +776,12 @@ out:
         snprintf(res->error, sizeof(res->error), "cannot encode the batch: out of memory");
     if (p)
         free_payload(p);
-    free(topics);
-    free(tix);
-    free(sub);
     return rc;
 }
 
 static void mqtt_free_payload(void *state, void *payload)
 {
-    (void)state;
-    free_payload(payload);
+    give_back(state, payload);
 }
 
 /* ---- create / close ---- */
@@ -705,6 +794,7 @@ static void abandoned(uv_handle_t *h)
     pthread_mutex_destroy(&q->client_lock);
     pthread_mutex_destroy(&q->log_lock);
     pthread_mutex_destroy(&q->lock);
+    pthread_mutex_destroy(&q->spare_lock);
     pthread_cond_destroy(&q->cond);
     free(q);
     mosquitto_lib_cleanup();
@@ -744,6 +834,7 @@ static int mqtt_create(const void *conf, const struct mt_output_ctx *ctx, void *
     pthread_mutex_init(&q->client_lock, NULL);
     pthread_mutex_init(&q->log_lock, NULL);
     pthread_mutex_init(&q->lock, NULL);
+    pthread_mutex_init(&q->spare_lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&q->cond, &ca);
@@ -818,6 +909,9 @@ static void mqtt_destroy(void *state)
     pthread_mutex_destroy(&q->log_lock);
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
+    for (size_t i = 0; i < q->nspare; i++)
+        free_payload(q->spare[i]);
+    pthread_mutex_destroy(&q->spare_lock);
     free(q->acks);
     free(q->mids);
     free(q);

@@ -176,6 +176,8 @@ with open(sys.argv[2], "w") as out:
             continue
         d = json.loads(payload)
         out.write(json.dumps({"key": d["key"], "gen": d["generation"], "topic": topic,
-                              "seqs": [r["seq"] for r in d["readings"]], "readings": d["readings"]}) + "\n")
+                              "seqs": [r["seq"] for r in d["readings"]], "readings": d["readings"],
+                              "first_seq": d["first_seq"], "last_seq": d["last_seq"],
+                              "count": d["count"]}) + "\n")
 PY
 }

@@ -62,13 +62,27 @@ mqtt_records "$T/sub.txt" "$T/records.jsonl"
 check_at_least_once "$T/data/mittari.db" "$T/records.jsonl" replayed || fail "readings missing"
 python3 - "$T/records.jsonl" <<'PY' || fail "messages are not as documented"
 import json, sys
+parts = {}  # batch key -> {message number: seqs}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     base, part = r["key"].split("#")
     a, g, o, rng = base.split("/")
+    lo, hi = map(int, rng.split("-"))
     assert (a, o) == ("gw-mqtt", "broker") and len(r["seqs"]) <= 40, r["key"]
+    # a message describes its own readings (payload buffers are reused)
+    assert r["seqs"] and r["count"] == len(r["seqs"]), r["key"]
+    assert (r["first_seq"], r["last_seq"]) == (r["seqs"][0], r["seqs"][-1]), r["key"]
+    assert r["seqs"] == sorted(r["seqs"]) and lo <= r["seqs"][0] and r["seqs"][-1] <= hi, r["key"]
     for rd in r["readings"]:
         assert r["topic"] == f"mittari/gw-mqtt/it-mqtt/{rd['device']}", (r["topic"], rd["device"])
+        assert rd["gen"] == r["gen"], r["key"]
+    seen = parts.setdefault(base, {})
+    assert seen.get(part, r["seqs"]) == r["seqs"], ("a re-sent message changed", r["key"])
+    seen[part] = r["seqs"]
+for base, ps in parts.items():
+    # the messages of a batch share none of its readings
+    all_seqs = [s for seqs in ps.values() for s in seqs]
+    assert len(all_seqs) == len(set(all_seqs)), ("a reading in two messages of", base)
 print("ok")
 PY
 ok "QoS 1 batched messages, one topic per device, keyed; broker restart survived; online/offline retained"

@@ -6,7 +6,8 @@
 # against /status; idle and slow clients that take every connection never
 # stall the agent's loop (its file output keeps growing) and are dropped
 # after status.timeout; reloads that restart the server while clients
-# hammer it, then a stop in the middle of it.
+# hammer it, then a stop in the middle of it. The worker that reads the log
+# runs nicer than the rest of the agent.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3 # Debian's, with python3-prometheus-client
 $PY -c "import prometheus_client.parser" 2>/dev/null || { echo "no python3-prometheus-client"; exit 77; }
@@ -46,6 +47,14 @@ has_port() { [ -n "$(port)" ]; }
 wait_for 20 has_port || fail "the status endpoint did not start"
 PORT=$(port)
 wait_for 20 test -s "$T/out/readings.jsonl" || fail "no reading delivered"
+
+# the worker that reads the log for the charts runs 10 nicer than the agent
+# (the readings go first when the CPU is short)
+nice_of() { awk '{print $19}' "$1/stat"; }
+st=; for t in /proc/"$AGENT_PID"/task/*; do [ "$(cat "$t/comm")" = mt-status ] && st=$t; done
+[ -n "$st" ] || fail "no mt-status thread"
+[ "$(nice_of "$st")" = $(($(nice_of /proc/"$AGENT_PID") + 10)) ] ||
+  fail "the status worker's nice is $(nice_of "$st"), the agent's $(nice_of /proc/"$AGENT_PID")"
 
 $PY - "$PORT" "$T/out/readings.jsonl" <<'PY' || fail "endpoint checks"
 import base64, http.client, json, socket, sys, threading, time

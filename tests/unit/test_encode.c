@@ -1,6 +1,7 @@
 /* Encoding of log rows as JSON Lines and CSV (docs/formats.md). */
 #include "testutil.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,6 +428,92 @@ static void batch_json_document(void **state)
     assert_null(strstr(t, "\"value\":9"));
 }
 
+/* Integers are written by hand (two digits at a time): the same text as
+ * printf for every length, sign and the extremes. */
+static void integers_as_printf_writes_them(void **state)
+{
+    (void)state;
+    int64_t v[] = {0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12345, 99999, 100000,
+                   1796174859616057, INT64_MAX, INT64_MAX - 1, INT64_MIN, INT64_MIN + 1, -1,
+                   -9, -10, -99, -100, -12345};
+    char got[MT_FMT_I64 + 1], want[32];
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]) + 20000; i++) {
+        int64_t n;
+        if (i < sizeof(v) / sizeof(v[0])) {
+            n = v[i];
+        } else {
+            x ^= x << 13; /* xorshift: every magnitude, both signs */
+            x ^= x >> 7;
+            x ^= x << 17;
+            n = (int64_t)(x >> (x % 64));
+            if (x & 1)
+                n = -n;
+        }
+        size_t len = mt_fmt_i64(got, n);
+        got[len] = 0;
+        snprintf(want, sizeof(want), "%" PRId64, n);
+        assert_string_equal(got, want);
+    }
+}
+
+/* One encoder writes batches of several log generations: each record
+ * carries its own batch's generation, never a cached one. */
+static void generation_follows_each_batch(void **state)
+{
+    struct fixture *f = *state;
+    const struct mt_series_info *s = series(f, "hki", "door-1", "people_in", "1",
+                                            MITTARI_KIND_DELTA, "");
+    struct mt_row r = row(5, 1764084344000000, 3, "");
+    r.series = s->id;
+    int64_t gens[] = {42, 1796174859616057, 42, -3, 0};
+    for (size_t i = 0; i < sizeof(gens) / sizeof(gens[0]); i++) {
+        char want[64];
+        struct mt_batch_head h = {"gw-1", "web", "k", gens[i], 5, 5, 1};
+        f->buf.len = 0;
+        assert_int_equal(mt_encode_batch(&f->enc, &f->buf, MT_BATCH_NDJSON, &h, &r, 1, &f->reg), 0);
+        snprintf(want, sizeof(want), "{\"seq\":5,\"gen\":%" PRId64 ",\"ts\":", gens[i]);
+        assert_non_null(strstr(mt_buf_cstr(&f->buf), want));
+        f->buf.len = 0;
+        mt_encoder_init(&f->enc, MT_FMT_CSV, gens[i]);
+        assert_int_equal(mt_encode_row(&f->enc, &f->buf, &r, s), 0);
+        snprintf(want, sizeof(want), "5,%" PRId64 ",2025-11-25T15:25:44.000000Z,", gens[i]);
+        assert_memory_equal(mt_buf_cstr(&f->buf), want, strlen(want));
+        mt_encoder_init(&f->enc, MT_FMT_JSONL, 7);
+    }
+}
+
+/* A record is written into room made once: rows with every optional field
+ * and long text grow the buffer correctly from empty, one at a time. */
+static void records_grow_the_buffer_from_empty(void **state)
+{
+    struct fixture *f = *state;
+    char site[300];
+    memset(site, 's', sizeof(site) - 1);
+    site[sizeof(site) - 1] = 0; /* longer than the series text cache holds */
+    const struct mt_series_info *s = series(f, site, "door-1", "people_in", "1",
+                                            MITTARI_KIND_DELTA, "{\"theme\":\"art\"}");
+    struct mt_row r = row(INT64_MAX, INT64_MAX, -1.2345678901234567e-300, "AbCdEfGhIjKlMnOpQrStUv");
+    r.series = s->id;
+    r.flags = MT_RF_SUPPRESSED | (3 << 1);
+    r.min_count = 5;
+    struct mt_buf one = {0};
+    assert_int_equal(mt_encode_row(&f->enc, &one, &r, s), 0);
+    size_t len = one.len;
+    assert_int_equal(strlen(mt_buf_cstr(&one)), len);
+    for (int i = 0; i < 50; i++) {
+        struct mt_buf b = {0};
+        for (int k = 0; k <= i; k++)
+            assert_int_equal(mt_encode_row(&f->enc, &b, &r, s), 0);
+        assert_int_equal(b.len, len * (size_t)(i + 1));
+        assert_memory_equal(b.p + len * (size_t)i, one.p, len);
+        mt_buf_free(&b);
+    }
+    assert_non_null(strstr(mt_buf_cstr(&one), "\"seq\":9223372036854775807,"));
+    assert_non_null(strstr(mt_buf_cstr(&one), "\"value\":null,"));
+    mt_buf_free(&one);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -446,6 +533,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(csv_quotes_when_needed, setup, teardown),
         cmocka_unit_test_setup_teardown(rows_append_to_the_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_json_document, setup, teardown),
+        cmocka_unit_test_setup_teardown(integers_as_printf_writes_them, setup, teardown),
+        cmocka_unit_test_setup_teardown(generation_follows_each_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(records_grow_the_buffer_from_empty, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
