@@ -113,16 +113,25 @@ static void deadline_in(struct timespec *ts, int64_t us)
     }
 }
 
-struct mt_snap *mt_statusd_fresh_snap(struct mt_statusd *d, int64_t max_age_us, int64_t wait_us,
-                                      void (*ask)(void *arg), void *arg)
+/* what the caller of mt_statusd_fresh_snap wants: recent enough, and
+ * detailed if asked for */
+static bool fresh_enough(const struct mt_snap *s, int64_t max_age_us, bool detail)
+{
+    return s && !(detail && s->summary) && mt_mono_us() - s->taken_mono_us <= max_age_us;
+}
+
+struct mt_snap *mt_statusd_fresh_snap(struct mt_statusd *d, int64_t max_age_us, bool detail,
+                                      int64_t wait_us, void (*ask)(void *arg), void *arg)
 {
     struct timespec until;
     pthread_mutex_lock(&d->lock);
     struct mt_snap *had = d->snap;
-    if (!had || mt_mono_us() - had->taken_mono_us > max_age_us) {
+    if (!fresh_enough(had, max_age_us, detail)) {
         ask(arg);
         deadline_in(&until, wait_us);
-        while (d->snap == had && !atomic_load(&d->stopping) &&
+        /* a periodic summary published meanwhile is not what was asked for */
+        while ((d->snap == had || !fresh_enough(d->snap, max_age_us, detail)) &&
+               !atomic_load(&d->stopping) &&
                pthread_cond_timedwait(&d->snap_cond, &d->lock, &until) != ETIMEDOUT)
             ;
     }

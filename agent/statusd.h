@@ -53,12 +53,14 @@ void mt_statusd_publish(struct mt_statusd *d, struct mt_snap *s);
 void mt_statusd_kick(struct mt_statusd *d);
 /* New references (NULL when none yet); the caller unrefs. */
 struct mt_snap *mt_statusd_snap(struct mt_statusd *d);
-/* Any thread but the loop: a snapshot at most max_age_us old. When the one
- * held is older, ask(arg) asks the loop for a new one (uv_async_send) and
- * this waits up to wait_us for it; a loop that does not answer leaves the
- * old one (its age then tells the health: the loop is stalled). */
-struct mt_snap *mt_statusd_fresh_snap(struct mt_statusd *d, int64_t max_age_us, int64_t wait_us,
-                                      void (*ask)(void *arg), void *arg);
+/* Any thread but the loop: a snapshot at most max_age_us old, and with
+ * detail a detailed one (snapshot.h). When the one held is older or a
+ * summary, ask(arg) asks the loop for a new one (uv_async_send; the caller
+ * has told the loop which kind) and this waits up to wait_us for it; a
+ * loop that does not answer leaves the old one (its age then tells the
+ * health: the loop is stalled). */
+struct mt_snap *mt_statusd_fresh_snap(struct mt_statusd *d, int64_t max_age_us, bool detail,
+                                      int64_t wait_us, void (*ask)(void *arg), void *arg);
 struct mt_facts *mt_statusd_facts(struct mt_statusd *d);
 /* The aggregate (valid until stop) and the zone (NULL until loaded). */
 struct mt_visitors *mt_statusd_visitors(struct mt_statusd *d);
