@@ -248,7 +248,7 @@ static void route_visitors(struct mt_status *st, const struct mt_http_req *req,
         reply_text(st, r, 400, "day is a date YYYY-MM-DD\n");
         return;
     }
-    mt_statusd_kick(st->board);
+    mt_statusd_kick(st->board, true);
     int rc = mt_statusd_day_json(st->board, has && day[0] ? day : NULL, mt_now_us(), &b, err,
                                  sizeof(err));
     if (rc) {
@@ -301,7 +301,7 @@ static void handle(void *arg, const struct mt_http_req *req, struct mt_http_resp
     }
     struct mt_snap *s = fresh_snap(st, !health);
     struct mt_facts *f = mt_statusd_facts(st->board);
-    mt_statusd_kick(st->board); /* the log's figures, as fresh as refresh allows */
+    mt_statusd_kick(st->board, true); /* the log's figures, as fresh as refresh allows */
     if (health)
         route_health(st, req, r, s, f);
     else if (status)
@@ -481,7 +481,7 @@ static void kick_if_changed(struct mt_status *st, const struct mt_snap *s)
         return;
     st->kicked_committed = s->committed;
     st->kicked_cursors = cursors;
-    mt_statusd_kick(st->board);
+    mt_statusd_kick(st->board, false);
 }
 
 /* systemd's STATUS=: when the health changes, else at most every 10 s */
