@@ -155,6 +155,9 @@ bool mt_report_is_decode_error(const char *counter)
     return false;
 }
 
+/* Both figures are over every device: the totals mt_snap_take keeps, or
+ * what the devices held say, whichever is more (a summary holds only some
+ * devices; a snapshot made by hand, as in the tests, has no totals). */
 uint64_t mt_report_decode_errors(const struct mt_snap_input *in)
 {
     uint64_t n = 0;
@@ -162,13 +165,13 @@ uint64_t mt_report_decode_errors(const struct mt_snap_input *in)
         for (size_t j = 0; j < in->devs[k].ncounters; j++)
             if (mt_report_is_decode_error(in->devs[k].counter_names[j]))
                 n += in->devs[k].counter_values[j];
-    return n;
+    return n > in->decode_errors ? n : in->decode_errors;
 }
 
 /* The instance's own health, or the worst of its devices' */
 static int input_health(const struct mt_snap_input *in)
 {
-    int w = MITTARI_HEALTH_UP;
+    int w = in->worst > MITTARI_HEALTH_UP ? in->worst : MITTARI_HEALTH_UP;
     for (size_t k = 0; k < in->ndevs; k++)
         if (in->devs[k].health > w)
             w = in->devs[k].health;
@@ -338,6 +341,10 @@ static void json_inputs(struct mt_buf *b, const struct mt_snap *s)
         j_u64(b, &first, "counter_resets", in->resets);
         j_u64(b, &first, "counter_conflicts", in->st.conflicts);
         j_u64(b, &first, "polls_skipped", in->st.polls_skipped);
+        /* false only when the loop did not answer a request in time and
+         * its last summary was shown (snapshot.h): devices not up only */
+        j_key(b, &first, "devices_complete");
+        mt_buf_adds(b, s->summary ? "false" : "true");
         j_key(b, &first, "devices");
         mt_buf_addc(b, '[');
         for (size_t k = 0; k < in->ndevs; k++) {
@@ -472,6 +479,8 @@ static void text_inputs(struct mt_buf *b, const struct mt_snap *s)
             mt_buf_printf(b, ", counter wraps %" PRIu64 ", resets %" PRIu64, in->wraps,
                           in->resets);
         mt_buf_addc(b, '\n');
+        if (s->summary && in->ndevs < in->devices)
+            mt_buf_adds(b, "    (devices not up only: the loop did not answer in time)\n");
         for (size_t k = 0; k < in->ndevs; k++) {
             const struct mt_snap_device *d = &in->devs[k];
             if (d->health == MITTARI_HEALTH_UP && !d->ncounters)

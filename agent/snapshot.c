@@ -7,6 +7,7 @@
 
 #include "agent.h"
 #include "config.h"
+#include "report.h"
 
 #ifndef MITTARI_VERSION
 #define MITTARI_VERSION "0.0.0"
@@ -31,6 +32,9 @@ void mt_lag_observe(struct mt_lag_hist *h, uint64_t busy_ns)
         h->max_ns = busy_ns;
 }
 
+_Static_assert(MT_SNAP_NOT_UP >= MT_HEALTH_MAX_REASONS,
+               "a summary keeps as many devices not up as the health has reasons");
+
 static const char *sdup(struct mt_arena *a, const char *s)
 {
     return mt_arena_strdup(a, s ? s : "");
@@ -48,6 +52,14 @@ static void copy_device(void *arg, const struct mt_input_device *d)
     struct dev_copy *c = arg;
     struct mt_arena *a = &c->s->arena;
     if (c->rc)
+        return;
+    c->in->devices++;
+    if (d->health > c->in->worst)
+        c->in->worst = d->health;
+    for (size_t k = 0; k < d->ncounters; k++)
+        if (mt_report_is_decode_error(d->counters[k].name))
+            c->in->decode_errors += d->counters[k].value;
+    if (c->s->summary && (d->health == MITTARI_HEALTH_UP || c->in->ndevs >= MT_SNAP_NOT_UP))
         return;
     if (c->in->ndevs == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 8;
@@ -175,7 +187,7 @@ static void take_writer(struct mt_snap *s, struct mt_writer *w)
 }
 
 int mt_snap_take(struct mt_agent *a, const struct mt_lag_hist *lag, int64_t started_us,
-                 struct mt_snap **out)
+                 bool detail, struct mt_snap **out)
 {
     const struct mt_config *conf = mt_agent_config(a);
     struct mt_snap *s = calloc(1, sizeof(*s));
@@ -187,6 +199,7 @@ int mt_snap_take(struct mt_agent *a, const struct mt_lag_hist *lag, int64_t star
     atomic_init(&s->refs, 1);
     s->taken_us = mt_now_us();
     s->taken_mono_us = mt_mono_us();
+    s->summary = !detail;
     s->agent_id = sdup(&s->arena, conf->agent.id);
     s->site = sdup(&s->arena, conf->agent.site);
     s->timezone = sdup(&s->arena, conf->agent.timezone);

@@ -7,6 +7,15 @@
  * Also the loop-lag histogram the loop feeds (one observation per turn of
  * the loop).
  *
+ * Two kinds: a detailed snapshot holds every device of every input (for
+ * /status and /metrics, taken while someone reads them); a summary holds
+ * each input's totals (its worst health, decode errors, number of devices)
+ * and only its devices that are not up, at most MT_SNAP_NOT_UP of them:
+ * all the health and systemd's STATUS= line need (report.h gives them
+ * the first MT_HEALTH_MAX_REASONS reasons). A summary's size does not grow
+ * with the number of devices that are up (issue 14: the detailed copy
+ * every status.refresh cost the loop's heap ~220 kB at 500 devices).
+ *
  * mt_snap_take runs on the loop thread; a snapshot is then read-only and
  * may be used from any thread; ref/unref are atomic. Nothing here blocks or
  * does I/O.
@@ -50,12 +59,21 @@ struct mt_snap_device {
     uint64_t *counter_values;
 };
 
+/* devices not up a summary keeps per input: as many as the health has
+ * reasons (report.h), so the verdict and its reasons are those of a
+ * detailed snapshot */
+#define MT_SNAP_NOT_UP 16
+
 struct mt_snap_input {
     const char *name, *plugin, *site;
     struct mt_input_stats st;
     uint64_t wraps, resets;  /* what the normalizer met on its counters */
     int64_t last_reading_us; /* 0 = none */
-    size_t ndevs;
+    /* over every device, in both kinds (set by mt_snap_take) */
+    size_t devices;          /* how many the input has */
+    int worst;               /* the worst health of the instance and its devices */
+    uint64_t decode_errors;  /* report.h: mt_report_is_decode_error counters, summed */
+    size_t ndevs;            /* detailed: all of them; summary: those not up, in order */
     struct mt_snap_device *devs;
 };
 
@@ -80,6 +98,7 @@ struct mt_snap {
     _Atomic int refs;
     int64_t taken_us;      /* wall clock */
     int64_t taken_mono_us; /* monotonic: a stale snapshot means a stalled loop */
+    bool summary;          /* inputs' devs hold only devices not up (above) */
     const char *agent_id, *site, *timezone, *version, *phase;
     int64_t started_us;
     long pid;
@@ -97,9 +116,10 @@ struct mt_snap {
     struct mt_arena arena; /* everything above that is a pointer */
 };
 
-/* Loop thread. started_us: when the agent started. 0 or -ENOMEM. */
+/* Loop thread. started_us: when the agent started; detail: every device
+ * (else a summary). 0 or -ENOMEM. */
 int mt_snap_take(struct mt_agent *a, const struct mt_lag_hist *lag, int64_t started_us,
-                 struct mt_snap **out);
+                 bool detail, struct mt_snap **out);
 struct mt_snap *mt_snap_ref(struct mt_snap *s);
 void mt_snap_unref(struct mt_snap *s); /* NULL is fine */
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,13 @@
 #define WAIT_US (1000000LL)      /* how long a request waits for the loop's snapshot */
 #define STALL_US (3 * 1000000LL) /* a snapshot older than this: the loop is stalled */
 #define NOTIFY_US (10 * 1000000LL)
+/* After a request for /status or /metrics, the loop's snapshots are
+ * detailed (every device) for DETAIL_REFRESHES periods of status.refresh;
+ * else it takes summaries, whose size does not grow with the number of
+ * devices (snapshot.h). The page, which asks every refresh, finds a
+ * detailed one waiting, as before; a rarer scraper waits for one turn of
+ * the loop. */
+#define DETAIL_REFRESHES 3
 
 extern const char mt_page_html[];
 extern const size_t mt_page_html_len;
@@ -62,6 +70,7 @@ struct mt_status {
     uint64_t snap_ms; /* the periodic snapshot: status.refresh */
     int64_t started_us;
     int64_t kicked_committed, kicked_cursors; /* what the worker last read */
+    _Atomic int64_t detail_until; /* monotonic µs: set by the server's threads */
 
     struct mt_httpd *httpd;
     struct mt_statusd *board;
@@ -149,9 +158,14 @@ static void ask_snapshot(void *arg)
     uv_async_send(&st->async);
 }
 
-static struct mt_snap *fresh_snap(struct mt_status *st)
+/* detail: the request shows every device (/status, /metrics); /health and
+ * STATUS= need only a summary */
+static struct mt_snap *fresh_snap(struct mt_status *st, bool detail)
 {
-    return mt_statusd_fresh_snap(st->board, FRESH_US, WAIT_US, ask_snapshot, st);
+    if (detail)
+        atomic_store(&st->detail_until,
+                     mt_mono_us() + DETAIL_REFRESHES * st->sc.refresh_ms * 1000);
+    return mt_statusd_fresh_snap(st->board, FRESH_US, detail, WAIT_US, ask_snapshot, st);
 }
 
 static void health_now(struct mt_status *st, const struct mt_snap *s, const struct mt_facts *f,
@@ -234,7 +248,7 @@ static void route_visitors(struct mt_status *st, const struct mt_http_req *req,
         reply_text(st, r, 400, "day is a date YYYY-MM-DD\n");
         return;
     }
-    mt_statusd_kick(st->board);
+    mt_statusd_kick(st->board, true);
     int rc = mt_statusd_day_json(st->board, has && day[0] ? day : NULL, mt_now_us(), &b, err,
                                  sizeof(err));
     if (rc) {
@@ -285,9 +299,9 @@ static void handle(void *arg, const struct mt_http_req *req, struct mt_http_resp
         reply_text(st, r, 404, "not found; routes: / /health /status /metrics /visitors\n");
         return;
     }
-    struct mt_snap *s = fresh_snap(st);
+    struct mt_snap *s = fresh_snap(st, !health);
     struct mt_facts *f = mt_statusd_facts(st->board);
-    mt_statusd_kick(st->board); /* the log's figures, as fresh as refresh allows */
+    mt_statusd_kick(st->board, true); /* the log's figures, as fresh as refresh allows */
     if (health)
         route_health(st, req, r, s, f);
     else if (status)
@@ -467,7 +481,7 @@ static void kick_if_changed(struct mt_status *st, const struct mt_snap *s)
         return;
     st->kicked_committed = s->committed;
     st->kicked_cursors = cursors;
-    mt_statusd_kick(st->board);
+    mt_statusd_kick(st->board, false);
 }
 
 /* systemd's STATUS=: when the health changes, else at most every 10 s */
@@ -496,7 +510,8 @@ static void notify(struct mt_status *st, const struct mt_snap *s)
 static void snapshot(struct mt_status *st, bool periodic)
 {
     struct mt_snap *s;
-    if (mt_snap_take(st->agent, &st->lag, st->started_us, &s))
+    bool detail = mt_mono_us() < atomic_load(&st->detail_until);
+    if (mt_snap_take(st->agent, &st->lag, st->started_us, detail, &s))
         return;
     fill_recent(st, s);
     if (periodic)
@@ -535,6 +550,7 @@ int mt_status_start(struct mt_status **out, uv_loop_t *loop, struct mt_agent *ag
     st->series = series;
     st->started_us = mt_now_us();
     st->line_level = -1;
+    atomic_init(&st->detail_until, 0);
     board_start(st, c);
     snapshot(st, true); /* /health answers from the first request on */
     uv_timer_init(loop, &st->timer);

@@ -14,8 +14,9 @@
  * (statusd.h) or, for an old day's visitors, on the asking connection's
  * thread; the loop thread only copies a snapshot (a few locks, no I/O)
  * every status.refresh and when a request asks for a fresher one (through
- * a uv_async), and feeds the loop-lag histogram. A slow or hostile client
- * therefore never stalls the loop: connections are bounded
+ * a uv_async): a summary, or every device while /status or /metrics were
+ * asked for lately (snapshot.h); and it feeds the loop-lag histogram. A
+ * slow or hostile client therefore never stalls the loop: connections are bounded
  * (status.connections), idle ones closed (status.timeout), request headers
  * limited to 16 KiB, bodies refused. A snapshot the loop does not renew
  * when asked shows as "failing: the loop has not turned" on /health,

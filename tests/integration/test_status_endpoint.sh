@@ -144,7 +144,17 @@ check(arch["type"] == "file" and arch["delivered"] > 0 and arch["parked"]["batch
       "output %r" % arch)
 check(st["log"]["size_bytes"] > 0 and st["log"]["stored"] > 0, "log")
 
-fams = {f.name: f for f in text_string_to_metric_families(req("/metrics")[2].decode())}
+# the loop-lag histogram counts the loop's turns: a young agent has made few
+# (a /status that needs every device asks the loop for a snapshot at once,
+# so the loop above may end after a handful of turns)
+deadline = time.monotonic() + 20
+while True:
+    fams = {f.name: f for f in text_string_to_metric_families(req("/metrics")[2].decode())}
+    lag = fams.get("mittari_loop_lag_seconds")
+    turns = [s.value for s in lag.samples if s.name.endswith("_count")] if lag else []
+    if (turns and turns[0] > 10) or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
 need = ["mittari_input_readings_received", "mittari_input_readings_refused",
         "mittari_input_readings_invalid", "mittari_input_decode_errors",
         "mittari_log_readings_stored", "mittari_log_readings_refused",

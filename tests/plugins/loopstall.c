@@ -7,13 +7,14 @@
  * a second and reports a device down, so the status shows it.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include <mittari/mittari.h>
 
 struct conf {
-    int64_t after_ms, for_ms;
+    int64_t after_ms, for_ms, up;
 };
 
 static const struct mittari_option opts[] = {
@@ -21,6 +22,8 @@ static const struct mittari_option opts[] = {
      .offset = offsetof(struct conf, after_ms), .help = "Block the loop this long after start."},
     {.name = "for", .type = MITTARI_OPT_DURATION, .def = "5s",
      .offset = offsetof(struct conf, for_ms), .help = "How long the loop is blocked."},
+    {.name = "up", .type = MITTARI_OPT_INT, .def = "0", .offset = offsetof(struct conf, up),
+     .help = "Devices up to report besides stall-2 (up-1, up-2, ...), each with a counter; up-1 counts 5 bad_frames."},
     {0},
 };
 
@@ -70,6 +73,14 @@ static int start(void *state)
 {
     struct stall *s = state;
     s->h->set_health(s->ctx, "stall-2", MITTARI_HEALTH_DOWN, "unplugged (on purpose)");
+    for (int64_t i = 1; i <= s->c->up; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "up-%lld", (long long)i);
+        s->h->set_health(s->ctx, name, MITTARI_HEALTH_UP, NULL);
+        s->h->count(s->ctx, name, "polls", (uint64_t)i);
+    }
+    if (s->c->up) /* a decode error: an input's total over its devices */
+        s->h->count(s->ctx, "up-1", "bad_frames", 5);
     int rc = s->h->timer_start(s->ctx, (uint64_t)s->c->after_ms, 0, block, s, &s->t);
     return rc ? rc : s->h->timer_start(s->ctx, 1000, 1000, tick, s, &s->tick);
 }
