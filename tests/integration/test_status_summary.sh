@@ -35,61 +35,13 @@ status:
   refresh: 1s
 YAML
 
-$PY - "$MITTARI" "$T" "$BUILD_DIR/plugins" <<'PY' || fail "status summary"
-import http.client, json, os, re, signal, socket, subprocess, sys, threading, time
+PYTHONPATH="$SOURCE_DIR/tests/integration" $PY - "$MITTARI" "$T" "$BUILD_DIR/plugins" <<'PY' || fail "status summary"
+import json, re, sys, time
+from notified_agent import NotifiedAgent
 
 mittari, T, plugins = sys.argv[1:4]
-sock_path = T + "/notify"
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-srv.bind(sock_path)
-env = dict(os.environ, NOTIFY_SOCKET=sock_path)
-for k in ("WATCHDOG_USEC", "WATCHDOG_PID"):
-    env.pop(k, None)
-log = open(T + "/agent.log", "ab")
-agent = subprocess.Popen([mittari, "run", "-c", T + "/conf", "--plugin-dir", plugins],
-                         stdout=subprocess.DEVNULL, stderr=log, env=env)
-msgs = []
-done = False
-
-def reader():
-    srv.settimeout(0.2)
-    while not done:
-        try:
-            msgs.append(srv.recv(4096).decode())
-        except socket.timeout:
-            pass
-
-def fail(what):
-    agent.kill()
-    sys.exit("FAIL: " + what)
-
-def agent_log():
-    return open(T + "/agent.log").read()
-
-def wait_log(text, secs):
-    deadline = time.monotonic() + secs
-    while text not in agent_log():
-        if time.monotonic() > deadline:
-            fail(f"the agent did not log {text!r}")
-        time.sleep(0.05)
-
-threading.Thread(target=reader, daemon=True).start()
-port = None
-deadline = time.monotonic() + 20
-while port is None:
-    m = re.findall(r"status endpoint on http://127.0.0.1:(\d+)/", agent_log())
-    port = int(m[-1]) if m else None
-    if time.monotonic() > deadline:
-        fail("no status endpoint")
-    time.sleep(0.05)
-
-def get(path):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", path)
-    r = c.getresponse()
-    body = r.read().decode()
-    c.close()
-    return r.status, body
+a = NotifiedAgent(mittari, T, plugins)
+get, fail, agent_log, wait_log = a.get, a.fail, a.log, a.wait_log
 
 def stuck(doc):
     return [i for i in doc["inputs"] if i["name"] == "stuck"][0]
@@ -167,13 +119,10 @@ if {d["name"] for d in inp["devices"]} != names_all or inp["devices_complete"] i
     fail("after the stall /status lists %d devices" % len(inp["devices"]))
 print("ok: after the stall /status lists every device again")
 
-agent.send_signal(signal.SIGTERM)
-rc = agent.wait(timeout=30)
-done = True
-time.sleep(0.3)
+rc = a.stop()
 if rc != 0:
     fail(f"exit status {rc}")
-status = [m for m in msgs if m.startswith("STATUS=")]
+status = [m for m in a.texts() if m.startswith("STATUS=")]
 if not status or not all(re.match(r"STATUS=\w+; inputs 0/1 up; backlog 0", s) for s in status):
     fail("STATUS= lines: %r" % status)
 if not any("device stall-2 down" in s for s in status):

@@ -31,51 +31,13 @@ status:
   refresh: 1s
 YAML
 
-$PY - "$MITTARI" "$T" "$BUILD_DIR/plugins" <<'PY' || fail "watchdog"
-import http.client, os, re, signal, socket, subprocess, sys, threading, time
+PYTHONPATH="$SOURCE_DIR/tests/integration" $PY - "$MITTARI" "$T" "$BUILD_DIR/plugins" <<'PY' || fail "watchdog"
+import re, sys, time
+from notified_agent import NotifiedAgent
 
 mittari, T, plugins = sys.argv[1:4]
-sock_path = T + "/notify"
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-srv.bind(sock_path)
-env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="1000000")
-env.pop("WATCHDOG_PID", None)
-log = open(T + "/agent.log", "ab")
-agent = subprocess.Popen([mittari, "run", "-c", T + "/conf", "--plugin-dir", plugins],
-                         stdout=subprocess.DEVNULL, stderr=log, env=env)
-msgs = []  # (monotonic, text)
-done = False
-
-def reader():
-    srv.settimeout(0.2)
-    while not done:
-        try:
-            data = srv.recv(4096)
-        except socket.timeout:
-            continue
-        msgs.append((time.monotonic(), data.decode()))
-
-def fail(what):
-    agent.kill()
-    sys.exit("FAIL: " + what)
-
-threading.Thread(target=reader, daemon=True).start()
-port = None
-deadline = time.monotonic() + 20
-while port is None:
-    m = re.findall(r"status endpoint on http://127.0.0.1:(\d+)/", open(T + "/agent.log").read())
-    port = int(m[-1]) if m else None
-    if time.monotonic() > deadline:
-        fail("no status endpoint")
-    time.sleep(0.05)
-
-def get(path):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    c.request("GET", path)
-    r = c.getresponse()
-    body = r.read().decode()
-    c.close()
-    return r.status, body
+a = NotifiedAgent(mittari, T, plugins, watchdog_usec=1000000, http_timeout=5)
+get, fail, msgs = a.get, a.fail, a.msgs
 
 # poll /health through the stall and after it
 health = []  # (monotonic, code, body)
@@ -85,10 +47,7 @@ while time.monotonic() < t_end:
     health.append((time.monotonic(), code, body))
     time.sleep(0.2)
 metrics = get("/metrics")[1]
-agent.send_signal(signal.SIGTERM)
-rc = agent.wait(timeout=30)
-done = True
-time.sleep(0.3)
+rc = a.stop()
 if rc != 0:
     fail(f"exit status {rc}")
 
