@@ -61,18 +61,24 @@ static const char *module(struct mt_isolate *iso)
 
 /* ---- closing a child ---- */
 
+/* The last of a child: its descriptors and its struct. */
+static void child_free(struct child *c)
+{
+    if (c->data_fd >= 0)
+        close(c->data_fd);
+    if (c->ctl_fd >= 0)
+        close(c->ctl_fd);
+    c->iso->children--;
+    free(c);
+}
+
 static void child_closed(uv_handle_t *h)
 {
     struct child *c = h->data;
     if (--c->open > 0)
         return;
     struct mt_isolate *iso = c->iso;
-    if (c->data_fd >= 0)
-        close(c->data_fd);
-    if (c->ctl_fd >= 0)
-        close(c->ctl_fd);
-    free(c);
-    iso->children--;
+    child_free(c);
     check_done(iso);
 }
 
@@ -484,16 +490,10 @@ static void spawn(struct mt_isolate *iso)
         snprintf(why, sizeof(why), "could not be started (%s: %s)", iso->exe,
                  rc < 0 ? uv_strerror(rc) : "?");
         died(iso, c, why);
-        if (c->open) {
+        if (c->open)
             uv_close((uv_handle_t *)&c->proc, child_closed);
-        } else {
-            if (c->data_fd >= 0)
-                close(c->data_fd);
-            if (c->ctl_fd >= 0)
-                close(c->ctl_fd);
-            free(c);
-            iso->children--;
-        }
+        else
+            child_free(c);
         return;
     }
     uv_poll_init(iso->env.loop, &c->poll, c->data_fd);
