@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include "writer.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,26 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+bool bench_stored(struct bench_stream *s, struct mt_writer *w, int64_t *committed)
+{
+    const struct mt_writer_stats *ws = mt_writer_stats(w);
+
+    *committed = 0;
+    if (!s->flushed) {
+        if ((long)ws->queued < s->n)
+            return false;
+        mt_writer_flush(w); /* the finite stream's tail: no batch_interval wait */
+        s->flushed = true;
+    }
+    *committed = mt_writer_committed(w);
+    if (!s->idle_seen && mt_writer_idle(w)) {
+        s->idle_seen = true;
+        *committed = mt_writer_committed(w);
+    }
+    uint64_t expect = (uint64_t)ws->queued - (uint64_t)ws->counter_first;
+    return (uint64_t)*committed == expect || s->idle_seen;
+}
 
 double bench_now(void)
 {

@@ -9,9 +9,26 @@
 #ifndef MT_BENCH_COMMON_H
 #define MT_BENCH_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+struct mt_writer;
+
+/* A finite stream of n readings (the sim with a limit) into a writer,
+ * watched from a timer on the agent's loop. Once all n are queued the tail
+ * is flushed (not left for batch_interval). Stored means the committed seq
+ * covers every queued reading but the cumulative counters' first samples
+ * (a baseline, not stored); should a counter repeat (not stored either),
+ * the writer going idle is the fallback. */
+struct bench_stream {
+    long n;
+    bool flushed, idle_seen;
+};
+/* True once every reading of s is stored; *committed is the writer's
+ * committed seq (when the tail has been flushed). */
+bool bench_stored(struct bench_stream *s, struct mt_writer *w, int64_t *committed);
 
 /* What a measuring child reports back through a pipe. */
 struct bench_result {

@@ -48,7 +48,8 @@ struct run {
     struct mt_agent *a;
     uv_timer_t timer;
     long n;
-    bool isolated, flushed, idle_seen, done;
+    struct bench_stream stream;
+    bool isolated, done;
     double t0, t_done;
     int64_t stored;
     double cpu[3];
@@ -87,23 +88,9 @@ static void cpu_now(double cpu[3], double *child_rss_mb)
 static void check_cb(uv_timer_t *t)
 {
     struct run *r = t->data;
-    struct mt_writer *w = mt_agent_writer(r->a);
-    const struct mt_writer_stats *ws = mt_writer_stats(w);
+    int64_t committed;
 
-    if (!r->flushed) {
-        if ((long)ws->queued < r->n)
-            return;
-        mt_writer_flush(w); /* the tail now, not after batch_interval */
-        r->flushed = true;
-    }
-    int64_t committed = mt_writer_committed(w);
-    if (!r->idle_seen && mt_writer_idle(w)) {
-        r->idle_seen = true;
-        committed = mt_writer_committed(w);
-    }
-    /* the first reading of the gate's counter is its baseline, not stored */
-    uint64_t expect = (uint64_t)ws->queued - (uint64_t)ws->counter_first;
-    if ((uint64_t)committed != expect && !r->idle_seen)
+    if (!bench_stored(&r->stream, mt_agent_writer(r->a), &committed))
         return;
     r->t_done = bench_now();
     cpu_now(r->cpu, &r->child_rss);
@@ -201,7 +188,7 @@ struct series {
 
 static int measure(bool isolated, long n, struct series *s, int round)
 {
-    struct run r = {.n = n, .isolated = isolated};
+    struct run r = {.n = n, .stream = {.n = n}, .isolated = isolated};
     struct bench_result res;
     long rss;
     char g[32];

@@ -218,7 +218,8 @@ struct e2e {
     uv_timer_t timer;
     long n;
     double t0, t_stored, t_done;
-    bool flushed, idle_seen, done;
+    struct bench_stream stream;
+    bool done;
     int64_t final_seq;
     uint64_t commits, batches, delivered;
     double cpu[3]; /* loop (sim, emit), log writer, libuv workers (output) */
@@ -242,36 +243,14 @@ static void cpu_by_role(double cpu[3])
 /* Every stored reading has been delivered: the writer's committed seq covers
  * all accepted readings, and the output's cursor (advanced only after the
  * file write and fdatasync returned) reached it. */
-static bool all_stored(struct e2e *e, int64_t committed)
-{
-    const struct mt_writer_stats *ws = mt_writer_stats(mt_agent_writer(e->a));
-    /* fresh log: seq 1..S; the first reading of a cumulative counter only
-     * sets its baseline and is not stored. Should a counter ever repeat (not
-     * stored either), writer idleness is the fallback. */
-    uint64_t expect = (uint64_t)ws->queued - (uint64_t)ws->counter_first;
-    return (uint64_t)committed == expect || e->idle_seen;
-}
-
 static void check_cb(uv_timer_t *t)
 {
     struct e2e *e = t->data;
     struct mt_writer *w = mt_agent_writer(e->a);
     const struct mt_writer_stats *ws = mt_writer_stats(w);
+    int64_t committed;
 
-    if (!e->flushed) {
-        if ((long)ws->queued < e->n)
-            return;
-        /* the sim reached its limit: commit the tail now instead of after
-         * batch_interval, which only a finite stream ever waits for */
-        mt_writer_flush(w);
-        e->flushed = true;
-    }
-    int64_t committed = mt_writer_committed(w);
-    if (!e->idle_seen && mt_writer_idle(w)) {
-        e->idle_seen = true;
-        committed = mt_writer_committed(w);
-    }
-    if (!all_stored(e, committed))
+    if (!bench_stored(&e->stream, w, &committed))
         return;
     if (e->t_stored == 0)
         e->t_stored = bench_now();
@@ -401,7 +380,7 @@ static int run_agent(const char *dir, const struct job *j, struct bench_result *
     char conf[4096];
     struct mt_diags d = {0};
     struct mt_agent *a = NULL;
-    struct e2e e = {.n = j->n};
+    struct e2e e = {.n = j->n, .stream = {.n = j->n}};
     int rc = -1;
 
     snprintf(conf, sizeof(conf), "%s/conf", dir);
