@@ -319,6 +319,7 @@ struct slot {
     char key[200];
     struct mt_batch b;
     void *payload;
+    void *spare; /* the payload of the slot's last batch, for encode() to fill again */
     int enc_rc; /* encode() failed: permanent */
     struct mt_deliver_result enc_res;
     bool ready;
@@ -568,11 +569,15 @@ static int64_t backoff_ms(struct mt_output *o, unsigned attempts, int64_t retry_
     return delay;
 }
 
+/* The slot's payload is kept for its next batch (encode() fills it again). */
 static void release_slot(struct mt_output *o, int i)
 {
     struct slot *s = &o->slots[i];
-    if (s->payload && o->type->free_payload)
-        o->type->free_payload(o->state, s->payload);
+    if (s->payload) {
+        if (s->spare)
+            o->type->free_payload(o->state, s->spare);
+        s->spare = s->payload;
+    }
     s->payload = NULL;
     s->ready = false;
     s->n = 0;
@@ -864,8 +869,11 @@ static void read_work(uv_work_t *req)
         .output = o->name,
         .key = s->key,
     };
-    if (o->async)
+    if (o->async) {
+        s->payload = s->spare;
+        s->spare = NULL;
         s->enc_rc = o->type->encode(o->state, &s->b, &s->payload, &s->enc_res);
+    }
 }
 
 static void wait_cb(uv_timer_t *t)
@@ -1202,8 +1210,11 @@ static void handle_closed(uv_handle_t *h)
     void *arg = o->closed_arg;
     int64_t cursor = o->cursor;
 
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         release_slot(o, i);
+        if (o->slots[i].spare)
+            o->type->free_payload(o->state, o->slots[i].spare);
+    }
     if (o->type->destroy && o->state)
         o->type->destroy(o->state);
     mt_log_close(o->rdb);

@@ -148,7 +148,12 @@ struct mt_output_type {
     /* Asynchronous types. */
     /* Worker thread, one batch at a time: builds what send() transmits. It
      * may use only the parts of state no loop callback touches (its
-     * encoder). *payload is freed with free_payload. 0, or -ENOMEM/-EINVAL
+     * encoder). On entry *payload is the payload of the batch before in the
+     * same slot, done with (NULL at first): encode() fills it again, keeping
+     * its buffers (a drain encodes megabytes a second; fresh buffers cost
+     * page faults), or frees it and makes another. On return *payload is
+     * the batch's, or on failure NULL or something free_payload takes.
+     * *payload is freed with free_payload. 0, or -ENOMEM/-EINVAL
      * (permanent: the batch cannot be encoded). */
     int (*encode)(void *state, const struct mt_batch *b, void **payload,
                   struct mt_deliver_result *res);

@@ -75,6 +75,15 @@ void mt_buf_free(struct mt_buf *b)
     b->len = b->cap = 0;
 }
 
+void mt_buf_refill(struct mt_buf *b, size_t want)
+{
+    if (b->cap > 2 * want + 4096)
+        mt_buf_free(b);
+    b->len = 0;
+    if (b->p)
+        b->p[0] = 0;
+}
+
 int mt_buf_reserve(struct mt_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1, cap;

@@ -39,6 +39,10 @@ struct mt_buf {
 
 void mt_buf_free(struct mt_buf *b);
 int mt_buf_reserve(struct mt_buf *b, size_t extra);
+/* Empties b for a text of about want bytes, keeping its memory unless it
+ * holds more than twice that: a buffer filled again batch after batch is
+ * not kept at the size a drain grew it to. */
+void mt_buf_refill(struct mt_buf *b, size_t want);
 int mt_buf_add(struct mt_buf *b, const void *data, size_t n);
 int mt_buf_adds(struct mt_buf *b, const char *s);
 int mt_buf_addc(struct mt_buf *b, char c);

@@ -125,8 +125,10 @@ struct http_out {
     struct mt_encoder enc; /* worker only (encode) */
 };
 
+/* Filled again for the slot's next batch (output.h). */
 struct payload {
     struct mt_buf body;
+    struct mt_buf plain; /* gzip: the body before compression */
 };
 
 static int http_check(const void *conf, char *err, size_t errlen)
@@ -428,29 +430,38 @@ out:
     return rc;
 }
 
+static void free_payload(struct payload *p)
+{
+    mt_buf_free(&p->body);
+    mt_buf_free(&p->plain);
+    free(p);
+}
+
 static int http_encode(void *state, const struct mt_batch *b, void **payload,
                        struct mt_deliver_result *res)
 {
     struct http_out *h = state;
-    struct payload *p = calloc(1, sizeof(*p));
-    struct mt_buf plain = {0};
+    struct payload *p = *payload ? *payload : calloc(1, sizeof(*p));
     struct mt_batch_head head = {b->agent_id, b->output, b->key, b->generation,
                                  b->first_seq, b->last_seq, b->n};
+    size_t want = 512 + b->n * 192;
     int rc;
 
+    *payload = NULL;
     if (!p)
         return -ENOMEM;
-    rc = mt_encode_batch(&h->enc, &plain, h->conf->format, &head, b->rows, b->n, b->series);
-    if (!rc && h->conf->gzip) {
-        rc = gzip_body(&plain, &p->body);
-        mt_buf_free(&plain);
+    mt_buf_refill(&p->body, want);
+    if (h->conf->gzip) {
+        mt_buf_refill(&p->plain, want);
+        rc = mt_encode_batch(&h->enc, &p->plain, h->conf->format, &head, b->rows, b->n,
+                             b->series);
+        rc = rc ? rc : gzip_body(&p->plain, &p->body);
     } else {
-        p->body = plain;
+        rc = mt_encode_batch(&h->enc, &p->body, h->conf->format, &head, b->rows, b->n, b->series);
     }
     if (rc) {
         snprintf(res->error, sizeof(res->error), "cannot encode the batch: out of memory");
-        mt_buf_free(&p->body);
-        free(p);
+        free_payload(p);
         return -ENOMEM;
     }
     *payload = p;
@@ -459,10 +470,8 @@ static int http_encode(void *state, const struct mt_batch *b, void **payload,
 
 static void http_free_payload(void *state, void *payload)
 {
-    struct payload *p = payload;
     (void)state;
-    mt_buf_free(&p->body);
-    free(p);
+    free_payload(payload);
 }
 
 /* ---- send (loop) ---- */

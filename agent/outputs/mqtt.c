@@ -101,20 +101,18 @@ struct message {
     struct mt_buf body;
 };
 
-/* A batch's messages. Payloads are kept and reused (spare, below): a drain
- * encodes megabytes a second, and fresh buffers for each batch cost more in
- * page faults than the encoding itself. The scratch arrays of encode() stay
- * with the payload for the same reason. */
+/* A batch's messages. The output hands a slot's payload back to encode()
+ * for its next batch (output.h): its message buffers and encode()'s
+ * scratch arrays are filled again. */
 struct payload {
     struct message *m;
     size_t n, cap; /* messages in this batch; allocated */
     uint32_t *tix;     /* encode scratch: topic of each reading */
     struct mt_row *sub; /* encode scratch: one message's readings */
-    size_t rows_cap, rows; /* allocated; the last batch's readings */
+    size_t rows_cap;
     char (*topics)[256]; /* encode scratch: the batch's distinct topics */
     size_t topics_cap;
 };
-enum { SPARE_PAYLOADS = 2 }; /* an output has at most two batches: sent and read */
 
 struct mq_out {
     const struct mqtt_conf *conf;
@@ -166,12 +164,6 @@ struct mq_out {
     void *closed_arg;
 
     struct mt_encoder enc; /* worker only */
-
-    /* payloads for reuse: taken by encode() on a worker, given back by
-     * free_payload() on the loop; spare_lock is a leaf */
-    pthread_mutex_t spare_lock;
-    struct payload *spare[SPARE_PAYLOADS];
-    size_t nspare;
 };
 
 static int mqtt_check(const void *conf, char *err, size_t errlen)
@@ -626,46 +618,30 @@ static void free_payload(struct payload *p)
     free(p);
 }
 
-/* A payload to fill: a spare one, or a new one. */
-static struct payload *take_payload(struct mq_out *q)
+/* Rough size of n readings' JSON: the body is allocated once. */
+static size_t body_estimate(size_t n)
 {
-    struct payload *p = NULL;
-    pthread_mutex_lock(&q->spare_lock);
-    if (q->nspare)
-        p = q->spare[--q->nspare];
-    pthread_mutex_unlock(&q->spare_lock);
-    if (!p)
-        p = calloc(1, sizeof(*p));
-    else
-        p->n = 0;
-    return p;
+    return 512 + n * 192;
 }
 
-/* Keeps p for the next batch, with what the last batch used: a buffer that
- * was less than half full is freed, so that after a drain a caught-up
- * output does not hold a drain's worth of memory. */
-static void give_back(struct mq_out *q, struct payload *p)
+/* The payload to fill: the slot's last one, its buffers kept as far as
+ * this batch of n readings uses them (mt_buf_refill), or a new one. */
+static struct payload *reuse_payload(struct payload *p, size_t n, size_t per)
 {
-    for (size_t i = 0; i < p->cap; i++) {
-        struct mt_buf *b = &p->m[i].body;
-        if (i >= p->n || b->cap > 2 * b->len + 4096)
-            mt_buf_free(b);
-    }
-    if (p->rows_cap > 64 && p->rows_cap > 2 * p->rows) {
+    if (!p)
+        return calloc(1, sizeof(struct payload));
+    size_t want = body_estimate(n < per ? n : per);
+    for (size_t i = 0; i < p->cap; i++)
+        mt_buf_refill(&p->m[i].body, want);
+    if (p->rows_cap > 64 && p->rows_cap > 2 * n) {
         free(p->tix);
         free(p->sub);
         p->tix = NULL;
         p->sub = NULL;
         p->rows_cap = 0;
     }
-    pthread_mutex_lock(&q->spare_lock);
-    if (q->nspare < SPARE_PAYLOADS) {
-        q->spare[q->nspare++] = p;
-        p = NULL;
-    }
-    pthread_mutex_unlock(&q->spare_lock);
-    if (p)
-        free_payload(p);
+    p->n = 0;
+    return p;
 }
 
 /* The next message of p, its body empty. */
@@ -685,21 +661,16 @@ static struct message *next_message(struct payload *p)
     return msg;
 }
 
-/* Rough size of n readings' JSON: the body is allocated once. */
-static size_t body_estimate(size_t n)
-{
-    return 512 + n * 192;
-}
-
 static int mqtt_encode(void *state, const struct mt_batch *b, void **out,
                        struct mt_deliver_result *res)
 {
     struct mq_out *q = state;
-    struct payload *p = take_payload(q);
     size_t ntopics = 0, per = (size_t)q->conf->readings_per_message;
+    struct payload *p = reuse_payload(*out, b->n, per);
     size_t rows = b->n ? b->n : 1;
     int rc = -ENOMEM;
 
+    *out = NULL;
     if (!p)
         goto out;
     if (p->rows_cap < rows) {
@@ -713,7 +684,6 @@ static int mqtt_encode(void *state, const struct mt_batch *b, void **out,
             goto out;
         p->rows_cap = rows;
     }
-    p->rows = b->n;
     uint32_t *tix = p->tix;
     struct mt_row *sub = p->sub;
     /* the topic of each reading, and the distinct topics in first-seen order;
@@ -768,6 +738,8 @@ static int mqtt_encode(void *state, const struct mt_batch *b, void **out,
             n = 0;
         }
     }
+    for (size_t i = p->n; i < p->cap; i++)
+        mt_buf_free(&p->m[i].body); /* messages a bigger batch had */
     *out = p;
     p = NULL;
     rc = 0;
@@ -781,7 +753,8 @@ out:
 
 static void mqtt_free_payload(void *state, void *payload)
 {
-    give_back(state, payload);
+    (void)state;
+    free_payload(payload);
 }
 
 /* ---- create / close ---- */
@@ -794,7 +767,6 @@ static void abandoned(uv_handle_t *h)
     pthread_mutex_destroy(&q->client_lock);
     pthread_mutex_destroy(&q->log_lock);
     pthread_mutex_destroy(&q->lock);
-    pthread_mutex_destroy(&q->spare_lock);
     pthread_cond_destroy(&q->cond);
     free(q);
     mosquitto_lib_cleanup();
@@ -834,7 +806,6 @@ static int mqtt_create(const void *conf, const struct mt_output_ctx *ctx, void *
     pthread_mutex_init(&q->client_lock, NULL);
     pthread_mutex_init(&q->log_lock, NULL);
     pthread_mutex_init(&q->lock, NULL);
-    pthread_mutex_init(&q->spare_lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&q->cond, &ca);
@@ -909,9 +880,6 @@ static void mqtt_destroy(void *state)
     pthread_mutex_destroy(&q->log_lock);
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->cond);
-    for (size_t i = 0; i < q->nspare; i++)
-        free_payload(q->spare[i]);
-    pthread_mutex_destroy(&q->spare_lock);
     free(q->acks);
     free(q->mids);
     free(q);

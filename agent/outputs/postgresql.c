@@ -96,10 +96,6 @@ struct pg_out {
     bool closing;
 };
 
-struct payload {
-    struct mt_buf text;      /* NPARAMS NUL-terminated values */
-    const char *values[NPARAMS];
-};
 
 static bool valid_ident(const char *s, size_t n)
 {
@@ -240,6 +236,13 @@ static void fmt_ts(struct tscache *c, int64_t us, char out[32])
 enum { A_TIME, A_SITE, A_DEVICE, A_METRIC, A_VALUE, A_UNIT, A_KIND, A_SUBJECT, A_TAGS, A_REV,
        A_SUPP, A_SEQ, NARR };
 
+/* Filled again for the slot's next batch (output.h). */
+struct payload {
+    struct mt_buf text;      /* NPARAMS NUL-terminated values */
+    const char *values[NPARAMS];
+    struct mt_buf a[NARR];   /* encode scratch: the arrays' text */
+};
+
 static int add_row(struct mt_buf *a, struct tscache *tc, const struct mt_row *r,
                    const struct mt_series_info *s, bool first)
 {
@@ -266,21 +269,35 @@ static int add_row(struct mt_buf *a, struct tscache *tc, const struct mt_row *r,
     return rc;
 }
 
+static void free_payload(struct payload *p)
+{
+    mt_buf_free(&p->text);
+    for (int k = 0; k < NARR; k++)
+        mt_buf_free(&p->a[k]);
+    free(p);
+}
+
 static int pg_encode(void *state, const struct mt_batch *b, void **payload,
                      struct mt_deliver_result *res)
 {
-    struct payload *p = calloc(1, sizeof(*p));
-    struct mt_buf a[NARR] = {{0}};
+    struct payload *p = *payload ? *payload : calloc(1, sizeof(*p));
+    struct mt_buf *a;
     struct tscache tc = {.sec = INT64_MIN};
-    size_t off[NPARAMS];
+    size_t off[NPARAMS], want = 0;
     int rc = 0;
 
     (void)state;
+    *payload = NULL;
     if (!p)
         return -ENOMEM;
-    for (int k = 0; k < NARR; k++)
-        rc |= mt_buf_reserve(&a[k], b->n * (k == A_TIME ? 32 : 16) + 2) |
-              mt_buf_addc(&a[k], '{');
+    a = p->a;
+    for (int k = 0; k < NARR; k++) {
+        size_t w = b->n * (k == A_TIME ? 32 : 16) + 2;
+        mt_buf_refill(&a[k], w);
+        want += w;
+        rc |= mt_buf_reserve(&a[k], w) | mt_buf_addc(&a[k], '{');
+    }
+    mt_buf_refill(&p->text, want);
     for (size_t i = 0; i < b->n && !rc; i++)
         rc = add_row(a, &tc, &b->rows[i], mt_series_get(b->series, b->rows[i].series), i == 0);
     for (int k = 0; k < NARR && !rc; k++) {
@@ -293,12 +310,9 @@ static int pg_encode(void *state, const struct mt_batch *b, void **payload,
     off[NARR + 1] = p->text.len;
     rc = rc ? rc : mt_buf_printf(&p->text, "%" PRId64, b->generation);
     rc = rc ? rc : mt_buf_addc(&p->text, 0);
-    for (int k = 0; k < NARR; k++)
-        mt_buf_free(&a[k]);
     if (rc) {
         snprintf(res->error, sizeof(res->error), "cannot encode the batch: out of memory");
-        mt_buf_free(&p->text);
-        free(p);
+        free_payload(p);
         return -ENOMEM;
     }
     for (int k = 0; k < NPARAMS; k++)
@@ -309,10 +323,8 @@ static int pg_encode(void *state, const struct mt_batch *b, void **payload,
 
 static void pg_free_payload(void *state, void *payload)
 {
-    struct payload *p = payload;
     (void)state;
-    mt_buf_free(&p->text);
-    free(p);
+    free_payload(payload);
 }
 
 /* ---- the connection (loop) ---- */

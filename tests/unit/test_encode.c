@@ -514,6 +514,30 @@ static void records_grow_the_buffer_from_empty(void **state)
     mt_buf_free(&one);
 }
 
+/* A buffer filled again batch after batch keeps its memory for a batch of
+ * the same size, and gives back what a much bigger one grew it to. */
+static void refilled_buffers_keep_what_they_need(void **state)
+{
+    (void)state;
+    struct mt_buf b = {0};
+    assert_int_equal(mt_buf_reserve(&b, 100000), 0);
+    mt_buf_adds(&b, "a drain's batch");
+    char *p = b.p;
+    size_t cap = b.cap;
+    mt_buf_refill(&b, 90000); /* the same size again: kept */
+    assert_ptr_equal(b.p, p);
+    assert_int_equal(b.cap, cap);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(mt_buf_cstr(&b), "");
+    mt_buf_refill(&b, 100); /* caught up: a few readings */
+    assert_null(b.p);
+    assert_int_equal(b.cap, 0);
+    assert_int_equal(mt_buf_adds(&b, "x"), 0);
+    mt_buf_refill(&b, 100);
+    assert_non_null(b.p); /* small: kept */
+    mt_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +560,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(integers_as_printf_writes_them, setup, teardown),
         cmocka_unit_test_setup_teardown(generation_follows_each_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(records_grow_the_buffer_from_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(refilled_buffers_keep_what_they_need, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,7 +90,7 @@ struct asink {
     int64_t refuse_seq; /* a batch holding this seq is refused permanently */
     bool hold;          /* never answer; abort answers */
     bool ack_on_abort;  /* the abort finds the answer was a success */
-    int sends, encodes;
+    int sends, encodes, refills;
     char keys[16][160];
     int nkeys;
     int64_t seen[MAXSEEN];
@@ -119,8 +119,15 @@ static int asink_encode(void *state, const struct mt_batch *b, void **payload,
     struct asink *a = state;
     (void)res;
     a->encodes++; /* one batch at a time: no race with the loop's fields */
-    *payload = strdup(b->key);
-    return *payload ? 0 : -ENOMEM;
+    /* the slot's payload of its batch before, done with: filled again */
+    char *p = *payload ? *payload : malloc(200);
+    if (*payload)
+        a->refills++;
+    *payload = p;
+    if (!p)
+        return -ENOMEM;
+    snprintf(p, 200, "%s", b->key);
+    return 0;
 }
 
 static void asink_free_payload(void *state, void *payload)
@@ -692,6 +699,8 @@ static void async_type_delivers_in_order(void **state)
     assert_int_equal(a->sends, 30 / 4 + 1 + 1);
     assert_string_equal(a->keys[0], a->keys[1]);
     assert_int_equal(a->encodes, 30 / 4 + 1);
+    /* two slots: every batch after the first two fills a payload again */
+    assert_true(a->refills >= 30 / 4 + 1 - 2);
     wait_durable_cursor(f, "web", 30);
 }
 
