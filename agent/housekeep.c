@@ -52,12 +52,15 @@ int mt_housekeep_retention(struct mt_housekeep *h, const struct mt_housekeep_env
         return 0;
     /* checked: a huge retention means "keep", never a cutoff in the future */
     int64_t cutoff = mt_add_sat(mt_now_us(), -mt_ms_to_us(e->conf->retention_ms));
-    int rc = mt_log_first_young(e->db, cutoff, &young);
+    /* only what every consumer passed can go: the search for the first
+     * young row reads no further (an output down for days leaves old rows
+     * it has not passed, which every housekeeping would read again) */
+    if (e->delivered <= 0)
+        return 0;
+    int rc = mt_log_first_young(e->db, cutoff, e->delivered, &young);
     if (rc)
         return rc;
-    int64_t upto = young == INT64_MAX ? e->last_seq : young - 1;
-    if (e->delivered < upto)
-        upto = e->delivered;
+    int64_t upto = young == INT64_MAX ? e->delivered : young - 1;
     if (upto <= 0)
         return 0;
     rc = delete_upto(h, e, upto, 0, &n);

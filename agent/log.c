@@ -701,7 +701,12 @@ int mt_log_bounds(struct mt_logdb *db, int64_t *min_seq, int64_t *max_seq, int64
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(
-        db->db, "SELECT coalesce(min(seq),0), coalesce(max(seq),0) FROM readings", -1, &st, NULL);
+        /* two subqueries: each reads one end of the rowid b-tree, while
+         * min() and max() in one SELECT scan the whole table */
+        db->db,
+        "SELECT coalesce((SELECT min(seq) FROM readings), 0),"
+        " coalesce((SELECT max(seq) FROM readings), 0)",
+        -1, &st, NULL);
     if (rc)
         return map_rc(rc);
     rc = sqlite3_step(st);
@@ -715,15 +720,16 @@ int mt_log_bounds(struct mt_logdb *db, int64_t *min_seq, int64_t *max_seq, int64
     return map_rc(rc);
 }
 
-int mt_log_first_young(struct mt_logdb *db, int64_t cutoff_ts, int64_t *seq)
+int mt_log_first_young(struct mt_logdb *db, int64_t cutoff_ts, int64_t upto, int64_t *seq)
 {
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(db->db,
-                                "SELECT seq FROM readings WHERE ts >= ? ORDER BY seq LIMIT 1", -1,
-                                &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        db->db, "SELECT seq FROM readings WHERE seq <= ?2 AND ts >= ?1 ORDER BY seq LIMIT 1", -1,
+        &st, NULL);
     if (rc)
         return map_rc(rc);
     sqlite3_bind_int64(st, 1, cutoff_ts);
+    sqlite3_bind_int64(st, 2, upto);
     rc = sqlite3_step(st);
     *seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : INT64_MAX;
     sqlite3_finalize(st);
@@ -784,6 +790,11 @@ void mt_log_set_damaged(struct mt_logdb *db)
 void mt_log_interrupt(struct mt_logdb *db)
 {
     sqlite3_interrupt(db->db);
+}
+
+void mt_log_progress(struct mt_logdb *db, int n, int (*cb)(void *arg), void *arg)
+{
+    sqlite3_progress_handler(db->db, n, cb, arg);
 }
 
 static int fetch_rows(sqlite3_stmt *st, size_t max, struct mt_row *rows, size_t *n)

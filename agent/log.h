@@ -122,9 +122,12 @@ int mt_log_last_seq(struct mt_logdb *db, int64_t *seq);
 
 /* Housekeeping */
 int mt_log_used_bytes(struct mt_logdb *db, uint64_t *bytes);
+/* Oldest, newest and an upper bound of the number of rows (seq is dense
+ * except where rows were dropped); reads two pages, whatever the size. */
 int mt_log_bounds(struct mt_logdb *db, int64_t *min_seq, int64_t *max_seq, int64_t *rows);
-/* First seq whose ts >= cutoff in seq order; *seq = INT64_MAX when none. */
-int mt_log_first_young(struct mt_logdb *db, int64_t cutoff_ts, int64_t *seq);
+/* First seq <= upto whose ts >= cutoff, in seq order; *seq = INT64_MAX when
+ * none. It reads the rows before it: upto bounds that work. */
+int mt_log_first_young(struct mt_logdb *db, int64_t cutoff_ts, int64_t upto, int64_t *seq);
 /* Deletes rows with seq <= upto, at most max_rows of the oldest. */
 int mt_log_delete_upto(struct mt_logdb *db, int64_t upto, int64_t max_rows, int64_t *deleted);
 int mt_log_integrity(struct mt_logdb *db, char *msg, size_t len); /* quick_check */
@@ -134,6 +137,9 @@ int mt_log_integrity(struct mt_logdb *db, char *msg, size_t len); /* quick_check
 void mt_log_set_damaged(struct mt_logdb *db);
 /* Any thread: makes a long statement on db (a quick_check) return soon. */
 void mt_log_interrupt(struct mt_logdb *db);
+/* Tests: cb(arg) every n virtual-machine steps of db's statements, to count
+ * the work a call does (cb NULL: no more). cb returns 0. */
+void mt_log_progress(struct mt_logdb *db, int n, int (*cb)(void *arg), void *arg);
 
 /* Reading for consumers: rows with after < seq <= upto, in seq order. */
 int mt_log_read(struct mt_logdb *db, int64_t after, int64_t upto, size_t max, struct mt_row *rows,

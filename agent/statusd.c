@@ -199,7 +199,7 @@ static int prepare(struct mt_statusd *d)
 static int initial_mark(struct mt_statusd *d, int64_t keep_from)
 {
     int64_t seq;
-    int rc = mt_log_first_young(d->db, keep_from, &seq);
+    int rc = mt_log_first_young(d->db, keep_from, INT64_MAX, &seq);
     if (rc)
         return rc;
     if (seq == INT64_MAX)

@@ -13,6 +13,7 @@
 #   N=200000 INGEST=500 bench/outputs.sh  smaller
 #   STATUS_LISTEN=127.0.0.1:0 bench/...   with the status endpoint (default: off;
 #                                         see docs/performance.md)
+#   ONLY=mqtt bench/outputs.sh            one output (http, postgresql or mqtt)
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build-bench}
@@ -102,6 +103,9 @@ raw_rate() { "$@" | awk '/^readings\/s/ {print $2}'; }
 mean() { echo "($1 + $2) / 2" | bc; }
 ratio() { echo "scale=1; 100 * $1 / $2" | bc; }
 
+want() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
+
+if want http; then
 echo "== http (receiver: tests/integration/http_receiver.py, count mode) =="
 RAW_HTTP=$(raw_rate "$RAW" http "http://127.0.0.1:$HTTP_PORT/in" $((backlog / BATCH)) "$BATCH")
 echo "  raw ceiling: $RAW_HTTP readings/s (pre-built body, libcurl keep-alive)"
@@ -113,6 +117,9 @@ RAW_HTTP=$(mean "$RAW_HTTP" "$RAW2")
 echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_HTTP") % of the raw ceiling (mean $RAW_HTTP; target >= 25 %, JSON encoding included)"
 echo
 
+fi
+
+if want postgresql; then
 echo "== postgresql (unix socket; fsync=off) =="
 # as many rows as the backlog: the server slows down as the table grows
 RAW_PG=$(raw_rate "$RAW" pg "host=$PG_DIR port=$PG_PORT user=test dbname=postgres" $((backlog / BATCH)) "$BATCH")
@@ -128,6 +135,9 @@ RAW_PG=$(mean "$RAW_PG" "$RAW2")
 echo "  ratio: $(ratio "$DRAIN_RATE" "$RAW_PG") % of the raw ceiling (mean $RAW_PG; target >= 80 %)"
 echo
 
+fi
+
+if want mqtt; then
 echo "== mqtt (mosquitto 2.0, QoS 1, $PER readings a message, window $WINDOW, batches of $MQTT_BATCH) =="
 # The subscriber stamps every message as it arrives (%U): the raw ceiling and
 # the output are both timed there, from the first message to the last, the
@@ -166,6 +176,7 @@ raw_mqtt " after"
 RAW_MQ=$(mean "$RAW_MQ" "$RAW_SUB")
 echo "  ratio: $(ratio "$OUT_SUB" "$RAW_MQ") % of the raw ceiling (mean $RAW_MQ; target >= 50 %)"
 echo
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 set +e
 exit 0

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <mittari/mittari.h>
 
 #include "log.h"
+#include "logfacts.h"
 #include "series.h"
 #include "util.h"
 
@@ -706,22 +708,85 @@ static void first_young(void **state)
     const int64_t ts[] = {100, 200, 50, 300};
 
     open_writer(f);
-    assert_int_equal(mt_log_first_young(f->db, 0, &seq), 0);
+    assert_int_equal(mt_log_first_young(f->db, 0, INT64_MAX, &seq), 0);
     assert_true(seq == INT64_MAX); /* empty */
     assert_int_equal(mt_log_begin(f->db), 0);
     for (int i = 0; i < 4; i++)
         assert_int_equal(mt_log_put_reading(f->db, i + 1, ts[i], 1, 0, NULL), 0);
     assert_int_equal(mt_log_commit(f->db), 0);
-    assert_int_equal(mt_log_first_young(f->db, 0, &seq), 0);
+    assert_int_equal(mt_log_first_young(f->db, 0, INT64_MAX, &seq), 0);
     assert_int_equal(seq, 1);
-    assert_int_equal(mt_log_first_young(f->db, 100, &seq), 0);
+    assert_int_equal(mt_log_first_young(f->db, 100, INT64_MAX, &seq), 0);
     assert_int_equal(seq, 1);
-    assert_int_equal(mt_log_first_young(f->db, 101, &seq), 0);
+    assert_int_equal(mt_log_first_young(f->db, 101, INT64_MAX, &seq), 0);
     assert_int_equal(seq, 2);
-    assert_int_equal(mt_log_first_young(f->db, 250, &seq), 0);
+    assert_int_equal(mt_log_first_young(f->db, 250, INT64_MAX, &seq), 0);
     assert_int_equal(seq, 4);
-    assert_int_equal(mt_log_first_young(f->db, 301, &seq), 0);
+    assert_int_equal(mt_log_first_young(f->db, 301, INT64_MAX, &seq), 0);
     assert_true(seq == INT64_MAX);
+}
+
+/* Work a call does, in units of 100 VM steps of SQLite. */
+static int count_step(void *arg)
+{
+    (*(int64_t *)arg)++;
+    return 0;
+}
+
+/* Housekeeping and the status page ask these every few seconds of a log
+ * that holds weeks: each must read a few pages, not the table (min() and
+ * max() in one SELECT scanned all of it). A scan of the same log is
+ * measured beside them, so that the counter is known to count. */
+static void housekeeping_queries_do_not_scan(void **state)
+{
+    struct fixture *f = *state;
+    const int64_t rows = 100000;
+    int64_t work = 0, lo, hi, n, seq, del;
+    uint64_t bytes;
+    struct mt_facts *facts = NULL;
+
+    open_writer(f);
+    put_rows(f->db, 1, rows, 1000);
+    mt_log_progress(f->db, 100, count_step, &work);
+
+    assert_int_equal(mt_log_first_young(f->db, INT64_MAX, INT64_MAX, &seq), 0);
+    assert_true(seq == INT64_MAX);
+    int64_t scan = work;
+    assert_true(scan > rows / 100); /* more than a step a row */
+
+#define CHEAP(call)                                                                                \
+    do {                                                                                           \
+        work = 0;                                                                                  \
+        assert_int_equal(call, 0);                                                                 \
+        if (work > 10)                                                                             \
+            fail_msg("%s: %" PRId64 " x 100 steps (a scan: %" PRId64 ")", #call, work, scan);    \
+    } while (0)
+    CHEAP(mt_log_bounds(f->db, &lo, &hi, &n));
+    assert_int_equal(lo, 1);
+    assert_int_equal(hi, rows);
+    assert_int_equal(n, rows);
+    CHEAP(mt_log_last_seq(f->db, &seq));
+    assert_int_equal(seq, rows);
+    CHEAP(mt_log_used_bytes(f->db, &bytes));
+    /* the search stops at upto, young rows or not */
+    CHEAP(mt_log_first_young(f->db, INT64_MAX, 50, &seq));
+    assert_true(seq == INT64_MAX);
+    CHEAP(mt_log_first_young(f->db, 1000 + 40, 50, &seq));
+    assert_int_equal(seq, 40);
+    CHEAP(mt_log_delete_upto(f->db, 10, 5, &del));
+    assert_int_equal(del, 5);
+    assert_int_equal(mt_log_begin(f->db), 0);
+    assert_int_equal(mt_log_put_cursor(f->db, "out", rows / 2, 0), 0);
+    assert_int_equal(mt_log_commit(f->db), 0);
+    CHEAP(mt_facts_read(f->db, NULL, 0, &facts));
+    assert_non_null(facts);
+    assert_int_equal(facts->rows, rows - 5);
+    assert_int_equal(facts->noutputs, 1);
+    assert_int_equal(facts->outputs[0].backlog, rows - rows / 2);
+    assert_int_equal(facts->outputs[0].oldest_us, 1000 + rows / 2 + 1);
+    mt_facts_unref(facts);
+#undef CHEAP
+    mt_log_progress(f->db, 0, NULL, NULL);
 }
 
 static void scan_time_range(void **state)
@@ -977,6 +1042,7 @@ int main(void)
         T(used_bytes_follows_rows),
         T(delete_upto_in_chunks),
         T(first_young),
+        T(housekeeping_queries_do_not_scan),
         T(scan_time_range),
         T(integrity_ok),
         T(integrity_finds_damage),
