@@ -38,6 +38,9 @@ static void *check_main(void *arg)
     int64_t t0 = mt_mono_us();
     int rc;
 
+    /* it reads every page of the log once: ingest and outputs go first */
+    mt_thread_background("mt-logcheck", 10);
+
     pthread_mutex_lock(&c->lock);
     bool cancelled = c->cancelled;
     pthread_mutex_unlock(&c->lock);

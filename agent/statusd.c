@@ -336,10 +336,7 @@ static void *thread_main(void *arg)
     /* the charts can wait, the readings cannot: this worker's reading of
      * the log (all of today's rows at start) gives way to the writer, the
      * rules and the outputs when the CPU is short (Linux: per thread) */
-    pthread_setname_np(pthread_self(), "mt-status");
-    id_t self = (id_t)gettid();
-    int nice = getpriority(PRIO_PROCESS, self) + STATUS_NICE;
-    setpriority(PRIO_PROCESS, self, nice < 19 ? nice : 19);
+    mt_thread_background("mt-status", STATUS_NICE);
     for (;;) {
         pthread_mutex_lock(&d->lock);
         while (caught_up && !d->stop && !d->kick)

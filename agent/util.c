@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -603,4 +605,12 @@ int mt_lock_dir(const char *dir, int *fd, char *holder, size_t len)
     if (ftruncate(*fd, 0) == 0)
         mt_write_all(*fd, pid, (size_t)n);
     return 0;
+}
+
+void mt_thread_background(const char *name, int nicer)
+{
+    pthread_setname_np(pthread_self(), name);
+    id_t self = (id_t)gettid();
+    int nice = getpriority(PRIO_PROCESS, self) + nicer;
+    setpriority(PRIO_PROCESS, self, nice < 19 ? nice : 19);
 }

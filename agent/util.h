@@ -15,6 +15,10 @@
 #define MT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 int64_t mt_now_us(void);  /* CLOCK_REALTIME, µs since the epoch */
+/* The calling thread: named (top -H shows it) and `nicer` nicer than the
+ * process (Linux: per thread), for work that may wait while readings may
+ * not: the log check after start, the status worker. */
+void mt_thread_background(const char *name, int nicer);
 int64_t mt_mono_us(void); /* CLOCK_MONOTONIC, µs */
 
 /* Checked duration arithmetic (issue 15): every "ms * 1000" of a configured
