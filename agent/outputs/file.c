@@ -103,9 +103,15 @@ static int64_t parse_ts(const char *p, size_t n)
 {
     struct tm tm = {0};
     int frac = 0, k = 0;
+    char t[28];
 
-    if (n < 27 || p[26] != 'Z' ||
-        sscanf(p, "%4d-%2d-%2dT%2d:%2d:%2d.%6d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+    if (n < 27 || p[26] != 'Z')
+        return 0;
+    /* sscanf reads its string to the end: p is a slice of the file's
+     * tail, not NUL-terminated where the timestamp ends */
+    memcpy(t, p, 27);
+    t[27] = 0;
+    if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d.%6d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
                &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &frac, &k) != 7 || k != 26)
         return 0;
     tm.tm_year -= 1900;
