@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -90,6 +91,8 @@ struct asink {
     int64_t refuse_seq; /* a batch holding this seq is refused permanently */
     bool hold;          /* never answer; abort answers */
     bool ack_on_abort;  /* the abort finds the answer was a success */
+    int encode_ms;      /* each encode() takes this long (on a worker) */
+    atomic_int encoding; /* an encode() runs now */
     int sends, encodes, refills;
     char keys[16][160];
     int nkeys;
@@ -118,6 +121,10 @@ static int asink_encode(void *state, const struct mt_batch *b, void **payload,
 {
     struct asink *a = state;
     (void)res;
+    assert_int_equal(atomic_fetch_add(&a->encoding, 1), 0); /* never two at once */
+    if (a->encode_ms)
+        usleep((useconds_t)a->encode_ms * 1000);
+    atomic_fetch_sub(&a->encoding, 1);
     a->encodes++; /* one batch at a time: no race with the loop's fields */
     /* the slot's payload of its batch before, done with: filled again */
     char *p = *payload ? *payload : malloc(200);
@@ -699,8 +706,8 @@ static void async_type_delivers_in_order(void **state)
     assert_int_equal(a->sends, 30 / 4 + 1 + 1);
     assert_string_equal(a->keys[0], a->keys[1]);
     assert_int_equal(a->encodes, 30 / 4 + 1);
-    /* two slots: every batch after the first two fills a payload again */
-    assert_true(a->refills >= 30 / 4 + 1 - 2);
+    /* three slots: every batch after the first three fills a payload again */
+    assert_true(a->refills >= 30 / 4 + 1 - 3);
     wait_durable_cursor(f, "web", 30);
 }
 
@@ -847,6 +854,107 @@ static void async_ack_during_close_is_kept(void **state)
     wait_durable_cursor(f, "racy", 4);
 }
 
+static bool encoding_now(void *arg)
+{
+    struct asink *a = arg;
+    return atomic_load(&a->encoding) > 0;
+}
+
+static bool encoded_three(void *arg)
+{
+    struct asink *a = arg;
+    return a->encodes >= 3;
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static bool stopped_and_idle(void *arg)
+{
+    struct mt_output *o = arg;
+    return mt_output_state(o) == MT_OUT_STOPPED && !mt_output_busy(o);
+}
+
+/* Three slots: while the destination holds the first batch, the next two
+ * are read and encoded (the reader and the encoder work ahead of the
+ * sender), and no more: memory stays at three batches. */
+static void three_batches_in_the_pipeline(void **state)
+{
+    struct fixture *f = *state;
+    struct asink *a = &f->asink[0];
+    a->hold = true;
+    a->encode_ms = 20;
+    push_n(f, 20);
+    wait_committed(f, 20);
+    struct mt_output *o = add(f, 0, "ahead", &asink_type, a);
+    assert_true(tu_run_until(&f->loop, encoded_three, a, 5000));
+    tu_run_until(&f->loop, never, NULL, 200);
+    assert_int_equal(a->encodes, 3);
+    assert_int_equal(a->sends, 1);
+    assert_key(f, a->keys[0], "ahead", "1-4");
+    close_output(f, 0); /* the held batch comes back unacknowledged */
+    assert_int_equal(f->closed_cursor, 0);
+    a = &f->asink[0];
+    o = add(f, 0, "ahead", &asink_type, a);
+    wait_delivered(f, o, 20);
+    assert_run(a->seen, a->nseen, 1, 20);
+    wait_durable_cursor(f, "ahead", 20);
+}
+
+/* Close while a worker encodes the first batch: the close waits for the
+ * encode, the slot it filled is released on the loop (ASan and valgrind
+ * see a payload freed under the worker, or never freed) and nothing of it
+ * is sent. */
+static void close_while_encoding(void **state)
+{
+    struct fixture *f = *state;
+    struct asink *a = &f->asink[0];
+    a->encode_ms = 200;
+    push_n(f, 20);
+    wait_committed(f, 20);
+    struct mt_output *o = add(f, 0, "enc", &asink_type, a);
+    assert_true(tu_run_until(&f->loop, encoding_now, a, 5000));
+    f->out[0] = NULL;
+    f->closed = -1;
+    mt_output_close(o, closed_cb, f);
+    assert_true(tu_run_until(&f->loop, all_closed, f, 5000));
+    assert_int_equal(atomic_load(&a->encoding), 0); /* closed only after the encode */
+    assert_int_equal(a->encodes, 1);
+    assert_int_equal(a->sends, 0);
+    assert_true(a->closed);
+    assert_int_equal(f->closed_cursor, 0);
+}
+
+/* on_permanent_error: stop, refused while the next batch is being
+ * encoded: the output stops before the refused batch, the batch encoded
+ * meanwhile is dropped on the loop (not sent), and the next start sends
+ * from the refused batch on. */
+static void stop_while_encoding(void **state)
+{
+    struct fixture *f = *state;
+    struct asink *a = &f->asink[0];
+    a->refuse_seq = 1;
+    a->encode_ms = 60;
+    f->common.on_permanent_error = MT_PERMANENT_STOP;
+    push_n(f, 12);
+    wait_committed(f, 12);
+    struct mt_output *o = add(f, 0, "strict", &asink_type, a);
+    assert_true(tu_run_until(&f->loop, stopped_and_idle, o, 5000));
+    assert_int_equal(mt_output_cursor(o), 0);
+    assert_int_equal(atomic_load(&a->encoding), 0);
+    assert_true(a->encodes >= 2); /* the second was encoded while the first was refused */
+    assert_int_equal(a->sends, 1); /* nothing after the refused batch */
+    assert_int_equal(mt_output_stats(o)->parked_batches, 1);
+    close_output(f, 0);
+    a = &f->asink[0];
+    o = add(f, 0, "strict", &asink_type, a);
+    wait_delivered(f, o, 12);
+    assert_run(a->seen, a->nseen, 1, 12);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -863,6 +971,9 @@ int main(void)
         T(stop_on_permanent_error),
         T(stable_keys_survive_a_restart),
         T(async_ack_during_close_is_kept),
+        T(three_batches_in_the_pipeline),
+        T(close_while_encoding),
+        T(stop_while_encoding),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
