@@ -1,8 +1,10 @@
 /*
  * output: the consumer side of the log. An output instance owns a durable
- * cursor, a reading connection and a two-stage pipeline: a reader that reads
- * (and for asynchronous types encodes) the next batch on a libuv worker, and
- * a sender that hands one batch at a time to its type. The cursor advances
+ * cursor, a reading connection and a pipeline of three slots (batches): a
+ * reader that reads the next batch on a libuv worker, for asynchronous types
+ * an encoder that makes the payload of the batch before it on another
+ * worker, and a sender that hands one batch at a time, in seq order, to its
+ * type. The cursor advances
  * (committed by the writer with its next batch) only when the type
  * acknowledged the batch. Transient failures retry with capped exponential
  * backoff and jitter (honouring a retry-after); permanent ones park the batch
@@ -12,9 +14,10 @@
  * Two kinds of types (outputs/; file is built in, the others are modules
  * loaded when configured: outmod.h):
  *  - blocking (file): open() and deliver() run on a libuv worker;
- *  - asynchronous (http, mqtt, postgresql): encode() runs on a worker while
- *    the previous batch is being sent, send() runs on the loop and reports
- *    through a completion callback on the loop.
+ *  - asynchronous (http, mqtt, postgresql): encode() runs on a worker (one
+ *    call at a time) while the next batch is read and the previous one is
+ *    being sent, send() runs on the loop and reports through a completion
+ *    callback on the loop.
  * Everything else here runs on the loop thread and never blocks it.
  *
  * Life of an instance (enum mt_output_state; transitions in output.c):
@@ -44,9 +47,11 @@
  *                (or batch_size readings, or a stop) ends the wait;
  *   R_PLAN       a new plan (the end of the next run of batches) is being
  *                committed to the log; reading starts when it is durable;
- *   R_BUSY       a worker reads the next batch (and encodes it);
- * and the sender (enum mt_sender_state):
- *   S_IDLE       no batch is ready, or one is and it is sent at once;
+ *   R_BUSY       a worker reads the next batch;
+ * the encoder (asynchronous types): idle, or a worker encodes the oldest
+ * batch read (its slot waits for it, then is ready); and the sender (enum
+ * mt_sender_state):
+ *   S_IDLE       the oldest batch is not ready, or it is and is sent at once;
  *   S_BUSY       a batch is with the type (worker deliver() or loop send());
  *   S_BACKOFF    the last attempt failed transiently: the retry timer runs,
  *                then the same batch (same rows, same key) is sent again.
