@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -613,4 +614,11 @@ void mt_thread_background(const char *name, int nicer)
     id_t self = (id_t)gettid();
     int nice = getpriority(PRIO_PROCESS, self) + nicer;
     setpriority(PRIO_PROCESS, self, nice < 19 ? nice : 19);
+}
+
+void mt_thread_idle(const char *name)
+{
+    struct sched_param sp = {0};
+    pthread_setname_np(pthread_self(), name);
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
 }

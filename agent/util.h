@@ -19,6 +19,9 @@ int64_t mt_now_us(void);  /* CLOCK_REALTIME, µs since the epoch */
  * process (Linux: per thread), for work that may wait while readings may
  * not: the log check after start, the status worker. */
 void mt_thread_background(const char *name, int nicer);
+/* The calling thread: named, and run only when a CPU has nothing else to
+ * do (SCHED_IDLE; Linux: per thread), for a long read that can wait. */
+void mt_thread_idle(const char *name);
 int64_t mt_mono_us(void); /* CLOCK_MONOTONIC, µs */
 
 /* Checked duration arithmetic (issue 15): every "ms * 1000" of a configured

@@ -131,7 +131,7 @@ rounds() {
     ratios="$ratios $rr"
     before=$RAW_NOW
   done
-  echo "  $name ratio: $(echo "$ratios" | median) % of the raw ceiling (median of$ratios; target >= $target %)"
+  echo "  $name ratio: $(echo "$ratios" | median) % of the raw ceiling (median of$ratios; target >= $target)"
   echo
 }
 
@@ -146,7 +146,7 @@ if want http; then
     url: http://127.0.0.1:$HTTP_PORT/in" "awk '{print \$1}' '$R/count' 2>/dev/null || echo 0"
     OUT_NOW=$DRAIN_RATE
   }
-  rounds http "25, JSON encoding included" raw_http drain_http
+  rounds http "25 %, JSON encoding included" raw_http drain_http
 fi
 
 if want postgresql; then
@@ -165,7 +165,7 @@ if want postgresql; then
     psql_q "drop table mittari_readings"
     OUT_NOW=$DRAIN_RATE
   }
-  rounds postgresql 80 raw_pg drain_pg
+  rounds postgresql "80 %" raw_pg drain_pg
 fi
 
 if want mqtt; then
@@ -203,7 +203,7 @@ if want mqtt; then
     OUT_NOW=$(sub_rate "$l0" $((l0 + (backlog + PER - 1) / PER))) # the backlog's messages only
     echo "  the output at the subscriber: $OUT_NOW readings/s"
   }
-  rounds mqtt 50 raw_mqtt drain_mqtt
+  rounds mqtt "50 %" raw_mqtt drain_mqtt
 fi
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

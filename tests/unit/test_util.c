@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -39,10 +40,31 @@ static void thread_background(void **state)
     assert_int_equal(getpriority(PRIO_PROCESS, (id_t)gettid()), before);
 }
 
+static void *idle(void *arg)
+{
+    int *policy = arg;
+    mt_thread_idle("mt-testidle");
+    *policy = sched_getscheduler(0);
+    return NULL;
+}
+
+static void thread_idle(void **state)
+{
+    int policy = -1;
+    pthread_t t;
+    (void)state;
+
+    assert_int_equal(pthread_create(&t, NULL, idle, &policy), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(policy, SCHED_IDLE);
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER); /* the caller's own */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(thread_background),
+        cmocka_unit_test(thread_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
