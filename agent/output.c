@@ -1184,10 +1184,13 @@ static void park(struct mt_output *o, struct slot *s, int rc, const struct mt_de
 {
     const char *why = errtext(rc, res);
     bool stop = o->common->on_permanent_error == MT_PERMANENT_STOP && !o->replay;
+    bool closing = o->st == MT_OUT_CLOSING;
 
     mt_diag(MT_ERR, o->module, "batch %" PRId64 "..%" PRId64 " (%zu readings) refused permanently "
             "(%s); parked, %s", s->b.first_seq, s->b.last_seq, s->n, why,
-            stop ? "output stopped until a restart or reload" : "moving on");
+            !stop      ? "moving on"
+            : !closing ? "output stopped until a restart or reload"
+                       : "output closing: the next start tries it again");
     if (o->env.writer)
         mt_writer_park(o->env.writer, o->name, s->b.first_seq, s->b.last_seq, why);
     o->stats.parked_batches++;
@@ -1199,7 +1202,11 @@ static void park(struct mt_output *o, struct slot *s, int rc, const struct mt_de
         save_status(o);
         return;
     }
-    o->st = MT_OUT_STOPPED;
+    /* the cursor stays before the batch; a refusal that arrives while
+     * closing leaves the state alone (STOPPED there would keep the close
+     * from ever finishing) */
+    if (!closing)
+        o->st = MT_OUT_STOPPED;
     o->status.stopped = true;
     save_status(o);
 }

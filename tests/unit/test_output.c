@@ -93,7 +93,11 @@ struct asink {
     bool ack_on_abort;  /* the abort finds the answer was a success */
     int encode_ms;      /* each encode() takes this long (on a worker) */
     atomic_int encoding; /* an encode() runs now */
-    int sends, encodes, refills;
+    /* seen on a worker, asserted on the loop (close_output): two encode()s
+     * at once; the slot's payload changed under a running encode() */
+    atomic_int overlap, payload_moved;
+    int sends, refills;
+    atomic_int encodes; /* the worker counts, the loop looks */
     char keys[16][160];
     int nkeys;
     int64_t seen[MAXSEEN];
@@ -120,10 +124,14 @@ static int asink_encode(void *state, const struct mt_batch *b, void **payload,
                         struct mt_deliver_result *res)
 {
     struct asink *a = state;
+    void *given = *payload;
     (void)res;
-    assert_int_equal(atomic_fetch_add(&a->encoding, 1), 0); /* never two at once */
+    if (atomic_fetch_add(&a->encoding, 1) != 0)
+        atomic_store(&a->overlap, 1);
     if (a->encode_ms)
         usleep((useconds_t)a->encode_ms * 1000);
+    if (*payload != given) /* the loop released the slot meanwhile */
+        atomic_store(&a->payload_moved, 1);
     atomic_fetch_sub(&a->encoding, 1);
     a->encodes++; /* one batch at a time: no race with the loop's fields */
     /* the slot's payload of its batch before, done with: filled again */
@@ -333,6 +341,8 @@ static void close_output(struct fixture *f, int i)
     free(f->fpath[i]);
     f->fconf[i] = NULL;
     f->fpath[i] = NULL;
+    assert_int_equal(atomic_load(&f->asink[i].overlap), 0);
+    assert_int_equal(atomic_load(&f->asink[i].payload_moved), 0);
     memset(&f->asink[i], 0, sizeof(f->asink[i]));
 }
 
@@ -929,30 +939,70 @@ static void close_while_encoding(void **state)
 }
 
 /* on_permanent_error: stop, refused while the next batch is being
- * encoded: the output stops before the refused batch, the batch encoded
- * meanwhile is dropped on the loop (not sent), and the next start sends
- * from the refused batch on. */
+ * encoded: the output stops before the refused batch, the slot being
+ * encoded is left to its worker (its payload is not taken from under
+ * encode(): payload_moved) and dropped on the loop when the encode is
+ * done, and the next start sends from the refused batch on. A later batch
+ * is refused, so that the slots hold payloads of batches before. */
 static void stop_while_encoding(void **state)
 {
     struct fixture *f = *state;
     struct asink *a = &f->asink[0];
-    a->refuse_seq = 1;
+    a->refuse_seq = 17; /* the fifth batch */
     a->encode_ms = 60;
     f->common.on_permanent_error = MT_PERMANENT_STOP;
-    push_n(f, 12);
-    wait_committed(f, 12);
+    push_n(f, 40);
+    wait_committed(f, 40);
     struct mt_output *o = add(f, 0, "strict", &asink_type, a);
     assert_true(tu_run_until(&f->loop, stopped_and_idle, o, 5000));
-    assert_int_equal(mt_output_cursor(o), 0);
+    assert_int_equal(mt_output_cursor(o), 16);
     assert_int_equal(atomic_load(&a->encoding), 0);
-    assert_true(a->encodes >= 2); /* the second was encoded while the first was refused */
-    assert_int_equal(a->sends, 1); /* nothing after the refused batch */
+    assert_true(a->encodes >= 6); /* the sixth was encoded while the fifth was refused */
+    assert_int_equal(a->sends, 5); /* nothing after the refused batch */
+    assert_int_equal(atomic_load(&a->payload_moved), 0);
     assert_int_equal(mt_output_stats(o)->parked_batches, 1);
+    wait_durable_cursor(f, "strict", 16);
     close_output(f, 0);
     a = &f->asink[0];
     o = add(f, 0, "strict", &asink_type, a);
-    wait_delivered(f, o, 12);
-    assert_run(a->seen, a->nseen, 1, 12);
+    wait_delivered(f, o, 40);
+    assert_run(a->seen, a->nseen, 17, 40);
+}
+
+static bool parked_once(void *arg)
+{
+    struct fixture *f = arg;
+    return sql_int(f->path, "SELECT count(*) FROM parked") == 1;
+}
+
+/* A permanent refusal that arrives while the output closes, with
+ * on_permanent_error: stop: the batch is parked, the cursor stays before
+ * it, and the close finishes (it used to wait for ever in STOPPED). */
+static void refusal_during_close(void **state)
+{
+    struct fixture *f = *state;
+    struct sink *s = &f->sink[0];
+    s->refuse_seq = 1;
+    s->slow_ms = 300;
+    f->common.on_permanent_error = MT_PERMANENT_STOP;
+    push_n(f, 8);
+    wait_committed(f, 8);
+    struct mt_output *o = add(f, 0, "closing", &sink_type, s);
+    struct until u = {.f = f, .o = o};
+    assert_true(tu_run_until(&f->loop, sending_now, &u, 5000));
+    f->out[0] = NULL;
+    f->closed = -1;
+    mt_output_close(o, closed_cb, f);
+    assert_true(tu_run_until(&f->loop, all_closed, f, 5000));
+    assert_int_equal(f->closed_cursor, 0);
+    assert_true(tu_run_until(&f->loop, parked_once, f, 5000)); /* the writer records it */
+    assert_int_equal(sql_int(f->path, "SELECT first_seq FROM parked WHERE output='closing'"), 1);
+    s->refuse_seq = 0;
+    s->slow_ms = 0;
+    s->nseen = 0;
+    o = add(f, 0, "closing", &sink_type, s);
+    wait_delivered(f, o, 8);
+    assert_run(s->seen, s->nseen, 1, 8);
 }
 
 int main(void)
@@ -974,6 +1024,7 @@ int main(void)
         T(three_batches_in_the_pipeline),
         T(close_while_encoding),
         T(stop_while_encoding),
+        T(refusal_during_close),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
