@@ -13,8 +13,9 @@
 /* written on reload (loop), read by every thread that logs */
 static _Atomic int max_level = MT_INFO;
 static bool journal;
-static mt_diag_sink sink_fn;
+static mt_diag_sink sink_fn; /* under sink_lock */
 static void *sink_arg;
+static _Atomic bool sink_set; /* sink_fn != NULL, for the formatting outside the lock */
 static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {"emerg", "alert", "crit", "err",
@@ -45,6 +46,7 @@ void mt_diag_set_sink(mt_diag_sink sink, void *arg)
     pthread_mutex_lock(&sink_lock);
     sink_fn = sink;
     sink_arg = arg;
+    atomic_store(&sink_set, sink != NULL);
     pthread_mutex_unlock(&sink_lock);
 }
 
@@ -69,11 +71,12 @@ void mt_diagv(int level, const char *module, const char *fmt, va_list ap)
         return;
     if (level < 0)
         level = 0;
-    if (!journal && !sink_fn) {
+    bool sink = atomic_load(&sink_set);
+    if (!journal && !sink) {
         char ts[40];
         mt_fmt_utc(mt_now_us(), ts, sizeof(ts), 0);
         n = (size_t)snprintf(line, sizeof(line), "%s %s ", ts, level_names[level]);
-    } else if (!sink_fn) {
+    } else if (!sink) {
         n = (size_t)snprintf(line, sizeof(line), "<%d>", level);
     }
     if (module && n < sizeof(line))
