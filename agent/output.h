@@ -36,10 +36,12 @@
  *   STOPPED      a batch was refused permanently with on_permanent_error:
  *                stop; it is parked, the cursor stays before it, nothing
  *                more is read or sent until a restart or reload.
- *   CLOSING      close() was called: no new work starts; the reader's and
- *                the sender's work in flight finish (an acknowledgement
- *                that arrives now still counts), the type closes its
- *                handles, then the close callback gets the reached cursor.
+ *   CLOSING      close() was called: no new work starts; the reader's,
+ *                the encoder's and the sender's work in flight finish (an
+ *                acknowledgement that arrives now still counts; a
+ *                permanent refusal parks the batch, and with stop the
+ *                cursor stays before it), the type closes its handles,
+ *                then the close callback gets the reached cursor.
  *
  * While RUNNING, the reader (enum mt_reader_state):
  *   R_IDLE       nothing to read (caught up), or the next slot is full;
