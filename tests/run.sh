@@ -7,6 +7,8 @@
 #   tests/run.sh --sanitize   ASan+UBSan build in build-asan/: unit tests, and the
 #                             integration tests that run the agent (not the kill -9
 #                             loops, rate and latency bounds, packaging and docs)
+#   tests/run.sh --tsan       ThreadSanitizer build in build-tsan/: unit tests (the
+#                             outputs' pipeline, the writer, rules, reload, stop)
 #   tests/run.sh --fuzz       clang libFuzzer build in build-fuzz/: every fuzz target
 #                             for FUZZ_SECONDS (default 20; CI sets 10) from its corpus
 # Ends with "run.sh: ..." saying what passed, or the step that failed.
@@ -34,6 +36,22 @@ if [ "${1:-}" = "--sanitize" ]; then
   ctest -L integration --output-on-failure -j2 -E \
     "crash_durability|rules_crash|output_faults|output_fleet|modbus_exact50|decoder_slow|test_deb|test_deps|install_docs|test_man|test_docs|test_packaging|status_page"
   status_ok "unit and integration tests passed under ASan+UBSan"
+  exit 0
+fi
+
+if [ "${1:-}" = "--tsan" ]; then
+  step "configure build-tsan"
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DMITTARI_TSAN=ON -DMITTARI_BENCH=OFF >/dev/null
+  step "build build-tsan"
+  cmake --build build-tsan -j"$jobs"
+  cd build-tsan
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  step "unit tests (ThreadSanitizer)"
+  # not: test_agent forks children that start threads (TSan does not support
+  # threads after a fork of a threaded process), and test_statusd bounds
+  # waits in wall-clock time that TSan's slowdown breaks
+  ctest -L unit --output-on-failure -j"$jobs" -E "unit\.(test_agent|test_statusd)$"
+  status_ok "unit tests passed under ThreadSanitizer"
   exit 0
 fi
 
@@ -76,7 +94,7 @@ if [ "${1:-}" = "--fuzz" ]; then
   exit 0
 fi
 
-[ -z "${1:-}" ] || { step "read the arguments"; echo "usage: tests/run.sh [--release|--sanitize|--fuzz]" >&2; exit 2; }
+[ -z "${1:-}" ] || { step "read the arguments"; echo "usage: tests/run.sh [--release|--sanitize|--tsan|--fuzz]" >&2; exit 2; }
 step "configure build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 step "build"
