@@ -20,11 +20,16 @@ step "install dependencies (packaging/dev/deps.sh)"
 packaging/dev/deps.sh
 
 jobs=$(nproc)
+# sanitized_build DIR OPTION: a Debug build with the sanitizers OPTION turns on
+sanitized_build() {
+  step "configure $1"
+  cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=Debug -D"$2"=ON -DMITTARI_BENCH=OFF >/dev/null
+  step "build $1"
+  cmake --build "$1" -j"$jobs"
+}
+
 if [ "${1:-}" = "--sanitize" ]; then
-  step "configure build-asan"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMITTARI_SANITIZE=ON -DMITTARI_BENCH=OFF >/dev/null
-  step "build build-asan"
-  cmake --build build-asan -j"$jobs"
+  sanitized_build build-asan MITTARI_SANITIZE
   cd build-asan
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   step "unit tests (ASan+UBSan)"
@@ -40,10 +45,7 @@ if [ "${1:-}" = "--sanitize" ]; then
 fi
 
 if [ "${1:-}" = "--tsan" ]; then
-  step "configure build-tsan"
-  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DMITTARI_TSAN=ON -DMITTARI_BENCH=OFF >/dev/null
-  step "build build-tsan"
-  cmake --build build-tsan -j"$jobs"
+  sanitized_build build-tsan MITTARI_TSAN
   cd build-tsan
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
   step "unit tests (ThreadSanitizer)"
