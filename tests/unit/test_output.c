@@ -96,6 +96,8 @@ struct asink {
     /* seen on a worker, asserted on the loop (close_output): two encode()s
      * at once; the slot's payload changed under a running encode() */
     atomic_int overlap, payload_moved;
+    bool refuse_while_encoding; /* a refusal is answered while an encode() runs */
+    int waits;
     int sends, refills;
     atomic_int encodes; /* the worker counts, the loop looks */
     char keys[16][160];
@@ -154,6 +156,11 @@ static void asink_free_payload(void *state, void *payload)
 static void asink_answer(uv_timer_t *t)
 {
     struct asink *a = t->data;
+    if (a->refuse_while_encoding && a->pending && a->pending_rc == -EPROTO &&
+        atomic_load(&a->encoding) == 0 && a->waits++ < 3000) {
+        uv_timer_start(&a->timer, asink_answer, 1, 0); /* until an encode runs */
+        return;
+    }
     struct mt_send *s = a->pending;
     a->pending = NULL;
     if (s)
@@ -948,6 +955,7 @@ static void stop_while_encoding(void **state)
     struct asink *a = &f->asink[0];
     a->refuse_seq = 17; /* the fifth batch */
     a->encode_ms = 60;
+    a->refuse_while_encoding = true;
     f->common.on_permanent_error = MT_PERMANENT_STOP;
     push_n(f, 40);
     wait_committed(f, 40);
