@@ -812,6 +812,13 @@ static bool done_reached(void *arg)
     return arec_done_n(w->a) >= w->n;
 }
 
+/* The decoder's thread counts, then logs: a test that saw the count waits
+ * for the line. */
+static bool captured(void *needle)
+{
+    return tu_captured(needle);
+}
+
 static bool pauses_reached(void *arg)
 {
     struct want *w = arg;
@@ -935,8 +942,8 @@ static void decoder_hitting_its_limit_is_paused_and_tried_again(void **state)
     assert_int_equal(submit(d, a, "slow"), 0);
     w.n = 1;
     assert_true(eventually(pauses_reached, &w, 10000));
-    assert_true(tu_captured("decoder rec: paused for 1 s: its calls keep hitting a limit (the "
-                            "last: "));
+    assert_true(eventually(captured, "decoder rec: paused for 1 s: its calls keep hitting a limit "
+                                     "(the last: ", 10000));
     assert_true(tu_captured("async.lua:") && tu_captured("time limit of 20 ms exceeded"));
     /* paused: refused at once, counted */
     assert_int_equal(submit(d, a, "2"), -EBUSY);
@@ -960,7 +967,8 @@ static void decoder_hitting_its_limit_is_paused_and_tried_again(void **state)
     assert_int_equal(submit(d, a, "7"), 0);
     w.n = 7;
     assert_true(eventually(done_reached, &w, 10000));
-    assert_true(tu_captured("decoder rec: resumed after a pause: 4 frames were skipped"));
+    assert_true(eventually(captured, "decoder rec: resumed after a pause: 4 frames were skipped",
+                           10000));
     mt_decoder_get_stats(d, &st);
     assert_int_equal(st.pauses, 2);
     assert_int_equal(st.skipped, 4);
