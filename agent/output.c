@@ -1062,8 +1062,7 @@ static void encode_work(uv_work_t *req)
 {
     struct mt_output *o = req->data;
     struct slot *s = &o->slots[o->enc_slot];
-    s->enc_rc = 0;
-    memset(&s->enc_res, 0, sizeof(s->enc_res));
+    /* enc_rc and enc_res were cleared by the read */
     s->payload = s->spare;
     s->spare = NULL;
     s->enc_rc = o->type->encode(o->state, &s->b, &s->payload, &s->enc_res);

@@ -15,14 +15,16 @@
 #define MT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 int64_t mt_now_us(void);  /* CLOCK_REALTIME, µs since the epoch */
+int64_t mt_mono_us(void); /* CLOCK_MONOTONIC, µs */
+
 /* The calling thread: named (top -H shows it) and `nicer` nicer than the
  * process (Linux: per thread), for work that may wait while readings may
- * not: the log check after start, the status worker. */
+ * not (the status worker). */
 void mt_thread_background(const char *name, int nicer);
 /* The calling thread: named, and run only when a CPU has nothing else to
- * do (SCHED_IDLE; Linux: per thread), for a long read that can wait. */
+ * do (SCHED_IDLE; Linux: per thread), for a long read that can wait (the
+ * log check after start). */
 void mt_thread_idle(const char *name);
-int64_t mt_mono_us(void); /* CLOCK_MONOTONIC, µs */
 
 /* Checked duration arithmetic (issue 15): every "ms * 1000" of a configured
  * duration goes through these, so a huge value clamps at the int64 range
