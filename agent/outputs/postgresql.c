@@ -85,11 +85,12 @@ struct pg_out {
     uv_getaddrinfo_t gai;
     bool gai_busy;
     char hostaddr[64];
-    int setup_step;
+    int setup_step; /* SETUP_* */
     PGresult *last;
     struct mt_send *inflight;
     char error[256]; /* the last connection problem, kept for the send that waits */
     char *sql_setup, *sql_insert;
+    char *index_name; /* [schema.]table_time_idx, as the setup names it */
     int handles;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -177,6 +178,14 @@ static const char setup_fmt[] =
     " received_at timestamptz NOT NULL DEFAULT now(),"
     " PRIMARY KEY (agent_id, generation, seq, time));"
     "CREATE INDEX IF NOT EXISTS %2$s_time_idx ON %1$s (time);";
+
+/* Asked before the setup: DDL takes locks even when there is nothing to do
+ * (CREATE INDEX IF NOT EXISTS waits for a SHARE lock on the table, behind
+ * every insert in progress and ahead of every new one: a fleet reconnecting
+ * after a database restart would queue on its own table). to_regclass only
+ * looks the names up. */
+static const char check_sql[] =
+    "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL";
 
 static const char insert_fmt[] =
     "INSERT INTO %1$s (time, site, device, metric, value, unit, kind, subject, tags, revision,"
@@ -567,17 +576,24 @@ static void start_insert(struct pg_out *pg)
     flush_and_watch(pg);
 }
 
-/* SETUP: create the table (if allowed), prepare the insert. */
+/* SETUP: look whether the table and its index are there; create them if
+ * not (and allowed); prepare the insert. */
+enum { SETUP_CHECK, SETUP_CREATE, SETUP_PREPARE, SETUP_DONE };
+
 static void setup_next(struct pg_out *pg)
 {
     int ok = 1;
-    if (pg->setup_step == 0 && !pg->conf->create_table)
-        pg->setup_step = 1;
-    if (pg->setup_step == 0)
+    if (pg->setup_step == SETUP_CHECK && !pg->conf->create_table)
+        pg->setup_step = SETUP_PREPARE;
+    if (pg->setup_step == SETUP_CHECK) {
+        const char *params[2] = {pg->conf->table, pg->index_name};
+        ok = PQsendQueryParams(pg->conn, check_sql, 2, NULL, params, NULL, NULL, 0);
+    } else if (pg->setup_step == SETUP_CREATE) {
         ok = PQsendQuery(pg->conn, pg->sql_setup);
-    else if (pg->setup_step == 1)
+    } else if (pg->setup_step == SETUP_PREPARE) {
         ok = PQsendPrepare(pg->conn, "mt_insert", pg->sql_insert, NPARAMS, NULL);
-    if (pg->setup_step >= 2) {
+    }
+    if (pg->setup_step >= SETUP_DONE) {
         uv_timer_stop(&pg->timer);
         pg->cs = C_READY;
         if (pg->inflight)
@@ -616,14 +632,17 @@ static void command_done(struct pg_out *pg, PGresult *last)
     snprintf(msg, sizeof(msg), "%s", last ? PQresultErrorMessage(last) : "no result");
     one_line(msg);
     if (pg->cs == C_SETUP) {
+        static const char *const what[] = {"look up the table", "create the table",
+                                           "prepare the insert into"};
+        bool there = ok && pg->setup_step == SETUP_CHECK && PQntuples(last) == 1 &&
+                     strcmp(PQgetvalue(last, 0, 0), "t") == 0;
         PQclear(last);
         if (!ok) {
-            fail(pg, "cannot %s %s: %s (SQLSTATE %s)",
-                 pg->setup_step == 0 ? "create the table" : "prepare the insert into",
-                 pg->conf->table, msg, sqlstate ? sqlstate : "?");
+            fail(pg, "cannot %s %s: %s (SQLSTATE %s)", what[pg->setup_step], pg->conf->table,
+                 msg, sqlstate ? sqlstate : "?");
             return;
         }
-        pg->setup_step++;
+        pg->setup_step = there ? SETUP_PREPARE : pg->setup_step + 1;
         setup_next(pg);
         return;
     }
@@ -702,7 +721,7 @@ static void connect_step(struct pg_out *pg)
             return;
         }
         pg->cs = C_SETUP;
-        pg->setup_step = 0;
+        pg->setup_step = SETUP_CHECK;
         setup_next(pg);
         return;
     default:
@@ -784,6 +803,7 @@ static void pg_destroy(void *state)
         PQfinish(pg->conn);
     free(pg->sql_setup);
     free(pg->sql_insert);
+    free(pg->index_name);
     free(pg);
 }
 
@@ -802,7 +822,11 @@ static int pg_create(const void *conf, const struct mt_output_ctx *ctx, void **s
     const char *dot = strchr(c->table, '.');
     pg->sql_setup = make_sql(setup_fmt, c->table, dot ? dot + 1 : c->table);
     pg->sql_insert = make_sql(insert_fmt, c->table, "");
-    if (!pg->sql_setup || !pg->sql_insert) {
+    struct mt_buf ix = {0}; /* CREATE INDEX puts it in the table's schema */
+    if (mt_buf_printf(&ix, "%s_time_idx", c->table))
+        mt_buf_free(&ix);
+    pg->index_name = ix.p;
+    if (!pg->sql_setup || !pg->sql_insert || !pg->index_name) {
         pg_destroy(pg);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
