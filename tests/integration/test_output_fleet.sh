@@ -70,7 +70,7 @@ sleep 1
 
 psql -X -A -t -q "$PG_CONN" -c "select agent_id, generation, seq from mittari_readings" >"$T/pg.txt" || fail psql
 mqtt_records "$T/sub.txt" "$T/mq.jsonl"
-python3 - "$T" "$N" <<'PY' || fail "the fleet's readings are not complete and exact"
+if ! python3 - "$T" "$N" <<'PY'; then
 import json, sqlite3, sys, collections
 T, N = sys.argv[1], int(sys.argv[2])
 table = collections.defaultdict(list)
@@ -91,7 +91,10 @@ for i in range(1, N + 1):
     if len(got) != len(set(got)):
         sys.exit(f"gw-{i}: {len(got) - len(set(got))} rows twice")
     if set(got) != rows:
-        sys.exit(f"gw-{i}: table {len(set(got))} rows, log {len(rows)}; missing {len(rows - set(got))}, extra {len(set(got) - rows)}")
+        missing = sorted(s for g, s in rows - set(got))
+        open(f"{T}/bad", "w").write(str(i))
+        sys.exit(f"gw-{i}: table {len(set(got))} rows, log {len(rows)}; missing {len(rows - set(got))} "
+                 f"(seq {missing[0]}..{missing[-1]}), extra {len(set(got) - rows)}")
     if not rows <= mq[f"gw-{i}"]:
         sys.exit(f"gw-{i}: {len(rows - mq[f'gw-{i}'])} readings never reached the broker's subscriber")
     if len(rows) < 100:
@@ -102,6 +105,10 @@ if extra:
     sys.exit(f"rows of unknown agents: {extra}")
 print(f"{N} agents, {total} readings: each exactly once in PostgreSQL, each at the broker")
 PY
+  # what the agent that fell short said about its outputs
+  [ -f "$T/bad" ] && grep -v " debug " "$T/agent$(cat "$T/bad").log" | tail -40 >&2
+  fail "the fleet's readings are not complete and exact"
+fi
 grep -l "connection lost\|cannot connect\|insert into .* failed" "$T"/agent*.log >/dev/null ||
   fail "the restarts were not noticed by any agent"
 ok "fleet of $N agents through a broker and a database restart: complete, no collision, none twice"
