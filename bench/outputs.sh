@@ -93,12 +93,19 @@ YAML
   local s1 cpu
   s1=$(sqlite3 "$T/data/mittari.db" 'select max(seq) from readings')
   cpu=$(awk '{print ($14+$15)/100}' /proc/"$AGENT_PID"/stat)
+  # where it went: CPU seconds of each thread that used any (by its name)
+  THREADS=$(for t in /proc/"$AGENT_PID"/task/*; do
+    n=$(cat "$t/comm"); [ "${t##*/}" = "$AGENT_PID" ] && n=loop
+    [ "$n" = mittari ] && n=worker # libuv's pool
+    awk -v n="$n" '{c = ($14 + $15) / 100; if (c > 0) printf "%s %.2f\n", n, c}' "$t/stat"
+  done | sort -k2 -rn | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')
   stop_agent TERM
   DRAIN_S=$(echo "$t1 - $t0" | bc)
   # the rate while draining: from the first batch at the server to the last
   # (the raw ceilings are timed from a connected client on, too)
   DRAIN_RATE=$(echo "($backlog - $cf) / ($t1 - $tf)" | bc)
   echo "  $name output: $DRAIN_RATE readings/s while draining; $backlog readings in $DRAIN_S s from the agent's start; agent CPU ${cpu}s, peak RSS $((rss / 1024)) MB; ingest during the drain: $((s1 - s0)) readings ($(echo "($s1 - $s0) / $DRAIN_S" | bc)/s, sim at $INGEST/s)"
+  echo "    agent threads (CPU s): $THREADS"
 }
 raw_rate() { "$@" | awk '/^readings\/s/ {print $2}'; }
 # the machine is shared: the ceiling is measured just before and just after

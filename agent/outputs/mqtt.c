@@ -372,6 +372,8 @@ static void *thread_main(void *arg)
     struct mq_out *q = arg;
     int64_t backoff = 500;
 
+    pthread_setname_np(pthread_self(), "mt-mqtt"); /* for top -H */
+
     for (;;) {
         pthread_mutex_lock(&q->lock);
         bool stop = q->stop;
