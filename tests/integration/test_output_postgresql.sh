@@ -90,17 +90,19 @@ ok "replay of $n1 readings: the table is unchanged"
 # 2b. a connection does not queue on the table: with the table there, an
 # insert of someone else still open (holding its ROW EXCLUSIVE lock) must not
 # hold up the agent's connect (a CREATE INDEX IF NOT EXISTS would wait for it)
-psql -X -q "$PG_CONN" -c "begin; insert into readings (time, site, device, metric, kind, agent_id, generation, seq) values (now(), 's', 'd', 'm', 'gauge', 'other', 1, 1); select pg_sleep(12); rollback;" >/dev/null 2>&1 &
+psql -X -q "$PG_CONN" -c "begin; insert into readings (time, site, device, metric, kind, agent_id, generation, seq) values (now(), 's', 'd', 'm', 'gauge', 'other', 1, 1); select pg_sleep(30); rollback;" >/dev/null 2>&1 &
 HOLDER=$!
 wait_for 5 bash -c "[ \"\$(psql -X -A -t -q '$PG_CONN' -c \"select count(*) from pg_locks l join pg_class c on c.oid = l.relation where c.relname = 'readings' and l.mode = 'RowExclusiveLock' and l.granted\")\" -gt 0 ]" ||
   fail "the lock holder did not start"
 conf gw-a "$T/a" readings "    connect_timeout: 1s"
 start_agent "$T/conf"
-wait_for 6 bash -c "n=\$(psql -X -A -t -q '$PG_CONN' -c \"select count(*) from readings where agent_id = 'gw-a'\"); [ \"\${n:-0}\" -gt $n1 ]" ||
+wait_for 12 bash -c "n=\$(psql -X -A -t -q '$PG_CONN' -c \"select count(*) from readings where agent_id = 'gw-a'\"); [ \"\${n:-0}\" -gt $n1 ]" ||
   fail "no rows arrived while another insert was open: $(grep -h 'warehouse\|wh\]' "$T/agent.log" | tail -3)"
 kill_holder_ok=$(kill -0 "$HOLDER" 2>/dev/null && echo yes)
 stop_agent TERM
-kill "$HOLDER" 2>/dev/null; wait "$HOLDER" 2>/dev/null
+# its backend would sleep on with the lock after a kill of psql: end it
+psql_q "select pg_terminate_backend(pid) from pg_stat_activity where query like '%pg_sleep(30)%' and pid <> pg_backend_pid()" >/dev/null
+wait "$HOLDER" 2>/dev/null
 [ "$kill_holder_ok" = yes ] || fail "the other insert ended before the agent's rows arrived: nothing was tested"
 [ "$AGENT_STATUS" = 0 ] || fail "exit status $AGENT_STATUS"
 exactly_once "$T/a/mittari.db" readings gw-a || fail "not exactly once after the reconnect"
