@@ -36,12 +36,12 @@ fi
 checked=0
 failed=0
 
-# Sets rc, and leaves stderr in $TMP/err. Arguments: a prefix command (may be
-# empty) and the file.
+# Sets rc, and leaves stderr in $ERR (default $TMP/err). Arguments: the
+# file, then a prefix command (may be empty).
 run_check() {
     local file=$1
     shift
-    "$@" "$MITTARI" check -c "$file" --plugin-dir "$PLUGINS" >"$TMP/out" 2>"$TMP/err"
+    "$@" "$MITTARI" check -c "$file" --plugin-dir "$PLUGINS" >/dev/null 2>"${ERR:-$TMP/err}"
     rc=$?
 }
 
@@ -52,7 +52,7 @@ has_position_line() {
         [[ $line == "$file:"* ]] || continue
         rest=${line#"$file:"}
         [[ $rest =~ ^[0-9]+:[0-9]+:\ error:\  ]] && return 0
-    done <"$TMP/err"
+    done <"${ERR:-$TMP/err}"
     return 1
 }
 
@@ -76,10 +76,11 @@ if [[ $rc -ne 0 ]]; then
     exit 1
 fi
 
-shopt -s nullglob
-for file in "$CORPUS"/*.yaml; do
-    name=${file##*/}
-    why=()
+# check_one FILE: its verdict ("ok   NAME", or "FAIL NAME: why" and its
+# stderr) on stdout. The files are checked in parallel (valgrind is slow).
+check_one() {
+    local file=$1 name=${1##*/} first expect why=()
+    local ERR=$TMP/err-$name
     first=$(head -n 1 "$file")
     if [[ $first != "# expect: "?* ]]; then
         why+=("first line is not '# expect: TEXT'")
@@ -97,29 +98,45 @@ for file in "$CORPUS"/*.yaml; do
     if ! has_position_line "$file"; then
         why+=("no '$file:LINE:COL: error: ' line")
     fi
-    if [[ -n $expect ]] && ! grep -qF -- "$expect" "$TMP/err"; then
+    if [[ -n $expect ]] && ! grep -qF -- "$expect" "$ERR"; then
         why+=("stderr lacks '$expect'")
     fi
-
+    local plain_err=$ERR
     if [[ $use_valgrind -eq 1 ]]; then
+        ERR=$TMP/vg-$name
         run_check "$file" valgrind --error-exitcode=99 -q --leak-check=full \
             --errors-for-leak-kinds=definite
         if [[ $rc -eq 99 ]]; then
             why+=("valgrind found errors")
-            cp "$TMP/err" "$TMP/valgrind-$name.err"
+            plain_err=$ERR
         elif [[ $rc -ne $EXIT_CONFIG ]]; then
             why+=("under valgrind: exit status $rc, expected $EXIT_CONFIG")
         fi
     fi
 
-    checked=$((checked + 1))
     if [[ ${#why[@]} -eq 0 ]]; then
         echo "ok   $name"
     else
-        failed=$((failed + 1))
         echo "FAIL $name: $(IFS=';'; echo "${why[*]}")"
-        sed 's/^/       | /' "$TMP/err"
+        sed 's/^/       | /' "$plain_err"
     fi
+}
+
+shopt -s nullglob
+jobs_max=$(nproc 2>/dev/null || echo 2)
+n=0
+for file in "$CORPUS"/*.yaml; do
+    n=$((n + 1))
+    check_one "$file" >"$TMP/res-$(printf %04d "$n")" &
+    while [[ $(jobs -rp | wc -l) -ge $jobs_max ]]; do
+        wait -n
+    done
+done
+wait
+for res in "$TMP"/res-*; do
+    cat "$res"
+    checked=$((checked + 1))
+    grep -q "^FAIL " "$res" && failed=$((failed + 1))
 done
 
 echo "$checked broken configurations checked, $failed failed" \
