@@ -822,10 +822,7 @@ static int pg_create(const void *conf, const struct mt_output_ctx *ctx, void **s
     const char *dot = strchr(c->table, '.');
     pg->sql_setup = make_sql(setup_fmt, c->table, dot ? dot + 1 : c->table);
     pg->sql_insert = make_sql(insert_fmt, c->table, "");
-    struct mt_buf ix = {0}; /* CREATE INDEX puts it in the table's schema */
-    if (mt_buf_printf(&ix, "%s_time_idx", c->table))
-        mt_buf_free(&ix);
-    pg->index_name = ix.p;
+    pg->index_name = make_sql("%1$s_time_idx", c->table, ""); /* in the table's schema */
     if (!pg->sql_setup || !pg->sql_insert || !pg->index_name) {
         pg_destroy(pg);
         snprintf(err, errlen, "out of memory");

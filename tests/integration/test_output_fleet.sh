@@ -92,9 +92,10 @@ for i in range(1, N + 1):
         sys.exit(f"gw-{i}: {len(got) - len(set(got))} rows twice")
     if set(got) != rows:
         missing = sorted(s for g, s in rows - set(got))
+        span = f" (seq {missing[0]}..{missing[-1]})" if missing else ""
         open(f"{T}/bad", "w").write(str(i))
-        sys.exit(f"gw-{i}: table {len(set(got))} rows, log {len(rows)}; missing {len(rows - set(got))} "
-                 f"(seq {missing[0]}..{missing[-1]}), extra {len(set(got) - rows)}")
+        sys.exit(f"gw-{i}: table {len(set(got))} rows, log {len(rows)}; missing {len(missing)}{span}, "
+                 f"extra {len(set(got) - rows)}")
     if not rows <= mq[f"gw-{i}"]:
         sys.exit(f"gw-{i}: {len(rows - mq[f'gw-{i}'])} readings never reached the broker's subscriber")
     if len(rows) < 100:
